@@ -1,0 +1,35 @@
+"""The kernel heap: a buddy allocator over the fixed 32 GiB heap range (DESIGN §4).
+
+Every block, free or used, starts with a `HeapBlock` header; the header is written only when the block
+comes into being (split off, handed out, merged), so pages nobody touched stay unbacked. Free blocks of
+each order form a doubly linked list (virtual addresses, 0 at the ends) headed in `Heap.free_heads`.
+A used block's payload starts `sizeof(struct km_heap_block)` bytes after its header.
+"""
+
+from construct import Array, Int8ul, Int16ul, Int32ul, Int64ul, Struct
+
+HEAP_FREE_MAGIC = 0x45455246  # "FREE"
+HEAP_USED_MAGIC = 0x44455355  # "USED"
+HEAP_MAX_ORDERS = 64
+
+HeapBlock = Struct(
+    "magic" / Int32ul * "KM_HEAP_FREE_MAGIC or KM_HEAP_USED_MAGIC",
+    "order" / Int8ul * "block size is 1 << order bytes",
+    "reserved0" / Int8ul * "zero",
+    "reserved1" / Int16ul * "zero",
+    "size" / Int64ul * "bytes the caller asked for (used blocks), 0 for free blocks",
+    "next" / Int64ul * "virtual address of the next free block of this order, 0 at the end",
+    "prev" / Int64ul * "virtual address of the previous free block of this order, 0 at the head",
+)
+
+Heap = Struct(
+    "base" / Int64ul * "first virtual address of the heap range (KM_HEAP_BASE)",
+    "size" / Int64ul * "bytes in the heap range (KM_HEAP_SIZE), a power of two",
+    "min_order" / Int32ul * "smallest block order handed out",
+    "max_order" / Int32ul * "order of the whole range",
+    "bytes_in_use" / Int64ul * "sum of the sizes callers asked for, over used blocks",
+    "blocks_in_use" / Int64ul * "number of used blocks",
+    "free_blocks" / Int64ul * "number of free blocks on all lists",
+    "backed_pages" / Int64ul * "heap pages the page-fault handler has backed with frames",
+    "free_heads" / Array(HEAP_MAX_ORDERS, Int64ul) * "per order: virtual address of the first free block",
+)
