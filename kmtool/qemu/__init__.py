@@ -1,0 +1,1 @@
+"""QEMU: firmware, command line, accelerator probe, QMP, outcomes, the runner and dumps."""
