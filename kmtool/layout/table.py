@@ -45,7 +45,8 @@ KERNEL_VSPACE_BASE = KERNEL_SPACE_BASE + KERNEL_IMAGE_SIZE
 HEAP_BASE = 0xFFFFFF7800000000
 HEAP_SIZE = 32 * GiB
 OFFSET_MAP_BASE = 0xFFFFFF8000000000
-OFFSET_MAP_SIZE = 512 * GiB  # also the most physical memory the kernel can manage
+OFFSET_MAP_SIZE = 512 * GiB  # physical memory the offset map can reach
+MAX_PHYSICAL_MEMORY = 512 * GiB  # the most physical memory the kernel is declared to manage
 USER_SPACE_TOP = 0x0000800000000000
 USER_STACK_TOP = USER_SPACE_TOP
 USER_STACK_SIZE = PAGE_SIZE
@@ -101,6 +102,16 @@ class Region:
     @property
     def c_name(self) -> str:
         return self.name.upper().replace("-", "_")
+
+    @property
+    def pml4(self) -> tuple[int, int]:
+        """The first and last PML4 entry (0-511) the region's addresses go through."""
+        return pml4_index(self.start), pml4_index(self.end)
+
+    @property
+    def upper_half(self) -> bool:
+        """True for regions in the upper canonical half (the kernel's half)."""
+        return self.start >= canonical(1 << (VIRTUAL_ADDRESS_BITS - 1))
 
 
 REGIONS: tuple[Region, ...] = (
