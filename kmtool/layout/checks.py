@@ -60,7 +60,7 @@ def _span(r: Region) -> str:
 Fault = tuple[tuple[str, ...], str]  # (names at fault, sentence without the final full stop)
 
 
-def _result(name: str, faults: list[Fault], passed: str) -> Check:
+def verdict(name: str, faults: list[Fault], passed: str) -> Check:
     """A Check from `faults`: a pass saying `passed` when there are none."""
     if not faults:
         return Check(name, True, passed)
@@ -84,7 +84,7 @@ def check_canonical(regions: Sequence[Region]) -> Check:
             faults.append(((r.name,), f"`{r.name}` {' and '.join(bad)} not canonical"))
         elif r.start < 1 << 47 <= r.end:
             faults.append(((r.name,), f"{_span(r)} spans the non-canonical hole"))
-    return _result("canonical", faults, f"All {len(regions)} regions have canonical ends.")
+    return verdict("canonical", faults, f"All {len(regions)} regions have canonical ends.")
 
 
 def check_aligned(regions: Sequence[Region]) -> Check:
@@ -109,7 +109,7 @@ def check_aligned(regions: Sequence[Region]) -> Check:
                     f"{size_text(r.page_size)} page size",
                 )
             )
-    return _result("aligned", faults, "Every region starts and ends on its own page size.")
+    return verdict("aligned", faults, "Every region starts and ends on its own page size.")
 
 
 def check_no_overlap(regions: Sequence[Region]) -> Check:
@@ -125,7 +125,7 @@ def check_no_overlap(regions: Sequence[Region]) -> Check:
                 if b.start > a.end:
                     break
                 faults.append(((a.name, b.name), f"{_span(a)} overlaps {_span(b)}"))
-    return _result("no-overlap", faults, "No two sibling regions overlap.")
+    return verdict("no-overlap", faults, "No two sibling regions overlap.")
 
 
 def check_nesting(regions: Sequence[Region]) -> Check:
@@ -147,7 +147,7 @@ def check_nesting(regions: Sequence[Region]) -> Check:
         elif not (parent.start <= r.start and r.end <= parent.end):
             faults.append(((r.name,), f"{_span(r)} is not inside its parent {_span(parent)}"))
     children = sum(1 for r in regions if r.parent is not None)
-    return _result("nesting", faults, f"All {children} nested regions lie inside their parents.")
+    return verdict("nesting", faults, f"All {children} nested regions lie inside their parents.")
 
 
 def check_shared_pml4(
@@ -169,7 +169,7 @@ def check_shared_pml4(
                 )
             )
     kernel = sum(1 for r in regions if r.upper_half)
-    return _result(
+    return verdict(
         "shared-pml4", faults, f"All {kernel} kernel regions lie in PML4 entries {first}-{last}."
     )
 

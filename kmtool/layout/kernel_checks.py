@@ -1,0 +1,394 @@
+"""Checks of a built kernel ELF against the plan (`kmtool layout report --kernel ELF`).
+
+`load_kernel(path)` reads what the checks need with pyelftools (program headers, entry point, a
+few symbols) into a `KernelImage` and closes the file; it raises `LayoutError` when the file is
+missing or not an ELF at all. `check_kernel(image)` then returns named `Check`s:
+
+    kernel-format             ELF64, little-endian, x86-64, ET_EXEC, at least one PT_LOAD
+    kernel-segments-in-image  every PT_LOAD lies inside the `kernel-image` region
+    kernel-entry-executable   e_entry lies in an executable PT_LOAD and is the `_start` symbol
+    kernel-no-wx              no PT_LOAD is both writable and executable
+    kernel-segment-pages      no two PT_LOADs share a 4 KiB page (the loader maps each page with the
+                              permissions of one segment)
+    kernel-symbols            image start and end symbols bracket the PT_LOADs; the BSS symbols
+                              lie in the zero-filled part of a writable PT_LOAD
+    kernel-image-size         the image from the link base fits in the `kernel-image` region
+
+The linker script names the symbols; the first name found in each list below is used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kmtool.errors import LayoutError
+from kmtool.layout import table
+from kmtool.layout.checks import Check, Fault, hexaddr, size_text, verdict
+from kmtool.layout.table import Region
+
+IMAGE_START_SYMBOLS = ("__kernel_start", "_kernel_start", "__image_start", "kernel_start")
+IMAGE_END_SYMBOLS = ("__kernel_end", "_kernel_end", "__image_end", "kernel_end", "_end")
+BSS_START_SYMBOLS = ("__bss_start", "_bss_start", "__bss_begin")
+BSS_END_SYMBOLS = ("__bss_end", "_bss_end", "__bss_stop")
+ENTRY_SYMBOL = "_start"
+
+PF_X, PF_W, PF_R = 1, 2, 4
+EM_X86_64 = "EM_X86_64"
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One PT_LOAD program header; `index` is its position in the program header table."""
+
+    index: int
+    vaddr: int
+    memsz: int
+    filesz: int
+    offset: int
+    flags: int
+
+    @property
+    def end(self) -> int:
+        """The last byte of the segment in memory (inclusive)."""
+        return self.vaddr + max(self.memsz, 1) - 1
+
+    @property
+    def flags_text(self) -> str:
+        """`RWX` with `-` for each permission the segment lacks."""
+        return "".join(
+            c if self.flags & bit else "-" for c, bit in (("R", PF_R), ("W", PF_W), ("X", PF_X))
+        )
+
+    @property
+    def writable(self) -> bool:
+        return bool(self.flags & PF_W)
+
+    @property
+    def executable(self) -> bool:
+        return bool(self.flags & PF_X)
+
+    @property
+    def label(self) -> str:
+        """How a check names this segment: `segment 2 (0x...-0x..., RW-)`."""
+        return (
+            f"segment {self.index} ({hexaddr(self.vaddr)}-{hexaddr(self.end)}, {self.flags_text})"
+        )
+
+
+@dataclass(frozen=True)
+class KernelImage:
+    """What the checks need from a kernel ELF."""
+
+    path: str
+    elf_class: int
+    little_endian: bool
+    machine: str
+    elf_type: str
+    entry: int
+    segments: tuple[Segment, ...]
+    symbols: dict[str, int] = field(default_factory=dict)  # only the names the checks look for
+    has_symtab: bool = True
+
+    @property
+    def start(self) -> int:
+        """Lowest PT_LOAD address (0 without segments)."""
+        return min((s.vaddr for s in self.segments), default=0)
+
+    @property
+    def end(self) -> int:
+        """One past the highest PT_LOAD byte (0 without segments)."""
+        return max((s.vaddr + s.memsz for s in self.segments), default=0)
+
+    @property
+    def size(self) -> int:
+        """Bytes from the lowest to one past the highest PT_LOAD byte."""
+        return self.end - self.start
+
+    def symbol(self, names: Sequence[str]) -> tuple[str, int] | None:
+        """The first of `names` the ELF defines, with its value."""
+        for name in names:
+            if name in self.symbols:
+                return name, self.symbols[name]
+        return None
+
+
+WANTED_SYMBOLS = frozenset(
+    (*IMAGE_START_SYMBOLS, *IMAGE_END_SYMBOLS, *BSS_START_SYMBOLS, *BSS_END_SYMBOLS, ENTRY_SYMBOL)
+)
+
+
+def load_kernel(path: Path) -> KernelImage:
+    """Read `path` with pyelftools; LayoutError when it is missing, unreadable or not an ELF."""
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.elffile import ELFFile
+    from elftools.elf.sections import SymbolTableSection
+
+    if not path.is_file():
+        raise LayoutError(f"The kernel ELF `{path}` does not exist; build it or pass `--kernel`.")
+    try:
+        with path.open("rb") as stream:
+            if stream.read(4) != b"\x7fELF":
+                raise LayoutError(f"The kernel file `{path}` is not an ELF file (no ELF magic).")
+            stream.seek(0)
+            elf = ELFFile(stream)
+            segments = []
+            for index, seg in enumerate(elf.iter_segments()):
+                if seg["p_type"] != "PT_LOAD":
+                    continue
+                segments.append(
+                    Segment(
+                        index,
+                        seg["p_vaddr"],
+                        seg["p_memsz"],
+                        seg["p_filesz"],
+                        seg["p_offset"],
+                        seg["p_flags"],
+                    )
+                )
+            symbols: dict[str, int] = {}
+            symtab = elf.get_section_by_name(".symtab")
+            if isinstance(symtab, SymbolTableSection):
+                for sym in symtab.iter_symbols():
+                    if sym.name in WANTED_SYMBOLS and sym["st_shndx"] != "SHN_UNDEF":
+                        symbols.setdefault(sym.name, sym["st_value"])
+            return KernelImage(
+                path=str(path),
+                elf_class=elf.elfclass,
+                little_endian=elf.little_endian,
+                machine=elf["e_machine"],
+                elf_type=elf["e_type"],
+                entry=elf["e_entry"],
+                segments=tuple(segments),
+                symbols=symbols,
+                has_symtab=isinstance(symtab, SymbolTableSection),
+            )
+    except LayoutError:
+        raise
+    except OSError as err:
+        raise LayoutError(f"The kernel ELF `{path}` cannot be read: {err.strerror}.") from err
+    except Exception as err:  # pyelftools raises ELFError or construct errors on malformed input
+        kind = "malformed" if isinstance(err, ELFError) else "truncated or malformed"
+        raise LayoutError(f"The kernel ELF `{path}` is {kind}: {err}.") from err
+
+
+def _region(regions: Sequence[Region], name: str) -> Region | None:
+    return next((r for r in regions if r.name == name), None)
+
+
+def check_format(image: KernelImage) -> Check:
+    """ELF64 little-endian x86-64 executable with at least one PT_LOAD."""
+    problems = []
+    if image.elf_class != 64:
+        problems.append(f"ELF{image.elf_class}, not ELF64")
+    if not image.little_endian:
+        problems.append("big-endian")
+    if image.machine != EM_X86_64:
+        problems.append(f"machine {image.machine}, not EM_X86_64")
+    if image.elf_type != "ET_EXEC":
+        problems.append(f"type {image.elf_type}, not ET_EXEC")
+    if not image.segments:
+        problems.append("no PT_LOAD segment")
+    if problems:
+        return Check(
+            "kernel-format", False, f"`{image.path}` is {', '.join(problems)}.", ("kernel ELF",)
+        )
+    return Check(
+        "kernel-format",
+        True,
+        f"ELF64 x86-64 executable with {len(image.segments)} PT_LOAD segments.",
+    )
+
+
+def check_segments_in_image(image: KernelImage, regions: Sequence[Region]) -> Check:
+    """Every PT_LOAD lies wholly inside the `kernel-image` region."""
+    region = _region(regions, "kernel-image")
+    if region is None:
+        return Check(
+            "kernel-segments-in-image", False, "The plan has no `kernel-image` region.",
+            ("kernel-image",),
+        )  # fmt: skip
+    faults: list[Fault] = [
+        ((f"segment {s.index}",), f"{s.label} lies outside `kernel-image`")
+        for s in image.segments
+        if not (region.start <= s.vaddr and s.end <= region.end)
+    ]
+    return verdict(
+        "kernel-segments-in-image",
+        faults,
+        f"All {len(image.segments)} PT_LOAD segments lie inside `kernel-image` "
+        f"({hexaddr(region.start)}-{hexaddr(region.end)}).",
+    )
+
+
+def check_entry(image: KernelImage) -> Check:
+    """e_entry is inside an executable PT_LOAD and equals the `_start` symbol."""
+    where = next((s for s in image.segments if s.vaddr <= image.entry <= s.end), None)
+    faults: list[Fault] = []
+    if where is None:
+        faults.append((("entry",), f"the entry point {hexaddr(image.entry)} is in no PT_LOAD"))
+    elif not where.executable:
+        faults.append(
+            (
+                ("entry", f"segment {where.index}"),
+                f"the entry point {hexaddr(image.entry)} is in {where.label}, not executable",
+            )
+        )
+    start = image.symbols.get(ENTRY_SYMBOL)
+    if start is None:
+        faults.append((("entry",), f"the ELF defines no `{ENTRY_SYMBOL}` symbol"))
+    elif start != image.entry:
+        faults.append(
+            (
+                ("entry",),
+                f"the entry point {hexaddr(image.entry)} is not "
+                f"`{ENTRY_SYMBOL}` ({hexaddr(start)})",
+            )
+        )
+    seg = f"segment {where.index}" if where is not None else "no segment"
+    return verdict(
+        "kernel-entry-executable",
+        faults,
+        f"The entry point `{ENTRY_SYMBOL}` {hexaddr(image.entry)} is in executable {seg}.",
+    )
+
+
+def check_no_wx(image: KernelImage) -> Check:
+    """No PT_LOAD is both writable and executable."""
+    faults: list[Fault] = [
+        ((f"segment {s.index}",), f"{s.label} is both writable and executable")
+        for s in image.segments
+        if s.writable and s.executable
+    ]
+    return verdict("kernel-no-wx", faults, "No segment is both writable and executable.")
+
+
+def check_segment_pages(image: KernelImage) -> Check:
+    """No two PT_LOADs touch the same 4 KiB page (the loader sets W and NX per page)."""
+    page = table.PAGE_SIZE
+    faults: list[Fault] = []
+    ordered = sorted(image.segments, key=lambda s: s.vaddr)
+    for a, b in zip(ordered, ordered[1:], strict=False):
+        if b.vaddr // page <= a.end // page:
+            faults.append(
+                (
+                    (f"segment {a.index}", f"segment {b.index}"),
+                    f"{a.label} and {b.label} share the page at {hexaddr(b.vaddr // page * page)}",
+                )
+            )
+    return verdict(
+        "kernel-segment-pages", faults, "Each 4 KiB page of the image belongs to one segment."
+    )
+
+
+def check_symbols(image: KernelImage, regions: Sequence[Region]) -> Check:
+    """Image start/end symbols bracket the segments; BSS symbols lie in zero-filled memory."""
+    name = "kernel-symbols"
+    if not image.has_symtab:
+        return Check(name, False, f"`{image.path}` has no symbol table (stripped?).", ("symbols",))
+    region = _region(regions, "kernel-image")
+    faults: list[Fault] = []
+    found = {
+        "image start": image.symbol(IMAGE_START_SYMBOLS),
+        "image end": image.symbol(IMAGE_END_SYMBOLS),
+        "BSS start": image.symbol(BSS_START_SYMBOLS),
+        "BSS end": image.symbol(BSS_END_SYMBOLS),
+    }
+    for what, names in (
+        ("image start", IMAGE_START_SYMBOLS),
+        ("image end", IMAGE_END_SYMBOLS),
+        ("BSS start", BSS_START_SYMBOLS),
+        ("BSS end", BSS_END_SYMBOLS),
+    ):
+        if found[what] is None:
+            faults.append(((names[0],), f"no {what} symbol (`{names[0]}`)"))
+    start, end = found["image start"], found["image end"]
+    if start is not None:
+        if start[1] != table.KERNEL_LINK_BASE:
+            faults.append(
+                (
+                    (start[0],),
+                    f"`{start[0]}` is {hexaddr(start[1])}, not the link base "
+                    f"{hexaddr(table.KERNEL_LINK_BASE)}",
+                )
+            )
+        elif image.segments and start[1] > image.start:
+            faults.append(
+                ((start[0],), f"`{start[0]}` is above the first segment at {hexaddr(image.start)}")
+            )
+    if end is not None:
+        if image.segments and end[1] < image.end:
+            faults.append(
+                (
+                    (end[0],),
+                    f"`{end[0]}` {hexaddr(end[1])} is below the end of the last segment "
+                    f"{hexaddr(image.end)}",
+                )
+            )
+        if region is not None and end[1] > region.end + 1:
+            faults.append(((end[0],), f"`{end[0]}` {hexaddr(end[1])} is beyond `kernel-image`"))
+    bss_start, bss_end = found["BSS start"], found["BSS end"]
+    if bss_start is not None and bss_end is not None:
+        lo, hi = bss_start[1], bss_end[1]
+        pair = (bss_start[0], bss_end[0])
+        if lo > hi:
+            faults.append((pair, f"`{pair[0]}` {hexaddr(lo)} is above `{pair[1]}` {hexaddr(hi)}"))
+        else:
+            home = next(
+                (
+                    s
+                    for s in image.segments
+                    if s.writable and s.vaddr + s.filesz <= lo and hi <= s.vaddr + s.memsz
+                ),
+                None,
+            )
+            if home is None:
+                faults.append(
+                    (
+                        pair,
+                        f"the BSS {hexaddr(lo)}-{hexaddr(hi)} is not in the zero-filled part of a "
+                        "writable segment",
+                    )
+                )
+    passed = "Symbols in place: " + ", ".join(
+        f"`{v[0]}` {hexaddr(v[1])}" for v in found.values() if v is not None
+    )
+    return verdict(name, faults, passed + ".")
+
+
+def check_image_size(image: KernelImage, regions: Sequence[Region]) -> Check:
+    """The image, from the link base to its last byte, fits in the `kernel-image` region."""
+    region = _region(regions, "kernel-image")
+    if region is None:
+        return Check("kernel-image-size", False, "The plan has no `kernel-image` region.")
+    room = region.end + 1 - table.KERNEL_LINK_BASE
+    used = image.end - min(image.start, table.KERNEL_LINK_BASE) if image.segments else 0
+    if used > room:
+        return Check(
+            "kernel-image-size",
+            False,
+            f"The image needs {size_text(used)} from the link base but `kernel-image` leaves "
+            f"{size_text(room)}.",
+            ("kernel-image",),
+        )
+    return Check(
+        "kernel-image-size",
+        True,
+        f"The image takes {size_text(used)} of the {size_text(room)} that `kernel-image` leaves "
+        "above the link base.",
+    )
+
+
+def check_kernel(image: KernelImage, regions: Sequence[Region] | None = None) -> list[Check]:
+    """Every check of `image` against the plan, in report order."""
+    regions = table.REGIONS if regions is None else regions
+    return [
+        check_format(image),
+        check_segments_in_image(image, regions),
+        check_entry(image),
+        check_no_wx(image),
+        check_segment_pages(image),
+        check_symbols(image, regions),
+        check_image_size(image, regions),
+    ]
