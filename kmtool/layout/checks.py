@@ -40,17 +40,18 @@ def hexaddr(address: int) -> str:
 
 
 def size_text(size: int) -> str:
-    """`size` in the largest binary unit keeping it >= 1, at most two decimals: `1.5 MiB`."""
+    """`size` in the largest binary unit keeping it >= 1, with at most two decimals: `1.5 MiB`.
+
+    Decimals are truncated, never rounded up, so a size is never shown larger than it is.
+    """
     units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"]
-    value = float(size)
+    sign, size = ("-", -size) if size < 0 else ("", size)
     unit = 0
-    while unit + 1 < len(units) and abs(value) >= 1024:
-        value /= 1024
+    while unit + 1 < len(units) and size >= 1024 << (10 * unit):
         unit += 1
-    if unit == 0:
-        return f"{size} B"
-    text = f"{value:.2f}".rstrip("0").rstrip(".")
-    return f"{text} {units[unit]}"
+    hundredths = size * 100 >> (10 * unit)
+    text = f"{hundredths // 100}.{hundredths % 100:02d}".rstrip("0").rstrip(".")
+    return f"{sign}{text} {units[unit]}"
 
 
 def _span(r: Region) -> str:
