@@ -1,0 +1,278 @@
+"""`kmtool build` without the user interface: regenerate headers, write build.ninja, run ninja.
+
+    build(root, build_dir, release=..., verbose=..., on_event=...) -> BuildResult
+
+1. find clang, ld.lld, lld-link, ninja and mtools (ToolError names the missing package);
+2. regenerate include/km/ from the region table and schemas (kmtool.layout.cgen writes a file only
+   when its text changes, so ninja sees no new headers on a no-op build);
+3. render build.ninja and write it only when its text changes;
+4. run ninja in the source root, turning its output into events: `Status` (one finished step),
+   `Output` (a line a tool printed), and on failure raise `BuildFailure` holding each failed step
+   with the tool's own messages.
+
+Everything incremental is ninja's job; this module keeps no state of its own. Heavy imports stay
+out of the no-op path: a build that has nothing to do costs Python start-up, one header render
+and one ninja run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kmtool.build import ninjafile
+from kmtool.errors import BuildError
+
+NINJA_STATUS = "[%f/%t] "
+_STATUS_RE = re.compile(r"^\[(\d+)/(\d+)\] (.*)$")
+_FAILED_RE = re.compile(r"^FAILED: (?:\[code=\d+\] )?(.*)$")
+
+
+@dataclass(frozen=True)
+class Status:
+    """Ninja finished step `done` of `total`; `text` is its description (or command with -v)."""
+
+    done: int
+    total: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Output:
+    """One line a build step printed (warnings, a check's message)."""
+
+    line: str
+
+
+Event = Status | Output
+
+
+@dataclass
+class Failure:
+    """One failed ninja step: what it was, its command and everything it printed."""
+
+    what: str  # the step's description: "CC kernel/main.c"
+    outputs: str  # ninja's list of the step's outputs
+    command: str = ""
+    lines: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One sentence naming the step, for the error line."""
+        verb, _, target = self.what.partition(" ")
+        if verb == "CC":
+            return f"Compiling `{target}` failed"
+        if verb in ("LD", "LINK"):
+            return f"Linking `{target}` failed"
+        if verb == "IMAGE":
+            return f"Assembling the disk image `{target}` failed"
+        return f"The build step `{self.what or self.outputs}` failed"
+
+
+class BuildFailure(BuildError):
+    """A build step failed; `failures` holds each failed step with its tool's messages."""
+
+    def __init__(self, message: str, failures: list[Failure]):
+        super().__init__(message)
+        self.failures = failures
+
+
+@dataclass(frozen=True)
+class BuildPaths:
+    """Where a build reads and writes (all absolute)."""
+
+    root: Path
+    build_dir: Path
+
+    @property
+    def ninja_file(self) -> Path:
+        return self.build_dir / "build.ninja"
+
+    @property
+    def kernel(self) -> Path:
+        return self.build_dir / ninjafile.KERNEL_ELF
+
+    @property
+    def loader(self) -> Path:
+        return self.build_dir / ninjafile.LOADER_EFI
+
+    @property
+    def image(self) -> Path:
+        return self.build_dir / ninjafile.IMAGE
+
+    def ninja_spelling(self) -> str:
+        """The build directory as build.ninja names it: relative to the root when inside it."""
+        try:
+            return self.build_dir.relative_to(self.root).as_posix()
+        except ValueError:
+            return self.build_dir.as_posix()
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """A finished build: its paths, the steps ninja ran (empty: nothing to do), wall seconds."""
+
+    paths: BuildPaths
+    steps: tuple[str, ...]
+    seconds: float
+
+    @property
+    def up_to_date(self) -> bool:
+        return not self.steps
+
+
+def find_root(start: Path) -> Path:
+    """The nearest directory at or above `start` holding both `kernel/` and `efi/`."""
+    start = start.resolve()
+    for candidate in (start, *start.parents):
+        if (candidate / "kernel").is_dir() and (candidate / "efi").is_dir():
+            return candidate
+    raise BuildError(
+        f"No kmtool source tree (a directory with `kernel/` and `efi/`) contains `{start}`; "
+        "run in the repository or pass `--root`."
+    )
+
+
+def _write_if_changed(path: Path, text: str) -> bool:
+    """Write `text` to `path` atomically unless it already holds exactly that; True if written."""
+    try:
+        if path.read_text() == text:
+            return False
+    except (OSError, UnicodeDecodeError):
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return True
+
+
+def configure(paths: BuildPaths, *, release: bool) -> str:
+    """Steps 1-3: check tools, regenerate headers, write build.ninja; return the ninja path."""
+    from kmtool.build.toolchain import require
+    from kmtool.image.fat import default_epoch
+
+    for key in ("mformat", "mmd", "mcopy"):
+        require(key)  # the image step needs them; fail here with the package name
+    tools = ninjafile.Tools(
+        clang=require("clang"),
+        ld_lld=require("ld.lld"),
+        lld_link=require("lld-link"),
+        python=sys.executable,
+    )
+    ninja = require("ninja")
+    sources = ninjafile.find_sources(paths.root)
+    if not sources.kernel:
+        raise BuildError(f"No kernel sources (`kernel/**/*.c`, `*.S`) under `{paths.root}`.")
+    if not sources.loader:
+        raise BuildError(f"No loader sources (`efi/*.c`) under `{paths.root}`.")
+
+    from kmtool.layout import cgen
+
+    cgen.write(paths.root)
+    text = ninjafile.render(
+        paths.root,
+        paths.ninja_spelling(),
+        sources,
+        tools,
+        release=release,
+        epoch=default_epoch(),
+    )
+    _write_if_changed(paths.ninja_file, text)
+    return ninja
+
+
+def run_ninja(
+    ninja: str,
+    paths: BuildPaths,
+    *,
+    verbose: bool = False,
+    on_event: Callable[[Event], None] | None = None,
+    extra_args: tuple[str, ...] = (),
+) -> list[str]:
+    """Step 4: run ninja in the source root; return the steps it ran; raise BuildFailure."""
+    argv = [ninja, "-f", str(paths.ninja_file), *(["-v"] if verbose else []), *extra_args]
+    env = dict(os.environ, NINJA_STATUS=NINJA_STATUS)
+    env.pop("CLICOLOR_FORCE", None)
+    emit = on_event or (lambda event: None)
+    steps: list[str] = []
+    failures: list[Failure] = []
+    messages: list[str] = []
+    current: Failure | None = None
+    expect_command = False
+    last_status = ""
+    proc = subprocess.Popen(
+        argv,
+        cwd=paths.root,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        bufsize=1,
+    )
+    assert proc.stdout is not None
+    try:
+        for raw in proc.stdout:
+            line = raw.rstrip("\n")
+            status = _STATUS_RE.match(line)
+            if status:
+                current, expect_command = None, False
+                last_status = status.group(3)
+                steps.append(last_status)
+                emit(Status(int(status.group(1)), int(status.group(2)), last_status))
+                continue
+            failed = _FAILED_RE.match(line)
+            if failed:
+                current = Failure(what=last_status, outputs=failed.group(1))
+                failures.append(current)
+                expect_command = True
+                continue
+            if line.startswith("ninja: "):
+                current, expect_command = None, False
+                messages.append(line[len("ninja: ") :])
+                continue
+            if current is not None:
+                if expect_command:
+                    current.command, expect_command = line, False
+                else:
+                    current.lines.append(line)
+                continue
+            emit(Output(line))
+        code = proc.wait()
+    except BaseException:
+        proc.terminate()  # ninja removes the outputs of the steps it interrupts
+        proc.wait()
+        raise
+    if code != 0:
+        if failures:
+            first = failures[0]
+            more = f" (and {len(failures) - 1} more steps)" if len(failures) > 1 else ""
+            raise BuildFailure(f"{first.summary()}{more}; the tool's messages are above.", failures)
+        errors = [m[len("error: ") :] for m in messages if m.startswith("error: ")]
+        detail = errors[0] if errors else (messages[-1] if messages else f"exit status {code}")
+        raise BuildFailure(f"ninja stopped the build: {detail.rstrip('.')}.", [])
+    return steps
+
+
+def build(
+    root: Path,
+    build_dir: Path | None = None,
+    *,
+    release: bool = False,
+    verbose: bool = False,
+    on_event: Callable[[Event], None] | None = None,
+) -> BuildResult:
+    """Build the kernel, the loader and the disk image of the source tree at `root`."""
+    started = time.perf_counter()
+    root = root.resolve()
+    paths = BuildPaths(root, (build_dir or root / "build").resolve())
+    ninja = configure(paths, release=release)
+    steps = run_ninja(ninja, paths, verbose=verbose, on_event=on_event)
+    return BuildResult(paths, tuple(steps), time.perf_counter() - started)
