@@ -1,4 +1,4 @@
-"""`kmtool layout`: the address-space plan (gen writes the C headers; report shows and checks it)."""
+"""`kmtool layout`: the address-space plan (`gen` writes the C headers, `report` checks it)."""
 
 from __future__ import annotations
 
@@ -39,3 +39,59 @@ def gen(root: Path, check: bool) -> None:
         console.print(f"wrote {rel}")
     if not changed:
         console.print("Generated files are up to date.")
+
+
+DEFAULT_KERNEL = Path("build/kernel.elf")
+
+
+@layout.command()
+@click.option(
+    "--kernel",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help=f"Kernel ELF to check against the plan [default: {DEFAULT_KERNEL} when it exists].",
+)
+@click.option("--no-kernel", is_flag=True, help="Check only the plan, even when a kernel is built.")
+@click.option(
+    "--memory",
+    metavar="SIZE",
+    default=None,
+    help="RAM to cost the plan for, in binary units: 512M, 64G, 1T.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of tables.")
+@click.option(
+    "--svg",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also draw the address space to this SVG file.",
+)
+def report(
+    kernel: Path | None, no_kernel: bool, memory: str | None, as_json: bool, svg: Path | None
+) -> None:
+    """Show the region table and check it (and a kernel ELF, and the cost for some RAM).
+
+    Exits with status 1 when a check fails, naming the regions or segments at fault.
+    """
+    from kmtool.cli.app import print_json
+    from kmtool.errors import LayoutError
+    from kmtool.layout import report as layout_report
+    from kmtool.layout.cost import parse_size
+
+    if no_kernel and kernel is not None:
+        raise LayoutError("Give either `--kernel` or `--no-kernel`, not both.")
+    if kernel is None and not no_kernel and DEFAULT_KERNEL.is_file():
+        kernel = DEFAULT_KERNEL
+    ram = parse_size(memory) if memory is not None else None
+    result = layout_report.build_report(kernel, ram)
+    if svg is not None:
+        from kmtool.layout import svg as layout_svg
+
+        layout_svg.write(result, svg)
+    if as_json:
+        print_json(result.to_json())
+    else:
+        layout_report.render(result, console)
+    if svg is not None and not as_json:
+        console.print(f"wrote {svg}")
+    if not result.ok:
+        raise LayoutError(result.failure_message())

@@ -81,9 +81,9 @@ def tables_for(start: int, size: int, page_size: int) -> set[tuple[int, int]]:
 
 
 def describe(tables: set[tuple[int, int]]) -> str:
-    """`1 PDPT + 2 PD + 40 PT` (highest level first); `none` for an empty set."""
+    """`1 PDPT + 2 PDs + 40 PTs` (highest level first); `none` for an empty set."""
     counts = {level: sum(1 for lv, _ in tables if lv == level) for level in (4, 3, 2, 1)}
-    parts = [f"{n} {LEVEL_NAME[level]}" for level, n in counts.items() if n]
+    parts = [f"{n} {LEVEL_NAME[level]}{'s' if n > 1 else ''}" for level, n in counts.items() if n]
     return " + ".join(parts) if parts else "none"
 
 
@@ -148,7 +148,7 @@ def plan_cost(ram: int, image_size: int | None = None) -> MemoryCost:
     heap_region = table.region("kernel-heap")
     heap = tables_for(heap_region.start, heap_region.size, page) - image
     image_note = (
-        f"{describe(image)} for the {size_text(image_bytes)} image at the link base"
+        f"{describe(image)} for a {size_text(image_bytes)} image"
         if image_size is not None
         else f"{describe(image)} at least (no kernel given: image size unknown)"
     )

@@ -173,6 +173,10 @@ def load_kernel(path: Path) -> KernelImage:
         raise LayoutError(f"The kernel ELF `{path}` is {kind}: {err}.") from err
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _region(regions: Sequence[Region], name: str) -> Region | None:
     return next((r for r in regions if r.name == name), None)
 
@@ -197,7 +201,7 @@ def check_format(image: KernelImage) -> Check:
     return Check(
         "kernel-format",
         True,
-        f"ELF64 x86-64 executable with {len(image.segments)} PT_LOAD segments.",
+        f"ELF64 x86-64 executable with {_count(len(image.segments), 'PT_LOAD segment')}.",
     )
 
 
@@ -206,9 +210,11 @@ def check_segments_in_image(image: KernelImage, regions: Sequence[Region]) -> Ch
     region = _region(regions, "kernel-image")
     if region is None:
         return Check(
-            "kernel-segments-in-image", False, "The plan has no `kernel-image` region.",
+            "kernel-segments-in-image",
+            False,
+            "The plan has no `kernel-image` region.",
             ("kernel-image",),
-        )  # fmt: skip
+        )
     faults: list[Fault] = [
         ((f"segment {s.index}",), f"{s.label} lies outside `kernel-image`")
         for s in image.segments
@@ -217,7 +223,7 @@ def check_segments_in_image(image: KernelImage, regions: Sequence[Region]) -> Ch
     return verdict(
         "kernel-segments-in-image",
         faults,
-        f"All {len(image.segments)} PT_LOAD segments lie inside `kernel-image` "
+        f"Every PT_LOAD segment ({len(image.segments)}) lies inside `kernel-image` "
         f"({hexaddr(region.start)}-{hexaddr(region.end)}).",
     )
 

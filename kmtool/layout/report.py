@@ -1,0 +1,281 @@
+"""The layout report: one `Report` object, rendered as rich tables or as JSON with stable keys.
+
+`build_report(kernel, memory)` runs the plan checks (layout/checks.py), the kernel checks when a
+kernel ELF is given (layout/kernel_checks.py) and the cost model when a RAM size is given
+(layout/cost.py). `Report.to_json()` is the machine form:
+
+    regions   [{name, start, end, size, pml4: [first, last], backing, page_size, parent,
+               description}]
+    checks    [{name, ok, detail, culprits}]
+    ok        true when every check passed
+    constants {page_size, kernel_link_base, offset_map_base, max_physical_memory, shared_pml4}
+    kernel    null, or {path, entry, start, end, size, segments: [...], symbols: {name: addr}}
+    memory    null, or {ram, managed, image_bytes, image_known, page_tables: [...],
+              fixed_bytes: {1gib_pages, 2mib_pages}, left_bytes: {1gib_pages, 2mib_pages}}
+
+Addresses are canonical 16-digit "0x..." strings; sizes and counts are integers; `end` is inclusive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kmtool.layout import checks, cost, kernel_checks, table
+from kmtool.layout.checks import Check, hexaddr, size_text
+from kmtool.layout.cost import MemoryCost
+from kmtool.layout.kernel_checks import KernelImage
+from kmtool.layout.table import Region
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+def pml4_text(region: Region) -> str:
+    """`510` or `0-255`."""
+    lo, hi = region.pml4
+    return str(lo) if lo == hi else f"{lo}-{hi}"
+
+
+def tree_order(regions: Sequence[Region]) -> list[tuple[Region, int]]:
+    """Regions depth-first (parents before children, siblings by start) with their nesting depth.
+
+    Regions whose parent is missing are shown at the top level (the nesting check reports them).
+    """
+    names = {r.name for r in regions}
+    children: dict[str | None, list[Region]] = {}
+    for r in regions:
+        parent = r.parent if r.parent in names and r.parent != r.name else None
+        children.setdefault(parent, []).append(r)
+    out: list[tuple[Region, int]] = []
+    seen: set[str] = set()
+
+    def visit(parent: str | None, depth: int) -> None:
+        for r in sorted(children.get(parent, []), key=lambda r: (r.start, -r.size)):
+            if r.name in seen:  # a cycle or duplicate name: show it once
+                continue
+            seen.add(r.name)
+            out.append((r, depth))
+            visit(r.name, depth + 1)
+
+    visit(None, 0)
+    out += [(r, 0) for r in regions if r.name not in seen]  # members of parent cycles
+    return out
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything `kmtool layout report` shows."""
+
+    regions: tuple[Region, ...]
+    checks: tuple[Check, ...]
+    kernel: KernelImage | None = None
+    memory: MemoryCost | None = None
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    @property
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if not c.ok]
+
+    def failure_message(self) -> str:
+        """One sentence naming each failed check and what it blames (empty when all passed)."""
+        failed = self.failed
+        if not failed:
+            return ""
+        parts = [
+            f"`{c.name}` ({', '.join(c.culprits)})" if c.culprits else f"`{c.name}`" for c in failed
+        ]
+        noun = "check" if len(failed) == 1 else "checks"
+        return f"{len(failed)} layout {noun} failed: {'; '.join(parts)}."
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as plain JSON-ready data (see the module docstring for the keys)."""
+        return {
+            "regions": [
+                {
+                    "name": r.name,
+                    "start": hexaddr(r.start),
+                    "end": hexaddr(r.end),
+                    "size": r.size,
+                    "pml4": list(r.pml4),
+                    "backing": r.backing.value,
+                    "page_size": r.page_size,
+                    "parent": r.parent,
+                    "description": r.description,
+                }
+                for r, _ in tree_order(self.regions)
+            ],
+            "checks": [
+                {"name": c.name, "ok": c.ok, "detail": c.detail, "culprits": list(c.culprits)}
+                for c in self.checks
+            ],
+            "ok": self.ok,
+            "constants": {
+                "page_size": table.PAGE_SIZE,
+                "kernel_link_base": hexaddr(table.KERNEL_LINK_BASE),
+                "offset_map_base": hexaddr(table.OFFSET_MAP_BASE),
+                "max_physical_memory": table.MAX_PHYSICAL_MEMORY,
+                "shared_pml4": [table.SHARED_PML4_FIRST, table.SHARED_PML4_LAST],
+            },
+            "kernel": None if self.kernel is None else _kernel_json(self.kernel),
+            "memory": None if self.memory is None else _memory_json(self.memory),
+        }
+
+
+def _kernel_json(k: KernelImage) -> dict[str, Any]:
+    return {
+        "path": k.path,
+        "entry": hexaddr(k.entry),
+        "start": hexaddr(k.start),
+        "end": hexaddr(max(k.end - 1, k.start)),
+        "size": k.size,
+        "segments": [
+            {
+                "index": s.index,
+                "start": hexaddr(s.vaddr),
+                "end": hexaddr(s.end),
+                "memsz": s.memsz,
+                "filesz": s.filesz,
+                "flags": s.flags_text,
+            }
+            for s in k.segments
+        ],
+        "symbols": {name: hexaddr(value) for name, value in sorted(k.symbols.items())},
+    }
+
+
+def _memory_json(m: MemoryCost) -> dict[str, Any]:
+    return {
+        "ram": m.ram,
+        "managed": m.managed,
+        "image_bytes": m.image_bytes,
+        "image_known": m.image_known,
+        "page_tables": [
+            {"key": i.key, "name": i.name, "tables": i.tables, "bytes": i.bytes, "detail": i.detail}
+            for i in m.items
+        ],
+        "fixed_bytes": {"1gib_pages": m.fixed_1g, "2mib_pages": m.fixed_2m},
+        "left_bytes": {"1gib_pages": m.left_1g, "2mib_pages": m.left_2m},
+    }
+
+
+def build_report(
+    kernel: Path | None = None,
+    memory: int | None = None,
+    regions: Sequence[Region] | None = None,
+) -> Report:
+    """Check the plan, and `kernel` (an ELF path) and the cost for `memory` bytes when given.
+
+    Raises LayoutError when `kernel` is missing or not an ELF; a failed check is not an error here.
+    """
+    plan = tuple(table.REGIONS if regions is None else regions)
+    found: list[Check] = checks.check_plan(plan)
+    image = None
+    if kernel is not None:
+        image = kernel_checks.load_kernel(kernel)
+        found += kernel_checks.check_kernel(image, plan)
+    mem = None
+    if memory is not None:
+        image_size = image.size if image is not None and image.segments else None
+        mem = cost.plan_cost(memory, image_size)
+        found += cost.check_memory(mem)
+    return Report(plan, tuple(found), image, mem)
+
+
+def render(report: Report, console: Console) -> None:
+    """Print the report as tables: regions, kernel segments, memory cost, checks, then a summary."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    sections: list[str] = []
+
+    def new_table(title: str) -> Table:
+        if sections:
+            console.print()
+        sections.append(title)
+        console.print(Text(title, style="bold"))
+        return Table(
+            box=box.SIMPLE_HEAD,
+            padding=(0, 1, 0, 0),
+            pad_edge=False,
+            header_style="bold",
+            show_edge=False,
+        )
+
+    regions = new_table("Virtual address-space plan (4-level paging, 48-bit canonical addresses)")
+    for name in ("region", "start", "end (incl.)", "size", "PML4", "backing", "page"):
+        regions.add_column(name, no_wrap=True, justify="right" if name == "size" else "left")
+    for r, depth in tree_order(report.regions):
+        regions.add_row(
+            "  " * depth + r.name,
+            hexaddr(r.start),
+            hexaddr(r.end),
+            size_text(r.size),
+            pml4_text(r),
+            r.backing.value,
+            size_text(r.page_size),
+        )
+    console.print(regions)
+
+    if report.kernel is not None:
+        k = report.kernel
+        segments = new_table(
+            f"Kernel {k.path}: entry {hexaddr(k.entry)}, {size_text(k.size)} from "
+            f"{hexaddr(k.start)}"
+        )
+        for name in ("segment", "start", "end (incl.)", "memory", "file", "flags"):
+            right = name in ("memory", "file")
+            segments.add_column(name, no_wrap=True, justify="right" if right else "left")
+        for s in k.segments:
+            segments.add_row(
+                str(s.index),
+                hexaddr(s.vaddr),
+                hexaddr(s.end),
+                size_text(s.memsz),
+                size_text(s.filesz),
+                s.flags_text,
+            )
+        console.print(segments)
+
+    if report.memory is not None:
+        m = report.memory
+        costs = new_table(f"Page-table cost for {size_text(m.ram)} of RAM")
+        costs.add_column("item", no_wrap=True)
+        costs.add_column("tables", justify="right", no_wrap=True)
+        costs.add_column("size", justify="right", no_wrap=True)
+        costs.add_column("detail")
+        for item in m.items:
+            costs.add_row(item.name, str(item.tables), size_text(item.bytes), item.detail)
+        console.print(costs)
+        image = f"{size_text(m.image_bytes)} of pages" if m.image_known else "size unknown"
+        managed = size_text(m.managed)
+        console.print(f"Fixed costs: kernel image ({image}), PML4, image tables, offset map.")
+        console.print("The frame allocator adds nothing: its free list lives in the free frames.")
+        console.print(
+            f"Memory left with 1 GiB pages:         {managed} - {size_text(m.fixed_1g)} = "
+            f"{size_text(m.left_1g)}"
+        )
+        console.print(
+            f"Memory left with the 2 MiB fallback:  {managed} - {size_text(m.fixed_2m)} = "
+            f"{size_text(m.left_2m)}"
+        )
+
+    results = new_table("Checks")
+    results.add_column("check", no_wrap=True)
+    results.add_column("result", no_wrap=True)
+    results.add_column("detail")
+    for c in report.checks:
+        verdict = Text("PASS", style="green") if c.ok else Text("FAIL", style="bold red")
+        results.add_row(c.name, verdict, c.detail)
+    console.print(results)
+    failed = len(report.failed)
+    if failed:
+        console.print(Text(f"{failed} of {len(report.checks)} checks failed.", style="bold red"))
+    else:
+        console.print(Text(f"All {len(report.checks)} checks passed.", style="green"))

@@ -1,0 +1,445 @@
+"""A picture of the address-space plan (`kmtool layout report --svg FILE`).
+
+One bar per canonical half, high addresses at the top, the non-canonical hole drawn as a break
+between them. Each region is a box whose height grows with log2 of its size (a 4 KiB stack and a
+512 GiB map on one linear scale would leave one of them invisible); regions that contain others draw
+them inside, and address ranges no region claims are drawn hatched as "unused". Every box carries
+its name, start and size; the gutter shows the boundary addresses; a note beside each box gives
+backing, page size, PML4 entries and the description. Regions blamed by a failed check are
+outlined in red.
+
+The SVG is plain and self-contained (no scripts, no external fonts). Each region is a
+`<g class="region" data-name=... data-start=... data-end=... data-size=...>`, so tests (and other
+tools) can read it back.
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kmtool.errors import LayoutError
+from kmtool.layout import table
+from kmtool.layout.checks import hexaddr, size_text
+from kmtool.layout.report import Report, pml4_text
+from kmtool.layout.table import Backing, Region
+
+SANS = "DejaVu Sans, Helvetica, Arial, sans-serif"
+MONO = "DejaVu Sans Mono, Menlo, Consolas, monospace"
+
+# Backing -> (fill, accent). Soft tints keep dark text readable; the accent marks the kind.
+COLOURS = {
+    Backing.STATIC: ("#dbe7f3", "#4e79a7"),
+    Backing.OFFSET_MAPPED: ("#dcefd8", "#59a14f"),
+    Backing.DEMAND_PAGED: ("#fde6cf", "#e8862a"),
+    Backing.PER_PROCESS: ("#ecdff1", "#a06cb0"),
+    Backing.CONTAINER: ("#f5f6f8", "#8a94a6"),
+}
+UNUSED = ("#fafafa", "#b8bec8")
+FAULT = "#d62728"
+INK = "#1f2933"
+MUTED = "#5f6b7a"
+
+WIDTH = 980
+GUTTER_RIGHT = 190  # address labels end here
+BAR_LEFT = 200
+BAR_RIGHT = 560
+NOTE_LEFT = 580
+MARGIN = 24
+HEADER = 26  # band at the top of a box that holds other boxes
+INSET = 10  # horizontal inset of nested boxes
+MIN_LEAF = 36  # a box of the smallest size still fits two lines of text
+PER_DOUBLING = 3.6  # pixels of height per doubling of size
+HOLE = 54  # height of the break between the halves
+
+LOWER_HALF = (0, (1 << (table.VIRTUAL_ADDRESS_BITS - 1)) - 1)
+UPPER_HALF = (table.canonical(1 << (table.VIRTUAL_ADDRESS_BITS - 1)), (1 << 64) - 1)
+
+
+@dataclass
+class Box:
+    """A region, or an unused range (region None), with the boxes drawn inside it."""
+
+    start: int
+    end: int
+    region: Region | None = None
+    children: list[Box] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start + 1
+
+    @property
+    def height(self) -> float:
+        if self.children:
+            return HEADER + sum(c.height for c in self.children) + INSET / 2
+        return leaf_height(self.size)
+
+
+def leaf_height(size: int) -> float:
+    """Height in pixels of a box with no boxes inside: MIN_LEAF for 4 KiB, growing with log2."""
+    return MIN_LEAF + PER_DOUBLING * max(0.0, math.log2(max(size, 1)) - table.PAGE_SHIFT)
+
+
+def _fill(start: int, end: int, regions: Sequence[Region], parent: str | None) -> list[Box]:
+    """Boxes covering [start, end]: the regions whose parent is `parent`, and unused gaps."""
+    inside = sorted(
+        (r for r in regions if r.parent == parent and start <= r.start and r.end <= end),
+        key=lambda r: r.start,
+    )
+    boxes: list[Box] = []
+    cursor = start
+    for r in inside:
+        if r.start < cursor:  # overlaps a sibling: the checks report it; draw it once
+            continue
+        if r.start > cursor:
+            boxes.append(Box(cursor, r.start - 1))
+        kids = [c for c in regions if c.parent == r.name]
+        box = Box(r.start, r.end, r)
+        if kids:
+            box.children = _fill(r.start, r.end, regions, r.name)
+        boxes.append(box)
+        cursor = r.end + 1
+    if cursor <= end:
+        boxes.append(Box(cursor, end))
+    return boxes
+
+
+def half_boxes(regions: Sequence[Region], half: tuple[int, int]) -> list[Box]:
+    """The top-level boxes of one canonical half, lowest address first."""
+    return _fill(half[0], half[1], regions, None)
+
+
+class _Canvas:
+    """Accumulates SVG elements; y grows downwards, addresses upwards."""
+
+    def __init__(self, faults: dict[str, list[str]], notes: dict[str, list[str]]) -> None:
+        self.body = ET.Element("g")
+        self.faults = faults  # region name -> names of the failed checks that blame it
+        self.notes = notes  # region name -> extra lines for its note
+        self.note_floor = 0.0  # notes are placed top-down; the next one starts at least here
+
+    def note(self, y: float, lines: list[tuple[str, str, bool]]) -> None:
+        """Write (text, colour, bold) lines beside the bar from baseline `y`, below other notes."""
+        y = max(y, self.note_floor)
+        for i, (content, colour, bold) in enumerate(lines):
+            self.text(self.body, NOTE_LEFT, y + 15 * i, content, 11, colour=colour, bold=bold)
+        self.note_floor = y + 15 * len(lines) + 6
+
+    def text(
+        self,
+        parent: ET.Element,
+        x: float,
+        y: float,
+        content: str,
+        size: float = 12,
+        *,
+        mono: bool = False,
+        bold: bool = False,
+        colour: str = INK,
+        anchor: str = "start",
+    ) -> None:
+        attrs = {
+            "x": f"{x:.1f}",
+            "y": f"{y:.1f}",
+            "font-family": MONO if mono else SANS,
+            "font-size": f"{size:g}",
+            "fill": colour,
+        }
+        if bold:
+            attrs["font-weight"] = "bold"
+        if anchor != "start":
+            attrs["text-anchor"] = anchor
+        ET.SubElement(parent, "text", attrs).text = content
+
+    def rect(
+        self, parent: ET.Element, x: float, y: float, w: float, h: float, **attrs: str
+    ) -> None:
+        base = {"x": f"{x:.1f}", "y": f"{y:.1f}", "width": f"{w:.1f}", "height": f"{h:.1f}"}
+        ET.SubElement(
+            parent, "rect", {**base, **{k.replace("_", "-"): v for k, v in attrs.items()}}
+        )
+
+    def address(self, y: float, address: int) -> None:
+        self.text(
+            self.body,
+            GUTTER_RIGHT,
+            y + 4,
+            hexaddr(address),
+            11,
+            mono=True,
+            colour=MUTED,
+            anchor="end",
+        )
+        ET.SubElement(
+            self.body,
+            "line",
+            {
+                "x1": f"{GUTTER_RIGHT + 3}",
+                "x2": f"{BAR_LEFT}",
+                "y1": f"{y:.1f}",
+                "y2": f"{y:.1f}",
+                "stroke": MUTED,
+                "stroke-width": "1",
+            },
+        )
+
+    def draw(self, box: Box, x0: float, x1: float, y: float, depth: int) -> None:
+        """Draw `box` with its top edge at `y` between x0 and x1."""
+        h = box.height
+        r = box.region
+        group = ET.SubElement(self.body, "g")
+        if r is None:
+            group.set("class", "unused")
+            group.set("data-start", hexaddr(box.start))
+            group.set("data-end", hexaddr(box.end))
+            group.set("data-size", str(box.size))
+            self.rect(
+                group,
+                x0,
+                y,
+                x1 - x0,
+                h,
+                fill="url(#hatch)",
+                stroke=UNUSED[1],
+                stroke_width="1",
+                rx="3",
+            )
+            lo, hi = table.pml4_index(box.start), table.pml4_index(box.end)
+            entries = f"PML4 {lo}" if lo == hi else f"PML4 {lo}-{hi}"
+            self.text(group, x0 + 12, y + h / 2 - 2, "unused", 13, bold=True, colour=MUTED)
+            self.text(
+                group,
+                x0 + 12,
+                y + h / 2 + 13,
+                f"{hexaddr(box.start)} · {size_text(box.size)}",
+                11,
+                mono=True,
+                colour=MUTED,
+            )
+            self.note(y + h / 2 + 4, [(f"{entries}: no region claims it", MUTED, False)])
+        else:
+            group.set("class", "region")
+            group.set("data-name", r.name)
+            group.set("data-start", hexaddr(r.start))
+            group.set("data-end", hexaddr(r.end))
+            group.set("data-size", str(r.size))
+            fill, accent = COLOURS.get(r.backing, UNUSED)
+            faults = self.faults.get(r.name, [])
+            stroke = FAULT if faults else accent
+            self.rect(
+                group,
+                x0,
+                y,
+                x1 - x0,
+                h,
+                fill=fill,
+                stroke=stroke,
+                stroke_width="2.5" if faults else "1.2",
+                rx="4",
+            )
+            self.rect(group, x0, y, 6, h, fill=accent, rx="2")
+            label = f"{hexaddr(r.start)} · {size_text(r.size)}"
+            details = f"{r.backing.value} · {size_text(r.page_size)} pages · PML4 {pml4_text(r)}"
+            lines = [(details, MUTED, False), (r.description, INK, False)]
+            lines += [(note, INK, False) for note in self.notes.get(r.name, [])]
+            if faults:
+                wrapped = textwrap.wrap("fails: " + ", ".join(faults), 58, break_on_hyphens=False)
+                lines += [(line, FAULT, True) for line in wrapped]
+            if box.children:
+                self.text(group, x0 + 14, y + 17, r.name, 13, bold=True)
+                self.text(group, x1 - 10, y + 17, label, 11, mono=True, colour=MUTED, anchor="end")
+                self.note(y + 13, lines)
+            else:
+                mid = y + h / 2
+                self.text(group, x0 + 14, mid - 3, r.name, 13, bold=True)
+                self.text(group, x0 + 14, mid + 12, label, 11, mono=True)
+                self.note(mid - 3, lines)
+        # Children: highest address at the top.
+        cy = y + (HEADER if box.children else 0)
+        for child in reversed(box.children):
+            self.draw(child, x0 + INSET, x1 - INSET, cy, depth + 1)
+            cy += child.height
+        if not box.children:
+            self.address(y + h, box.start)
+
+
+def render(report: Report) -> str:
+    """The SVG document for `report` (regions from the report; failed checks outline culprits)."""
+    faults: dict[str, list[str]] = {}
+    names = {r.name for r in report.regions}
+    for check in report.failed:
+        for culprit in check.culprits:
+            # Segments and symbols of the kernel are shown against the region they belong in.
+            if culprit not in names and check.name.startswith("kernel-"):
+                culprit = "kernel-image"
+            if check.name not in faults.setdefault(culprit, []):
+                faults[culprit].append(check.name)
+    notes: dict[str, list[str]] = {}
+    if report.kernel is not None and report.kernel.segments:
+        k = report.kernel
+        notes["kernel-image"] = [
+            f"kernel ELF: {size_text(k.size)} at {hexaddr(k.start)}, "
+            f"{len(k.segments)} PT_LOAD segment{'' if len(k.segments) == 1 else 's'}"
+        ]
+    canvas = _Canvas(faults, notes)
+    regions = report.regions
+    upper = half_boxes(regions, UPPER_HALF)
+    lower = half_boxes(regions, LOWER_HALF)
+
+    y: float = MARGIN
+    canvas.text(canvas.body, MARGIN, y + 18, "Virtual address-space plan", 22, bold=True)
+    subtitle = (
+        "x86-64, 4-level paging, 48-bit canonical addresses, high addresses at the top.",
+        "Box heights grow with log2 of the size; each address on the left starts the box above it.",
+    )
+    for i, line in enumerate(subtitle):
+        canvas.text(canvas.body, MARGIN, y + 42 + 16 * i, line, 12, colour=MUTED)
+    y += 92
+
+    halves = (
+        ("Upper canonical half: the kernel (PML4 256-511)", upper, UPPER_HALF),
+        ("Lower canonical half: user space (PML4 0-255)", lower, LOWER_HALF),
+    )
+    for number, (title, boxes, (_, hi)) in enumerate(halves):
+        y += 14 if number else 0
+        canvas.text(canvas.body, BAR_LEFT, y, title, 14, bold=True)
+        y += 14
+        canvas.address(y, hi)
+        for box in reversed(boxes):
+            canvas.draw(box, BAR_LEFT, BAR_RIGHT, y, 0)
+            y += box.height
+        if number == 0:
+            y = _hole(canvas, y)
+    y += 22
+    y = _legend(canvas, y)
+
+    summary = (
+        f"All {len(report.checks)} checks passed."
+        if report.ok
+        else f"{len(report.failed)} of {len(report.checks)} checks failed: "
+        + ", ".join(c.name for c in report.failed)
+    )
+    canvas.text(
+        canvas.body, MARGIN, y + 14, summary, 12, bold=True, colour=MUTED if report.ok else FAULT
+    )
+    height = y + 14 + MARGIN
+
+    svg = ET.Element(
+        "svg",
+        {
+            "xmlns": "http://www.w3.org/2000/svg",
+            "width": str(WIDTH),
+            "height": f"{height:.0f}",
+            "viewBox": f"0 0 {WIDTH} {height:.0f}",
+        },
+    )
+    ET.SubElement(svg, "title").text = "kmtool virtual address-space plan"
+    defs = ET.SubElement(svg, "defs")
+    pattern = ET.SubElement(
+        defs,
+        "pattern",
+        {
+            "id": "hatch",
+            "width": "8",
+            "height": "8",
+            "patternUnits": "userSpaceOnUse",
+            "patternTransform": "rotate(45)",
+        },
+    )
+    ET.SubElement(pattern, "rect", {"width": "8", "height": "8", "fill": UNUSED[0]})
+    ET.SubElement(
+        pattern,
+        "line",
+        {"x1": "0", "y1": "0", "x2": "0", "y2": "8", "stroke": "#e3e6ea", "stroke-width": "3"},
+    )
+    ET.SubElement(svg, "rect", {"width": "100%", "height": "100%", "fill": "#ffffff"})
+    svg.append(canvas.body)
+    ET.indent(svg, space=" ")
+    return ET.tostring(svg, encoding="unicode", xml_declaration=False) + "\n"
+
+
+def _hole(canvas: _Canvas, y: float) -> float:
+    """Draw the non-canonical hole as a torn gap; return the y below it."""
+    top, bottom = y + 10, y + HOLE - 10
+    points_top, points_bottom = [], []
+    steps = 18
+    for i in range(steps + 1):
+        x = BAR_LEFT + (BAR_RIGHT - BAR_LEFT) * i / steps
+        points_top.append(f"{x:.1f},{top + (4 if i % 2 else 0):.1f}")
+        points_bottom.append(f"{x:.1f},{bottom - (4 if i % 2 else 0):.1f}")
+    for pts in (points_top, points_bottom):
+        ET.SubElement(
+            canvas.body,
+            "polyline",
+            {
+                "points": " ".join(pts),
+                "fill": "none",
+                "stroke": MUTED,
+                "stroke-width": "1",
+                "stroke-dasharray": "3 2",
+            },
+        )
+    lo = 1 << (table.VIRTUAL_ADDRESS_BITS - 1)
+    hi = UPPER_HALF[0] - 1
+    canvas.text(
+        canvas.body,
+        (BAR_LEFT + BAR_RIGHT) / 2,
+        y + HOLE / 2 + 4,
+        "non-canonical hole",
+        12,
+        bold=True,
+        colour=MUTED,
+        anchor="middle",
+    )
+    canvas.text(
+        canvas.body,
+        NOTE_LEFT,
+        y + HOLE / 2 - 3,
+        f"{hexaddr(lo)} - {hexaddr(hi)}",
+        11,
+        mono=True,
+        colour=MUTED,
+    )
+    canvas.text(
+        canvas.body,
+        NOTE_LEFT,
+        y + HOLE / 2 + 12,
+        "not addressable: bits 63-47 must all equal bit 47",
+        11,
+        colour=MUTED,
+    )
+    return y + HOLE
+
+
+def _legend(canvas: _Canvas, y: float) -> float:
+    """Colour key for the backings; return the y below it."""
+    x = float(MARGIN)
+    entries = [(b.value, *COLOURS[b]) for b in Backing] + [("unused", *UNUSED)]
+    for name, fill, accent in entries:
+        canvas.rect(
+            canvas.body,
+            x,
+            y,
+            16,
+            16,
+            fill="url(#hatch)" if name == "unused" else fill,
+            stroke=accent,
+            stroke_width="1.2",
+            rx="3",
+        )
+        canvas.text(canvas.body, x + 22, y + 12, name, 12)
+        x += 36 + 7.2 * len(name)
+    return y + 30
+
+
+def write(report: Report, path: Path) -> None:
+    """Write the picture of `report` to `path`; LayoutError when the file cannot be written."""
+    try:
+        path.write_text(render(report), encoding="utf-8")
+    except OSError as err:
+        raise LayoutError(f"The SVG file `{path}` cannot be written: {err.strerror}.") from err
