@@ -33,8 +33,9 @@ EFI_STATUS EFIAPI efi_main(EFI_HANDLE image, EFI_SYSTEM_TABLE *system_table)
     /* 3. Entry page tables in the scratch pages. */
     struct entry_tables tables;
     paging_build(&kernel, jump_code_address(), &tables);
-    log_line("entry page tables: %llu of %u scratch pages at 0x%llx, NX %s", tables.scratch_used,
-             KM_SCRATCH_PAGES, tables.scratch_base, tables.nx ? "on" : "off");
+    log_line("entry page tables: %llu of %u scratch pages at 0x%llx, NX %s, jump code at 0x%llx",
+             tables.scratch_used, KM_SCRATCH_PAGES, tables.scratch_base, tables.nx ? "on" : "off",
+             jump_code_address());
 
     /* 4. The boot info and what goes into it. */
     struct memmap map;
