@@ -1,0 +1,133 @@
+"""Build the QEMU command line for one run, and parse the sizes `--memory` accepts.
+
+The machine (DESIGN §6):
+
+    qemu-system-x86_64 -nodefaults -no-user-config -no-reboot -display none
+      -accel tcg|kvm -cpu max|host|MODEL -smp N
+      -object memory-backend-ram,id=ram,size=S,reserve=off -machine q35,memory-backend=ram -m S
+      -drive if=pflash,format=raw,unit=0,readonly=on,file=OVMF_CODE      (shared, never written)
+      -drive if=pflash,format=raw,unit=1,file=VARS_COPY                  (a fresh copy per run)
+      -drive if=none,id=disk0,format=raw,readonly=on,file=IMAGE -device virtio-blk-pci,drive=disk0
+      -serial stdio                             (QEMU's stdout carries COM1 only; stdin is null)
+      -chardev file,id=debugcon,path=DEBUGCON_LOG -device isa-debugcon,iobase=0xe9,chardev=debugcon
+      -device isa-debug-exit,iobase=0xf4,iosize=0x04
+      [-fw_cfg name=opt/kmtool/cmdline,file=CMDLINE_FILE]
+      [-qmp unix:SOCKET,server=on,wait=off]  [-s -S]
+
+- RAM is always a `memory-backend-ram` with `reserve=off`: QEMU then maps guest RAM without
+  reserving swap, so a 64 GiB or 256 GiB guest starts on a 24 GiB host (plain `-m 64G` is refused)
+  and pages the guest never touches cost nothing. One form for every size keeps the layout of every
+  run the same.
+- The disk is read-only (virtio-blk, since QEMU's SATA disks cannot be read-only), so a run never
+  modifies the built image. A directory is served as a read-only FAT disk (vvfat), which tests use.
+- The kernel command line goes through a fw_cfg *file* rather than `string=`: QEMU splits option
+  values on commas, and a file carries any text unchanged.
+- Paths inside option values have their commas doubled (QEMU's escape). That is why debugcon is
+  spelled as a -chardev: the `-debugcon file:PATH` shorthand takes PATH raw, with no escape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from kmtool.errors import ValidationError
+from kmtool.layout.table import DEBUG_EXIT_PORT, DEBUGCON_PORT, FW_CFG_CMDLINE, GiB, KiB, MiB, TiB
+
+QEMU = "qemu-system-x86_64"
+MIN_MEMORY = 64 * MiB  # OVMF itself needs most of this
+MAX_MEMORY = 512 * GiB  # what the kernel's offset map can reach (one PML4 entry)
+GDB_PORT = 1234  # QEMU's `-s` shorthand listens here
+
+
+def parse_size(text: str) -> int:
+    """Bytes for a guest RAM size like `512M`, `3G`, `1.5G` or `256GiB` (the project's one size
+    syntax, `kmtool.layout.cost.parse_size`), checked for what kmtool's machine can have: whole
+    MiB, at least 64 MiB, at most 512 GiB. Raises ValidationError naming the text."""
+    from kmtool.layout.cost import parse_size as parse_any_size
+
+    size = parse_any_size(text)
+    if not MIN_MEMORY <= size <= MAX_MEMORY:
+        raise ValidationError(
+            f"The memory size `{text}` is outside {format_size(MIN_MEMORY)}.."
+            f"{format_size(MAX_MEMORY)} (OVMF needs the minimum; the kernel's offset map reaches "
+            "the maximum)."
+        )
+    if size % MiB:
+        raise ValidationError(f"The memory size `{text}` is not a whole number of MiB.")
+    return size
+
+
+def format_size(size: int) -> str:
+    """A size in QEMU's suffix notation, exact: 512M, 3G, 256G, or plain bytes."""
+    for suffix, unit in (("T", TiB), ("G", GiB), ("M", MiB), ("K", KiB)):
+        if size >= unit and size % unit == 0:
+            return f"{size // unit}{suffix}"
+    return str(size)
+
+
+def escape(value: str | Path) -> str:
+    """`value` made safe inside a QEMU option value (commas doubled)."""
+    return str(value).replace(",", ",,")
+
+
+@dataclass(frozen=True)
+class MachineSpec:
+    """Everything the command line depends on. Paths are used as given (not resolved)."""
+
+    image: Path  # a raw disk image, or a directory served as a FAT disk
+    firmware_code: Path
+    firmware_vars: Path  # the per-run copy, writable
+    debugcon_log: Path
+    memory: int = 512 * MiB
+    cpus: int = 1
+    accel: str = "tcg"
+    cpu: str = "max"
+    cmdline_file: Path | None = None  # fw_cfg opt/kmtool/cmdline; None = no command line
+    qmp_socket: Path | None = None  # a QMP server socket, for stop/dump/quit
+    gdb: bool = False  # -s -S: gdb stub on :1234, CPUs start stopped
+    qemu: str = QEMU
+
+
+def build_argv(spec: MachineSpec) -> list[str]:
+    """The full QEMU argv (program first) for `spec`."""
+    size = format_size(spec.memory)
+    if spec.image.is_dir():
+        disk = f"fat:{escape(spec.image)}"
+    else:
+        disk = escape(spec.image)
+    argv = [
+        spec.qemu,
+        "-nodefaults",
+        "-no-user-config",
+        "-no-reboot",
+        "-display", "none",
+        "-accel", spec.accel,
+        "-cpu", spec.cpu,
+        "-smp", str(spec.cpus),
+        "-object", f"memory-backend-ram,id=ram,size={size},reserve=off",
+        "-machine", "q35,memory-backend=ram",
+        "-m", size,
+        "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={escape(spec.firmware_code)}",
+        "-drive", f"if=pflash,format=raw,unit=1,file={escape(spec.firmware_vars)}",
+        "-drive", f"if=none,id=disk0,format=raw,readonly=on,file={disk}",
+        "-device", "virtio-blk-pci,drive=disk0",
+        "-serial", "stdio",
+        "-chardev", f"file,id=debugcon,path={escape(spec.debugcon_log)}",
+        "-device", f"isa-debugcon,iobase={DEBUGCON_PORT:#x},chardev=debugcon",
+        "-device", f"isa-debug-exit,iobase={DEBUG_EXIT_PORT:#x},iosize=0x04",
+    ]  # fmt: skip
+    if spec.cmdline_file is not None:
+        argv += ["-fw_cfg", f"name={FW_CFG_CMDLINE},file={escape(spec.cmdline_file)}"]
+    if spec.qmp_socket is not None:
+        argv += ["-qmp", f"unix:{escape(spec.qmp_socket)},server=on,wait=off"]
+    if spec.gdb:
+        argv += ["-s", "-S"]
+    return argv
+
+
+def kernel_cmdline(text: str, hold: bool) -> str:
+    """The command line the kernel gets: `text`, plus the word `hold` when kmtool will dump."""
+    if hold and "hold" not in text.split():
+        return f"{text.rstrip()} hold" if text.strip() else "hold"
+    return text
