@@ -187,6 +187,19 @@ def build_report(
     return Report(plan, tuple(found), image, mem)
 
 
+def print_unclipped(console: Console, renderable: Any) -> None:
+    """Print `renderable` at its natural width even on a narrower console: never cut an address."""
+    from rich.measure import Measurement
+
+    natural = Measurement.get(console, console.options.update_width(10_000), renderable).maximum
+    width = console.width
+    try:
+        console.width = max(width, natural)
+        console.print(renderable)
+    finally:
+        console.width = width
+
+
 def render(report: Report, console: Console) -> None:
     """Print the report as tables: regions, kernel segments, memory cost, checks, then a summary."""
     from rich import box
@@ -221,14 +234,11 @@ def render(report: Report, console: Console) -> None:
             r.backing.value,
             size_text(r.page_size),
         )
-    console.print(regions)
+    print_unclipped(console, regions)
 
     if report.kernel is not None:
         k = report.kernel
-        segments = new_table(
-            f"Kernel {k.path}: entry {hexaddr(k.entry)}, {size_text(k.size)} from "
-            f"{hexaddr(k.start)}"
-        )
+        segments = new_table(f"Kernel {k.path} (entry {hexaddr(k.entry)}, {size_text(k.size)})")
         for name in ("segment", "start", "end (incl.)", "memory", "file", "flags"):
             right = name in ("memory", "file")
             segments.add_column(name, no_wrap=True, justify="right" if right else "left")
@@ -241,7 +251,7 @@ def render(report: Report, console: Console) -> None:
                 size_text(s.filesz),
                 s.flags_text,
             )
-        console.print(segments)
+        print_unclipped(console, segments)
 
     if report.memory is not None:
         m = report.memory
