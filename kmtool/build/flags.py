@@ -50,6 +50,11 @@ def kernel_cflags(root: str, release: bool) -> list[str]:
         "-mgeneral-regs-only",
         "-mcmodel=small",
         "-fpie",
+        # Reach extern data PC-relatively, not through the GOT: ld.lld relaxes GOT-indirect
+        # `add`/`cmp`/`test` of an extern symbol into a 32-bit absolute immediate in a non-PIE
+        # link, which overflows at the higher-half link address (R_X86_64_REX_GOTPCRELX out of
+        # range). Every symbol the kernel references is defined inside kernel.elf.
+        "-fdirect-access-external-data",
         "-fno-stack-protector",
         "-fno-omit-frame-pointer",  # panic backtraces walk %rbp
         "-fno-asynchronous-unwind-tables",  # nothing unwinds; the linker script drops .eh_frame
