@@ -106,6 +106,7 @@ class RunResult:
     stderr: str = ""  # QEMU's stderr
     message: str = ""  # why, for outcomes that need saying (timeout, qemu-error, no dump)
     cmdline: str = ""
+    held: bool = False  # the kernel halted at KM-READY/KM-PANIC-HELD and kmtool stopped QEMU
     dump: DumpInfo | None = None
 
     @property
@@ -121,6 +122,7 @@ class RunResult:
             "ready_seconds": None if self.ready_seconds is None else round(self.ready_seconds, 3),
             "qemu_status": self.qemu_status,
             "accel": self.accel,
+            "held": self.held,
             "cmdline": self.cmdline,
             "serial_log": str(self.serial_log),
             "debugcon_log": str(self.debugcon_log),
@@ -362,7 +364,7 @@ class Session:
     # -- results ---------------------------------------------------------------------------------
 
     def result(
-        self, outcome: Outcome, message: str = "", dump: DumpInfo | None = None
+        self, outcome: Outcome, message: str = "", dump: DumpInfo | None = None, held: bool = False
     ) -> RunResult:
         assert self.process is not None
         ended = self.ended or time.monotonic()
@@ -382,6 +384,7 @@ class Session:
             stderr="".join(self.stderr_parts),
             message=message,
             cmdline=self.cmdline,
+            held=held,
             dump=dump,
         )
 
@@ -444,7 +447,7 @@ def run_image(
         outcome = outcomes.from_held_run(
             state.report is not None or state.report_at is not None, state.saw_panic, state.saw_fail
         )
-        return session.result(outcome, dump=dump)
+        return session.result(outcome, dump=dump, held=True)
     finally:
         session.close()
 

@@ -1,0 +1,177 @@
+"""`kmtool run`: boot the image in QEMU with OVMF, show the serial output live, report the outcome.
+
+Exit status = the outcome's (pass 0, fail 2, panic 3, reset 4, timeout 5, qemu-error 6); 1 stays
+for user errors (a missing image, a bad --memory). The work is done by kmtool.qemu.runner.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from kmtool.cli.app import console
+
+
+@click.command()
+@click.argument("image", required=False, type=click.Path(path_type=Path))
+@click.option("--memory", default="512M", show_default=True, help="Guest RAM, e.g. 128M, 3G, 256G.")
+@click.option("--cpus", default=1, show_default=True, type=click.IntRange(1, 64), help="vCPUs.")
+@click.option("--cmdline", default="", help="Kernel command line (e.g. `test`), via fw_cfg.")
+@click.option(
+    "--timeout",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds until QEMU is killed (outcome timeout); none with --gdb.",
+)
+@click.option("--gdb", is_flag=True, help="Start QEMU's gdb stub on :1234 and wait for gdb.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a summary.")
+@click.option(
+    "--dump",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="When the kernel is ready (or panics), stop the VM and write its memory here.",
+)
+@click.option(
+    "--dump-format",
+    type=click.Choice(["elf", "raw"]),
+    default="elf",
+    show_default=True,
+    help="QEMU ELF core, or raw physical memory (+ FILE.layout.json).",
+)
+@click.option("--cpu", "cpu_model", help="QEMU CPU model (default: max under TCG, host under KVM).")
+@click.option(
+    "--build-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("build"),
+    show_default=True,
+    help="Where the image is and the serial/debugcon logs go.",
+)
+def run(
+    image: Path | None,
+    memory: str,
+    cpus: int,
+    cmdline: str,
+    timeout: float,
+    gdb: bool,
+    as_json: bool,
+    dump: Path | None,
+    dump_format: str,
+    cpu_model: str | None,
+    build_dir: Path,
+) -> int:
+    """Boot the image in QEMU with OVMF and report the outcome.
+
+    IMAGE defaults to BUILD_DIR/kmtool.img. The serial output is shown live and saved to
+    BUILD_DIR/serial.log (debugcon to BUILD_DIR/debugcon.log). Exit status: pass 0, fail 2,
+    panic 3, reset 4, timeout 5, qemu-error 6.
+    """
+    from rich.text import Text
+
+    from kmtool.cli.app import err_console, print_json
+    from kmtool.qemu.cmdline import GDB_PORT, parse_size
+    from kmtool.qemu.outcome import Outcome
+    from kmtool.qemu.runner import RunOptions, run_image
+
+    options = RunOptions(
+        memory=parse_size(memory),
+        cpus=cpus,
+        cmdline=cmdline,
+        timeout=None if gdb else timeout,
+        gdb=gdb,
+        cpu=cpu_model,
+        dump=dump,
+        dump_format=dump_format,
+        build_dir=build_dir,
+    )
+    image = image if image is not None else build_dir / "kmtool.img"
+    if gdb:
+        kernel = build_dir / "kernel.elf"
+        target = err_console if as_json else console
+        target.print(Text(f"QEMU waits for gdb on :{GDB_PORT}; in another terminal run:"))
+        target.print(Text(f"  gdb {kernel} -ex 'target remote :{GDB_PORT}'"))
+
+    def echo(line: str) -> None:
+        console.out(line, highlight=False)
+
+    with _DumpProgress(err_console if as_json else console) as progress:
+        result = run_image(image, options, echo=None if as_json else echo, progress=progress)
+
+    if as_json:
+        print_json(result.to_json())
+        return result.exit_status
+
+    style = "green" if result.outcome is Outcome.PASS else "red"
+    if result.held:
+        status = "held, then stopped by kmtool"
+    elif result.outcome is Outcome.TIMEOUT:
+        status = "killed"
+    else:
+        status = f"QEMU exit {result.qemu_status}"
+    summary = Text(f"outcome {result.outcome.value}", style=f"bold {style}")
+    summary += Text(
+        f": {result.outcome.description} ({status}, {result.seconds:.1f} s, {result.accel}); "
+        f"exit status {result.exit_status}"
+    )
+    if result.message:
+        console.print(Text(result.message), soft_wrap=True)
+    if result.report_error:
+        console.print(Text(result.report_error, style="yellow"), soft_wrap=True)
+    if result.dump is not None:
+        info = result.dump
+        extra = f" + {info.layout_path}" if info.layout_path else ""
+        console.print(
+            Text(
+                f"dump {info.path}{extra}: {info.format}, {info.bytes_written >> 20} MiB of RAM "
+                f"in {info.seconds:.1f} s"
+            ),
+            soft_wrap=True,
+        )
+    console.print(summary, soft_wrap=True)
+    return result.exit_status
+
+
+class _DumpProgress:
+    """A rich progress bar that appears only once a dump reports progress."""
+
+    def __init__(self, target: object) -> None:
+        from rich.console import Console
+
+        assert isinstance(target, Console)
+        self._console = target
+        self._progress: object | None = None
+        self._task: object | None = None
+
+    def __enter__(self) -> _DumpProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        from rich.progress import Progress
+
+        if isinstance(self._progress, Progress):
+            self._progress.stop()
+
+    def __call__(self, done: int, total: int) -> None:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TaskID,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        if self._progress is None:
+            progress = Progress(
+                TextColumn("dumping guest memory"),
+                BarColumn(),
+                DownloadColumn(binary_units=True),
+                TimeRemainingColumn(),
+                console=self._console,
+                transient=True,
+            )
+            progress.start()
+            self._task = progress.add_task("dump", total=total)
+            self._progress = progress
+        assert isinstance(self._progress, Progress) and isinstance(self._task, int)
+        self._progress.update(TaskID(self._task), completed=done, total=total)
