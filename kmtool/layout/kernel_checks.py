@@ -121,7 +121,6 @@ WANTED_SYMBOLS = frozenset(
 
 def load_kernel(path: Path) -> KernelImage:
     """Read `path` with pyelftools; LayoutError when it is missing, unreadable or not an ELF."""
-    from elftools.common.exceptions import ELFError
     from elftools.elf.elffile import ELFFile
     from elftools.elf.sections import SymbolTableSection
 
@@ -168,9 +167,10 @@ def load_kernel(path: Path) -> KernelImage:
         raise
     except OSError as err:
         raise LayoutError(f"The kernel ELF `{path}` cannot be read: {err.strerror}.") from err
-    except Exception as err:  # pyelftools raises ELFError or construct errors on malformed input
-        kind = "malformed" if isinstance(err, ELFError) else "truncated or malformed"
-        raise LayoutError(f"The kernel ELF `{path}` is {kind}: {err}.") from err
+    except Exception as err:  # pyelftools raises ELFError, construct and struct errors
+        raise LayoutError(
+            f"The kernel ELF `{path}` is truncated or malformed (pyelftools: {err})."
+        ) from err
 
 
 def _count(n: int, noun: str) -> str:
