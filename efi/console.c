@@ -1,7 +1,8 @@
 // Loader output. Every line goes to COM1 (port 0x3f8, left programmed by the firmware) and to the
 // debugcon port (KM_DEBUGCON_PORT); fatal messages also go to the firmware console (ConOut) while
 // boot services still run, so a human looking at the screen sees them. Port output keeps working
-// after ExitBootServices; ConOut does not, hence console_firmware_gone().
+// after ExitBootServices; ConOut does not, hence console_firmware_gone(). OVMF mirrors ConOut to
+// COM1 itself, so a fatal line shows twice in a serial log (once with the firmware's escapes).
 
 #include <stdarg.h>
 

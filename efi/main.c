@@ -44,10 +44,14 @@ EFI_STATUS EFIAPI efi_main(EFI_HANDLE image, EFI_SYSTEM_TABLE *system_table)
     fwcfg_read_cmdline(info);
     firmware_find_rsdp(info);
     firmware_find_framebuffer(info);
-    log_line("boot info at 0x%llx; cmdline \"%s\"%s; RSDP 0x%llx; framebuffer 0x%llx %ux%u",
-             (uint64_t)(uintptr_t)info, (const char *)info->cmdline,
-             info->flags & KM_BOOT_FLAG_CMDLINE_TRUNCATED ? " (truncated)" : "", info->rsdp,
-             info->fb_base, info->fb_width, info->fb_height);
+    log_line("boot info at 0x%llx; cmdline \"%s\"%s; RSDP 0x%llx", (uint64_t)(uintptr_t)info,
+             (const char *)info->cmdline,
+             info->flags & KM_BOOT_FLAG_CMDLINE_TRUNCATED ? " (truncated)" : "", info->rsdp);
+    if (info->fb_base)
+        log_line("framebuffer 0x%llx, %ux%u, %u pixels per line, format %u", info->fb_base,
+                 info->fb_width, info->fb_height, info->fb_pitch, info->fb_format);
+    else
+        log_line("framebuffer: none");
 
     /* 5. Leave the firmware and enter the kernel. */
     exit_boot_services(&map, info);
