@@ -1,0 +1,161 @@
+"""The runner end to end on the "hello" EFI application (no kernel needed): outcomes, exit
+statuses, --json, the time limit, held VMs with QMP, ELF and raw dumps. Four short TCG boots."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import mmap
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import REPO, require
+from elftools.elf.elffile import ELFFile
+
+from kmtool.layout.table import MiB
+from kmtool.qemu.outcome import Outcome
+from kmtool.qemu.runner import RunOptions, held_vm, run_image
+
+HelloEsp = Callable[[str], Path]
+QEMU_TOOLS = ("clang", "lld-link", "qemu-system-x86_64", "/usr/share/OVMF/OVMF_CODE_4M.fd")
+
+
+@pytest.fixture(scope="module")
+def hello_esp(tmp_path_factory: pytest.TempPathFactory) -> HelloEsp:
+    """`hello_esp(variant)` -> an ESP directory booting that variant of benchmarks/hello_efi.c
+    (pass, fail, hang, hold), built once per variant."""
+    require(*QEMU_TOOLS)
+    spec = importlib.util.spec_from_file_location("hello_efi", REPO / "benchmarks" / "hello_efi.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    work = tmp_path_factory.mktemp("hello")
+    built: dict[str, Path] = {}
+
+    def get(variant: str) -> Path:
+        if variant not in built:
+            built[variant] = module.build_hello(work, variant)
+        return built[variant]
+
+    return get
+
+
+def kmtool(*args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, NO_COLOR="1", COLUMNS="100")
+    return subprocess.run(
+        [sys.executable, "-m", "kmtool", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+@pytest.mark.qemu
+def test_json_pass_with_256g_of_lazily_backed_ram(hello_esp: HelloEsp, tmp_path: Path) -> None:
+    # 256 GiB is ten times this host's RAM: it only starts because RAM is reserve=off.
+    done = kmtool("run", str(hello_esp("pass")), "--json", "--memory", "256G", "--cmdline",
+                  "a,b c", "--build-dir", str(tmp_path))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)  # stdout is exactly one JSON object
+    assert result["outcome"] == "pass" and result["exit_status"] == 0
+    assert result["qemu_status"] == 33
+    assert result["report"] == {"app": "hello", "exit": "0x10"}
+    assert result["accel"] in ("tcg", "kvm") and result["held"] is False
+    assert 0 < result["ready_seconds"] <= result["seconds"] < 60
+    assert result["cmdline"] == "a,b c"
+    assert result["serial_log"] == str(tmp_path / "serial.log")
+    assert "hello from EFI" in (tmp_path / "serial.log").read_text()
+    assert "hello from EFI" in (tmp_path / "debugcon.log").read_text()
+    command = result["command"]
+    assert command[command.index("-m") + 1] == "256G"
+    assert "memory-backend-ram,id=ram,size=256G,reserve=off" in command
+    fw_cfg = command[command.index("-fw_cfg") + 1]
+    assert fw_cfg.startswith("name=opt/kmtool/cmdline,file=")
+
+
+@pytest.mark.qemu
+def test_fail_outcome_text_and_status(hello_esp: HelloEsp, tmp_path: Path) -> None:
+    done = kmtool("run", str(hello_esp("fail")), "--build-dir", str(tmp_path))
+    assert done.returncode == 2, done.stderr
+    lines = done.stdout.splitlines()
+    assert "hello from EFI" in lines  # serial shown live, as plain lines
+    assert re.fullmatch(
+        r"outcome fail: the guest reported failure \(QEMU exit 35, \d+\.\d s, (tcg|kvm)\); "
+        r"exit status 2",
+        lines[-1],
+    )
+    assert "\x1b" not in done.stdout  # OVMF's escape sequences never reach the terminal
+
+
+@pytest.mark.qemu
+def test_hang_gives_timeout_within_the_limit(hello_esp: HelloEsp, tmp_path: Path) -> None:
+    started = time.monotonic()
+    result = run_image(hello_esp("hang"), RunOptions(timeout=8, build_dir=tmp_path))
+    elapsed = time.monotonic() - started
+    assert result.outcome is Outcome.TIMEOUT and result.exit_status == 5
+    assert 8 <= result.seconds < 8 + 3 and elapsed < 8 + 5
+    assert result.report == {"app": "hello", "exit": "0x10"}  # it did run; it just never exited
+    assert result.qemu_status is not None  # QEMU was reaped, not left behind
+
+
+def test_qemu_error_shows_stderr(tmp_path: Path) -> None:
+    require("qemu-system-x86_64", "/usr/share/OVMF/OVMF_CODE_4M.fd")
+    # No boot: QEMU refuses the CPU model at start-up.
+    done = kmtool("run", str(tmp_path), "--cpu", "no-such-model", "--build-dir", str(tmp_path))
+    assert done.returncode == 6
+    assert "no-such-model" in done.stdout
+    assert done.stdout.splitlines()[-1].startswith("outcome qemu-error:")
+
+
+def test_missing_image_is_a_user_error(tmp_path: Path) -> None:
+    done = kmtool("run", str(tmp_path / "none.img"), "--build-dir", str(tmp_path))
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        f"error: The image `{tmp_path / 'none.img'}` does not exist; run `kmtool build` first."
+    )
+
+
+@pytest.mark.qemu
+def test_held_vm_info_tlb_and_dumps(hello_esp: HelloEsp, tmp_path: Path) -> None:
+    memory = 256 * MiB
+    options = RunOptions(memory=memory, timeout=30, build_dir=tmp_path)
+    with held_vm(hello_esp("hold"), options) as vm:
+        assert vm.qmp.status() == "paused"
+        assert vm.report == {"app": "hello", "exit": "0x10"}
+        tlb = vm.hmp("info tlb")
+        # OVMF identity-maps low memory: the first line maps virtual 0 to physical 0.
+        assert tlb.splitlines()[0].startswith("0000000000000000: 0000000000000000")
+        elf_info = vm.dump(tmp_path / "d.elf", "elf")
+        raw_info = vm.dump(tmp_path / "d.raw", "raw")
+    assert not (tmp_path / "d.elf.partial").exists()
+
+    with open(elf_info.path, "rb") as f:
+        elf = ELFFile(f)
+        assert elf["e_type"] == "ET_CORE"
+        loads = [s for s in elf.iter_segments() if s["p_type"] == "PT_LOAD"]
+        assert sum(s["p_memsz"] for s in loads) == memory
+        layout = json.loads((tmp_path / "d.raw.layout.json").read_text())
+        assert layout["format"] == "kmtool-raw-physical" and layout["version"] == 1
+        assert layout["ranges"] == [
+            {"name": "ram-below-4g", "phys": "0x0", "size": hex(memory), "file_offset": "0x0"}
+        ]
+        assert layout["cpus"][0]["cr3"] == hex(int(layout["cpus"][0]["cr3"], 16))
+        assert raw_info.path.stat().st_size == memory
+        # Same bytes in both formats, except the legacy VGA window (RAM vs. what the bus shows).
+        with (
+            open(raw_info.path, "rb") as r,
+            mmap.mmap(r.fileno(), 0, access=mmap.ACCESS_READ) as raw,
+        ):
+            for seg in loads:
+                start, size = seg["p_paddr"], seg["p_filesz"]
+                if start <= 0xA0000 < start + size:
+                    continue
+                f.seek(seg["p_offset"])
+                assert f.read(size) == raw[start : start + size], hex(start)
