@@ -1,1 +1,1 @@
-"""The virtual address-space plan: the region table (the only one), its checks, C generation, report."""
+"""The virtual address-space plan: the region table (the only one), checks, C generation, report."""

@@ -150,7 +150,7 @@ def plan_cost(ram: int, image_size: int | None = None) -> MemoryCost:
     image_note = (
         f"{describe(image)} for a {size_text(image_bytes)} image"
         if image_size is not None
-        else f"{describe(image)} at least (no kernel given: image size unknown)"
+        else f"{describe(image)} at least (image size unknown)"
     )
     items = (
         CostItem("pml4", "kernel PML4", 1, "the kernel's own top-level table"),

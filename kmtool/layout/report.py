@@ -263,7 +263,7 @@ def render(report: Report, console: Console) -> None:
         for item in m.items:
             costs.add_row(item.name, str(item.tables), size_text(item.bytes), item.detail)
         console.print(costs)
-        image = f"{size_text(m.image_bytes)} of pages" if m.image_known else "size unknown"
+        image = f"{size_text(m.image_bytes)} of pages" if m.image_known else "not counted: no ELF"
         managed = size_text(m.managed)
         console.print(f"Fixed costs: kernel image ({image}), PML4, image tables, offset map.")
         console.print("The frame allocator adds nothing: its free list lives in the free frames.")
