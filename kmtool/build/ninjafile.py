@@ -10,8 +10,9 @@ inside it, absolute otherwise):
     both                --image-->       BUILD/kmtool.img         (python -m kmtool.image)
 
 Every compile writes a depfile (`-MD -MF`, `deps = gcc`), so ninja knows each object's headers and
-a no-op build runs nothing. Links and the image write a temporary file and rename it only after
-the checks pass, so no output is ever half-written or unchecked under its final name. The image
+a no-op build runs nothing. Links write `OUT.tmp` and rename it only after the post-link checks
+pass (deleting it when they fail); the image step writes atomically itself. So no output is ever
+half-written or unchecked under its final name. The image
 step also depends on kmtool's own image code, so changing it rebuilds the image.
 
 Nothing here runs a tool; `render` is a pure function of its inputs (tested as such).
@@ -140,13 +141,14 @@ def render(
         "  description = CC $in",
         "",
         "rule kernel_link",
-        f"  command = $ld $kernel_ldflags -o $out.tmp $in && {check} kernel $out.tmp --name $out"
-        " && mv -f $out.tmp $out",
+        f"  command = {{ $ld $kernel_ldflags -o $out.tmp $in && {check} kernel $out.tmp"
+        " --name $out && mv -f $out.tmp $out; } || { rm -f $out.tmp; exit 1; }",
         "  description = LD $out",
         "",
         "rule loader_link",
-        "  command = $lld_link $loader_ldflags -out:$out.tmp $in"
-        f" && {check} loader $out.tmp --name $out && mv -f $out.tmp $out",
+        "  command = { $lld_link $loader_ldflags -out:$out.tmp $in"
+        f" && {check} loader $out.tmp --name $out && mv -f $out.tmp $out; }}"
+        " || { rm -f $out.tmp; exit 1; }",
         "  description = LINK $out",
         "",
         "rule image",

@@ -32,10 +32,10 @@ def doctor(as_json: bool) -> int:
     from rich.table import Table
 
     table = Table(title="kmtool doctor", title_justify="left", show_edge=False, pad_edge=False)
-    table.add_column("tool")
+    table.add_column("tool", no_wrap=True)
     table.add_column("path", overflow="fold")
-    table.add_column("version", overflow="fold")
-    table.add_column("status", overflow="fold")
+    table.add_column("version", no_wrap=True)
+    table.add_column("status", no_wrap=True)
     for r in rows:
         if r.ok:
             status = "[green]ok[/]"

@@ -32,6 +32,8 @@ PARTITION_NAME = "EFI system partition"
 
 FileSource = bytes | Path
 
+_FAT_FORBIDDEN = frozenset('"*:<>?|')
+
 
 @dataclass(frozen=True)
 class ImageInfo:
@@ -51,6 +53,10 @@ def esp_path(name: str) -> str:
     parts = PurePosixPath("/" + name.replace("\\", "/").lstrip("/")).parts[1:]
     if not parts or any(p in ("", ".", "..") for p in parts):
         raise ImageError(f"`{name}` is not a usable file path inside the ESP.")
+    bad = sorted({c for c in name if c in _FAT_FORBIDDEN or ord(c) < 0x20})
+    if bad:
+        shown = " ".join(repr(c) for c in bad)
+        raise ImageError(f"`{name}` contains characters a FAT name cannot hold: {shown}.")
     return "/" + "/".join(parts)
 
 

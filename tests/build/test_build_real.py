@@ -1,0 +1,83 @@
+"""Build the repository's own kernel and loader (whatever is in the tree) and check the outputs.
+
+Builds go to temporary directories, never to the repository's build/.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import REPO, require
+from oracles import readelf_program_headers
+
+from kmtool.build import checks, driver, pe
+from kmtool.image import assemble
+from kmtool.layout import table
+
+TOOLS = ("clang", "ld.lld", "lld-link", "mformat", "mmd", "mcopy")
+
+
+@pytest.fixture(scope="module")
+def real(tmp_path_factory: pytest.TempPathFactory) -> driver.BuildPaths:
+    require(*TOOLS)
+    return driver.build(REPO, tmp_path_factory.mktemp("real") / "build").paths
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_kernel_is_a_higher_half_executable(real: driver.BuildPaths) -> None:
+    require("readelf")
+    entry, loads = readelf_program_headers(real.kernel)
+    region = table.region("kernel-image")
+    assert loads, "no PT_LOAD segments"
+    assert region.start <= entry <= region.end and table.pml4_index(entry) == 510
+    for vaddr, memsz, _ in loads:
+        assert region.start <= vaddr and vaddr + memsz - 1 <= region.end, hex(vaddr)
+    symbols = subprocess.run(
+        ["readelf", "-sW", str(real.kernel)], capture_output=True, text=True, check=True
+    ).stdout
+    start = next(line.split() for line in symbols.splitlines() if line.endswith(" _start"))
+    assert int(start[1], 16) == entry
+    checks.check_kernel(real.kernel)
+
+
+def test_loader_is_an_efi_application(real: driver.BuildPaths) -> None:
+    info = checks.check_loader(real.loader)
+    assert (info.machine, info.magic, info.subsystem) == (
+        pe.IMAGE_FILE_MACHINE_AMD64,
+        pe.PE32_PLUS_MAGIC,
+        pe.IMAGE_SUBSYSTEM_EFI_APPLICATION,
+    )
+
+
+def test_image_verifies_and_lists_both_files(real: driver.BuildPaths) -> None:
+    require("sgdisk", "mdir")
+    verify = subprocess.run(["sgdisk", "-v", str(real.image)], capture_output=True, text=True)
+    assert verify.returncode == 0 and "No problems found." in verify.stdout
+    env = dict(os.environ, MTOOLS_SKIP_CHECK="1", MTOOLSRC=os.devnull)
+    esp = f"{real.image}@@{1 << 20}"
+    root = subprocess.run(["mdir", "-i", esp, "-b", "-/", "::"], env=env, capture_output=True,
+                          text=True, check=True).stdout.split()  # fmt: skip
+    assert sorted(root) == ["::/EFI/", "::/EFI/BOOT/", "::/EFI/BOOT/BOOTX64.EFI", "::/kernel.elf"]
+
+
+def test_image_content_equals_the_build_outputs(real: driver.BuildPaths, tmp_path: Path) -> None:
+    """The image is exactly what build_image makes of the two outputs."""
+    again = assemble.build_image(
+        tmp_path / "again.img",
+        {"EFI/BOOT/BOOTX64.EFI": real.loader, "kernel.elf": real.kernel},
+    )
+    assert _sha256(again.path) == _sha256(real.image)
+
+
+def test_two_clean_builds_give_the_same_image(real: driver.BuildPaths, tmp_path: Path) -> None:
+    other = driver.build(REPO, tmp_path / "other").paths
+    assert _sha256(other.kernel) == _sha256(real.kernel)
+    assert _sha256(other.loader) == _sha256(real.loader)
+    assert _sha256(other.image) == _sha256(real.image)
