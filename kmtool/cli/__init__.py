@@ -19,7 +19,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "doctor": ("doctor", "doctor", "Check that the host toolchain, QEMU and OVMF are installed."),
     "build": ("build", "build", "Compile the kernel and loader and assemble the GPT disk image."),
     "run": ("run", "run", "Boot the image in QEMU with OVMF and report the outcome."),
-    "inspect": ("inspect", "inspect", "Decode a memory dump: CPU, boot info, page tables, frames, heap."),
+    "inspect": (
+        "inspect",
+        "inspect",
+        "Decode a memory dump: CPU, boot info, page tables, frames, heap.",
+    ),
     "layout": ("layout", "layout", "Show, check and generate the virtual address-space plan."),
 }
 
@@ -77,7 +81,9 @@ def main() -> None:
     except Exception as err:  # a bug: hide the traceback unless asked for it
         if os.environ.get("KMTOOL_DEBUG") == "1":
             raise
-        _report_error(f"Internal error: {type(err).__name__}: {err} (set KMTOOL_DEBUG=1 for a traceback).")
+        _report_error(
+            f"Internal error: {type(err).__name__}: {err} (set KMTOOL_DEBUG=1 for a traceback)."
+        )
         sys.exit(2)
 
 

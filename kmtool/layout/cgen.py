@@ -24,10 +24,11 @@ from kmtool.layout import table
 from kmtool.schemas import bootinfo, coreinfo, frames, heap, memmap, paging
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
+_SCHEMA_MODULES = (bootinfo, coreinfo, frames, heap, memmap, paging)
 INPUT_FILES = [
     PACKAGE_DIR / "layout" / "table.py",
     PACKAGE_DIR / "layout" / "cgen.py",
-    *sorted((PACKAGE_DIR / "schemas").glob("*.py")),
+    *sorted(Path(str(m.__file__)) for m in _SCHEMA_MODULES),
 ]
 
 # (C struct name, schema) in declaration order.
@@ -91,8 +92,7 @@ def _c_field(name: str, con: construct.Construct) -> str:
 def _struct_text(c_name: str, schema: construct.Struct) -> str:
     lines = [f"struct {c_name} {{"]
     asserts = [
-        f"_Static_assert(sizeof(struct {c_name}) == {schema.sizeof()}, "
-        f'"struct {c_name} size");'
+        f'_Static_assert(sizeof(struct {c_name}) == {schema.sizeof()}, "struct {c_name} size");'
     ]
     offset = 0
     for sub in schema.subcons:
@@ -136,7 +136,9 @@ def _layout_h(digest: str) -> str:
         f'    {{ {r.start:#x}ULL, {r.end:#x}ULL, "{r.name}" }}, \\' for r in t.REGIONS
     )
     return (
-        _banner("//", "Regions and constants of the address-space plan (DESIGN §2, §3, §6).", digest)
+        _banner(
+            "//", "Regions and constants of the address-space plan (DESIGN §2, §3, §6).", digest
+        )
         + "#pragma once\n\n"
         + "/* Paging. */\n"
         + _defines(
@@ -225,7 +227,9 @@ def _layout_ld(digest: str) -> str:
     return (
         "".join(
             f"/* {line[3:]} */\n"
-            for line in _banner("//", "Addresses for the kernel linker script.", digest).splitlines()
+            for line in _banner(
+                "//", "Addresses for the kernel linker script.", digest
+            ).splitlines()
         )
         + f"KM_KERNEL_LINK_BASE = {t.KERNEL_LINK_BASE:#x};\n"
         + f"KM_KERNEL_IMAGE_START = {t.region('kernel-image').start:#x};\n"

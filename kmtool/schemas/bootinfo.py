@@ -32,9 +32,13 @@ BootInfo = Struct(
     "kernel_phys_size" / Int64ul * "bytes of physical memory the kernel image occupies",
     "kernel_virt_base" / Int64ul * "virtual address that kernel_phys_base is mapped at",
     "kernel_entry" / Int64ul * "virtual entry point the loader jumped to",
-    "scratch_base" / Int64ul * "physical address of the first scratch page; page 0 is the entry PML4",
+    "scratch_base"
+    / Int64ul
+    * "physical address of the first scratch page; page 0 is the entry PML4",
     "scratch_count" / Int64ul * "number of 4 KiB scratch pages",
-    "scratch_used" / Int64ul * "scratch pages the loader used for the entry page tables (from page 0)",
+    "scratch_used"
+    / Int64ul
+    * "scratch pages the loader used for the entry page tables (from page 0)",
     "rsdp" / Int64ul * "physical address of the ACPI RSDP, 0 when the firmware has none",
     "fb_base" / Int64ul * "physical address of the GOP framebuffer, 0 when there is none",
     "fb_size" / Int64ul * "framebuffer size in bytes",
@@ -45,7 +49,9 @@ BootInfo = Struct(
     "loader_tsc" / Int64ul * "TSC read just before the jump to the kernel",
     "cmdline_length" / Int32ul * "bytes of cmdline in use, without the terminating NUL",
     "reserved0" / Int32ul * "zero",
-    "cmdline" / Bytes(CMDLINE_MAX) * "kernel command line (from QEMU fw_cfg opt/kmtool/cmdline), NUL-terminated",
+    "cmdline"
+    / Bytes(CMDLINE_MAX)
+    * "kernel command line (from QEMU fw_cfg opt/kmtool/cmdline), NUL-terminated",
 )
 
 # Bits of BootInfo.flags.

@@ -31,5 +31,7 @@ Heap = Struct(
     "blocks_in_use" / Int64ul * "number of used blocks",
     "free_blocks" / Int64ul * "number of free blocks on all lists",
     "backed_pages" / Int64ul * "heap pages the page-fault handler has backed with frames",
-    "free_heads" / Array(HEAP_MAX_ORDERS, Int64ul) * "per order: virtual address of the first free block",
+    "free_heads"
+    / Array(HEAP_MAX_ORDERS, Int64ul)
+    * "per order: virtual address of the first free block",
 )
