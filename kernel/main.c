@@ -3,28 +3,36 @@
 #include <km/structs.h>
 
 #include "arch/cpu.h"
+#include "arch/trap.h"
 #include "lib/bootinfo.h"
 #include "lib/cmdline.h"
 #include "lib/console.h"
-#include "lib/json.h"
+#include "lib/coreinfo.h"
 #include "lib/panic.h"
 #include "lib/printf.h"
+#include "lib/report.h"
+#include "mm/bootstrap.h"
 #include "mm/memmap.h"
+#include "mm/paging.h"
+#include "test/selftest.h"
 
 uint64_t kernel_entry_tsc;   // written by _start before anything else runs
 
 static struct memmap firmware_map;
 
-static void ready_report(uint64_t ready_tsc)
+static void print_mm_summary(uint64_t cycles)
 {
-    struct json j;
-    kprintf("KM-REPORT ");
-    json_begin(&j);
-    json_u64(&j, "memory_map_entries", firmware_map.count);
-    json_u64(&j, "conventional_bytes", memmap_conventional_bytes(&firmware_map));
-    json_u64(&j, "bootstrap_cycles", ready_tsc - kernel_entry_tsc);
-    json_str(&j, "cmdline", kernel_cmdline);
-    json_end_line(&j);
+    kprintf("mm: offset map %s pages over %lu GiB (MAXPHYADDR %lu bits)\n",
+            offset_map.page_size == (1ull << 30) ? "1 GiB" : "2 MiB", offset_map.size >> 30,
+            offset_map.phys_bits);
+    kprintf("mm: %lu frames free in %lu spans (%lu managed: %lu conventional, %lu firmware and "
+            "loader, %lu scratch)\n",
+            km_frames.pub.free_frames, km_frames.pub.spans, km_frames.pub.managed_frames,
+            bootstrap_stats.conventional_frames, bootstrap_stats.firmware_frames,
+            bootstrap_stats.scratch_returned);
+    kprintf("mm: kernel PML4 at 0x%lx, heap 0x%lx + %lu GiB, core info at 0x%lx\n", kernel_pml4,
+            km_heap.base, km_heap.size >> 30, km_core_info.self_phys);
+    kprintf("mm: bootstrap took %lu TSC cycles\n", cycles);
 }
 
 _Noreturn void kmain(uint64_t boot_info_phys);
@@ -34,17 +42,32 @@ _Noreturn void kmain(uint64_t boot_info_phys)
     console_init();
     kprintf("\nkmtool kernel: entered at TSC %lu, boot info at phys 0x%lx\n", kernel_entry_tsc,
             boot_info_phys);
+    gdt_init();
+    idt_init();
     bootinfo_init(boot_info_phys);
     kernel_hold = cmdline_has(kernel_cmdline, "hold");
+    coreinfo_init();
     bootinfo_print();
     memmap_init(&firmware_map, boot_info);
     memmap_print(&firmware_map);
 
-    uint64_t ready_tsc = rdtsc();
-    ready_report(ready_tsc);
+    mm_bootstrap(&firmware_map);
+    coreinfo_after_bootstrap();
+    uint64_t cycles = coreinfo_ready();
+    print_mm_summary(cycles);
+
+    struct test_totals tests = {0, 0, 0};
+    if (cmdline_has(kernel_cmdline, "fault")) {
+        selftest_fault();
+        kernel_exit(KM_EXIT_FAIL);
+    }
+    if (cmdline_has(kernel_cmdline, "test"))
+        selftest_run(&tests);
+
+    report_ready(firmware_map.count, cycles, &tests);
     if (kernel_hold) {
         kprintf("KM-READY\n");
         cpu_halt_forever();
     }
-    kernel_exit(KM_EXIT_PASS);
+    kernel_exit(tests.failed ? KM_EXIT_FAIL : KM_EXIT_PASS);
 }

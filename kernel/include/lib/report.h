@@ -1,0 +1,21 @@
+// The ready report: one line `KM-REPORT {json}` (kernel/report.c). Keys (issue 4 item 9 and more):
+//   free_frames, spans, managed_frames, span_list (first 64 spans as ["0x<start>", count]),
+//   span_hash ("0x" + 16 hex digits: FNV-1a 64 over every span's (start, count) as little-endian
+//   u64 pairs, in list order), heap_bytes_in_use, heap_blocks_in_use, heap_free_blocks,
+//   heap_backed_pages, page_faults, demand_maps, tables_allocated, tables_freed, address_spaces,
+//   offset_map_page_size (bytes), offset_map_size, phys_bits, kernel_pml4, core_info (physical
+//   addresses as "0x..." strings), bootstrap_cycles, memory_map_entries, conventional_frames,
+//   firmware_frames, scratch_used, scratch_returned, ignored_frames, cmdline, and with `test`:
+//   tests_passed, tests_failed.
+#pragma once
+
+#include <stdint.h>
+
+struct test_totals {
+    int ran;       // 0 when no self tests ran
+    int passed;
+    int failed;
+};
+
+void report_ready(uint64_t memory_map_entries, uint64_t bootstrap_cycles,
+                  const struct test_totals *tests);

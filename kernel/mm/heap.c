@@ -1,0 +1,176 @@
+// The buddy heap; the contract is in include/mm/heap.h.
+//
+// Block addresses are virtual. A block of order k starting at offset o from the base has its buddy
+// at offset o ^ (1 << k). Reading a buddy's header is always safe: the buddy's first bytes are the
+// header of the block (or the first of the sub-blocks) that starts there, written when that block
+// was created, so the read never faults in an untouched page and never sees stale data.
+#include "mm/heap.h"
+
+static struct km_heap_block *block(uint64_t va)
+{
+    return (struct km_heap_block *)(uintptr_t)va;
+}
+
+static void list_push(struct km_heap *h, uint64_t va, unsigned order)
+{
+    struct km_heap_block *b = block(va);
+    b->magic = KM_HEAP_FREE_MAGIC;
+    b->order = (uint8_t)order;
+    b->reserved0 = 0;
+    b->reserved1 = 0;
+    b->size = 0;
+    b->prev = 0;
+    b->next = h->free_heads[order];
+    if (b->next)
+        block(b->next)->prev = va;
+    h->free_heads[order] = va;
+    h->free_blocks++;
+}
+
+static void list_remove(struct km_heap *h, uint64_t va)
+{
+    struct km_heap_block *b = block(va);
+    if (b->prev)
+        block(b->prev)->next = b->next;
+    else
+        h->free_heads[b->order] = b->next;
+    if (b->next)
+        block(b->next)->prev = b->prev;
+    b->magic = 0;
+    h->free_blocks--;
+}
+
+static unsigned log2_floor(uint64_t v)
+{
+    return 63u - (unsigned)__builtin_clzll(v);
+}
+
+void heap_init(struct km_heap *h, uint64_t base, uint64_t size)
+{
+    if (size == 0 || (size & (size - 1)) || (base & KM_PAGE_MASK))
+        panic("heap_init: range 0x%lx + 0x%lx is not a page-aligned power of two", base, size);
+    memset(h, 0, sizeof(*h));
+    h->base = base;
+    h->size = size;
+    h->min_order = HEAP_MIN_ORDER;
+    h->max_order = log2_floor(size);
+    list_push(h, base, h->max_order);
+}
+
+int heap_order_for(const struct km_heap *h, size_t size)
+{
+    if (size == 0 || size > h->size - HEAP_HEADER_SIZE)
+        return -1;
+    uint64_t need = (uint64_t)size + HEAP_HEADER_SIZE;
+    unsigned order = log2_floor(need);
+    if ((1ull << order) < need)
+        order++;
+    if (order < h->min_order)
+        order = h->min_order;
+    return order <= h->max_order ? (int)order : -1;
+}
+
+void *heap_alloc(struct km_heap *h, size_t size)
+{
+    int want = heap_order_for(h, size);
+    if (want < 0)
+        return NULL;
+    unsigned order = (unsigned)want;
+    while (order <= h->max_order && !h->free_heads[order])
+        order++;
+    if (order > h->max_order)
+        return NULL;
+    uint64_t va = h->free_heads[order];
+    list_remove(h, va);
+    // Split down to the wanted order; each upper half becomes a free block with a fresh header.
+    while (order > (unsigned)want) {
+        order--;
+        list_push(h, va + (1ull << order), order);
+    }
+    struct km_heap_block *b = block(va);
+    b->magic = KM_HEAP_USED_MAGIC;
+    b->order = (uint8_t)order;
+    b->reserved0 = 0;
+    b->reserved1 = 0;
+    b->size = size;
+    b->next = 0;
+    b->prev = 0;
+    h->bytes_in_use += size;
+    h->blocks_in_use++;
+    return (void *)(uintptr_t)(va + HEAP_HEADER_SIZE);
+}
+
+void heap_free(struct km_heap *h, void *ptr, size_t size)
+{
+    uint64_t va = (uint64_t)(uintptr_t)ptr - HEAP_HEADER_SIZE;
+    uint64_t min_block = 1ull << h->min_order;
+    if ((uint64_t)(uintptr_t)ptr < h->base + HEAP_HEADER_SIZE || va - h->base >= h->size ||
+        (va - h->base) % min_block)
+        panic("heap_free: %p is not a heap block", ptr);
+    struct km_heap_block *b = block(va);
+    if (b->magic == KM_HEAP_FREE_MAGIC)
+        panic("heap_free: double free of %p (block 0x%lx, order %u)", ptr, va, b->order);
+    if (b->magic != KM_HEAP_USED_MAGIC || b->order < h->min_order || b->order > h->max_order ||
+        (va - h->base) % (1ull << b->order))
+        panic("heap_free: %p is not an allocated block (magic 0x%x, order %u)", ptr, b->magic,
+              b->order);
+    if (size && b->size != size)
+        panic("heap_free: %p was allocated with %lu bytes, freed with %lu", ptr, b->size,
+              (uint64_t)size);
+    h->bytes_in_use -= b->size;
+    h->blocks_in_use--;
+    unsigned order = b->order;
+    b->magic = 0;
+    while (order < h->max_order) {
+        uint64_t buddy = h->base + ((va - h->base) ^ (1ull << order));
+        struct km_heap_block *bb = block(buddy);
+        if (bb->magic != KM_HEAP_FREE_MAGIC || bb->order != order)
+            break;
+        list_remove(h, buddy);
+        if (buddy < va)
+            va = buddy;
+        order++;
+    }
+    list_push(h, va, order);
+    if ((1ull << order) > KM_PAGE_SIZE)
+        heap_release_pages(h, va + KM_PAGE_SIZE, va + (1ull << order));
+}
+
+#ifdef KM_HOST
+#include <stdio.h>
+#define VALIDATE_FAIL(...) (snprintf(why, n, __VA_ARGS__), -1)
+#else
+#include "lib/printf.h"
+#define VALIDATE_FAIL(...) (ksnprintf(why, n, __VA_ARGS__), -1)
+#endif
+
+int heap_validate(const struct km_heap *h, char *why, size_t n)
+{
+    uint64_t total = 0;
+    for (unsigned order = 0; order < KM_HEAP_MAX_ORDERS; order++) {
+        uint64_t prev = 0;
+        for (uint64_t va = h->free_heads[order]; va; va = block(va)->next) {
+            const struct km_heap_block *b = block(va);
+            if (++total > h->free_blocks)
+                return VALIDATE_FAIL("free lists hold more than free_blocks=%lu",
+                                     (unsigned long)h->free_blocks);
+            if (order < h->min_order || order > h->max_order)
+                return VALIDATE_FAIL("free block on list of order %u", order);
+            if (va < h->base || va - h->base >= h->size || (va - h->base) % (1ull << order))
+                return VALIDATE_FAIL("free block 0x%lx misaligned for order %u",
+                                     (unsigned long)va, order);
+            if (b->magic != KM_HEAP_FREE_MAGIC || b->order != order)
+                return VALIDATE_FAIL("free block 0x%lx: magic 0x%x order %u on list %u",
+                                     (unsigned long)va, b->magic, b->order, order);
+            if (b->prev != prev)
+                return VALIDATE_FAIL("free block 0x%lx: prev 0x%lx, expected 0x%lx",
+                                     (unsigned long)va, (unsigned long)b->prev,
+                                     (unsigned long)prev);
+            prev = va;
+        }
+    }
+    if (total != h->free_blocks)
+        return VALIDATE_FAIL("free lists hold %lu blocks, counter says %lu", (unsigned long)total,
+                             (unsigned long)h->free_blocks);
+    return 0;
+}
