@@ -1,0 +1,78 @@
+"""The loader's boot handoff (struct km_boot_info) as found in a dump."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from kmtool.dump.memory import PhysicalMemory
+from kmtool.dump.records import parse
+from kmtool.errors import DumpError
+from kmtool.layout.table import canonical
+from kmtool.schemas.bootinfo import (
+    BOOT_FLAG_CMDLINE_TRUNCATED,
+    BOOT_INFO_MAGIC,
+    BOOT_INFO_VERSION,
+    BootInfo,
+)
+
+_HEX_FIELDS = (
+    "memory_map",
+    "kernel_phys_base",
+    "kernel_virt_base",
+    "kernel_entry",
+    "scratch_base",
+    "rsdp",
+    "fb_base",
+    "magic",
+    "flags",
+)
+
+
+@dataclass
+class BootInfoView:
+    """A decoded boot info at `address`."""
+
+    address: int
+    fields: Any  # construct Container of BootInfo
+
+    def __getattr__(self, name: str) -> Any:
+        return self.fields[name]
+
+    @property
+    def cmdline_text(self) -> str:
+        raw = bytes(self.fields.cmdline)
+        end = raw.find(b"\0")
+        return (raw if end < 0 else raw[:end]).decode("utf-8", "replace")
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"address": hex(self.address)}
+        for name, value in self.fields.items():
+            if name.startswith("_") or name.startswith("reserved"):
+                continue
+            if name == "cmdline":
+                out[name] = self.cmdline_text
+            elif name in ("kernel_virt_base", "kernel_entry"):
+                out[name] = hex(canonical(value))
+            elif name in _HEX_FIELDS:
+                out[name] = hex(value)
+            else:
+                out[name] = value
+        out["cmdline_truncated"] = bool(self.fields.flags & BOOT_FLAG_CMDLINE_TRUNCATED)
+        return out
+
+
+def read_boot_info(memory: PhysicalMemory, pa: int) -> BootInfoView:
+    """Decode the boot info at physical `pa`; DumpError when it is absent or not a boot info."""
+    data = memory.read(pa, BootInfo.sizeof(), "boot info (struct km_boot_info)")
+    info = parse(BootInfo, data, "boot info", pa)
+    if info.magic != BOOT_INFO_MAGIC:
+        raise DumpError(
+            f"The boot info at {hex(pa)} has magic {hex(info.magic)}, not {hex(BOOT_INFO_MAGIC)}."
+        )
+    if info.version != BOOT_INFO_VERSION:
+        raise DumpError(
+            f"The boot info at {hex(pa)} has version {info.version}; kmtool reads version "
+            f"{BOOT_INFO_VERSION}."
+        )
+    return BootInfoView(pa, info)

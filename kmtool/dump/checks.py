@@ -1,0 +1,557 @@
+"""Cross-checks of a decoded dump: each is one named row that passes or says what is wrong.
+
+The decoders (memmap, frames, heap, pagetable) assume the data means what it claims and stop only on
+structural faults; the invariants the design promises are checked here, each by one function that
+returns a `Check` (or None when it does not apply, for example on a foreign dump). Checks are bulk
+numpy comparisons, so they cost little even with a million spans or leaves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from kmtool.dump.memmap import RAM_TYPES, USABLE_TYPES, merge_intervals, type_name
+from kmtool.dump.pagetable import ADDRESS_MASK, PERM_W, PERM_X, Pte, perm_text
+from kmtool.layout.table import (
+    HEAP_BASE,
+    HEAP_SIZE,
+    KERNEL_SPACE_BASE,
+    MEMTYPE_HANDOFF,
+    OFFSET_MAP_BASE,
+    PAGE_SIZE,
+    SHARED_PML4_FIRST,
+    SHARED_PML4_LAST,
+    canonical,
+)
+from kmtool.schemas.bootinfo import BootInfo
+from kmtool.schemas.memmap import EfiMemoryDescriptor
+
+if TYPE_CHECKING:
+    from kmtool.dump.inspection import Inspection
+
+KERNEL_REGIONS = ("kernel-image", "kernel-vspace", "kernel-heap")
+SHOWN = 3  # offenders named in a failing check's detail
+
+
+@dataclass(frozen=True)
+class Check:
+    """One row of `kmtool inspect`'s checks."""
+
+    name: str
+    ok: bool
+    detail: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "ok": self.ok, "detail": self.detail}
+
+
+def _list(items: list[str], total: int) -> str:
+    more = f" (and {total - len(items)} more)" if total > len(items) else ""
+    return "; ".join(items) + more
+
+
+def _u64(values: Any) -> np.ndarray:
+    return np.asarray(values, dtype=np.uint64)
+
+
+def overlapping(
+    a_start: np.ndarray, a_end: np.ndarray, b_start: np.ndarray, b_end: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (i, j) where [a_start[i], a_end[i]) meets [b_start[j], b_end[j]); `a` sorted, disjoint.
+
+    For each b only the last a starting before b's end is tested, which is exact when the a
+    intervals are sorted and disjoint (callers pass a union otherwise).
+    """
+    if len(a_start) == 0 or len(b_start) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    i = np.searchsorted(a_start, b_end, side="left") - 1
+    valid = i >= 0
+    hit = np.zeros(len(b_start), dtype=bool)
+    hit[valid] = a_end[i[valid]] > b_start[valid]
+    j = np.flatnonzero(hit)
+    return i[j], j
+
+
+def contained(
+    starts: np.ndarray, ends: np.ndarray, u_start: np.ndarray, u_end: np.ndarray
+) -> np.ndarray:
+    """Bool per interval: inside one interval of the sorted, disjoint union (u_start, u_end)."""
+    if len(u_start) == 0:
+        return np.zeros(len(starts), dtype=bool)
+    i = np.searchsorted(u_start, starts, side="right") - 1
+    ok = i >= 0
+    ok[ok] = ends[ok] <= u_end[i[ok]]
+    return ok
+
+
+# -- memory map ------------------------------------------------------------------------------------
+
+
+def memory_map_sorted(ins: Inspection) -> Check | None:
+    if ins.memmap is None:
+        return None
+    s = ins.memmap.starts
+    bad = np.flatnonzero(s[1:] < s[:-1])
+    items = [f"entry {k + 1} at {hex(int(s[k + 1]))} follows {hex(int(s[k]))}" for k in bad[:SHOWN]]
+    return Check(
+        "memory map sorted",
+        not len(bad),
+        _list(items, len(bad)) if len(bad) else f"{len(s)} descriptors in address order",
+    )
+
+
+def memory_map_disjoint(ins: Inspection) -> Check | None:
+    if ins.memmap is None:
+        return None
+    order = np.argsort(ins.memmap.starts, kind="stable")
+    s, e = ins.memmap.starts[order], ins.memmap.ends[order]
+    bad = np.flatnonzero(s[1:] < e[:-1])
+    items = [
+        f"{hex(int(s[k]))}-{hex(int(e[k]) - 1)} overlaps {hex(int(s[k + 1]))}" for k in bad[:SHOWN]
+    ]
+    return Check(
+        "memory map non-overlapping",
+        not len(bad),
+        _list(items, len(bad)) if len(bad) else "no descriptor overlaps another",
+    )
+
+
+def memory_map_stepping(ins: Inspection) -> Check | None:
+    mm = ins.memmap
+    if mm is None:
+        return None
+    problems = []
+    if mm.map_size % mm.descriptor_size:
+        problems.append(
+            f"map size {mm.map_size} is not a multiple of descriptor size {mm.descriptor_size}"
+        )
+    starts = mm.starts
+    unaligned = np.flatnonzero(starts % np.uint64(PAGE_SIZE))
+    for k in unaligned[:SHOWN]:
+        problems.append(
+            f"entry {k} starts at {hex(int(starts[k]))}, not page aligned "
+            "(stepped by the wrong size?)"
+        )
+    empty = np.flatnonzero(mm.entries["number_of_pages"] == 0)
+    for k in empty[:SHOWN]:
+        problems.append(f"entry {k} ({type_name(int(mm.entries['type'][k]))}) has 0 pages")
+    detail = (
+        f"{len(starts)} descriptors of {mm.descriptor_size} bytes "
+        f"(struct is {EfiMemoryDescriptor.sizeof()})"
+    )
+    return Check(
+        "memory map stepped by descriptor size",
+        not problems,
+        _list(problems[:SHOWN], len(problems)) if problems else detail,
+    )
+
+
+# -- free spans ------------------------------------------------------------------------------------
+
+
+def _spans(ins: Inspection) -> tuple[np.ndarray, np.ndarray] | None:
+    if ins.frames is None:
+        return None
+    return ins.frames.starts, ins.frames.ends
+
+
+def _span_union(ins: Inspection) -> tuple[np.ndarray, np.ndarray]:
+    s, e = _spans(ins)  # type: ignore[misc]
+    return merge_intervals(s, e)
+
+
+def _overlap_check(
+    ins: Inspection,
+    name: str,
+    what: str,
+    t_start: np.ndarray,
+    t_end: np.ndarray,
+    labels: Callable[[int], str],
+) -> Check | None:
+    if ins.frames is None:
+        return None
+    us, ue = _span_union(ins)
+    _, j = overlapping(us, ue, _u64(t_start), _u64(t_end))
+    items = [f"{labels(int(k))} is inside a free span" for k in j[:SHOWN]]
+    ok = not len(j)
+    return Check(
+        name,
+        ok,
+        _list(items, len(j)) if not ok else f"none of {len(t_start)} {what} is in a free span",
+    )
+
+
+def spans_usable(ins: Inspection) -> Check | None:
+    if ins.frames is None or ins.memmap is None:
+        return None
+    s, e = _spans(ins)  # type: ignore[misc]
+    us, ue = ins.memmap.intervals(USABLE_TYPES)
+    inside = contained(s, e, us, ue)
+    bad = np.flatnonzero(~inside)
+    items = [f"span {hex(int(s[k]))} (+{int(ins.frames.counts[k])} frames)" for k in bad[:SHOWN]]
+    return Check(
+        "spans inside usable memory",
+        not len(bad),
+        _list(items, len(bad)) + " outside usable firmware ranges"
+        if len(bad)
+        else f"{len(s)} spans inside {len(us)} usable ranges",
+    )
+
+
+def spans_offset_mapped(ins: Inspection) -> Check | None:
+    if ins.frames is None or ins.kernel_tables is None:
+        return None
+    s, e = _spans(ins)  # type: ignore[misc]
+    os_, oe = _offset_mapped(ins)
+    inside = contained(s, e, os_, oe)
+    bad = np.flatnonzero(~inside)
+    items = [f"span {hex(int(s[k]))}-{hex(int(e[k]) - 1)}" for k in bad[:SHOWN]]
+    return Check(
+        "spans inside the offset map",
+        not len(bad),
+        _list(items, len(bad)) + " not reachable through the offset map"
+        if len(bad)
+        else f"every span is mapped at physical + {hex(OFFSET_MAP_BASE)}",
+    )
+
+
+def _offset_mapped(ins: Inspection) -> tuple[np.ndarray, np.ndarray]:
+    """Physical intervals the kernel's offset map maps correctly (va == pa + base)."""
+    r = ins.kernel_tables.ranges_in("offset-map")  # type: ignore[union-attr]
+    good = (r.start - np.uint64(OFFSET_MAP_BASE)) == r.phys
+    return merge_intervals(r.phys[good], r.phys[good] + r.size[good])
+
+
+def spans_aligned(ins: Inspection) -> Check | None:
+    if ins.frames is None:
+        return None
+    s = ins.frames.starts
+    bad = np.flatnonzero(s % np.uint64(PAGE_SIZE))
+    items = [f"span {hex(int(s[k]))}" for k in bad[:SHOWN]]
+    return Check(
+        "spans page aligned",
+        not len(bad),
+        _list(items, len(bad)) + " not page aligned"
+        if len(bad)
+        else "every span starts on a 4 KiB frame",
+    )
+
+
+def spans_sorted(ins: Inspection) -> Check | None:
+    if ins.frames is None:
+        return None
+    s, e = _spans(ins)  # type: ignore[misc]
+    bad = np.flatnonzero(s[1:] < e[:-1])
+    items = [
+        f"span {hex(int(s[k + 1]))} follows {hex(int(s[k]))}-{hex(int(e[k]) - 1)}"
+        for k in bad[:SHOWN]
+    ]
+    return Check(
+        "spans sorted and non-overlapping",
+        not len(bad),
+        _list(items, len(bad)) if len(bad) else "ascending, no span overlaps the next",
+    )
+
+
+def spans_coalesced(ins: Inspection) -> Check | None:
+    if ins.frames is None:
+        return None
+    s, e = _spans(ins)  # type: ignore[misc]
+    bad = np.flatnonzero(s[1:] == e[:-1])
+    items = [f"span {hex(int(s[k]))} ends where {hex(int(s[k + 1]))} starts" for k in bad[:SHOWN]]
+    return Check(
+        "spans coalesced",
+        not len(bad),
+        _list(items, len(bad)) if len(bad) else "no two spans touch",
+    )
+
+
+def span_links(ins: Inspection) -> Check | None:
+    fl = ins.frames
+    if fl is None:
+        return None
+    problems: list[str] = []
+    addr, nodes = fl.addresses, fl.nodes
+    for k in np.flatnonzero(nodes["start"] != addr)[:SHOWN]:
+        problems.append(f"node {hex(int(addr[k]))} records start {hex(int(nodes['start'][k]))}")
+    expected_prev = np.concatenate((_u64([0]), addr[:-1])) if len(addr) else addr
+    for k in np.flatnonzero(nodes["prev"] != expected_prev)[:SHOWN]:
+        problems.append(
+            f"node {hex(int(addr[k]))} has prev {hex(int(nodes['prev'][k]))}, expected "
+            f"{hex(int(expected_prev[k]))}"
+        )
+    for k in np.flatnonzero(nodes["count"] == 0)[:SHOWN]:
+        problems.append(f"node {hex(int(addr[k]))} has count 0")
+    return Check(
+        "span links consistent",
+        not problems,
+        "; ".join(problems) if problems else f"{len(addr)} nodes, prev and start agree",
+    )
+
+
+def spans_no_tables(ins: Inspection) -> Check | None:
+    if ins.frames is None:
+        return None
+    tables = [t.tables for t in (ins.tables, ins.kernel_tables) if t is not None]
+    if not tables:
+        return None
+    pages = np.unique(np.concatenate(tables))
+    return _overlap_check(
+        ins,
+        "spans hold no page table",
+        "page-table pages",
+        pages,
+        pages + np.uint64(PAGE_SIZE),
+        lambda j: f"page table {hex(int(pages[j]))}",
+    )
+
+
+def spans_no_kernel_pages(ins: Inspection) -> Check | None:
+    if ins.frames is None or ins.kernel_tables is None:
+        return None
+    parts = [ins.kernel_tables.ranges_in(name) for name in KERNEL_REGIONS]
+    phys = np.concatenate([p.phys for p in parts])
+    size = np.concatenate([p.size for p in parts])
+    vas = np.concatenate([p.start for p in parts])
+    return _overlap_check(
+        ins,
+        "spans hold no mapped kernel page",
+        "kernel mappings",
+        phys,
+        phys + size,
+        lambda j: f"physical {hex(int(phys[j]))} (mapped at {hex(int(vas[j]))})",
+    )
+
+
+def spans_no_handoff(ins: Inspection) -> Check | None:
+    if ins.frames is None or ins.boot is None or ins.memmap is None:
+        return None
+    mm = ins.memmap
+    sel = mm.entries["type"] == MEMTYPE_HANDOFF
+    starts = list(mm.starts[sel]) + [ins.boot.address, mm.address]
+    ends = list(mm.ends[sel]) + [ins.boot.address + BootInfo.sizeof(), mm.address + mm.map_size]
+    names = [f"handoff range {hex(int(s))}" for s in mm.starts[sel]] + [
+        f"boot info {hex(ins.boot.address)}",
+        f"memory map {hex(mm.address)}",
+    ]
+    return _overlap_check(
+        ins,
+        "spans hold no handoff data",
+        "handoff ranges",
+        _u64(starts),
+        _u64(ends),
+        lambda j: names[j],
+    )
+
+
+def free_frames_counter(ins: Inspection) -> Check | None:
+    fl = ins.frames
+    if fl is None:
+        return None
+    ok = fl.free_frames == fl.state.free_frames
+    return Check(
+        "free frames match the kernel counter",
+        ok,
+        f"list holds {fl.free_frames} frames, km_frames.free_frames is {fl.state.free_frames}",
+    )
+
+
+def spans_counter(ins: Inspection) -> Check | None:
+    fl = ins.frames
+    if fl is None:
+        return None
+    ok = len(fl.nodes) == fl.state.spans
+    return Check(
+        "span count matches the kernel counter",
+        ok,
+        f"list holds {len(fl.nodes)} spans, km_frames.spans is {fl.state.spans}",
+    )
+
+
+# -- heap ------------------------------------------------------------------------------------------
+
+
+def heap_headers(ins: Inspection) -> Check | None:
+    h = ins.heap
+    if h is None:
+        return None
+    if h.problems:
+        return Check("heap headers consistent", False, _list(h.problems[:SHOWN], len(h.problems)))
+    return Check(
+        "heap headers consistent",
+        True,
+        f"{len(h.blocks)} blocks tile the heap; free lists match the free blocks",
+    )
+
+
+def heap_counters(ins: Inspection) -> Check | None:
+    h = ins.heap
+    if h is None:
+        return None
+    used = h.used
+    pairs = [
+        ("blocks_in_use", len(used)),
+        ("free_blocks", len(h.blocks) - len(used)),
+        ("bytes_in_use", sum(b.size for b in used)),
+        ("backed_pages", h.backed_pages),
+    ]
+    wrong = [
+        f"km_heap.{name} is {h.state[name]}, decoded {value}"
+        for name, value in pairs
+        if h.state[name] != value
+    ]
+    return Check(
+        "heap counters match",
+        not wrong,
+        "; ".join(wrong) if wrong else ", ".join(f"{name} {value}" for name, value in pairs),
+    )
+
+
+# -- page tables -----------------------------------------------------------------------------------
+
+
+def shared_entries(ins: Inspection) -> Check | None:
+    if ins.core is None:
+        return None
+    pml4 = ins.core.kernel_pml4_phys
+    problems = []
+    for index in range(SHARED_PML4_FIRST, SHARED_PML4_LAST + 1):
+        entry = ins.source.memory.u64(pml4 + index * 8, f"kernel PML4 entry {index}")
+        if not entry & Pte.PRESENT:
+            problems.append(f"entry {index} is {hex(entry)} (not present)")
+        if ins.root is not None and ins.root != pml4:
+            live = ins.source.memory.u64(ins.root + index * 8, f"PML4 entry {index} under CR3")
+            if live & ADDRESS_MASK != entry & ADDRESS_MASK:
+                problems.append(f"CR3's entry {index} is {hex(live)}, the kernel's {hex(entry)}")
+    return Check(
+        f"kernel PML4 entries {SHARED_PML4_FIRST} and {SHARED_PML4_LAST} present",
+        not problems,
+        "; ".join(problems) if problems else f"PML4 at {hex(pml4)}",
+    )
+
+
+def offset_map(ins: Inspection) -> Check | None:
+    if ins.kernel_tables is None or ins.memmap is None:
+        return None
+    r = ins.kernel_tables.ranges_in("offset-map")
+    wrong = np.flatnonzero((r.start - np.uint64(OFFSET_MAP_BASE)) != r.phys)
+    problems = [
+        f"{hex(int(r.start[k]))} maps physical {hex(int(r.phys[k]))}" for k in wrong[:SHOWN]
+    ]
+    rs, re_ = ins.memmap.intervals(RAM_TYPES)
+    os_, oe = _offset_mapped(ins)
+    missing = np.flatnonzero(~contained(rs, re_, os_, oe))
+    problems += [
+        f"RAM {hex(int(rs[k]))}-{hex(int(re_[k]) - 1)} is not offset-mapped"
+        for k in missing[:SHOWN]
+    ]
+    total = len(wrong) + len(missing)
+    ram = int((re_ - rs).sum()) if len(rs) else 0
+    return Check(
+        f"offset map is physical + {hex(OFFSET_MAP_BASE)}",
+        not total,
+        _list(problems, total) if total else f"{ram >> 20} MiB of RAM in {len(rs)} ranges",
+    )
+
+
+def no_wx(ins: Inspection) -> Check | None:
+    tables = ins.kernel_tables if ins.kernel_tables is not None else None
+    if tables is None:
+        return None
+    r = tables.ranges
+    kernel = r.start >= np.uint64(KERNEL_SPACE_BASE)
+    wx = np.flatnonzero(kernel & ((r.perm & (PERM_W | PERM_X)) == (PERM_W | PERM_X)))
+    items = [
+        f"{hex(int(r.start[k]))} (+{int(r.size[k])} bytes, {perm_text(int(r.perm[k]))})"
+        for k in wx[:SHOWN]
+    ]
+    return Check(
+        "no writable and executable kernel mapping",
+        not len(wx),
+        _list(items, len(wx)) + " writable and executable"
+        if len(wx)
+        else f"{int(kernel.sum())} kernel ranges, none W+X",
+    )
+
+
+# -- core info -------------------------------------------------------------------------------------
+
+
+def core_constants(ins: Inspection) -> Check | None:
+    c = ins.core
+    if c is None:
+        return None
+    expected = {
+        "offset_map_base": OFFSET_MAP_BASE,
+        "kernel_space_base": KERNEL_SPACE_BASE,
+        "heap_base": HEAP_BASE,
+        "heap_size": HEAP_SIZE,
+    }
+    wrong = [
+        f"{name} is {hex(c.fields[name])}, the layout table says {hex(value)}"
+        for name, value in expected.items()
+        if canonical(c.fields[name]) != value
+    ]
+    return Check(
+        "core-info constants match the layout table",
+        not wrong,
+        "; ".join(wrong) if wrong else "offset map, kernel space and heap agree",
+    )
+
+
+def core_symbols(ins: Inspection) -> Check | None:
+    if ins.core is None or ins.kernel is None or ins.kernel_tables is None:
+        return None
+    wrong, seen = [], 0
+    from kmtool.dump.kernel_elf import STATE_SYMBOLS
+
+    for fieldname, symbol in STATE_SYMBOLS.items():
+        va = ins.kernel.address(symbol)
+        if va is None:
+            continue
+        seen += 1
+        pa = ins.kernel_tables.translate(va)
+        if pa != ins.core.fields[fieldname]:
+            wrong.append(
+                f"`{symbol}` maps to {None if pa is None else hex(pa)}, core-info "
+                f"{fieldname} is {hex(ins.core.fields[fieldname])}"
+            )
+    return Check(
+        "core-info agrees with kernel symbols",
+        not wrong,
+        "; ".join(wrong) if wrong else f"{seen} state symbols agree",
+    )
+
+
+CHECKS: tuple[Callable[[Inspection], Check | None], ...] = (
+    core_constants,
+    core_symbols,
+    memory_map_sorted,
+    memory_map_disjoint,
+    memory_map_stepping,
+    shared_entries,
+    offset_map,
+    no_wx,
+    spans_aligned,
+    spans_sorted,
+    spans_coalesced,
+    span_links,
+    spans_usable,
+    spans_offset_mapped,
+    spans_no_tables,
+    spans_no_kernel_pages,
+    spans_no_handoff,
+    free_frames_counter,
+    spans_counter,
+    heap_headers,
+    heap_counters,
+)
+
+
+def run_checks(ins: Inspection) -> list[Check]:
+    """Every applicable check, in `CHECKS` order."""
+    return [c for c in (check(ins) for check in CHECKS) if c is not None]

@@ -1,0 +1,142 @@
+"""The kernel's core-info block (struct km_core_info): the root that makes a bare dump explain itself.
+
+Found, in this order:
+1. through the kernel ELF (`--kernel`): the `km_core_info` symbol's virtual address, translated with
+   the dump's page tables;
+2. by scanning physical memory for its two magic words, first in the pages mapped in the kernel-image
+   region (when a CR3 is known), then everywhere. A hit counts only when the block's `self_phys` equals
+   the address it was found at: copies of the magic in code or stale memory never do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from kmtool.dump.kernel_elf import CORE_INFO_SYMBOL, KernelSymbols
+from kmtool.dump.memory import PhysicalMemory
+from kmtool.dump.pagetable import PageTables, translate_many
+from kmtool.dump.records import field_offset, parse
+from kmtool.errors import DumpError
+from kmtool.schemas.coreinfo import (
+    CORE_INFO_MAGIC,
+    CORE_INFO_MAGIC2,
+    CORE_INFO_VERSION,
+    CoreInfo,
+)
+
+_ADDRESS_FIELDS = (
+    "self_phys",
+    "boot_info_phys",
+    "kernel_pml4_phys",
+    "frame_state_phys",
+    "heap_state_phys",
+    "page_state_phys",
+    "kernel_phys_base",
+    "kernel_virt_base",
+    "offset_map_base",
+    "kernel_space_base",
+    "heap_base",
+)
+
+
+@dataclass
+class CoreInfoBlock:
+    """A decoded core-info block, where it was found and how."""
+
+    address: int
+    fields: Any  # construct Container of CoreInfo
+    found_by: str  # "symbol" or "scan"
+
+    def __getattr__(self, name: str) -> Any:
+        return self.fields[name]
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"address": hex(self.address), "found_by": self.found_by}
+        for name, value in self.fields.items():
+            if name.startswith("_"):
+                continue
+            if name in _ADDRESS_FIELDS or name.endswith(("magic", "magic2")):
+                out[name] = hex(value)
+            elif isinstance(value, bytes):
+                out[name] = value.hex()
+            else:
+                out[name] = value
+        return out
+
+
+def magic_bytes() -> bytes:
+    """The byte string a scan looks for: magic, and magic2 when it directly follows."""
+    head = CORE_INFO_MAGIC.to_bytes(8, "little")
+    if field_offset(CoreInfo, "magic2") == field_offset(CoreInfo, "magic") + 8:
+        head += CORE_INFO_MAGIC2.to_bytes(8, "little")
+    return head
+
+
+def read_core_info(memory: PhysicalMemory, pa: int, found_by: str) -> CoreInfoBlock:
+    """Decode and check the core-info block at physical `pa` (DumpError when it is not one)."""
+    data = memory.read(pa, CoreInfo.sizeof(), "core-info block")
+    block = parse(CoreInfo, data, "core-info block", pa)
+    if block.magic != CORE_INFO_MAGIC or block.magic2 != CORE_INFO_MAGIC2:
+        raise DumpError(
+            f"The core-info block at {hex(pa)} has magic {hex(block.magic)}/{hex(block.magic2)}, "
+            f"not {hex(CORE_INFO_MAGIC)}/{hex(CORE_INFO_MAGIC2)}."
+        )
+    if block.version != CORE_INFO_VERSION:
+        raise DumpError(
+            f"The core-info block at {hex(pa)} has version {block.version}; kmtool reads version "
+            f"{CORE_INFO_VERSION}."
+        )
+    if block.length < CoreInfo.sizeof():
+        raise DumpError(
+            f"The core-info block at {hex(pa)} says it is {block.length} bytes, shorter than "
+            f"struct km_core_info ({CoreInfo.sizeof()})."
+        )
+    if block.self_phys != pa:
+        raise DumpError(
+            f"The core-info block at {hex(pa)} records self_phys {hex(block.self_phys)}."
+        )
+    return CoreInfoBlock(pa, block, found_by)
+
+
+def find_core_info(
+    memory: PhysicalMemory, kernel: KernelSymbols | None, tables: PageTables | None
+) -> CoreInfoBlock | None:
+    """The core-info block of the dump, or None when there is none (a foreign dump)."""
+    if kernel is not None and tables is not None:
+        va = kernel.symbols[CORE_INFO_SYMBOL]
+        pa, ok = translate_many(memory, tables.root, np.array([va], dtype=np.uint64))
+        if not ok[0]:
+            raise DumpError(
+                f"The kernel symbol `{CORE_INFO_SYMBOL}` at {hex(va)} is not mapped under CR3 "
+                f"{hex(tables.root)}."
+            )
+        return read_core_info(memory, int(pa[0]), "symbol")
+    needle = magic_bytes()
+    for pa in _candidates(memory, needle, tables):
+        try:
+            return read_core_info(memory, pa, "scan")
+        except DumpError:
+            continue
+    return None
+
+
+def _candidates(memory: PhysicalMemory, needle: bytes, tables: PageTables | None):  # type: ignore[no-untyped-def]
+    seen: set[int] = set()
+    if tables is not None:
+        image = tables.ranges_in("kernel-image")
+        for phys, size in zip(image.phys.tolist(), image.size.tolist(), strict=True):
+            if not memory.contains(phys, size) or size > 256 << 20:
+                continue
+            data = memory.read(phys, size, "kernel image")
+            at = data.find(needle)
+            while at >= 0:
+                if at % 8 == 0 and phys + at not in seen:
+                    seen.add(phys + at)
+                    yield phys + at
+                at = data.find(needle, at + 1)
+    for pa in memory.scan(needle):
+        if pa not in seen:
+            yield pa

@@ -1,0 +1,196 @@
+"""QEMU ELF cores (`dump-guest-memory`): physical ranges from PT_LOADs, CPU state from notes.
+
+pyelftools reads the ELF and program headers. PT_LOAD p_paddr is the guest-physical address; QEMU
+writes one PT_LOAD per RAM block (low RAM is split around the legacy VGA/ROM windows and RAM above
+4 GiB follows the PCI hole), and a segment may have p_filesz < p_memsz (the rest reads as zeros).
+The PT_NOTE segment is parsed here with the schemas of kmtool.schemas.qemu, from a bounded slice of
+the file, so a hostile n_descsz can neither read past the segment nor allocate gigabytes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kmtool.dump.cpu import CpuState
+from kmtool.dump.memory import MemoryRange, PhysicalMemory
+from kmtool.dump.records import parse
+from kmtool.errors import DumpError
+from kmtool.schemas.qemu import (
+    CORE_NOTE_NAME,
+    NT_PRSTATUS,
+    QEMU_CPU_STATE_V1_SIZE,
+    QEMU_CPU_STATE_VERSION,
+    QEMU_NOTE_NAME,
+    Elf64Nhdr,
+    ElfPrstatusX86_64,
+    QemuCpuState,
+)
+
+ELF_MAGIC = b"\x7fELF"
+MAX_NOTE_BYTES = 16 << 20  # 16 MiB of notes is thousands of CPUs
+MAX_SEGMENTS = 4096
+
+_GENERAL = (
+    "rax",
+    "rbx",
+    "rcx",
+    "rdx",
+    "rsi",
+    "rdi",
+    "rbp",
+    "r8",
+    "r9",
+    "r10",
+    "r11",
+    "r12",
+    "r13",
+    "r14",
+    "r15",
+)
+
+
+def is_elf(path: Path) -> bool:
+    """True when the file starts with the ELF magic."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == ELF_MAGIC
+    except OSError as err:
+        raise DumpError(f"Cannot open dump `{path}`: {err.strerror}.") from None
+
+
+def open_elf_core(path: Path) -> tuple[PhysicalMemory, list[CpuState]]:
+    """The physical memory and CPU states of the x86-64 QEMU ELF core at `path`."""
+    from elftools.common.exceptions import ELFError
+    from elftools.construct import ConstructError
+    from elftools.elf.elffile import ELFFile
+
+    ranges: list[MemoryRange] = []
+    notes: list[tuple[int, int]] = []
+    try:
+        with open(path, "rb") as f:
+            elf = ELFFile(f)
+            if elf.elfclass != 64 or elf["e_machine"] != "EM_X86_64":
+                raise DumpError(
+                    f"Dump `{path}` is a {elf.elfclass}-bit {elf['e_machine']} ELF, not an x86-64 "
+                    "core (QEMU writes EM_386 when the CPU was not in long mode)."
+                )
+            if elf["e_type"] != "ET_CORE":
+                raise DumpError(f"`{path}` is an ELF {elf['e_type']} file, not a core dump.")
+            count = elf.num_segments()
+            if count > MAX_SEGMENTS:
+                raise DumpError(f"Dump `{path}` claims {count} program headers (raw e_phnum).")
+            for index in range(count):
+                seg = elf.get_segment(index)
+                if seg["p_type"] == "PT_LOAD":
+                    ranges.append(
+                        MemoryRange(
+                            seg["p_paddr"], seg["p_memsz"], seg["p_offset"], seg["p_filesz"]
+                        )
+                    )
+                elif seg["p_type"] == "PT_NOTE":
+                    notes.append((seg["p_offset"], seg["p_filesz"]))
+    except DumpError:
+        raise
+    except (ELFError, ConstructError, ValueError, OSError) as err:
+        raise DumpError(f"Dump `{path}` is not a readable ELF core: {err}.") from None
+    memory = PhysicalMemory(path, ranges)
+    cpus = _cpus(memory, path, notes)
+    return memory, cpus
+
+
+def _cpus(memory: PhysicalMemory, path: Path, notes: list[tuple[int, int]]) -> list[CpuState]:
+    qemu: list[bytes] = []
+    prstatus: list[bytes] = []
+    with open(path, "rb") as f:
+        for offset, size in notes:
+            if size > MAX_NOTE_BYTES or offset + size > memory.file_size:
+                raise DumpError(
+                    f"Dump `{path}` has a PT_NOTE segment at file offset {hex(offset)} of "
+                    f"{hex(size)} bytes that does not fit the file."
+                )
+            f.seek(offset)
+            for name, kind, desc, _at in _iter_notes(f.read(size), offset):
+                if name == QEMU_NOTE_NAME:
+                    qemu.append(desc)
+                elif name == CORE_NOTE_NAME and kind == NT_PRSTATUS:
+                    prstatus.append(desc)
+    cpus: list[CpuState] = []
+    for index, desc in enumerate(qemu):
+        cpu = _from_qemu_note(index, desc, path)
+        if index < len(prstatus):
+            _add_prstatus(cpu, prstatus[index], path)
+        cpus.append(cpu)
+    if not qemu:
+        for index, desc in enumerate(prstatus):
+            cpu = CpuState(index, source="NT_PRSTATUS")
+            _add_prstatus(cpu, desc, path)
+            cpus.append(cpu)
+    return cpus
+
+
+def _iter_notes(data: bytes, base: int):  # type: ignore[no-untyped-def]
+    """(name, type, descriptor bytes, file offset) for each note in a PT_NOTE segment's bytes."""
+    header = Elf64Nhdr.sizeof()
+    pos = 0
+    while pos + header <= len(data):
+        h = Elf64Nhdr.parse(data[pos : pos + header])
+        name_at = pos + header
+        desc_at = name_at + _pad4(h.n_namesz)
+        end = desc_at + _pad4(h.n_descsz)
+        if desc_at + h.n_descsz > len(data):
+            raise DumpError(
+                f"ELF note at file offset {hex(base + pos)} overruns its segment "
+                f"(n_namesz {h.n_namesz}, n_descsz {hex(h.n_descsz)})."
+            )
+        name = data[name_at : name_at + h.n_namesz].rstrip(b"\0").decode("ascii", "replace")
+        yield name, h.n_type, data[desc_at : desc_at + h.n_descsz], base + pos
+        pos = end
+
+
+def _pad4(n: int) -> int:
+    return (n + 3) & ~3
+
+
+def _from_qemu_note(index: int, desc: bytes, path: Path) -> CpuState:
+    if len(desc) < QEMU_CPU_STATE_V1_SIZE:
+        raise DumpError(
+            f"QEMU CPU note {index} in `{path}` is {len(desc)} bytes, shorter than QEMUCPUState "
+            f"version 1 ({QEMU_CPU_STATE_V1_SIZE} bytes)."
+        )
+    s = parse(QemuCpuState, desc, f"QEMUCPUState of CPU {index}", 0)
+    if s.version != QEMU_CPU_STATE_VERSION or s.size > len(desc):
+        raise DumpError(
+            f"QEMU CPU note {index} in `{path}` has version {s.version} and size {s.size}; kmtool "
+            f"reads version {QEMU_CPU_STATE_VERSION} of at most {len(desc)} bytes."
+        )
+    return CpuState(
+        index=index,
+        cr0=s.cr[0],
+        cr2=s.cr[2],
+        cr3=s.cr[3],
+        cr4=s.cr[4],
+        rip=s.rip,
+        rsp=s.rsp,
+        rflags=s.rflags,
+        cs=s.cs.selector,
+        ss=s.ss.selector,
+        gdt=(s.gdt.base, s.gdt.limit),
+        idt=(s.idt.base, s.idt.limit),
+        kernel_gs_base=s.kernel_gs_base,
+        registers={name: s[name] for name in _GENERAL},
+        source="QEMU note",
+    )
+
+
+def _add_prstatus(cpu: CpuState, desc: bytes, path: Path) -> None:
+    if len(desc) < ElfPrstatusX86_64.sizeof():
+        raise DumpError(
+            f"NT_PRSTATUS note {cpu.index} in `{path}` is {len(desc)} bytes, not "
+            f"{ElfPrstatusX86_64.sizeof()}."
+        )
+    regs = parse(ElfPrstatusX86_64, desc, f"NT_PRSTATUS of CPU {cpu.index}", 0).pr_reg
+    cpu.registers.update({"fs_base": regs.fs_base, "gs_base": regs.gs_base})
+    if cpu.rip is None:
+        cpu.rip, cpu.rsp, cpu.rflags = regs.rip, regs.rsp, regs.eflags
+        cpu.cs, cpu.ss = regs.cs, regs.ss
+        cpu.registers.update({name: regs[name] for name in _GENERAL})

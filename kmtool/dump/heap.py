@@ -1,0 +1,239 @@
+"""The kernel heap (struct km_heap and the km_heap_block headers, kmtool.schemas.heap).
+
+The heap is a buddy allocator over one fixed virtual range. Every block, free or used, starts with a
+header, so the blocks are found by descending the buddy tree from the whole range: at a block of order
+o, a header of order o *is* the block; a header of a smaller order means the block was split, and both
+halves are visited. Headers are read through the kernel's page tables (the heap lives in virtual
+space); a block whose header page is not backed, or whose header makes no sense, is recorded as a
+problem for the checks rather than guessed at. The free lists are then followed from `free_heads` and
+compared with the free blocks the tree holds.
+
+Work is bounded: at most `MAX_BLOCKS` blocks and list nodes; more is a `DumpError`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from kmtool.dump.memory import PhysicalMemory
+from kmtool.dump.pagetable import PageTables
+from kmtool.dump.records import parse
+from kmtool.errors import DumpError
+from kmtool.layout.table import PAGE_SIZE, canonical
+from kmtool.schemas.heap import (
+    HEAP_FREE_MAGIC,
+    HEAP_MAX_ORDERS,
+    HEAP_USED_MAGIC,
+    Heap,
+    HeapBlock,
+)
+
+MAX_BLOCKS = 1 << 20
+BLOCKS_LISTED = 4096
+
+
+@dataclass(frozen=True)
+class HeapBlockView:
+    """One block of the buddy tree."""
+
+    va: int
+    order: int
+    used: bool
+    size: int  # bytes requested (used blocks)
+    next: int
+    prev: int
+
+
+@dataclass
+class HeapView:
+    """The heap state, the blocks found in the tree, the free lists and what did not add up."""
+
+    state_address: int
+    state: Any  # construct Container of Heap
+    blocks: list[HeapBlockView]
+    free_lists: dict[int, list[int]]  # order -> block addresses in list order
+    backed_pages: int  # 4 KiB pages mapped in the heap's range
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def used(self) -> list[HeapBlockView]:
+        return [b for b in self.blocks if b.used]
+
+    @property
+    def free(self) -> list[HeapBlockView]:
+        return [b for b in self.blocks if not b.used]
+
+    def by_order(self) -> list[dict[str, int]]:
+        rows: dict[int, dict[str, int]] = {}
+        for b in self.blocks:
+            row = rows.setdefault(
+                b.order,
+                {
+                    "order": b.order,
+                    "block_size": 1 << b.order,
+                    "used": 0,
+                    "free": 0,
+                    "requested_bytes": 0,
+                },
+            )
+            if b.used:
+                row["used"] += 1
+                row["requested_bytes"] += b.size
+            else:
+                row["free"] += 1
+        return [rows[o] for o in sorted(rows)]
+
+    def to_json(self) -> dict[str, Any]:
+        used = self.used
+        return {
+            "state_address": hex(self.state_address),
+            "base": hex(canonical(self.state.base)),
+            "size": self.state.size,
+            "min_order": self.state.min_order,
+            "max_order": self.state.max_order,
+            "blocks": len(self.blocks),
+            "used_blocks": len(used),
+            "free_blocks": len(self.blocks) - len(used),
+            "bytes_in_use": sum(b.size for b in used),
+            "backed_pages": self.backed_pages,
+            "by_order": self.by_order(),
+            "block_list": [
+                {
+                    "va": hex(b.va),
+                    "order": b.order,
+                    "state": "used" if b.used else "free",
+                    "size": b.size,
+                }
+                for b in self.blocks[:BLOCKS_LISTED]
+            ],
+            "counters": {
+                name: (hex(canonical(v)) if name == "base" else v)
+                for name, v in self.state.items()
+                if not name.startswith("_") and name != "free_heads"
+            },
+            "problems": self.problems,
+        }
+
+
+def read_heap(memory: PhysicalMemory, state_pa: int, tables: PageTables) -> HeapView:
+    """Decode the heap whose state is at physical `state_pa`, reading blocks through `tables`."""
+    data = memory.read(state_pa, Heap.sizeof(), "heap state")
+    state = parse(Heap, data, "heap state", state_pa)
+    _check_state(state, state_pa)
+    base = canonical(state.base)
+    problems: list[str] = []
+    blocks: list[HeapBlockView] = []
+    header_size = HeapBlock.sizeof()
+
+    def header(va: int) -> Any | None:
+        pa = tables.translate(va)
+        if pa is None or not memory.contains(pa, header_size):
+            return None
+        return parse(
+            HeapBlock, memory.read(pa, header_size, "heap block header"), "heap block header", va
+        )
+
+    stack = [(base, state.max_order)]
+    while stack:
+        va, order = stack.pop()
+        if len(blocks) + len(stack) > MAX_BLOCKS:
+            raise DumpError(
+                f"Heap at {hex(state_pa)}: more than {MAX_BLOCKS} blocks; refusing to "
+                "decode further."
+            )
+        h = header(va)
+        if h is None:
+            problems.append(f"block {hex(va)} (order {order}) has no backed header page")
+            continue
+        if h.magic not in (HEAP_FREE_MAGIC, HEAP_USED_MAGIC):
+            problems.append(f"block {hex(va)} (order {order}) has magic {hex(h.magic)}")
+            continue
+        if h.order == order:
+            used = h.magic == HEAP_USED_MAGIC
+            blocks.append(HeapBlockView(va, order, used, h.size, h.next, h.prev))
+            if used and h.size + header_size > 1 << order:
+                problems.append(
+                    f"used block {hex(va)} (order {order}) holds {h.size} bytes, more than fits"
+                )
+            if not used and h.size:
+                problems.append(f"free block {hex(va)} has size {h.size}, not 0")
+        elif state.min_order <= h.order < order:
+            half = 1 << (order - 1)
+            stack.append((va + half, order - 1))
+            stack.append((va, order - 1))
+        else:
+            problems.append(f"block {hex(va)} (order {order}) has a header of order {h.order}")
+    free_lists = _free_lists(state, blocks, header, problems)
+    heap_pages = tables.ranges_in("kernel-heap")
+    backed = int(heap_pages.size.sum()) // PAGE_SIZE if len(heap_pages) else 0
+    return HeapView(state_pa, state, blocks, free_lists, backed, problems)
+
+
+def _check_state(state: Any, pa: int) -> None:
+    if not state.min_order <= state.max_order < HEAP_MAX_ORDERS:
+        raise DumpError(
+            f"Heap state at {hex(pa)}: orders {state.min_order}..{state.max_order} are not within "
+            f"0..{HEAP_MAX_ORDERS - 1} (raw min_order {hex(state.min_order)}, max_order "
+            f"{hex(state.max_order)})."
+        )
+    if state.size != 1 << state.max_order:
+        raise DumpError(
+            f"Heap state at {hex(pa)}: size {hex(state.size)} is not 2^max_order "
+            f"(max_order {state.max_order})."
+        )
+    if state.base % state.size:
+        raise DumpError(
+            f"Heap state at {hex(pa)}: base {hex(state.base)} is not aligned to its "
+            f"size {hex(state.size)}."
+        )
+    if 1 << state.min_order < HeapBlock.sizeof():
+        raise DumpError(
+            f"Heap state at {hex(pa)}: min_order {state.min_order} blocks cannot hold "
+            f"a {HeapBlock.sizeof()}-byte header."
+        )
+
+
+def _free_lists(
+    state: Any, blocks: list[HeapBlockView], header: Any, problems: list[str]
+) -> dict[int, list[int]]:
+    free_at = {b.va: b for b in blocks if not b.used}
+    lists: dict[int, list[int]] = {}
+    budget = MAX_BLOCKS
+    for order, head in enumerate(state.free_heads):
+        if not head:
+            continue
+        seen: list[int] = []
+        seen_set: set[int] = set()
+        prev = 0
+        va = canonical(head)
+        while va:
+            budget -= 1
+            if budget < 0:
+                raise DumpError(
+                    f"Heap free list of order {order}: more than {MAX_BLOCKS} nodes (a cycle?)."
+                )
+            block = free_at.get(va)
+            if block is None or block.order != order:
+                h = header(va)
+                what = "unbacked" if h is None else f"magic {hex(h.magic)} order {h.order}"
+                problems.append(
+                    f"free list {order} holds {hex(va)}, not a free block of order {order} ({what})"
+                )
+                break
+            if va in seen_set:
+                problems.append(f"free list {order} cycles back to {hex(va)}")
+                break
+            if canonical(block.prev) != prev:
+                problems.append(
+                    f"free block {hex(va)} has prev {hex(block.prev)}, expected {hex(prev)}"
+                )
+            seen.append(va)
+            seen_set.add(va)
+            prev, va = va, canonical(block.next) if block.next else 0
+        lists[order] = seen
+    listed = {va for vas in lists.values() for va in vas}
+    for b in blocks:
+        if not b.used and b.va not in listed:
+            problems.append(f"free block {hex(b.va)} (order {b.order}) is on no free list")
+    return lists

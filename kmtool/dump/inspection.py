@@ -1,0 +1,159 @@
+"""One inspection of a dump: find the roots, decode every part, run the checks, describe it as JSON.
+
+Roots, in order of preference: `--cr3`; CR3 of CPU 0 from the dump (QEMU note or raw layout file);
+the kernel PML4 recorded in the core-info block. The core-info block is found through `--kernel` or
+by a physical scan (kmtool.dump.coreinfo). A dump without one is *foreign* (not our kernel, or not
+ready yet): with a CR3 the page tables are still decoded and the kernel parts are null.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kmtool.dump.bootinfo import BootInfoView, read_boot_info
+from kmtool.dump.checks import Check, run_checks
+from kmtool.dump.coreinfo import CoreInfoBlock, find_core_info
+from kmtool.dump.frames import FreeList, read_free_list
+from kmtool.dump.heap import HeapView, read_heap
+from kmtool.dump.kernel_elf import KernelSymbols, load_kernel_symbols
+from kmtool.dump.memmap import MemoryMap, read_memory_map
+from kmtool.dump.pagetable import ADDRESS_MASK, PageTables, walk, walk_address
+from kmtool.dump.records import parse
+from kmtool.dump.source import DumpSource, open_dump
+from kmtool.errors import DumpError
+from kmtool.schemas.paging import PageStats
+
+TOP_LEVEL_KEYS = (
+    "source",
+    "cpu",
+    "boot_info",
+    "memory_map",
+    "page_tables",
+    "frames",
+    "heap",
+    "checks",
+)
+
+
+@dataclass
+class Options:
+    """What the user asked for."""
+
+    kernel: Path | None = None
+    cr3: int | None = None
+    base: int | None = None
+    walk: list[int] = field(default_factory=list)
+    pa: list[int] = field(default_factory=list)
+    keep_leaves: bool = False
+
+
+@dataclass
+class Inspection:
+    """Everything decoded from one dump (parts are None when they do not apply)."""
+
+    source: DumpSource
+    options: Options
+    kernel: KernelSymbols | None = None
+    root: int | None = None
+    root_source: str | None = None
+    tables: PageTables | None = None
+    core: CoreInfoBlock | None = None
+    kernel_tables: PageTables | None = None
+    boot: BootInfoView | None = None
+    memmap: MemoryMap | None = None
+    frames: FreeList | None = None
+    heap: HeapView | None = None
+    page_stats: Any = None
+    walks: list[dict[str, Any]] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def foreign(self) -> bool:
+        """True when the dump has no core-info block (not our kernel, or not ready)."""
+        return self.core is None
+
+    @property
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if not c.ok]
+
+    def to_json(self) -> dict[str, Any]:
+        """The `kmtool inspect --json` document (the eight stable top-level keys)."""
+        pages = None
+        if self.tables is not None:
+            pages = self.tables.to_json()
+            pages["root_source"] = self.root_source
+            if self.kernel_tables is not None:
+                pages["kernel_pml4"] = hex(self.kernel_tables.root)
+            if self.walks:
+                pages["walks"] = self.walks
+            if self.options.pa:
+                pages["aliases"] = {hex(pa): self.tables.aliases(pa) for pa in self.options.pa}
+            if self.page_stats is not None:
+                pages["stats"] = {k: v for k, v in self.page_stats.items() if not k.startswith("_")}
+        source = self.source.to_json()
+        source["core_info"] = None if self.core is None else self.core.to_json()
+        source["kernel"] = None if self.kernel is None else str(self.kernel.path)
+        return {
+            "source": source,
+            "cpu": [c.to_json() for c in self.source.cpus],
+            "boot_info": None if self.boot is None else self.boot.to_json(),
+            "memory_map": None if self.memmap is None else self.memmap.to_json(),
+            "page_tables": pages,
+            "frames": None if self.frames is None else self.frames.to_json(),
+            "heap": None if self.heap is None else self.heap.to_json(),
+            "checks": [c.to_json() for c in self.checks],
+        }
+
+
+def inspect_dump(path: Path, options: Options) -> Inspection:
+    """Open and decode the dump at `path` (DumpError on structural faults)."""
+    source = open_dump(path, options.base)
+    ins = Inspection(source, options)
+    memory = source.memory
+    if options.kernel is not None:
+        ins.kernel = load_kernel_symbols(options.kernel)
+    ins.root, ins.root_source = _dump_root(source, options)
+    if ins.root is not None:
+        ins.tables = walk(memory, ins.root, keep_leaves=options.keep_leaves)
+    ins.core = find_core_info(memory, ins.kernel, ins.tables)
+    if ins.core is None and ins.root is None:
+        raise DumpError(
+            f"Dump `{path}` records no CR3 and holds no kmtool core-info block; pass `--cr3 ADDR` "
+            "to walk its page tables."
+        )
+    if ins.core is not None:
+        pml4 = ins.core.kernel_pml4_phys & ADDRESS_MASK
+        if ins.root is None:
+            ins.root, ins.root_source = pml4, "core-info"
+            ins.tables = walk(memory, pml4, keep_leaves=options.keep_leaves)
+        assert ins.tables is not None
+        ins.kernel_tables = ins.tables if pml4 == ins.root else walk(memory, pml4)
+        ins.boot = read_boot_info(memory, ins.core.boot_info_phys)
+        ins.memmap = read_memory_map(memory, ins.boot)
+        ins.frames = read_free_list(memory, ins.core.frame_state_phys)
+        ins.heap = read_heap(memory, ins.core.heap_state_phys, ins.kernel_tables)
+        stats = memory.read(ins.core.page_state_phys, PageStats.sizeof(), "page stats")
+        ins.page_stats = parse(PageStats, stats, "page stats", ins.core.page_state_phys)
+    root = ins.root
+    assert root is not None
+    for va in options.walk:
+        ins.walks.append(walk_address(memory, root, va))
+    ins.checks = run_checks(ins)
+    return ins
+
+
+def _dump_root(source: DumpSource, options: Options) -> tuple[int | None, str | None]:
+    if options.cr3 is not None:
+        return options.cr3 & ADDRESS_MASK, "--cr3"
+    for cpu in source.cpus[:1]:
+        mode = cpu.paging_mode
+        if mode == "5-level":
+            raise DumpError(
+                f"CPU {cpu.index} of `{source.path}` uses 5-level paging (CR4.LA57); kmtool walks "
+                "4-level tables only."
+            )
+        if mode in ("4-level", "unknown") and cpu.page_table_root is not None:
+            return cpu.page_table_root, f"CR3 of CPU {cpu.index} ({cpu.source})"
+    return None, None

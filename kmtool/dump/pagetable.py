@@ -1,0 +1,507 @@
+"""x86-64 4-level page tables in a dump: full walk into merged ranges, single walks, translations.
+
+The paging levels are *data* (`LEVELS`): one function walks them all. The walk goes level by level
+(breadth first), and each level is decoded in bulk: the entries of every table at that level are
+gathered from the dump into one (tables x 512) numpy array, and present/leaf masks, addresses and
+effective permissions are computed for all of them at once. So the Python-level work is a handful of
+array operations per level, not one loop iteration per entry.
+
+Rules (Intel SDM vol. 3, 4.5):
+- an entry is used only when bit 0 (present) is set; absent entries skip the whole range beneath them;
+- bit 7 means "this entry maps a page" only at PDPT (1 GiB) and PD (2 MiB) level; at PML4 level it is
+  reserved and at PT level it is the PAT bit, so a PT entry is always a leaf;
+- a large page's physical address is the entry's bits 51..(page shift): bit 12 there is the PAT bit,
+  never an address bit;
+- effective permissions: writable and user only when every level says so (AND), no-execute when any
+  level says so (OR).
+
+Tables are memoized by physical address (each distinct table is read once per level however many
+entries point to it, as when PML4 entries 0 and 511 share one PDPT). An entry that points back at a
+table on its own path (a recursive mapping), a table outside the dump, or more than `MAX_LEAVES` pages
+is a `DumpError` naming the level, the table, the entry index and its raw value.
+
+Ranges are merged when virtually and physically contiguous with the same page size, the same effective
+permissions and the same region of the layout table. Addresses are canonical (sign-extended from bit
+47). A range's `end` is its last byte (inclusive), like `Region.end` in the layout table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum, IntFlag
+from typing import Any
+
+import numpy as np
+
+from kmtool.dump.memory import PhysicalMemory
+from kmtool.dump.regions import region_ids, region_name
+from kmtool.errors import DumpError
+from kmtool.layout.table import (
+    ENTRIES_PER_TABLE,
+    PAGE_SHIFT,
+    PAGING_LEVELS,
+    VIRTUAL_ADDRESS_BITS,
+    canonical,
+    is_canonical,
+)
+
+
+class Pte(IntFlag):
+    """Bits of a page-table entry (every level shares the low bits and NX)."""
+
+    PRESENT = 1 << 0
+    WRITABLE = 1 << 1
+    USER = 1 << 2
+    PWT = 1 << 3  # page-level write-through (a caching bit, nothing else)
+    PCD = 1 << 4
+    ACCESSED = 1 << 5
+    DIRTY = 1 << 6
+    PS = 1 << 7  # page size at PDPT/PD; PAT at PT
+    GLOBAL = 1 << 8
+    NX = 1 << 63
+
+
+ADDRESS_MASK = 0x000F_FFFF_FFFF_F000  # bits 51:12
+INDEX_BITS = ENTRIES_PER_TABLE.bit_length() - 1
+TABLE_BYTES = ENTRIES_PER_TABLE * 8
+MAX_LEAVES = 1 << 25  # 32 Mi pages (128 GiB of 4 KiB pages): the bound on one walk's work
+CHUNK_TABLES = 2048  # tables decoded per bulk step (8 MiB of entries)
+SIGN_EXTENSION = ((1 << 64) - 1) ^ ((1 << VIRTUAL_ADDRESS_BITS) - 1)
+
+# Effective permission bits of a mapping (R is implied by present).
+PERM_W = 1
+PERM_X = 2
+PERM_U = 4
+PERM_ALL = PERM_W | PERM_X | PERM_U
+
+
+class LeafRule(Enum):
+    """When an entry at a level maps a page rather than pointing to the next table."""
+
+    NEVER = "never"
+    PS_BIT = "when bit 7 (PS) is set"
+    ALWAYS = "always"
+
+
+@dataclass(frozen=True)
+class Level:
+    """One paging level: its name, the lowest virtual-address bit its index uses, its leaf rule."""
+
+    name: str
+    shift: int
+    leaf: LeafRule
+
+    @property
+    def page_size(self) -> int:
+        """Bytes one entry at this level spans."""
+        return 1 << self.shift
+
+
+def _levels() -> tuple[Level, ...]:
+    rules = (
+        ("PML4", LeafRule.NEVER),
+        ("PDPT", LeafRule.PS_BIT),
+        ("PD", LeafRule.PS_BIT),
+        ("PT", LeafRule.ALWAYS),
+    )
+    assert len(rules) == PAGING_LEVELS
+    return tuple(
+        Level(name, PAGE_SHIFT + INDEX_BITS * (PAGING_LEVELS - 1 - depth), rule)
+        for depth, (name, rule) in enumerate(rules)
+    )
+
+
+LEVELS = _levels()
+
+
+def size_text(size: int) -> str:
+    """ "4K", "2M", "1G" style text for a power-of-two page size."""
+    for unit, shift in (("T", 40), ("G", 30), ("M", 20), ("K", 10)):
+        if size >= 1 << shift and size % (1 << shift) == 0:
+            return f"{size >> shift}{unit}"
+    return str(size)
+
+
+def perm_text(perm: int) -> str:
+    """ "RWXU"-style text for effective permissions: R always, then W, X, U or '-'."""
+    return (
+        "R"
+        + ("W" if perm & PERM_W else "-")
+        + ("X" if perm & PERM_X else "-")
+        + ("U" if perm & PERM_U else "-")
+    )
+
+
+def _entry_perm(entries: np.ndarray) -> np.ndarray:
+    """Per-entry permission bits (W, X = not NX, U) as uint8."""
+    w = ((entries >> np.uint64(1)) & np.uint64(1)).astype(np.uint8) * PERM_W
+    u = ((entries >> np.uint64(2)) & np.uint64(1)).astype(np.uint8) * PERM_U
+    x = (1 - (entries >> np.uint64(63)).astype(np.uint8)) * PERM_X
+    return w | u | x
+
+
+def _canonical(va: np.ndarray) -> np.ndarray:
+    high = (va & np.uint64(1 << (VIRTUAL_ADDRESS_BITS - 1))) != 0
+    return np.where(high, va | np.uint64(SIGN_EXTENSION), va)
+
+
+@dataclass
+class Ranges:
+    """Merged mappings as parallel arrays (uint64 start/phys/size/page_size, uint8 perm, int16 region)."""
+
+    start: np.ndarray
+    phys: np.ndarray
+    size: np.ndarray
+    page_size: np.ndarray
+    perm: np.ndarray
+    region: np.ndarray
+
+    @classmethod
+    def empty(cls) -> Ranges:
+        u = np.zeros(0, dtype=np.uint64)
+        return cls(u, u, u, u, np.zeros(0, dtype=np.uint8), np.zeros(0, dtype=np.int16))
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+    @classmethod
+    def concat(cls, parts: list[Ranges]) -> Ranges:
+        if not parts:
+            return cls.empty()
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in _RANGE_FIELDS))
+
+    def take(self, index: np.ndarray) -> Ranges:
+        return Ranges(*(getattr(self, f)[index] for f in _RANGE_FIELDS))
+
+    def merged(self) -> Ranges:
+        """Adjacent entries (in this order) joined where contiguous with equal attributes."""
+        n = len(self)
+        if n <= 1:
+            return self
+        end = self.start + self.size
+        cont = (
+            (self.start[1:] == end[:-1])
+            & (self.phys[1:] == self.phys[:-1] + self.size[:-1])
+            & (self.perm[1:] == self.perm[:-1])
+            & (self.region[1:] == self.region[:-1])
+            & (self.page_size[1:] == self.page_size[:-1])
+            & (end[:-1] != 0)  # a range that ends at 2^64 continues into nothing
+        )
+        first = np.flatnonzero(np.concatenate(([True], ~cont)))
+        last = np.concatenate((first[1:], [n])) - 1
+        out = self.take(first)
+        out.size = end[last] - self.start[first]
+        return out
+
+    def to_json(self) -> list[dict[str, Any]]:
+        rows = []
+        for i in range(len(self)):
+            start, size = int(self.start[i]), int(self.size[i])
+            rows.append(
+                {
+                    "start": hex(start),
+                    "end": hex((start + size - 1) & ((1 << 64) - 1)),
+                    "size": size,
+                    "phys": hex(int(self.phys[i])),
+                    "page_size": int(self.page_size[i]),
+                    "flags": perm_text(int(self.perm[i])),
+                    "region": region_name(int(self.region[i])),
+                }
+            )
+        return rows
+
+
+_RANGE_FIELDS = ("start", "phys", "size", "page_size", "perm", "region")
+
+
+@dataclass
+class Leaves:
+    """Every leaf entry of a walk (kept only when asked): canonical VA, PA, page size, raw entry."""
+
+    va: np.ndarray
+    pa: np.ndarray
+    size: np.ndarray
+    entry: np.ndarray
+    perm: np.ndarray
+
+
+@dataclass
+class PageTables:
+    """The result of walking the tables under one root."""
+
+    root: int
+    ranges: Ranges
+    leaf_counts: dict[int, int]  # page size -> leaves
+    tables: np.ndarray  # physical addresses of every distinct table page (uint64, sorted)
+    leaves: Leaves | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def leaf_total(self) -> int:
+        return sum(self.leaf_counts.values())
+
+    def ranges_in(self, region: str) -> Ranges:
+        """The merged ranges whose region name is `region`."""
+        ids = [i for i in np.unique(self.ranges.region) if region_name(int(i)) == region]
+        return self.ranges.take(np.flatnonzero(np.isin(self.ranges.region, ids)))
+
+    def translate(self, va: int) -> int | None:
+        """Physical address `va` maps to, from the merged ranges; None when unmapped."""
+        va = canonical(va)
+        i = int(np.searchsorted(self.ranges.start, np.uint64(va), side="right")) - 1
+        if i < 0:
+            return None
+        off = va - int(self.ranges.start[i])
+        return int(self.ranges.phys[i]) + off if off < int(self.ranges.size[i]) else None
+
+    def aliases(self, pa: int) -> list[dict[str, Any]]:
+        """Every virtual address that maps physical `pa`, with its range's attributes."""
+        phys = self.ranges.phys
+        hit = np.flatnonzero((phys <= np.uint64(pa)) & (np.uint64(pa) - phys < self.ranges.size))
+        out = []
+        for i in hit:
+            va = int(self.ranges.start[i]) + pa - int(phys[i])
+            out.append(
+                {
+                    "va": hex(va),
+                    "page_size": int(self.ranges.page_size[i]),
+                    "flags": perm_text(int(self.ranges.perm[i])),
+                    "region": region_name(int(self.ranges.region[i])),
+                }
+            )
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "cr3": hex(self.root),
+            "regions": self.ranges.to_json(),
+            "leaves": self.leaf_total,
+            "leaf_counts": {size_text(s): n for s, n in sorted(self.leaf_counts.items())},
+            "tables": len(self.tables),
+            **self.extra,
+        }
+
+
+def walk(
+    memory: PhysicalMemory, root: int, keep_leaves: bool = False, max_leaves: int = MAX_LEAVES
+) -> PageTables:
+    """Walk every mapping under the PML4 at physical `root` (CR3 with its low bits cleared)."""
+    root &= ADDRESS_MASK
+    table_pa = np.array([root], dtype=np.uint64)
+    table_va = np.zeros(1, dtype=np.uint64)
+    table_perm = np.full(1, PERM_ALL, dtype=np.uint8)
+    ancestors = np.zeros((1, 0), dtype=np.uint64)
+    parts: list[Ranges] = []
+    leaf_parts: list[Leaves] = []
+    leaf_counts: dict[int, int] = {}
+    all_tables: list[np.ndarray] = []
+    total = 0
+    for depth, level in enumerate(LEVELS):
+        shift = np.uint64(level.shift)
+        size = np.uint64(level.page_size)
+        large_mask = np.uint64(ADDRESS_MASK & ~(level.page_size - 1))
+        nxt_pa, nxt_va, nxt_perm, nxt_anc = [], [], [], []
+        level_parts: list[Ranges] = []
+        all_tables.append(np.unique(table_pa))
+        for lo in range(0, len(table_pa), CHUNK_TABLES):
+            pas = table_pa[lo : lo + CHUNK_TABLES]
+            entries = _read_tables(memory, pas, level, depth, ancestors[lo : lo + CHUNK_TABLES])
+            present = (entries & np.uint64(Pte.PRESENT)) != 0
+            if level.leaf is LeafRule.ALWAYS:
+                leaf = present
+            elif level.leaf is LeafRule.PS_BIT:
+                leaf = present & ((entries & np.uint64(Pte.PS)) != 0)
+            else:
+                leaf = np.zeros_like(present)
+            rows, cols = np.nonzero(leaf)
+            if len(rows):
+                total += len(rows)
+                if total > max_leaves:
+                    raise DumpError(
+                        f"The page tables under CR3 {hex(root)} map more than {max_leaves} pages "
+                        f"(at {level.name} level); refusing to walk further."
+                    )
+                e = entries[rows, cols]
+                va = _canonical(table_va[lo:][rows] + (cols.astype(np.uint64) << shift))
+                pa = e & large_mask
+                perm = table_perm[lo:][rows] & _entry_perm(e)
+                rid = region_ids(va)
+                sizes = np.full(len(va), size, dtype=np.uint64)
+                level_parts.append(Ranges(va, pa, sizes, sizes, perm, rid).merged())
+                leaf_counts[level.page_size] = leaf_counts.get(level.page_size, 0) + len(va)
+                if keep_leaves:
+                    leaf_parts.append(Leaves(va, pa, sizes, e, perm))
+            rows, cols = np.nonzero(present & ~leaf)
+            if len(rows):
+                e = entries[rows, cols]
+                child = e & np.uint64(ADDRESS_MASK)
+                anc = np.concatenate((ancestors[lo:][rows], pas[rows][:, None]), axis=1)
+                loops = (anc == child[:, None]).any(axis=1)
+                if loops.any():
+                    k = int(np.flatnonzero(loops)[0])
+                    raise DumpError(
+                        f"Page table: {level.name} entry {int(cols[k])} of the table at "
+                        f"{hex(int(pas[rows[k]]))} points back to table {hex(int(child[k]))} on its "
+                        f"own path (a recursive mapping; raw entry {hex(int(e[k]))})."
+                    )
+                nxt_pa.append(child)
+                nxt_va.append(table_va[lo:][rows] + (cols.astype(np.uint64) << shift))
+                nxt_perm.append(table_perm[lo:][rows] & _entry_perm(e))
+                nxt_anc.append(anc)
+        if level_parts:
+            parts.append(Ranges.concat(level_parts).merged())
+        if not nxt_pa:
+            break
+        table_pa = np.concatenate(nxt_pa)
+        table_va = np.concatenate(nxt_va)
+        table_perm = np.concatenate(nxt_perm)
+        ancestors = np.concatenate(nxt_anc)
+    ranges = Ranges.concat(parts)
+    ranges = ranges.take(np.argsort(ranges.start, kind="stable"))
+    leaves = _sorted_leaves(leaf_parts) if keep_leaves else None
+    tables = np.unique(np.concatenate(all_tables))
+    return PageTables(root, ranges, leaf_counts, tables, leaves)
+
+
+def _sorted_leaves(parts: list[Leaves]) -> Leaves:
+    """All leaf batches in one set of arrays, in virtual-address order."""
+    if not parts:
+        u = np.zeros(0, dtype=np.uint64)
+        return Leaves(u, u, u, u, np.zeros(0, dtype=np.uint8))
+    joined = [np.concatenate([getattr(p, f) for p in parts]) for f in _LEAF_FIELDS]
+    order = np.argsort(joined[0], kind="stable")
+    return Leaves(*(a[order] for a in joined))
+
+
+_LEAF_FIELDS = ("va", "pa", "size", "entry", "perm")
+
+
+def _read_tables(
+    memory: PhysicalMemory, pas: np.ndarray, level: Level, depth: int, ancestors: np.ndarray
+) -> np.ndarray:
+    """The entries of the tables at `pas` as a (len(pas), 512) uint64 array, each table read once."""
+    unique, inverse = np.unique(pas, return_inverse=True)
+    entries, ok = memory.gather(unique, ENTRIES_PER_TABLE)
+    if not ok.all():
+        bad = int(unique[np.flatnonzero(~ok)[0]])
+        where = "CR3" if depth == 0 else f"a {LEVELS[depth - 1].name} entry"
+        parent = ""
+        if depth:
+            k = int(np.flatnonzero(pas == np.uint64(bad))[0])
+            parent = f" in the table at {hex(int(ancestors[k, -1]))}"
+        raise DumpError(
+            f"Page table: the {level.name} table at {hex(bad)} (named by {where}{parent}) is "
+            "outside the dump."
+        )
+    if len(unique) == len(pas) and (len(pas) < 2 or bool((pas[1:] > pas[:-1]).all())):
+        return entries
+    return entries[inverse.reshape(-1)]
+
+
+# -- single addresses ------------------------------------------------------------------------------
+
+
+def walk_address(memory: PhysicalMemory, root: int, va: int) -> dict[str, Any]:
+    """Each level's table, index and raw entry on the way to `va`, and where it ends.
+
+    Returns {"va", "steps": [{"level", "table", "index", "entry_address", "entry", "flags"}...],
+    "phys" ("0x..." or None), "page_size" (or None), "flags" (effective, or None), "stopped"
+    (why the walk ended early, or None)}.
+    """
+    if not is_canonical(va):
+        raise DumpError(f"The virtual address {hex(va)} is not canonical (bits 63..47 differ).")
+    table = root & ADDRESS_MASK
+    perm = PERM_ALL
+    steps: list[dict[str, Any]] = []
+    result: dict[str, Any] = {
+        "va": hex(va),
+        "steps": steps,
+        "phys": None,
+        "page_size": None,
+        "flags": None,
+        "stopped": None,
+    }
+    for level in LEVELS:
+        index = (va >> level.shift) & (ENTRIES_PER_TABLE - 1)
+        address = table + index * 8
+        entry = memory.u64(address, f"{level.name} entry {index} of the table at {hex(table)}")
+        steps.append(
+            {
+                "level": level.name,
+                "table": hex(table),
+                "index": index,
+                "entry_address": hex(address),
+                "entry": hex(entry),
+                "flags": entry_flags_text(entry, level),
+            }
+        )
+        if not entry & Pte.PRESENT:
+            result["stopped"] = f"{level.name} entry {index} is not present"
+            return result
+        perm &= int(_entry_perm(np.array([entry], dtype=np.uint64))[0])
+        is_leaf = level.leaf is LeafRule.ALWAYS or (
+            level.leaf is LeafRule.PS_BIT and bool(entry & Pte.PS)
+        )
+        if is_leaf:
+            base = entry & ADDRESS_MASK & ~(level.page_size - 1)
+            result.update(
+                phys=hex(base + (va & (level.page_size - 1))),
+                page_size=level.page_size,
+                flags=perm_text(perm),
+            )
+            return result
+        table = entry & ADDRESS_MASK
+    raise AssertionError("the last level always maps a page")
+
+
+def entry_flags_text(entry: int, level: Level) -> str:
+    """Names of the set bits of `entry` at `level` (bit 7 reads PS or PAT by level)."""
+    names = []
+    for flag in Pte:
+        if entry & flag:
+            if flag is Pte.PS:
+                names.append(
+                    {LeafRule.ALWAYS: "PAT", LeafRule.NEVER: "RSVD7"}.get(level.leaf, "PS")
+                )
+            else:
+                names.append(str(flag.name))
+    return "|".join(names) or "0"
+
+
+def translate_many(
+    memory: PhysicalMemory, root: int, vas: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised translation of many virtual addresses: (physical uint64, mapped bool) arrays.
+
+    Walks all addresses level by level with one gather per level; unmapped addresses (or ones whose
+    tables are outside the dump) come back with mapped False and physical 0.
+    """
+    vas = np.asarray(vas, dtype=np.uint64)
+    n = len(vas)
+    table = np.full(n, root & ADDRESS_MASK, dtype=np.uint64)
+    phys = np.zeros(n, dtype=np.uint64)
+    mapped = np.zeros(n, dtype=bool)
+    active = np.arange(n)
+    mask9 = np.uint64(ENTRIES_PER_TABLE - 1)
+    for level in LEVELS:
+        if len(active) == 0:
+            break
+        va = vas[active]
+        index = (va >> np.uint64(level.shift)) & mask9
+        words, ok = memory.gather(table[active] + index * np.uint64(8), 1)
+        e = words[:, 0]
+        present = ok & ((e & np.uint64(Pte.PRESENT)) != 0)
+        if level.leaf is LeafRule.ALWAYS:
+            leaf = present
+        elif level.leaf is LeafRule.PS_BIT:
+            leaf = present & ((e & np.uint64(Pte.PS)) != 0)
+        else:
+            leaf = np.zeros_like(present)
+        low = np.uint64(level.page_size - 1)
+        done = active[leaf]
+        phys[done] = (e[leaf] & np.uint64(ADDRESS_MASK) & ~low) | (va[leaf] & low)
+        mapped[done] = True
+        go = present & ~leaf
+        table[active[go]] = e[go] & np.uint64(ADDRESS_MASK)
+        active = active[go]
+    return phys, mapped

@@ -1,0 +1,117 @@
+"""Open a dump file of either kind: a QEMU ELF core, or a raw physical image.
+
+Raw images have no header. By default file offset == physical address (base 0); `--base` says the
+file starts at another physical address. When `FILE.layout.json` (written by `kmtool run --dump FILE
+--dump-format raw`, see kmtool/qemu/dump.py) sits next to the file and no base was given, its RAM
+ranges and recorded control registers are used instead, so holes (the PCI hole) are known to be
+absent rather than read as zeros.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kmtool.dump.cpu import CpuState
+from kmtool.dump.elfcore import is_elf, open_elf_core
+from kmtool.dump.memory import MemoryRange, PhysicalMemory
+from kmtool.errors import DumpError
+
+RAW_LAYOUT_FORMAT = "kmtool-raw-physical"
+RAW_LAYOUT_VERSION = 1
+
+
+@dataclass
+class DumpSource:
+    """A dump opened for reading: its memory, what kind it is, and any recorded CPU state."""
+
+    path: Path
+    kind: str  # "elf" or "raw"
+    memory: PhysicalMemory
+    cpus: list[CpuState] = field(default_factory=list)
+    base: int | None = None  # raw images without a layout file
+    layout_path: Path | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The "source" part of `kmtool inspect --json`."""
+        return {
+            "path": str(self.path),
+            "format": self.kind,
+            "file_size": self.memory.file_size,
+            "base": None if self.base is None else hex(self.base),
+            "layout_file": None if self.layout_path is None else str(self.layout_path),
+            "ram_bytes": self.memory.ram_bytes,
+            "ranges": [
+                {
+                    "start": hex(r.start),
+                    "end": hex(r.end),
+                    "size": r.size,
+                    "file_offset": hex(r.file_offset),
+                    "file_size": r.file_size,
+                }
+                for r in self.memory.ranges
+            ],
+        }
+
+
+def open_dump(path: Path, base: int | None = None) -> DumpSource:
+    """Open `path`, an ELF core or a raw image (`base`: physical address of its first byte)."""
+    if not path.exists():
+        raise DumpError(f"Dump `{path}` does not exist.")
+    if path.is_dir():
+        raise DumpError(f"Dump `{path}` is a directory, not a file.")
+    if is_elf(path):
+        if base is not None:
+            raise DumpError(f"`--base` applies to raw images only; `{path}` is an ELF core.")
+        memory, cpus = open_elf_core(path)
+        return DumpSource(path, "elf", memory, cpus)
+    layout_path = path.with_name(path.name + ".layout.json")
+    if base is None and layout_path.is_file():
+        ranges, cpus = _read_layout(layout_path)
+        return DumpSource(path, "raw", PhysicalMemory(path, ranges), cpus, layout_path=layout_path)
+    start = 0 if base is None else base
+    if start % 4096:
+        raise DumpError(f"The raw image base {hex(start)} is not page aligned.")
+    size = path.stat().st_size
+    return DumpSource(
+        path, "raw", PhysicalMemory(path, [MemoryRange(start, size, 0, size)]), base=start
+    )
+
+
+def _read_layout(path: Path) -> tuple[list[MemoryRange], list[CpuState]]:
+    try:
+        doc = json.loads(path.read_text())
+        if doc.get("format") != RAW_LAYOUT_FORMAT or doc.get("version") != RAW_LAYOUT_VERSION:
+            raise DumpError(
+                f"Layout file `{path}` is not {RAW_LAYOUT_FORMAT} version {RAW_LAYOUT_VERSION} "
+                f"(format {doc.get('format')!r}, version {doc.get('version')!r})."
+            )
+        ranges = []
+        for r in doc["ranges"]:
+            size = int(r["size"], 16)
+            ranges.append(MemoryRange(int(r["phys"], 16), size, int(r["file_offset"], 16), size))
+        cpus = []
+        for c in doc.get("cpus", []):
+            cpus.append(
+                CpuState(
+                    index=int(c["index"]),
+                    cr0=_hex(c.get("cr0")),
+                    cr3=_hex(c.get("cr3")),
+                    cr4=_hex(c.get("cr4")),
+                    efer=_hex(c.get("efer")),
+                    source="layout file",
+                )
+            )
+    except DumpError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise DumpError(
+            f"Layout file `{path}` is malformed: {type(err).__name__}: {err}."
+        ) from None
+    return ranges, cpus
+
+
+def _hex(value: Any) -> int | None:
+    return None if value is None else int(value, 16)
