@@ -104,8 +104,8 @@ def run(
     style = "green" if result.outcome is Outcome.PASS else "red"
     if result.held:
         status = "held, then stopped by kmtool"
-    elif result.outcome is Outcome.TIMEOUT:
-        status = "killed"
+    elif result.killed:
+        status = "killed by kmtool"
     else:
         status = f"QEMU exit {result.qemu_status}"
     summary = Text(f"outcome {result.outcome.value}", style=f"bold {style}")

@@ -107,6 +107,7 @@ class RunResult:
     message: str = ""  # why, for outcomes that need saying (timeout, qemu-error, no dump)
     cmdline: str = ""
     held: bool = False  # the kernel halted at KM-READY/KM-PANIC-HELD and kmtool stopped QEMU
+    killed: bool = False  # kmtool killed QEMU (timeout, or KVM failed); qemu_status is moot
     dump: DumpInfo | None = None
 
     @property
@@ -123,6 +124,7 @@ class RunResult:
             "qemu_status": self.qemu_status,
             "accel": self.accel,
             "held": self.held,
+            "killed": self.killed,
             "cmdline": self.cmdline,
             "serial_log": str(self.serial_log),
             "debugcon_log": str(self.debugcon_log),
@@ -184,6 +186,7 @@ class Session:
         self.started = 0.0
         self.ended: float | None = None
         self.timed_out = False
+        self.killed = False  # kmtool ended QEMU (timeout, KVM failure, clean-up)
         self._threads: list[threading.Thread] = []
         firmware = find_ovmf()
         self._temp = Path(tempfile.mkdtemp(prefix="kmtool-run-"))
@@ -222,6 +225,7 @@ class Session:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,  # a Ctrl-C at the terminal reaches kmtool, not QEMU
+                preexec_fn=_die_with_parent,
             )
         except OSError as err:
             raise RunError(f"Could not start `{self.argv[0]}`: {err.strerror or err}.") from err
@@ -289,6 +293,7 @@ class Session:
         if process is None or process.poll() is not None:
             return
         self.ended = self.ended or time.monotonic()
+        self.killed = True
         process.send_signal(signal.SIGTERM)
         try:
             process.wait(timeout=KILL_GRACE_SECONDS)
@@ -385,6 +390,7 @@ class Session:
             message=message,
             cmdline=self.cmdline,
             held=held,
+            killed=self.killed,
             dump=dump,
         )
 
@@ -404,6 +410,16 @@ class Session:
             stderr = "".join(self.stderr_parts).strip()
             return outcome, f"QEMU exited with status {status}." + (f"\n{stderr}" if stderr else "")
         return outcome, ""
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: have Linux SIGKILL QEMU when kmtool dies, however it dies (a
+    SIGTERM or SIGKILL skips kmtool's clean-up, and QEMU is in its own session)."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
 
 
 def _read(fd: int) -> bytes:

@@ -1,5 +1,6 @@
 """The runner end to end on the "hello" EFI application (no kernel needed): outcomes, exit
-statuses, --json, the time limit, held VMs with QMP, ELF and raw dumps. Four short TCG boots."""
+statuses, --json, the time limit, held VMs with QMP, ELF and raw dumps, no QEMU left behind.
+Four short TCG boots and one cut short at once."""
 
 from __future__ import annotations
 
@@ -102,7 +103,45 @@ def test_hang_gives_timeout_within_the_limit(hello_esp: HelloEsp, tmp_path: Path
     assert result.outcome is Outcome.TIMEOUT and result.exit_status == 5
     assert 8 <= result.seconds < 8 + 3 and elapsed < 8 + 5
     assert result.report == {"app": "hello", "exit": "0x10"}  # it did run; it just never exited
+    assert result.killed and result.to_json()["killed"] is True
     assert result.qemu_status is not None  # QEMU was reaped, not left behind
+
+
+def _qemu_pids_mentioning(text: str) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if (
+            argv
+            and argv[0].endswith(b"qemu-system-x86_64")
+            and any(text.encode() in a for a in argv)
+        ):
+            pids.append(int(proc.name))
+    return pids
+
+
+@pytest.mark.qemu
+def test_qemu_dies_with_a_killed_kmtool(hello_esp: HelloEsp, tmp_path: Path) -> None:
+    # SIGKILL skips every clean-up in kmtool; QEMU must still not outlive it.
+    kmtool_process = subprocess.Popen(
+        [sys.executable, "-m", "kmtool", "run", str(hello_esp("hang")), "--build-dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while not _qemu_pids_mentioning(str(tmp_path)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _qemu_pids_mentioning(str(tmp_path)), "QEMU never started"
+    finally:
+        kmtool_process.kill()
+        kmtool_process.wait()
+    deadline = time.monotonic() + 5
+    while _qemu_pids_mentioning(str(tmp_path)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _qemu_pids_mentioning(str(tmp_path)) == []
 
 
 def test_qemu_error_shows_stderr(tmp_path: Path) -> None:
