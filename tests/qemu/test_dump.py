@@ -1,0 +1,80 @@
+"""Dump helpers without QEMU: the RAM layout from `info mtree`, registers, the sparse copy."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from kmtool.errors import DumpError, RunError
+from kmtool.qemu import dump
+from kmtool.qemu.dump import RamRange, parse_mtree, parse_registers
+
+# Excerpt of QEMU 7.2 `info mtree` for q35 with 3 GiB (RAM split around the PCI hole); the
+# aliases appear once per address space that shows system memory.
+MTREE_3G = """\
+address-space: memory
+  0000000000000000-ffffffffffffffff (prio 0, i/o): system
+    0000000000000000-000000007fffffff (prio 0, ram): alias ram-below-4g @ram 0000000000000000-000000007fffffff
+    00000000000a0000-00000000000bffff (prio 1, i/o): alias smram-region @pci 00000000000a0000-00000000000bffff
+    0000000100000000-000000013fffffff (prio 0, ram): alias ram-above-4g @ram 0000000080000000-00000000bfffffff
+memory-region: smram
+  0000000000000000-00000000ffffffff (prio 0, i/o): smram
+    0000000000000000-000000007fffffff (prio 0, ram): alias ram-below-4g @ram 0000000000000000-000000007fffffff
+    0000000100000000-000000013fffffff (prio 0, ram): alias ram-above-4g @ram 0000000080000000-00000000bfffffff
+memory-region: ram
+  0000000000000000-00000000bfffffff (prio 0, ram): ram
+"""  # noqa: E501
+
+REGISTERS = """\
+CPU#0
+RAX=0000000000000000 RBX=0000000000000000 RCX=0000000000000000 RDX=0000000000000000
+CR0=80010033 CR2=0000000000000000 CR3=000000001de71000 CR4=00000668
+EFER=0000000000000d00
+CPU#1
+CR0=60000010 CR2=0000000000000000 CR3=0000000000000000 CR4=00000000
+EFER=0000000000000000
+"""
+
+
+def test_mtree_ranges_split_around_the_pci_hole() -> None:
+    assert parse_mtree(MTREE_3G) == [
+        RamRange("ram-below-4g", 0, 0x80000000),
+        RamRange("ram-above-4g", 0x100000000, 0x40000000),
+    ]
+
+
+def test_mtree_without_ram_is_an_error() -> None:
+    with pytest.raises(RunError, match="ram-below-4g"):
+        parse_mtree("memory-region: ram\n  0000000000000000-000000000fffffff (prio 0, ram): ram\n")
+
+
+def test_registers_per_cpu() -> None:
+    assert parse_registers(REGISTERS) == [
+        {"index": 0, "cr0": "0x80010033", "cr3": "0x1de71000", "cr4": "0x668", "efer": "0xd00"},
+        {"index": 1, "cr0": "0x60000010", "cr3": "0x0", "cr4": "0x0", "efer": "0x0"},
+    ]
+
+
+def test_sparse_copy_places_bytes_at_their_offset_and_leaves_zero_holes(tmp_path: Path) -> None:
+    block = dump.COPY_BLOCK
+    chunk = tmp_path / "chunk"
+    chunk.write_bytes(bytes(block) + b"\x5a" * block + bytes(block))
+    out_path = tmp_path / "out"
+    with open(out_path, "wb") as out:
+        dump._copy_sparse(chunk, out, 4 * block, 3 * block)
+        out.truncate(8 * block)
+    data = out_path.read_bytes()
+    assert len(data) == 8 * block
+    assert data[5 * block : 6 * block] == b"\x5a" * block
+    assert data.count(0) == 7 * block
+    # Only the one non-zero block was written: the file is sparse where the filesystem allows.
+    assert os.stat(out_path).st_blocks * 512 <= 8 * block
+
+
+def test_sparse_copy_rejects_a_short_chunk(tmp_path: Path) -> None:
+    chunk = tmp_path / "chunk"
+    chunk.write_bytes(b"\1" * 100)
+    with open(tmp_path / "out", "wb") as out, pytest.raises(DumpError, match="0x1000"):
+        dump._copy_sparse(chunk, out, 0x1000, 200)
