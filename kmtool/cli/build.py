@@ -43,9 +43,7 @@ def build(build_dir: Path | None, release: bool, verbose: bool, root: Path | Non
                 on_event=progress.handle,
             )
     except driver.BuildFailure as failure:
-        for f in failure.failures:
-            if verbose and f.command:
-                err_console.out(f.command, highlight=False)
+        for f in failure.failures:  # with -v ninja has already printed the command
             for line in f.lines:
                 err_console.out(line, highlight=False)
         raise
