@@ -384,7 +384,7 @@ def heap_headers(ins: Inspection) -> Check | None:
     return Check(
         "heap headers consistent",
         True,
-        f"{len(h.blocks)} blocks tile the heap; free lists match the free blocks",
+        f"{len(h.blocks)} block(s) tile the heap; the free lists hold exactly the free blocks",
     )
 
 

@@ -64,7 +64,8 @@ class FreeList:
         return int(self.starts[i]), int(self.counts[i])
 
     def span_hash(self) -> str | None:
-        """FNV-1a 64 over the (start, count) u64 little-endian pairs in list order (as the kernel)."""
+        """FNV-1a 64 over the (start, count) u64 little-endian pairs in list order, "0x" + 16 digits
+        (as the ready report prints it)."""
         if len(self.nodes) > HASH_LIMIT:
             return None
         data = np.empty((len(self.nodes), 2), dtype="<u8")
@@ -72,7 +73,7 @@ class FreeList:
         h = FNV_OFFSET
         for byte in data.tobytes():
             h = ((h ^ byte) * FNV_PRIME) & 0xFFFFFFFFFFFFFFFF
-        return f"{h:016x}"
+        return f"0x{h:016x}"
 
     def to_json(self) -> dict[str, Any]:
         largest = self.largest()

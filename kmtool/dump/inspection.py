@@ -155,5 +155,5 @@ def _dump_root(source: DumpSource, options: Options) -> tuple[int | None, str | 
                 "4-level tables only."
             )
         if mode in ("4-level", "unknown") and cpu.page_table_root is not None:
-            return cpu.page_table_root, f"CR3 of CPU {cpu.index} ({cpu.source})"
+            return cpu.page_table_root, f"CPU {cpu.index}, {cpu.source}"
     return None, None

@@ -1,0 +1,118 @@
+"""`kmtool inspect DUMP`: decode a memory dump and check what the memory manager left in it.
+
+Thin: options are parsed here, decoding is kmtool.dump.inspection, drawing is kmtool.dump.render.
+Exit status: 0 when every check passes, 1 when one fails or the dump cannot be decoded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from kmtool.cli.app import console, err_console, print_json
+
+PART_CHOICES = ("summary", "cpu", "boot", "memmap", "pagetables", "frames", "heap", "checks", "all")
+
+
+class Address(click.ParamType):
+    """A 64-bit address: 0x hex (the usual spelling), or decimal; underscores allowed."""
+
+    name = "ADDR"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> int:
+        if isinstance(value, int):
+            return value
+        text = str(value).strip().replace("_", "")
+        try:
+            number = int(text, 0)
+        except ValueError:
+            self.fail(f"`{value}` is not an address (write it as 0x... or in decimal).", param, ctx)
+        if not 0 <= number < 1 << 64:
+            self.fail(f"`{value}` is not a 64-bit address.", param, ctx)
+        return number
+
+
+ADDRESS = Address()
+
+
+@click.command()
+@click.argument("dump", type=click.Path(dir_okay=True, path_type=Path))
+@click.option(
+    "--kernel",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The kernel ELF: find the core-info block through its symbols.",
+)
+@click.option("--cr3", type=ADDRESS, help="Walk the page tables under this PML4 (any x86-64 dump).")
+@click.option("--base", type=ADDRESS, help="Physical address of a raw image's first byte [0].")
+@click.option(
+    "--part",
+    "parts",
+    type=click.Choice(PART_CHOICES),
+    multiple=True,
+    help="Show this part in full (repeatable); default: the summary.",
+)
+@click.option(
+    "--walk",
+    "walk_vas",
+    type=ADDRESS,
+    multiple=True,
+    metavar="VA",
+    help="Show each level's table, index and entry on the way to VA (repeatable).",
+)
+@click.option(
+    "--pa",
+    "pas",
+    type=ADDRESS,
+    multiple=True,
+    metavar="PA",
+    help="List every virtual address that maps physical PA (repeatable).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print everything as one JSON object.")
+@click.pass_context
+def inspect(
+    ctx: click.Context,
+    dump: Path,
+    kernel: Path | None,
+    cr3: int | None,
+    base: int | None,
+    parts: tuple[str, ...],
+    walk_vas: tuple[int, ...],
+    pas: tuple[int, ...],
+    as_json: bool,
+) -> None:
+    """Decode a memory dump: CPU, boot info, page tables, frames, heap.
+
+    DUMP is a QEMU ELF core (`kmtool run --dump FILE`) or a raw physical image (`--dump-format
+    raw`; its FILE.layout.json is read when present). The kernel's core-info block is found by
+    scanning for its magic, or through `--kernel`; `--cr3` walks the page tables of any x86-64
+    dump, even of another kernel. Exits 1 when a check fails.
+    """
+    from kmtool.dump import render
+    from kmtool.dump.inspection import Options, inspect_dump
+
+    options = Options(kernel=kernel, cr3=cr3, base=base, walk=list(walk_vas), pa=list(pas))
+    ins = inspect_dump(dump, options)
+    doc = ins.to_json()
+    if as_json:
+        print_json(doc)
+    else:
+        chosen = list(render.PARTS) if "all" in parts else list(dict.fromkeys(parts))
+        if not chosen and not (walk_vas or pas):
+            chosen = ["summary"]
+        for i, part in enumerate(chosen):
+            if i:
+                console.print()
+            console.print(render.RENDERERS[part](doc))
+        if walk_vas or pas:
+            if chosen:
+                console.print()
+            console.print(render.walks(doc))
+    failed = ins.failed
+    if failed:
+        if not as_json and not {"summary", "checks"} & set(chosen):
+            names = ", ".join(f"`{c.name}`" for c in failed)
+            err_console.print(f"[red]{len(failed)} of {len(ins.checks)} checks failed:[/] {names}.")
+        ctx.exit(1)

@@ -1,0 +1,361 @@
+"""Human output of `kmtool inspect`, drawn from the same JSON document `--json` prints.
+
+Rendering from the document (not from the decoders) keeps the two outputs saying the same thing.
+Every function takes the document (`Inspection.to_json()`) and returns rich renderables; the CLI
+prints them through the one console.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from kmtool.layout.checks import size_text
+from kmtool.layout.table import PAGE_SIZE
+
+PARTS = ("summary", "cpu", "boot", "memmap", "pagetables", "frames", "heap", "checks")
+MEMMAP_TOTALS_SHOWN = 4
+
+
+def _n(count: int, noun: str) -> str:
+    """`count` and `noun`, plural unless the count is 1."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def _grid() -> Table:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    return grid
+
+
+def _table(title: str, *columns: str, right: tuple[str, ...] = ()) -> Table:
+    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    for name in columns:
+        table.add_column(name, no_wrap=True, justify="right" if name in right else "left")
+    return table
+
+
+def _not_ours(what: str) -> Text:
+    return Text(f"{what}: none (no kmtool core-info block in this dump).", style="dim")
+
+
+# -- summary ---------------------------------------------------------------------------------------
+
+
+def summary(doc: dict[str, Any]) -> RenderableType:
+    """One line per part."""
+    grid = _grid()
+    src = doc["source"]
+    kind = "QEMU ELF core" if src["format"] == "elf" else "raw physical image"
+    grid.add_row(
+        "Dump",
+        f"{src['path']}: {kind}, {size_text(src['ram_bytes'])} in {len(src['ranges'])} ranges",
+    )
+    core = src["core_info"]
+    if core is not None:
+        grid.add_row(
+            "Core info",
+            f"{core['address']} (found by {core['found_by']}), kernel PML4 "
+            f"{core['kernel_pml4_phys']}",
+        )
+    else:
+        grid.add_row("Core info", "none: not a dump of a ready kmtool kernel")
+    for cpu in doc["cpu"]:
+        grid.add_row(f"CPU {cpu['index']}", _cpu_line(cpu))
+    grid.add_row("Boot info", _boot_line(doc["boot_info"]))
+    grid.add_row("Memory map", _memmap_line(doc["memory_map"]))
+    grid.add_row("Page tables", _pages_line(doc["page_tables"]))
+    grid.add_row("Frames", _frames_line(doc["frames"]))
+    grid.add_row("Heap", _heap_line(doc["heap"]))
+    grid.add_row("Checks", _checks_line(doc["checks"]))
+    failed = [c for c in doc["checks"] if not c["ok"]]
+    if not failed:
+        return grid
+    return Group(grid, checks_table(failed, "Failed checks"))
+
+
+def _cpu_line(cpu: dict[str, Any]) -> str:
+    keys = ("rip", "rsp", "cr0", "cr3", "cr4")
+    parts = [f"{k} {cpu[k]}" for k in keys if cpu.get(k) is not None]
+    return "  ".join(parts) + f"  ({cpu['paging']} paging, from the {cpu['source']})"
+
+
+def _boot_line(boot: dict[str, Any] | None) -> str:
+    if boot is None:
+        return "-"
+    return (
+        f"{boot['address']}: kernel {boot['kernel_phys_base']} "
+        f"({size_text(boot['kernel_phys_size'])}) at {boot['kernel_virt_base']}, "
+        f"{boot['scratch_count']} scratch pages at {boot['scratch_base']}, "
+        f"cmdline {boot['cmdline']!r}"
+    )
+
+
+def _memmap_line(mm: dict[str, Any] | None) -> str:
+    if mm is None:
+        return "-"
+    totals = list(mm["totals"].items())
+    shown = [f"{name} {size_text(size)}" for name, size in totals[:MEMMAP_TOTALS_SHOWN]]
+    rest = sum(size for _, size in totals[MEMMAP_TOTALS_SHOWN:])
+    if rest:
+        shown.append(f"other {size_text(rest)}")
+    return f"{mm['count']} descriptors of {mm['descriptor_size']} bytes: " + ", ".join(shown)
+
+
+def _pages_line(pt: dict[str, Any] | None) -> str:
+    if pt is None:
+        return "-"
+    counts = ", ".join(f"{k} {v}" for k, v in pt["leaf_counts"].items())
+    return (
+        f"CR3 {pt['cr3']} (from {pt['root_source']}): {_n(len(pt['regions']), 'range')}, "
+        f"{pt['leaves']} pages ({counts or 'none'}), {pt['tables']} tables"
+    )
+
+
+def _frames_line(fr: dict[str, Any] | None) -> str:
+    if fr is None:
+        return "-"
+    largest = fr["largest_span"]
+    big = (
+        ""
+        if largest is None
+        else (
+            f"; largest {largest['start']} ({largest['count']} frames), "
+            f"fragmentation {fr['fragmentation']:.3f}"
+        )
+    )
+    free = f"{fr['free_frames']} free ({size_text(fr['free_bytes'])})"
+    return f"{free} in {_n(fr['spans'], 'span')}{big}"
+
+
+def _heap_line(heap: dict[str, Any] | None) -> str:
+    if heap is None:
+        return "-"
+    return (
+        f"{_n(heap['blocks'], 'block')}: {heap['used_blocks']} used ({heap['bytes_in_use']} "
+        f"bytes requested), {heap['free_blocks']} free; {_n(heap['backed_pages'], 'backed page')}"
+    )
+
+
+def _checks_line(checks: list[dict[str, Any]]) -> Text:
+    failed = sum(1 for c in checks if not c["ok"])
+    passed = len(checks) - failed
+    if not checks:
+        return Text("none apply")
+    style = "red" if failed else "green"
+    return Text(f"{passed} passed, {failed} failed", style=style)
+
+
+# -- parts -----------------------------------------------------------------------------------------
+
+
+def cpu(doc: dict[str, Any]) -> RenderableType:
+    if not doc["cpu"]:
+        return Text("No CPU state in this dump (raw image without a layout file).", style="dim")
+    table = _table("CPUs", "cpu", "rip", "rsp", "rflags", "cr0", "cr2", "cr3", "cr4", "gdt", "idt")
+    for c in doc["cpu"]:
+
+        def dt(v: dict[str, str] | None) -> str:
+            return "-" if v is None else f"{v['base']}/{v['limit']}"
+
+        table.add_row(
+            str(c["index"]),
+            *(c[k] or "-" for k in ("rip", "rsp", "rflags", "cr0", "cr2", "cr3", "cr4")),
+            dt(c["gdt"]),
+            dt(c["idt"]),
+        )
+    return table
+
+
+def boot(doc: dict[str, Any]) -> RenderableType:
+    if doc["boot_info"] is None:
+        return _not_ours("Boot info")
+    grid = _grid()
+    for key, value in doc["boot_info"].items():
+        grid.add_row(
+            key, repr(value) if isinstance(value, str) and key == "cmdline" else str(value)
+        )
+    return Group(Text("Boot info", style="italic"), grid)
+
+
+def memmap(doc: dict[str, Any]) -> RenderableType:
+    mm = doc["memory_map"]
+    if mm is None:
+        return _not_ours("Memory map")
+    table = _table(
+        f"Memory map at {mm['address']}: {mm['count']} descriptors of "
+        f"{mm['descriptor_size']} bytes",
+        "#",
+        "type",
+        "start",
+        "end",
+        "pages",
+        "attribute",
+        right=("#", "pages"),
+    )
+    for i, e in enumerate(mm["entries"]):
+        table.add_row(str(i), e["type_name"], e["start"], e["end"], str(e["pages"]), e["attribute"])
+    totals = _table("Totals by type", "type", "size", right=("size",))
+    for name, size in mm["totals"].items():
+        totals.add_row(name, size_text(size))
+    return Group(table, Text(""), totals)
+
+
+def pagetables(doc: dict[str, Any]) -> RenderableType:
+    pt = doc["page_tables"]
+    if pt is None:
+        return Text("No page tables (no CR3 and no core-info block).", style="dim")
+    table = _table(
+        f"Page tables under CR3 {pt['cr3']} ({pt['root_source']})",
+        "start",
+        "end",
+        "size",
+        "phys",
+        "page",
+        "flags",
+        "region",
+        right=("size",),
+    )
+    for r in pt["regions"]:
+        table.add_row(
+            r["start"],
+            r["end"],
+            size_text(r["size"]),
+            r["phys"],
+            size_text(r["page_size"]),
+            r["flags"],
+            r["region"] or "-",
+        )
+    return Group(table, Text(_pages_line(pt)))
+
+
+def walks(doc: dict[str, Any]) -> RenderableType:
+    pt = doc["page_tables"] or {}
+    items: list[RenderableType] = []
+    for w in pt.get("walks", []):
+        table = _table(
+            f"Walk of {w['va']}", "level", "table", "index", "entry", "flags", right=("index",)
+        )
+        for s in w["steps"]:
+            table.add_row(s["level"], s["table"], str(s["index"]), s["entry"], s["flags"])
+        items.append(table)
+        if w["phys"] is not None:
+            items.append(
+                Text(f"{w['va']} -> {w['phys']} ({size_text(w['page_size'])} page, {w['flags']})")
+            )
+        else:
+            items.append(Text(f"{w['va']} is not mapped: {w['stopped']}.", style="yellow"))
+    for pa, aliases in pt.get("aliases", {}).items():
+        if not aliases:
+            items.append(
+                Text(f"Physical {pa} is not mapped under CR3 {pt['cr3']}.", style="yellow")
+            )
+            continue
+        table = _table(f"Virtual aliases of physical {pa}", "va", "page", "flags", "region")
+        for a in aliases:
+            table.add_row(a["va"], size_text(a["page_size"]), a["flags"], a["region"] or "-")
+        items.append(table)
+    return Group(*items)
+
+
+def frames(doc: dict[str, Any]) -> RenderableType:
+    fr = doc["frames"]
+    if fr is None:
+        return _not_ours("Frames")
+    table = _table(
+        f"Free spans (list head in km_frames at {fr['state_address']})",
+        "#",
+        "start",
+        "end",
+        "frames",
+        "size",
+        right=("#", "frames", "size"),
+    )
+    for i, (start, count) in enumerate(fr["span_list"]):
+        first = int(start, 16)
+        table.add_row(
+            str(i),
+            start,
+            hex(first + count * PAGE_SIZE - 1),
+            str(count),
+            size_text(count * PAGE_SIZE),
+        )
+    grid = _grid()
+    grid.add_row("free frames", f"{fr['free_frames']} ({size_text(fr['free_bytes'])})")
+    grid.add_row("spans", str(fr["spans"]))
+    if fr["largest_span"] is not None:
+        grid.add_row(
+            "largest span", f"{fr['largest_span']['start']} ({fr['largest_span']['count']} frames)"
+        )
+    grid.add_row("fragmentation", f"{fr['fragmentation']:.3f} (1 - largest / free)")
+    grid.add_row("span hash", str(fr["span_hash"]))
+    for key, value in fr["counters"].items():
+        grid.add_row(f"km_frames.{key}", str(value))
+    return Group(table, Text(""), grid)
+
+
+def heap(doc: dict[str, Any]) -> RenderableType:
+    h = doc["heap"]
+    if h is None:
+        return _not_ours("Heap")
+    table = _table(
+        "Heap blocks by order",
+        "order",
+        "block size",
+        "used",
+        "free",
+        "requested",
+        right=("order", "used", "free", "requested", "block size"),
+    )
+    for row in h["by_order"]:
+        table.add_row(
+            str(row["order"]),
+            size_text(row["block_size"]),
+            str(row["used"]),
+            str(row["free"]),
+            str(row["requested_bytes"]),
+        )
+    grid = _grid()
+    grid.add_row("blocks", f"{h['blocks']} ({h['used_blocks']} used, {h['free_blocks']} free)")
+    grid.add_row("bytes in use", str(h["bytes_in_use"]))
+    grid.add_row(
+        "backed pages", f"{h['backed_pages']} ({size_text(h['backed_pages'] * PAGE_SIZE)})"
+    )
+    for key, value in h["counters"].items():
+        grid.add_row(f"km_heap.{key}", str(value))
+    items: list[RenderableType] = [table, Text(""), grid]
+    for problem in h["problems"]:
+        items.append(Text(f"problem: {problem}", style="red"))
+    return Group(*items)
+
+
+def checks(doc: dict[str, Any]) -> RenderableType:
+    if not doc["checks"]:
+        return Text("No checks apply to this dump (not a kmtool kernel).", style="dim")
+    return checks_table(doc["checks"], "Checks")
+
+
+def checks_table(rows: list[dict[str, Any]], title: str) -> Table:
+    table = _table(title, "", "check", "detail")
+    table.columns[2].no_wrap = False
+    table.columns[2].overflow = "fold"
+    for c in rows:
+        mark = Text("ok", style="green") if c["ok"] else Text("FAIL", style="red")
+        table.add_row(mark, c["name"], c["detail"])
+    return table
+
+
+RENDERERS = {
+    "summary": summary,
+    "cpu": cpu,
+    "boot": boot,
+    "memmap": memmap,
+    "pagetables": pagetables,
+    "frames": frames,
+    "heap": heap,
+    "checks": checks,
+}
