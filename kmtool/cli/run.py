@@ -6,6 +6,8 @@ for user errors (a missing image, a bad --memory). The work is done by kmtool.qe
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -94,7 +96,7 @@ def run(
     def echo(line: str) -> None:
         console.out(line, highlight=False)
 
-    with _DumpProgress(err_console if as_json else console) as progress:
+    with _terminate_cleanly(), _DumpProgress(err_console if as_json else console) as progress:
         result = run_image(image, options, echo=None if as_json else echo, progress=progress)
 
     if as_json:
@@ -129,6 +131,22 @@ def run(
         )
     console.print(summary, soft_wrap=True)
     return result.exit_status
+
+
+@contextlib.contextmanager
+def _terminate_cleanly() -> Iterator[None]:
+    """While QEMU runs, turn SIGTERM into SystemExit(143) so the runner's clean-up (kill QEMU,
+    remove the temp directory) happens; Linux kills QEMU by itself if kmtool dies harder."""
+    import signal
+
+    def on_term(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class _DumpProgress:

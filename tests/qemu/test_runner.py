@@ -129,6 +129,7 @@ def test_qemu_dies_with_a_killed_kmtool(hello_esp: HelloEsp, tmp_path: Path) -> 
     kmtool_process = subprocess.Popen(
         [sys.executable, "-m", "kmtool", "run", str(hello_esp("hang")), "--build-dir", str(tmp_path)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=dict(os.environ, TMPDIR=str(tmp_path)),  # the killed run cannot remove its temp dir
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 20
