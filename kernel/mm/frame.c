@@ -188,7 +188,8 @@ static void check_free(const struct frame_allocator *fa, const char *who, uint64
               pred, node(pred)->span.count);
     }
     if (succ && succ < end) {
-        const char *kind = succ == phys ? "double free" : "overlapping free";
+        const char *kind =
+            succ == phys && span_end(node(succ)) >= end ? "double free" : "overlapping free";
         panic("%s: %s of frame 0x%lx (already free in span 0x%lx, %lu frames)", who, kind, succ,
               succ, node(succ)->span.count);
     }

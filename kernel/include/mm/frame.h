@@ -9,8 +9,8 @@
 //
 // Guarantees and failure behaviour:
 //   - frames_alloc() returns between 1 and `want` contiguous frames, or KM_ENOMEM when none is free.
-//   - frames_free() of a frame that is already free, in whole (double free) or in part (overlapping
-//     free), panics naming the first such frame; so does freeing frame 0, a misaligned address or a
+//   - frames_free() of a range that is already free, in whole ("double free") or in part
+//     ("overlapping free"), panics naming the first frame of the range that is free; so does freeing frame 0, a misaligned address or a
 //     frame beyond the allocator's limit. The check happens before anything changes.
 //   - Frame 0 is never managed: physical address 0 means "none" in the list.
 #pragma once

@@ -1,0 +1,269 @@
+"""The kernel's memory-manager core (kernel/mm/frame.c, heap.c, vaddr.c) built for the host.
+
+`library()` compiles those files plus tests/kernel/host_shim.c with -DKM_HOST into a shared library
+in a temporary directory (once per test session) and loads it with ctypes. On the host, physical
+address p lives at `arena base + p` (the shim's `km_host_arena`), and a kernel panic longjmps back
+into the shim's wrapper, which returns -1; the wrappers below turn that into `HostPanic`.
+
+The allocator state is read back through the same construct schemas `kmtool inspect` uses
+(kmtool.schemas.frames / heap), so the tests also check the C structs against the schemas.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from conftest import REPO, require
+
+from kmtool.schemas.frames import FrameAllocator
+from kmtool.schemas.heap import Heap
+
+PAGE = 4096
+SOURCES = ("kernel/mm/frame.c", "kernel/mm/heap.c", "kernel/mm/vaddr.c", "tests/kernel/host_shim.c")
+CFLAGS = ("-shared", "-fPIC", "-O2", "-g", "-std=c11", "-D_DEFAULT_SOURCE", "-DKM_HOST",
+          "-Wall", "-Wextra", "-Werror", "-Iinclude", "-Ikernel/include")  # fmt: skip
+KM_OK, KM_ENOMEM, KM_EINVAL, KM_EFULL = 0, 1, 2, 3
+
+_LIB: ctypes.CDLL | None = None
+_TMP: tempfile.TemporaryDirectory[str] | None = None
+
+u64 = ctypes.c_uint64
+u64p = ctypes.POINTER(ctypes.c_uint64)
+vp = ctypes.c_void_p
+
+_SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
+    "host_set_arena": (None, [ctypes.c_size_t]),
+    "host_panic_message": (ctypes.c_char_p, []),
+    "host_frames_state_size": (ctypes.c_ulong, []),
+    "host_frames_init": (ctypes.c_int, [vp, u64]),
+    "host_frames_add": (ctypes.c_int, [vp, u64, u64]),
+    "host_frames_free": (ctypes.c_int, [vp, u64, u64]),
+    "host_frames_alloc": (ctypes.c_int, [vp, u64, u64p, u64p]),
+    "host_frames_alloc_contig": (ctypes.c_int, [vp, u64, u64p]),
+    "host_frames_spans": (u64, [vp, u64p, u64]),
+    "host_frames_span_hash": (u64, [vp]),
+    "host_frames_validate": (ctypes.c_int, [vp, ctypes.c_char_p, ctypes.c_ulong]),
+    "host_heap_state_size": (ctypes.c_ulong, []),
+    "host_heap_released_pages": (ctypes.c_ulong, []),
+    "host_heap_init": (ctypes.c_int, [vp, u64, u64]),
+    "host_heap_alloc": (ctypes.c_int, [vp, u64, u64p]),
+    "host_heap_free": (ctypes.c_int, [vp, u64, u64]),
+    "host_heap_order_for": (ctypes.c_int, [vp, u64]),
+    "host_heap_validate": (ctypes.c_int, [vp, ctypes.c_char_p, ctypes.c_ulong]),
+    "host_vaddr_state_size": (ctypes.c_ulong, []),
+    "host_vaddr_init": (None, [vp, u64, u64]),
+    "host_vaddr_reserve": (ctypes.c_int, [vp, u64, u64, u64p]),
+    "host_vaddr_mark": (ctypes.c_int, [vp, u64, u64]),
+    "host_vaddr_release": (ctypes.c_int, [vp, u64, u64p]),
+    "host_vaddr_lookup": (ctypes.c_int, [vp, u64, u64p, u64p]),
+}
+
+
+def compiler() -> str:
+    """The host C compiler: $CC, else cc, else clang (skips, or fails under CI, when none)."""
+    for name in (os.environ.get("CC", ""), "cc", "clang"):
+        if name and shutil.which(name):
+            return name
+    require("cc")
+    raise AssertionError("unreachable")
+
+
+def build(out: Path, extra: tuple[str, ...] = ()) -> Path:
+    """Compiles the shared library into `out`; returns its path. Raises on a compiler error."""
+    lib = out / "libkmhost.so"
+    argv = [compiler(), *CFLAGS, *extra, *SOURCES, "-o", str(lib)]
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise AssertionError(f"host build failed: {' '.join(argv)}\n{done.stderr}")
+    return lib
+
+
+def library() -> ctypes.CDLL:
+    """The loaded host library (built on first use)."""
+    global _LIB, _TMP
+    if _LIB is None:
+        _TMP = tempfile.TemporaryDirectory(prefix="kmhost-")
+        lib = ctypes.CDLL(str(build(Path(_TMP.name))))
+        for name, (restype, argtypes) in _SIGNATURES.items():
+            fn = getattr(lib, name)
+            fn.restype = restype
+            fn.argtypes = argtypes
+        _LIB = lib
+    return _LIB
+
+
+class HostPanic(Exception):
+    """The C code called panic(); the message is the kernel's panic text."""
+
+
+def _check(status: int) -> int:
+    if status == -1:
+        raise HostPanic(library().host_panic_message().decode())
+    return status
+
+
+def _buffer_address(buf: Any) -> int:
+    return ctypes.addressof(ctypes.c_char.from_buffer(buf))
+
+
+class Frames:
+    """A frame allocator over an anonymous mapping of `frames` frames standing in for physical
+    memory 0 .. frames * PAGE. Nothing is handed to the allocator until `add()`."""
+
+    def __init__(self, frames: int) -> None:
+        self.lib = library()
+        self.frames = frames
+        self.arena = mmap.mmap(-1, frames * PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        self.base = _buffer_address(self.arena)
+        self.state = ctypes.create_string_buffer(self.lib.host_frames_state_size())
+        self._call("host_frames_init", frames * PAGE)
+
+    def _call(self, name: str, *args: Any) -> int:
+        self.lib.host_set_arena(self.base)
+        return _check(getattr(self.lib, name)(self.state, *args))
+
+    def add(self, phys: int, count: int) -> None:
+        self._call("host_frames_add", phys, count)
+
+    def free(self, phys: int, count: int) -> None:
+        self._call("host_frames_free", phys, count)
+
+    def alloc(self, want: int) -> tuple[int, int] | int:
+        """(phys, got) on success, else the status code (KM_ENOMEM, KM_EINVAL)."""
+        phys, got = u64(), u64()
+        status = self._call("host_frames_alloc", want, ctypes.byref(phys), ctypes.byref(got))
+        return (phys.value, got.value) if status == KM_OK else status
+
+    def alloc_contig(self, count: int) -> int | None:
+        phys = u64()
+        status = self._call("host_frames_alloc_contig", count, ctypes.byref(phys))
+        return phys.value if status == KM_OK else None
+
+    def spans(self) -> list[tuple[int, int]]:
+        self.lib.host_set_arena(self.base)
+        n = self.lib.host_frames_spans(self.state, None, 0)
+        out = (ctypes.c_uint64 * (2 * n))()
+        self.lib.host_frames_spans(self.state, out, n)
+        return [(out[2 * i], out[2 * i + 1]) for i in range(n)]
+
+    def span_hash(self) -> int:
+        self.lib.host_set_arena(self.base)
+        return int(self.lib.host_frames_span_hash(self.state))
+
+    def counters(self) -> Any:
+        """The state as kmtool.schemas.frames.FrameAllocator parses it."""
+        return FrameAllocator.parse(self.state.raw[: FrameAllocator.sizeof()])
+
+    def validate(self) -> str | None:
+        why = ctypes.create_string_buffer(256)
+        status = self._call("host_frames_validate", why, len(why))
+        return None if status == 0 else why.value.decode()
+
+    def node_bytes(self, phys: int, size: int) -> bytes:
+        return bytes(self.arena[phys : phys + size])
+
+
+class HeapArena:
+    """A heap over an anonymous, lazily backed mapping of `size` bytes (a power of two)."""
+
+    def __init__(self, size: int) -> None:
+        self.lib = library()
+        self.size = size
+        flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_NORESERVE", 0)
+        self.arena = mmap.mmap(-1, size, flags=flags)
+        self.base = _buffer_address(self.arena)
+        self.state = ctypes.create_string_buffer(self.lib.host_heap_state_size())
+        _check(self.lib.host_heap_init(self.state, self.base, size))
+
+    def alloc(self, size: int) -> int | None:
+        out = u64()
+        _check(self.lib.host_heap_alloc(self.state, size, ctypes.byref(out)))
+        return out.value or None
+
+    def free(self, ptr: int, size: int = 0) -> None:
+        _check(self.lib.host_heap_free(self.state, ptr, size))
+
+    def order_for(self, size: int) -> int:
+        return int(self.lib.host_heap_order_for(self.state, size))
+
+    def counters(self) -> Any:
+        return Heap.parse(self.state.raw[: Heap.sizeof()])
+
+    def validate(self) -> str | None:
+        why = ctypes.create_string_buffer(256)
+        status = _check(self.lib.host_heap_validate(self.state, why, len(why)))
+        return None if status == 0 else why.value.decode()
+
+    def write(self, ptr: int, data: bytes) -> None:
+        off = ptr - self.base
+        self.arena[off : off + len(data)] = data
+
+    def read(self, ptr: int, n: int) -> bytes:
+        off = ptr - self.base
+        return bytes(self.arena[off : off + n])
+
+    def resident_pages(self) -> int:
+        """Pages of the arena the host kernel has backed (mincore)."""
+        libc = ctypes.CDLL(None, use_errno=True)
+        pages = self.size // PAGE
+        vec = (ctypes.c_ubyte * pages)()
+        if libc.mincore(ctypes.c_void_p(self.base), ctypes.c_size_t(self.size), vec) != 0:
+            raise OSError(ctypes.get_errno(), "mincore failed")
+        return sum(1 for v in vec if v & 1)
+
+
+class Vaddr:
+    """An address manager over [base, end)."""
+
+    def __init__(self, base: int, end: int) -> None:
+        self.lib = library()
+        self.state = ctypes.create_string_buffer(self.lib.host_vaddr_state_size())
+        self.lib.host_vaddr_init(self.state, base, end)
+
+    def reserve(self, size: int, align: int = PAGE) -> int | tuple[str, int]:
+        out = u64()
+        status = _check(self.lib.host_vaddr_reserve(self.state, size, align, ctypes.byref(out)))
+        return out.value if status == KM_OK else ("status", status)
+
+    def mark(self, start: int, size: int) -> int:
+        return _check(self.lib.host_vaddr_mark(self.state, start, size))
+
+    def release(self, start: int) -> int:
+        size = u64()
+        _check(self.lib.host_vaddr_release(self.state, start, ctypes.byref(size)))
+        return size.value
+
+    def lookup(self, addr: int) -> tuple[int, int] | None:
+        start, size = u64(), u64()
+        found = self.lib.host_vaddr_lookup(
+            self.state, addr, ctypes.byref(start), ctypes.byref(size)
+        )
+        return (start.value, size.value) if found else None
+
+
+def fnv1a_spans(spans: list[tuple[int, int]]) -> int:
+    """The ready report's span_hash, computed independently in Python."""
+    h = 0xCBF29CE484222325
+    for start, count in spans:
+        for byte in start.to_bytes(8, "little") + count.to_bytes(8, "little"):
+            h ^= byte
+            h = (h * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def runs(frames: set[int]) -> list[tuple[int, int]]:
+    """Sorted, coalesced (start address, count) runs of a set of frame numbers."""
+    out: list[tuple[int, int]] = []
+    for f in sorted(frames):
+        if out and out[-1][0] // PAGE + out[-1][1] == f:
+            out[-1] = (out[-1][0], out[-1][1] + 1)
+        else:
+            out.append((f * PAGE, 1))
+    return out

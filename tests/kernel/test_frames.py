@@ -1,0 +1,268 @@
+"""Host tests of the frame allocator (kernel/mm/frame.c) against a Python model (issue 4 item 10).
+
+The model is the set of free frame numbers. From it follow the exact span list (sorted, coalesced
+runs), the counters, the span hash, and the exact answer of every allocation: frames come off the
+top of the lowest span, and a request bigger than that span gets the whole span.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+from kmhost import KM_EINVAL, KM_ENOMEM, PAGE, Frames, HostPanic, fnv1a_spans, runs
+
+from kmtool.schemas.frames import FRAME_SPAN_MAGIC, FrameSpan
+
+# ---- examples ----
+
+
+def test_empty_allocator_reports_exhaustion_not_a_panic() -> None:
+    fa = Frames(16)
+    assert fa.alloc(1) == KM_ENOMEM
+    assert fa.alloc_contig(1) is None
+    assert fa.alloc(0) == KM_EINVAL
+    assert fa.spans() == [] and fa.validate() is None
+
+
+def test_add_skips_frame_zero_and_clips_at_the_limit() -> None:
+    fa = Frames(16)
+    fa.add(0, 100)
+    assert fa.spans() == [(PAGE, 15)]
+    c = fa.counters()
+    assert (c.free_frames, c.spans, c.managed_frames) == (15, 1, 15)
+
+
+def test_allocation_pops_from_the_top_of_the_first_span() -> None:
+    fa = Frames(64)
+    fa.add(2 * PAGE, 4)
+    fa.add(10 * PAGE, 8)
+    assert fa.alloc(1) == (5 * PAGE, 1)
+    assert fa.alloc(2) == (3 * PAGE, 2)
+    # the first span has one frame left: a request for 5 gets just that one
+    assert fa.alloc(5) == (2 * PAGE, 1)
+    assert fa.spans() == [(10 * PAGE, 8)]
+    assert fa.counters().alloc_calls == 3
+
+
+def test_free_coalesces_with_both_neighbours_and_the_node_moves_down() -> None:
+    fa = Frames(64)
+    fa.add(PAGE, 3)  # frames 1-3
+    fa.add(8 * PAGE, 4)  # frames 8-11
+    fa.free(5 * PAGE, 1)  # isolated
+    assert fa.spans() == [(PAGE, 3), (5 * PAGE, 1), (8 * PAGE, 4)]
+    fa.free(6 * PAGE, 2)  # joins 5 from above and 8.. from below
+    assert fa.spans() == [(PAGE, 3), (5 * PAGE, 7)]
+    fa.free(4 * PAGE, 1)  # bridges everything
+    assert fa.spans() == [(PAGE, 11)]
+    assert fa.validate() is None
+    node = FrameSpan.parse(fa.node_bytes(PAGE, FrameSpan.sizeof()))
+    assert (node.magic, node.start, node.count, node.next, node.prev) == (
+        FRAME_SPAN_MAGIC, PAGE, 11, 0, 0)  # fmt: skip
+    # the nodes that were absorbed are wiped, so a dump scan does not find stale spans
+    for gone in (5 * PAGE, 8 * PAGE):
+        assert FrameSpan.parse(fa.node_bytes(gone, FrameSpan.sizeof())).magic != FRAME_SPAN_MAGIC
+
+
+def test_linked_list_fields_hold_physical_addresses() -> None:
+    fa = Frames(64)
+    for start in (4, 10, 20):
+        fa.add(start * PAGE, 2)
+    nodes = [FrameSpan.parse(fa.node_bytes(s * PAGE, FrameSpan.sizeof())) for s in (4, 10, 20)]
+    assert [(n.prev, n.next) for n in nodes] == [
+        (0, 10 * PAGE), (4 * PAGE, 20 * PAGE), (10 * PAGE, 0)]  # fmt: skip
+    assert fa.counters().head == 4 * PAGE
+
+
+@pytest.mark.parametrize(
+    ("phys", "count", "kind", "frame"),
+    [
+        (5 * PAGE, 1, "double free", 5 * PAGE),  # inside a free span
+        (4 * PAGE, 4, "double free", 4 * PAGE),  # exactly a free span
+        (3 * PAGE, 2, "overlapping free", 4 * PAGE),  # ends inside a span: its first free frame
+        (3 * PAGE, 6, "overlapping free", 4 * PAGE),  # covers a free span
+        (7 * PAGE, 3, "overlapping free", 7 * PAGE),  # starts inside a span
+        (4 * PAGE, 5, "overlapping free", 4 * PAGE),  # starts at a span, runs past its end
+    ],
+)
+def test_double_and_overlapping_free_panic_with_the_frame_address(
+    phys: int, count: int, kind: str, frame: int
+) -> None:
+    fa = Frames(32)
+    fa.add(4 * PAGE, 4)  # frames 4-7 free
+    fa.add(20 * PAGE, 2)
+    before = (fa.spans(), fa.counters())
+    with pytest.raises(HostPanic) as err:
+        fa.free(phys, count)
+    assert kind in str(err.value)
+    assert f"frame {frame:#x}" in str(err.value)
+    assert (fa.spans(), fa.counters()) == before  # checked before anything changed
+    assert fa.validate() is None
+
+
+@pytest.mark.parametrize(
+    ("phys", "count", "text"),
+    [
+        (0, 1, "frame 0x0 is never managed"),
+        (PAGE + 1, 1, "not frame aligned"),
+        (30 * PAGE, 4, "past the allocator limit"),
+        (PAGE, 0, "zero frames"),
+    ],
+)
+def test_bad_frees_panic(phys: int, count: int, text: str) -> None:
+    fa = Frames(32)
+    with pytest.raises(HostPanic, match=re.escape(text)):
+        fa.free(phys, count)
+
+
+def test_contiguous_allocation_takes_the_first_span_big_enough() -> None:
+    fa = Frames(64)
+    fa.add(PAGE, 2)
+    fa.add(10 * PAGE, 5)
+    assert fa.alloc_contig(3) == 12 * PAGE
+    assert fa.alloc_contig(3) is None
+    assert fa.spans() == [(PAGE, 2), (10 * PAGE, 2)]
+
+
+def test_span_hash_matches_an_independent_fnv1a() -> None:
+    fa = Frames(128)
+    for start, count in ((3, 5), (20, 1), (40, 60)):
+        fa.add(start * PAGE, count)
+    assert fa.span_hash() == fnv1a_spans(fa.spans())
+    assert fnv1a_spans([]) == 0xCBF29CE484222325
+
+
+def test_many_spans_stay_indexed() -> None:
+    # every other frame free: 2000 spans; then fill the gaps in a scattered order
+    fa = Frames(4096)
+    for f in range(2, 4002, 2):
+        fa.add(f * PAGE, 1)
+    assert fa.counters().spans == 2000
+    for i in range(1999):
+        f = 3 + 2 * ((i * 7919) % 1999)
+        fa.free(f * PAGE, 1)
+        if i % 500 == 0:
+            assert fa.validate() is None
+    assert fa.spans() == [(2 * PAGE, 3999)]
+    assert fa.validate() is None
+
+
+# ---- the stateful model test ----
+
+FRAMES = 96  # physical memory of the model: frames 0 .. FRAMES-1
+
+
+class FrameMachine(RuleBasedStateMachine):
+    """Random add/alloc/free/bad-free sequences; the C allocator must agree with the model."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fa = Frames(FRAMES)
+        self.free: set[int] = set()  # frame numbers
+        self.allocated: list[tuple[int, int]] = []  # (first frame, count) chunks we own
+        self.managed = 0
+        self.allocs = 0
+        self.frees = 0
+
+    @initialize(holes=st.sets(st.integers(1, FRAMES - 1), max_size=FRAMES // 3))
+    def hand_over_memory(self, holes: set[int]) -> None:
+        # add every run of non-hole frames, in a shuffled-but-deterministic order
+        wanted = [f for f in range(1, FRAMES) if f not in holes]
+        chunks = runs(set(wanted))
+        for start, count in chunks[::2] + chunks[1::2]:
+            self.fa.add(start, count)
+            self.free.update(range(start // PAGE, start // PAGE + count))
+            self.managed += count
+
+    @rule(want=st.integers(1, 40))
+    def alloc(self, want: int) -> None:
+        got = self.fa.alloc(want)
+        spans = runs(self.free)
+        if not spans:
+            assert got == KM_ENOMEM
+            return
+        start, count = spans[0]
+        take = min(want, count)
+        expected = (start + (count - take) * PAGE, take)
+        assert got == expected
+        first = expected[0] // PAGE
+        self.free.difference_update(range(first, first + take))
+        self.allocated.append((first, take))
+        self.allocs += 1
+
+    @rule(count=st.integers(1, 20))
+    def alloc_contig(self, count: int) -> None:
+        got = self.fa.alloc_contig(count)
+        fits = [(s, c) for s, c in runs(self.free) if c >= count]
+        if not fits:
+            assert got is None
+            return
+        start, c = fits[0]
+        assert got == start + (c - count) * PAGE
+        first = got // PAGE
+        self.free.difference_update(range(first, first + count))
+        self.allocated.append((first, count))
+        self.allocs += 1
+
+    @precondition(lambda self: self.allocated)
+    @rule(data=st.data())
+    def free_some(self, data: st.DataObject) -> None:
+        i = data.draw(st.integers(0, len(self.allocated) - 1))
+        first, count = self.allocated.pop(i)
+        # free a piece of the chunk; keep the rest
+        lo = data.draw(st.integers(0, count - 1))
+        hi = data.draw(st.integers(lo + 1, count))
+        self.fa.free((first + lo) * PAGE, hi - lo)
+        self.free.update(range(first + lo, first + hi))
+        if lo:
+            self.allocated.append((first, lo))
+        if hi < count:
+            self.allocated.append((first + hi, count - hi))
+        self.frees += 1
+
+    @precondition(lambda self: self.free)
+    @rule(data=st.data())
+    def bad_free_panics(self, data: st.DataObject) -> None:
+        # a range that touches at least one free frame
+        f = data.draw(st.sampled_from(sorted(self.free)))
+        lo = data.draw(st.integers(max(1, f - 5), f))
+        hi = data.draw(st.integers(f + 1, min(FRAMES, f + 6)))
+        before = self.fa.spans()
+        with pytest.raises(HostPanic) as err:
+            self.fa.free(lo * PAGE, hi - lo)
+        first_free = min(x for x in range(lo, hi) if x in self.free)
+        all_free = all(x in self.free for x in range(lo, hi))
+        message = str(err.value)
+        assert ("double free" if all_free else "overlapping free") in message
+        found = re.search(r"frame (0x[0-9a-f]+)", message)
+        assert found is not None and int(found.group(1), 16) == first_free * PAGE
+        assert self.fa.spans() == before
+
+    @invariant()
+    def matches_model(self) -> None:
+        expected = runs(self.free)
+        assert self.fa.spans() == expected
+        c = self.fa.counters()
+        assert c.free_frames == len(self.free)
+        assert c.spans == len(expected)
+        assert c.managed_frames == self.managed
+        assert (c.alloc_calls, c.free_calls) == (self.allocs, self.frees)
+        assert c.head == (expected[0][0] if expected else 0)
+        assert self.fa.span_hash() == fnv1a_spans(expected)
+        assert self.fa.validate() is None
+
+
+FrameMachine.TestCase.settings = settings(
+    max_examples=150, stateful_step_count=60, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)  # fmt: skip
+test_frame_allocator_matches_model = FrameMachine.TestCase
