@@ -20,7 +20,7 @@ uint64_t kernel_entry_tsc;   // written by _start before anything else runs
 
 static struct memmap firmware_map;
 
-static void print_mm_summary(uint64_t cycles)
+static void print_mm_summary(uint64_t cycles, uint64_t mm_cycles)
 {
     kprintf("mm: offset map %s pages over %lu GiB (MAXPHYADDR %lu bits)\n",
             offset_map.page_size == (1ull << 30) ? "1 GiB" : "2 MiB", offset_map.size >> 30,
@@ -32,7 +32,11 @@ static void print_mm_summary(uint64_t cycles)
             bootstrap_stats.scratch_returned);
     kprintf("mm: kernel PML4 at 0x%lx, heap 0x%lx + %lu GiB, core info at 0x%lx\n", kernel_pml4,
             km_heap.base, km_heap.size >> 30, km_core_info.self_phys);
-    kprintf("mm: bootstrap took %lu TSC cycles\n", cycles);
+    kprintf("mm: bootstrap took %lu TSC cycles from kernel entry (memory manager: %lu)\n", cycles,
+            mm_cycles);
+    const uint64_t *step = bootstrap_stats.step_cycles;
+    kprintf("mm: steps: offset map %lu, free RAM %lu, kernel PML4 %lu, firmware memory %lu, "
+            "heap %lu\n", step[0], step[1], step[2], step[3], step[4]);
 }
 
 _Noreturn void kmain(uint64_t boot_info_phys);
@@ -51,10 +55,12 @@ _Noreturn void kmain(uint64_t boot_info_phys)
     memmap_init(&firmware_map, boot_info);
     memmap_print(&firmware_map);
 
+    uint64_t mm_start = rdtsc();
     mm_bootstrap(&firmware_map);
+    uint64_t mm_cycles = rdtsc() - mm_start;
     coreinfo_after_bootstrap();
     uint64_t cycles = coreinfo_ready();
-    print_mm_summary(cycles);
+    print_mm_summary(cycles, mm_cycles);
 
     struct test_totals tests = {0, 0, 0};
     if (cmdline_has(kernel_cmdline, "fault")) {
@@ -64,7 +70,7 @@ _Noreturn void kmain(uint64_t boot_info_phys)
     if (cmdline_has(kernel_cmdline, "test"))
         selftest_run(&tests);
 
-    report_ready(firmware_map.count, cycles, &tests);
+    report_ready(firmware_map.count, cycles, mm_cycles, &tests);
     if (kernel_hold) {
         kprintf("KM-READY\n");
         cpu_halt_forever();

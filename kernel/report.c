@@ -10,7 +10,7 @@
 
 #define SPAN_LIST_MAX 64
 
-void report_ready(uint64_t memory_map_entries, uint64_t bootstrap_cycles,
+void report_ready(uint64_t memory_map_entries, uint64_t bootstrap_cycles, uint64_t mm_cycles,
                   const struct test_totals *tests)
 {
     struct json j;
@@ -43,6 +43,7 @@ void report_ready(uint64_t memory_map_entries, uint64_t bootstrap_cycles,
     json_hex(&j, "kernel_pml4", kernel_pml4);
     json_hex(&j, "core_info", km_core_info.self_phys);
     json_u64(&j, "bootstrap_cycles", bootstrap_cycles);
+    json_u64(&j, "mm_bootstrap_cycles", mm_cycles);
     json_u64(&j, "memory_map_entries", memory_map_entries);
     json_u64(&j, "conventional_frames", bootstrap_stats.conventional_frames);
     json_u64(&j, "firmware_frames", bootstrap_stats.firmware_frames);

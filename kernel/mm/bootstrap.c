@@ -209,6 +209,13 @@ static uint64_t build_kernel_pml4(void)
 
 void mm_bootstrap(const struct memmap *map)
 {
+    uint64_t t = rdtsc();
+#define STEP(i)                                                                                  \
+    do {                                                                                         \
+        uint64_t now_ = rdtsc();                                                                 \
+        bootstrap_stats.step_cycles[i] = now_ - t;                                               \
+        t = now_;                                                                                \
+    } while (0)
     paging_cpu_init();
     scratch_next = boot_info->scratch_used;
     if (boot_info->scratch_count == 0 || scratch_next >= boot_info->scratch_count)
@@ -216,11 +223,13 @@ void mm_bootstrap(const struct memmap *map)
               boot_info->scratch_count, boot_info->scratch_used);
 
     offset_map_init(map);
+    STEP(0);
     frames_init(&km_frames, offset_map.size);
     bootstrap_stats.conventional_frames += add_type(map, is_conventional, 0, LOW_LIMIT);
     offset_map_finish(map);
     km_frames.limit = offset_map.size;
     bootstrap_stats.conventional_frames += add_type(map, is_conventional, LOW_LIMIT, ~0ull);
+    STEP(1);
 
     vaddr_init(&km_vaddr, KM_KERNEL_VSPACE_BASE, KM_HEAP_BASE + KM_HEAP_SIZE);
     if (vaddr_mark(&km_vaddr, KM_HEAP_BASE, KM_HEAP_SIZE, VADDR_TAG_HEAP) != KM_OK)
@@ -228,6 +237,7 @@ void mm_bootstrap(const struct memmap *map)
 
     kernel_pml4 = build_kernel_pml4();
     write_cr3(kernel_pml4);
+    STEP(2);
 
     // Nothing of the firmware's or the loader's page tables is live now.
     bootstrap_stats.firmware_frames = add_type(map, is_reclaimable, 0, ~0ull);
@@ -236,6 +246,9 @@ void mm_bootstrap(const struct memmap *map)
     bootstrap_stats.scratch_returned = add_range(base, kept_from, 0, ~0ull) +
                                        add_range(base + kept_to * KM_PAGE_SIZE,
                                                  boot_info->scratch_count - kept_to, 0, ~0ull);
+    STEP(3);
 
     heap_init(&km_heap, KM_HEAP_BASE, KM_HEAP_SIZE);
+    STEP(4);
+#undef STEP
 }

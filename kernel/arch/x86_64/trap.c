@@ -55,6 +55,7 @@ _Noreturn static void fault_report(struct trap_frame *f, uint64_t cr2)
     kprintf("  rsi %016lx rdi %016lx rbp %016lx r8  %016lx\n", f->rsi, f->rdi, f->rbp, f->r8);
     kprintf("  r9  %016lx r10 %016lx r11 %016lx r12 %016lx\n", f->r9, f->r10, f->r11, f->r12);
     kprintf("  r13 %016lx r14 %016lx r15 %016lx\n", f->r13, f->r14, f->r15);
+    print_backtrace(f->rbp);
     panic_end();
 }
 

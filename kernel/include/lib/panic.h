@@ -14,6 +14,10 @@
 __attribute__((format(printf, 1, 2))) void panic_begin(const char *fmt, ...);
 _Noreturn void panic_end(void);
 
+// Prints "  backtrace 0x... 0x..." by walking saved frame pointers from `rbp` (the kernel is built
+// with -fno-omit-frame-pointer), stopping at anything outside the kernel's stacks or text.
+void print_backtrace(uint64_t rbp);
+
 // Ends the run: writes `value` (KM_EXIT_*) to the isa-debug-exit port; QEMU exits with
 // (value << 1) | 1. Halts if the port does nothing (no debug-exit device).
 _Noreturn void kernel_exit(uint32_t value);

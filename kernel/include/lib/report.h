@@ -3,10 +3,10 @@
 //   span_hash ("0x" + 16 hex digits: FNV-1a 64 over every span's (start, count) as little-endian
 //   u64 pairs, in list order), heap_bytes_in_use, heap_blocks_in_use, heap_free_blocks,
 //   heap_backed_pages, page_faults, demand_maps, tables_allocated, tables_freed, address_spaces,
-//   offset_map_page_size (bytes), offset_map_size, phys_bits, kernel_pml4, core_info (physical
-//   addresses as "0x..." strings), bootstrap_cycles, memory_map_entries, conventional_frames,
-//   firmware_frames, scratch_used, scratch_returned, ignored_frames, cmdline, and with `test`:
-//   tests_passed, tests_failed.
+//   offset_map_page_size (bytes), offset_map_size, phys_bits, kernel_pml4 and core_info (physical
+//   addresses as "0x..." strings), bootstrap_cycles, mm_bootstrap_cycles, memory_map_entries,
+//   conventional_frames, firmware_frames, scratch_used, scratch_returned, ignored_frames, cmdline,
+//   and with `test`: tests_passed, tests_failed.
 #pragma once
 
 #include <stdint.h>
@@ -17,5 +17,7 @@ struct test_totals {
     int failed;
 };
 
-void report_ready(uint64_t memory_map_entries, uint64_t bootstrap_cycles,
+// `bootstrap_cycles`: TSC from kernel entry to ready (everything, console output included);
+// `mm_cycles`: the memory bootstrap alone (mm_bootstrap()).
+void report_ready(uint64_t memory_map_entries, uint64_t bootstrap_cycles, uint64_t mm_cycles,
                   const struct test_totals *tests);

@@ -33,6 +33,9 @@ struct bootstrap_stats {
     uint64_t firmware_frames;     // frames of boot-services/loader ranges given back after the switch
     uint64_t conventional_frames; // frames of EfiConventionalMemory
     uint64_t ignored_frames;      // free frames above the offset map that cannot be managed
+    // TSC cycles per step: offset map, free RAM to the frame allocator, kernel PML4 + CR3 switch,
+    // firmware memory and scratch pages returned, heap start.
+    uint64_t step_cycles[5];
 };
 extern struct bootstrap_stats bootstrap_stats;
 

@@ -1,0 +1,215 @@
+// Timing loops for benchmarks/bench_frames.py: the kernel's frame allocator (kernel/mm/frame.c,
+// built with -DKM_HOST over an mmap'd arena standing in for physical memory) and the bitmap
+// yardstick (benchmarks/bitmap.c) run the same workloads with the same random numbers.
+#define _GNU_SOURCE
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#include "bitmap.h"
+#include "mm/frame.h"
+
+uintptr_t km_host_arena;
+
+void panic(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    abort();
+}
+
+struct result {
+    double ns_per_op;     // timed loop only
+    uint64_t ops;         // allocations + frees in the timed loop
+    uint64_t spans;       // free spans (runs of free frames) after the loop
+    uint64_t free_frames; // after the loop
+    uint64_t short_allocs;// allocations that returned fewer frames than asked (span allocator)
+    uint64_t failed;      // allocations refused
+};
+
+static double now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e9 + ts.tv_nsec;
+}
+
+static uint64_t rng_next(uint64_t *s)
+{
+    // xorshift64*
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * 0x2545f4914f6cdd1dull;
+}
+
+struct chunk {
+    uint64_t frame, count;
+};
+
+/* ---- the span allocator ---- */
+
+static void *arena;          // one arena for every run, prepared once
+static uint64_t arena_frames;
+
+static void *arena_map(uint64_t frames)
+{
+    if (arena && arena_frames >= frames)
+        return arena;
+    if (arena)
+        munmap(arena, arena_frames * 4096);
+    // The arena stands in for physical memory as the kernel sees it through the offset map: there
+    // already (so it is faulted in up front, untimed, instead of on first touch inside the timed
+    // loop) and mapped with large pages (the kernel's offset map uses 1 GiB pages; here we ask for
+    // 2 MiB transparent huge pages), so pointer chasing between span nodes is not dominated by
+    // 4 KiB TLB misses that the kernel would not have.
+    size_t bytes = frames * 4096;
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        perror("mmap");
+        exit(1);
+    }
+    madvise(p, bytes, MADV_HUGEPAGE);
+    for (size_t off = 0; off < bytes; off += 4096)
+        ((volatile char *)p)[off] = 0;
+    arena = p;
+    arena_frames = frames;
+    return p;
+}
+
+static void span_setup(struct frame_allocator *fa, uint64_t frames)
+{
+    km_host_arena = (uintptr_t)arena_map(frames);
+    frames_init(fa, frames * 4096);
+    frames_add(fa, 4096, frames - 1);
+}
+
+// `pairs` single-frame allocate+free pairs.
+struct result span_pairs(uint64_t frames, uint64_t pairs)
+{
+    struct frame_allocator fa;
+    span_setup(&fa, frames);
+    double t0 = now_ns();
+    for (uint64_t i = 0; i < pairs; i++) {
+        uint64_t phys, got;
+        frames_alloc(&fa, 1, &phys, &got);
+        frames_free(&fa, phys, 1);
+    }
+    double t1 = now_ns();
+    struct result r = {(t1 - t0) / (2.0 * pairs), 2 * pairs, fa.pub.spans, fa.pub.free_frames, 0, 0};
+    return r;
+}
+
+// Fill to `fill_percent` with random 1-16 frame allocations (untimed), then `ops` random
+// operations: allocate 1-16 frames or free a random live chunk, each with probability 1/2.
+struct result span_churn(uint64_t frames, uint64_t ops, uint64_t seed, unsigned fill_percent)
+{
+    struct frame_allocator fa;
+    span_setup(&fa, frames);
+    struct chunk *live = malloc(sizeof(*live) * frames);
+    uint64_t n = 0, s = seed, target = frames * fill_percent / 100, used = 0;
+    struct result r = {0};
+    while (used < target) {
+        uint64_t want = rng_next(&s) % 16 + 1, phys, got;
+        if (frames_alloc(&fa, want, &phys, &got) != KM_OK)
+            break;
+        live[n++] = (struct chunk){phys, got};
+        used += got;
+    }
+    double t0 = now_ns();
+    for (uint64_t i = 0; i < ops; i++) {
+        uint64_t x = rng_next(&s);
+        if ((x & 1) || n == 0) {
+            uint64_t want = (x >> 1) % 16 + 1, phys, got;
+            if (frames_alloc(&fa, want, &phys, &got) != KM_OK) {
+                r.failed++;
+                continue;
+            }
+            if (got < want)
+                r.short_allocs++;
+            live[n++] = (struct chunk){phys, got};
+        } else {
+            uint64_t k = (x >> 1) % n;
+            frames_free(&fa, live[k].frame, live[k].count);
+            live[k] = live[--n];
+        }
+    }
+    double t1 = now_ns();
+    r.ns_per_op = (t1 - t0) / ops;
+    r.ops = ops;
+    r.spans = fa.pub.spans;
+    r.free_frames = fa.pub.free_frames;
+    char why[128];
+    if (frames_validate(&fa, why, sizeof(why)) != 0)
+        panic("span allocator invalid after churn: %s", why);
+    free(live);
+    return r;
+}
+
+/* ---- the bitmap yardstick ---- */
+
+struct result bitmap_pairs(uint64_t frames, uint64_t pairs)
+{
+    struct bitmap b;
+    bitmap_init(&b, frames);
+    uint64_t f;
+    bitmap_alloc(&b, 1, &f);   // frame 0 is never used, as in the kernel
+    double t0 = now_ns();
+    for (uint64_t i = 0; i < pairs; i++) {
+        bitmap_alloc(&b, 1, &f);
+        bitmap_free(&b, f, 1);
+    }
+    double t1 = now_ns();
+    struct result r = {(t1 - t0) / (2.0 * pairs), 2 * pairs, bitmap_free_runs(&b), b.free_frames,
+                       0, 0};
+    bitmap_destroy(&b);
+    return r;
+}
+
+struct result bitmap_churn(uint64_t frames, uint64_t ops, uint64_t seed, unsigned fill_percent)
+{
+    struct bitmap b;
+    bitmap_init(&b, frames);
+    uint64_t f;
+    bitmap_alloc(&b, 1, &f);   // frame 0
+    struct chunk *live = malloc(sizeof(*live) * frames);
+    uint64_t n = 0, s = seed, target = frames * fill_percent / 100, used = 0;
+    struct result r = {0};
+    while (used < target) {
+        uint64_t want = rng_next(&s) % 16 + 1;
+        if (bitmap_alloc(&b, want, &f) != 0)
+            break;
+        live[n++] = (struct chunk){f, want};
+        used += want;
+    }
+    double t0 = now_ns();
+    for (uint64_t i = 0; i < ops; i++) {
+        uint64_t x = rng_next(&s);
+        if ((x & 1) || n == 0) {
+            uint64_t want = (x >> 1) % 16 + 1;
+            if (bitmap_alloc(&b, want, &f) != 0) {
+                r.failed++;
+                continue;
+            }
+            live[n++] = (struct chunk){f, want};
+        } else {
+            uint64_t k = (x >> 1) % n;
+            if (bitmap_free(&b, live[k].frame, live[k].count) != 0)
+                panic("bitmap double free");
+            live[k] = live[--n];
+        }
+    }
+    double t1 = now_ns();
+    r.ns_per_op = (t1 - t0) / ops;
+    r.ops = ops;
+    r.spans = bitmap_free_runs(&b);
+    r.free_frames = b.free_frames;
+    free(live);
+    bitmap_destroy(&b);
+    return r;
+}
