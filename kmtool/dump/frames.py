@@ -17,18 +17,21 @@ from dataclasses import dataclass
 from itertools import repeat
 from typing import Any
 
+import construct
 import numpy as np
 
 from kmtool.dump.memory import WORD, PhysicalMemory
-from kmtool.dump.records import field_offset, gather_records, parse
+from kmtool.dump.records import field_offset, parse, words_to_records
 from kmtool.errors import DumpError
 from kmtool.layout.table import PAGE_SIZE
 from kmtool.schemas.frames import FRAME_SPAN_MAGIC, FrameAllocator, FrameSpan
 
 FNV_OFFSET = 0xCBF29CE484222325
 FNV_PRIME = 0x100000001B3
-HASH_LIMIT = 1 << 20  # spans beyond which span_hash is not computed (pure Python, ~2 us a span)
+HASH_LIMIT = 1 << 16  # spans beyond which span_hash is not computed (pure Python, ~1.6 us a span)
 SPAN_LIST_LIMIT = 1 << 16  # spans listed in JSON
+WINDOW = 8 << 20  # bytes of physical address space the chase maps at a time
+DENSE_PAGES_PER_NODE = 64  # a window with at most this many pages per node is prefetched whole
 
 
 @dataclass
@@ -112,13 +115,7 @@ def read_free_list(memory: PhysicalMemory, state_pa: int) -> FreeList:
     """Decode the allocator state at physical `state_pa` and every span node on its list."""
     data = memory.read(state_pa, FrameAllocator.sizeof(), "frame allocator state")
     state = parse(FrameAllocator, data, "frame allocator state", state_pa)
-    addresses = chase(
-        memory, state.head, field_offset(FrameSpan, "next"), FrameSpan.sizeof(), "frame free list"
-    )
-    nodes, ok = gather_records(memory, addresses, FrameSpan)
-    if not ok.all():  # chase() saw these in the dump; only a node straddling a range gap lands here
-        k = int(np.flatnonzero(~ok)[0])
-        raise DumpError(f"Frame free list: node {hex(int(addresses[k]))} is outside the dump.")
+    addresses, nodes = chase(memory, state.head, FrameSpan, "next", "frame free list")
     misaligned = np.flatnonzero(addresses % np.uint64(PAGE_SIZE))
     if len(misaligned):
         k = int(misaligned[0])
@@ -141,48 +138,93 @@ def _linked_from(addresses: np.ndarray, k: int, state_pa: int) -> str:
 
 
 def chase(
-    memory: PhysicalMemory, head: int, next_offset: int, node_size: int, what: str
-) -> np.ndarray:
-    """Physical addresses of the nodes of a singly linked list (uint64 array, in list order).
+    memory: PhysicalMemory, head: int, struct: construct.Struct, next_field: str, what: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """The nodes of a singly linked list of `struct` records: (physical addresses, records).
 
-    `next_offset` is the byte offset of the next pointer in a node; 0 ends the list. The walk stops
-    with a DumpError on a node outside the dump, or after more nodes than the dump has 4 KiB frames
-    (then naming the node that closes the cycle).
+    `next_field` holds the physical address of the next node; 0 ends the list. The walk stops with
+    a DumpError on a node outside the dump, or after more nodes than the dump has 4 KiB frames (then
+    naming the node that closes the cycle).
+
+    The list is followed window by window (WINDOW bytes of physical address space). Where nodes are
+    dense, every page head of the window is read in one vectorised pass (`page_heads`) and the
+    chase follows the next pointers through a Python list: page-aligned nodes all fall in the same
+    few cache sets, so a pointer-by-pointer walk would take a cache miss per node. Sparse windows
+    use a plain loop over a memoryview. Either way the window is unmapped afterwards
+    (`release_range`), so resident memory stays bounded however long the list.
     """
+    node_size = struct.sizeof()
+    width = -(-node_size // WORD)
+    next_offset = field_offset(struct, next_field)
+    assert next_offset % WORD == 0, "next pointer must be a whole word"
+    cols = np.arange(width, dtype=np.int64)
     limit = memory.ram_bytes // PAGE_SIZE + 1
-    found: list[int] = []
-    append = found.append
+    addr_parts: list[np.ndarray] = []
+    word_parts: list[np.ndarray] = []
     views: dict[int, memoryview] = {}
+    total = 0
+    dense = True
     a = head
-    while a and len(found) < limit:
+    last = 0  # the node that linked to `a` (0: the list head)
+    while a and total < limit:
         i = memory.range_index(a)
         if i < 0:
-            prev = hex(found[-1]) if found else "the list head"
+            origin = hex(last) if last else "the list head"
             raise DumpError(
-                f"{what.capitalize()}: node {hex(a)} (linked from {prev}) is outside the dump."
+                f"{what.capitalize()}: node {hex(a)} (linked from {origin}) is outside the dump."
             )
         r = memory.ranges[i]
-        hi = r.file_end - node_size
-        if a > hi or r.start % WORD or a < r.start:
-            # Zero tail, straddling a range end, or an unaligned range: the slow exact read.
-            append(a)
-            a = memory.u64(a + next_offset, f"{what} node at {hex(a)}")
+        hi = r.file_end - node_size  # the last node start whose record is in the file
+        if a > hi or a % WORD or r.start % WORD:
+            # Zero tail, straddling a range end, a misaligned node or range: one exact read.
+            data = memory.read(a, width * WORD, f"{what} node")
+            addr_parts.append(np.array([a], dtype=np.uint64))
+            word_parts.append(np.frombuffer(data, dtype="<u8").reshape(1, width))
+            total += 1
+            last, a = a, int.from_bytes(data[next_offset : next_offset + WORD], "little")
             continue
-        view = views.get(i)
-        if view is None:
-            view = views[i] = memory.word_view(i)
-        word = (next_offset >> 3) - (
-            r.start >> 3
-        )  # view index of a node's next pointer, minus a >> 3
-        # lo is at least 1 so the terminating 0 leaves the loop even in a range starting at 0.
-        a = _run(view, a, max(r.start, 1), hi, word, append, limit - len(found))
+        window_end = min(a - a % WINDOW + WINDOW, hi + 1)
+        first = a
+        if dense and a % PAGE_SIZE == 0 and r.start % PAGE_SIZE == 0 and node_size <= PAGE_SIZE:
+            # Dense: read every page head of the window in one pass, chase through a list.
+            heads = memory.page_heads(i, a, window_end, width)
+            pages: list[int] = []
+            a = _run_pages(heads[:, next_offset // WORD].tolist(), a, max(first, 1), pages.append,
+                           limit - total)  # fmt: skip
+            index = np.array(pages, dtype=np.int64)
+            addresses = np.uint64(first) + index.astype(np.uint64) * np.uint64(PAGE_SIZE)
+            records = heads[index]
+        else:
+            view = views.get(i)
+            if view is None:
+                view = views[i] = memory.word_view(i)
+            found: list[int] = []
+            # lo is at least 1 so the terminating 0 leaves the loop even in a range starting at
+            # 0; the view index of a node's next pointer is (a >> 3) + word.
+            word = (next_offset >> 3) - (r.start >> 3)
+            a = _run(view, a, max(r.start, 1), window_end - 1, word, found.append, limit - total)
+            addresses = np.array(found, dtype=np.uint64)
+            rows = ((addresses - np.uint64(r.start)) >> np.uint64(3)).astype(np.int64)
+            records = memory.range_words(i)[rows[:, None] + cols]
+        addr_parts.append(addresses)
+        word_parts.append(records)
+        memory.release_range(i, first, window_end + node_size)
+        total += len(addresses)
+        last = int(addresses[-1]) if len(addresses) else last
+        # Dense (read the next window's page heads in bulk) when this one held enough nodes; a
+        # window that yielded none falls back to the plain loop, which always makes progress.
+        pages_spanned = (window_end - first) // PAGE_SIZE
+        dense = len(addresses) > 0 and len(addresses) * DENSE_PAGES_PER_NODE >= pages_spanned
     if a:
-        raise DumpError(_cycle_message(found, what))
-    return np.array(found, dtype=np.uint64)
+        joined = np.concatenate(addr_parts).tolist()
+        raise DumpError(_cycle_message(joined, what))
+    if not addr_parts:
+        return np.zeros(0, dtype=np.uint64), words_to_records(np.zeros((0, width), "<u8"), struct)
+    return np.concatenate(addr_parts), words_to_records(np.concatenate(word_parts), struct)
 
 
 def _run(view: memoryview, a: int, lo: int, hi: int, word: int, append: Any, budget: int) -> int:
-    """Follow the list inside one range while nodes stay within [lo, hi]; return where it left.
+    """Follow the list while nodes stay within [lo, hi]; return the first address outside.
 
     The hot loop of the chase: one compare, one append and one word load per node. (A misaligned
     node reads the word below its next pointer; read_free_list rejects it afterwards.)
@@ -192,6 +234,21 @@ def _run(view: memoryview, a: int, lo: int, hi: int, word: int, append: Any, bud
             return a
         append(a)
         a = view[(a >> 3) + word]
+    return a
+
+
+def _run_pages(nexts: list[int], a: int, lo: int, append: Any, budget: int) -> int:
+    """The dense-window chase: nodes are page heads from `lo`, `nexts[k]` is the next pointer of
+    page k. Follow while nodes are page-aligned heads inside the window; return the first one
+    that is not (or the 0 that ends the list)."""
+    hi = lo - lo % PAGE_SIZE + len(nexts) * PAGE_SIZE
+    base = lo - lo % PAGE_SIZE
+    for _ in repeat(None, budget):
+        if not lo <= a < hi or a % PAGE_SIZE:
+            return a
+        k = (a - base) >> 12
+        append(k)
+        a = nexts[k]
     return a
 
 

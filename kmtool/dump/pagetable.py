@@ -65,7 +65,7 @@ ADDRESS_MASK = 0x000F_FFFF_FFFF_F000  # bits 51:12
 INDEX_BITS = ENTRIES_PER_TABLE.bit_length() - 1
 TABLE_BYTES = ENTRIES_PER_TABLE * 8
 MAX_LEAVES = 1 << 25  # 32 Mi pages (128 GiB of 4 KiB pages): the bound on one walk's work
-CHUNK_TABLES = 2048  # tables decoded per bulk step (8 MiB of entries)
+CHUNK_TABLES = 512  # tables decoded per bulk step (2 MiB of entries, 256 Ki leaves)
 SIGN_EXTENSION = ((1 << 64) - 1) ^ ((1 << VIRTUAL_ADDRESS_BITS) - 1)
 
 # Effective permission bits of a mapping (R is implied by present).

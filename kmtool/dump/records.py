@@ -81,6 +81,15 @@ def parse(struct: construct.Struct, data: bytes, what: str, address: int) -> Any
         raise DumpError(f"Cannot decode `{what}` at {hex(address)}: {err}.") from None
 
 
+def words_to_records(words: np.ndarray, struct: construct.Struct) -> np.ndarray:
+    """Rows of little-endian words (one record each, from `PhysicalMemory.gather`) as a structured
+    array of `struct`."""
+    dtype = numpy_dtype(struct)
+    n = len(words)
+    raw = np.ascontiguousarray(words, dtype="<u8").view(np.uint8).reshape(n, -1)
+    return raw[:, : dtype.itemsize].copy().view(dtype).reshape(-1)
+
+
 def gather_records(
     memory: PhysicalMemory, pas: np.ndarray, struct: construct.Struct
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -88,5 +97,4 @@ def gather_records(
     dtype = numpy_dtype(struct)
     width = -(-dtype.itemsize // WORD)
     words, ok = memory.gather(np.asarray(pas, dtype=np.uint64), width)
-    raw = np.ascontiguousarray(words).view(np.uint8).reshape(len(words), width * WORD)
-    return raw[:, : dtype.itemsize].copy().view(dtype).reshape(-1), ok
+    return words_to_records(words, struct), ok

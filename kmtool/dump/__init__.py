@@ -1,0 +1,19 @@
+"""Reading memory dumps (`kmtool inspect`): one concern per module, leaves first.
+
+memory      guest-physical memory over one mmap of the file (ranges, bounded bulk reads, scans)
+elfcore     QEMU ELF cores: PT_LOADs and the per-CPU "QEMU"/NT_PRSTATUS notes
+source      open a dump of either kind (ELF core, raw image with optional layout file)
+cpu         per-CPU register state
+records     construct schema -> numpy dtype / field offsets, for bulk decoding
+regions     region names from the layout table, vectorised
+pagetable   the 4-level walker (levels as data), merged ranges, single walks, translations
+kernel_elf  symbols of the kernel ELF (`--kernel`)
+coreinfo    find and decode the core-info block (symbol or magic scan)
+bootinfo    the loader's boot info
+memmap      the firmware memory map, stepped by descriptor size
+frames      the frame allocator's free-span list (windowed chase)
+heap        the buddy heap's blocks and free lists
+checks      the cross-checks, one function per named row
+inspection  one inspection: roots, every part, checks, the JSON document
+render      the human output, drawn from the JSON document
+"""
