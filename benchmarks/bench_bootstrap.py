@@ -115,7 +115,8 @@ def run(runs: int, sizes: list[str], modes: list[str]) -> str:
         "RAM size.",
         "- host THP: QEMU marks guest RAM for transparent huge pages, and on this host (THP defrag "
         "= madvise) the first write to a fresh 2 MiB of guest RAM can stall the vCPU for ~5 ms "
-        "(huge-page allocation with compaction). A guest with RAM above 4 GiB has its biggest span "
+        "(the host allocating and clearing a huge page, "
+        "compacting memory first when it must). A guest with RAM above 4 GiB has its biggest span "
         "there, and writing that span's node is the first touch, so `on` shows a step of about "
         "12 M cycles that does not grow with RAM and comes and goes with the host's state (see the "
         "minimums). `off` runs QEMU with PR_SET_THP_DISABLE: the kernel's own work alone.",
@@ -130,10 +131,11 @@ def write_section(text: str) -> None:
     doc = path.read_text() if path.exists() else "# Benchmarks\n"
     start = doc.find(SECTION + "\n")
     if start < 0:
-        doc = doc.rstrip("\n") + "\n\n" + text
+        doc = doc.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
     else:
         end = doc.find("\n## ", start + len(SECTION))
-        doc = doc[:start] + text + (doc[end + 1 :] if end >= 0 else "")
+        rest = doc[end + 1 :] if end >= 0 else ""
+        doc = doc[:start] + text.rstrip("\n") + "\n" + ("\n" + rest if rest else "")
     path.write_text(doc)
 
 

@@ -114,6 +114,16 @@ def run(runs: int) -> str:
         "returns exactly what was asked, or refuses.",
         "- The span allocator's free finds its neighbours through a treap kept inside the span "
         "nodes (O(log spans)); allocation is O(1) off the top of the first span.",
+        "- Why the bitmap wins the churn: its 128 KiB of bits stay in cache, while every span node "
+        "sits at the start of its own 4 KiB frame somewhere in 4 GiB, so the ~log2(spans) nodes a "
+        "free visits are mostly cache misses (and all share the same cache-set index bits). The "
+        "trade the design makes: no memory outside the free frames (the bitmap needs 32 KiB per "
+        "GiB, allocated before any allocator exists), set-up in O(spans) rather than O(frames), "
+        "and far fewer, larger free runs after churn, because allocation always eats into the "
+        "lowest span first.",
+        "- The arena is faulted in (with 2 MiB huge pages where the host allows) before timing, "
+        "standing in for the kernel's offset map: the kernel pays no first-touch faults and maps "
+        "physical memory with 1 GiB pages.",
         "",
     ]
     return "\n".join(lines)
@@ -124,10 +134,11 @@ def write_section(text: str) -> None:
     doc = path.read_text() if path.exists() else "# Benchmarks\n"
     start = doc.find(SECTION + "\n")
     if start < 0:
-        doc = doc.rstrip("\n") + "\n\n" + text
+        doc = doc.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
     else:
         end = doc.find("\n## ", start + len(SECTION))
-        doc = doc[:start] + text + (doc[end + 1 :] if end >= 0 else "")
+        rest = doc[end + 1 :] if end >= 0 else ""
+        doc = doc[:start] + text.rstrip("\n") + "\n" + ("\n" + rest if rest else "")
     path.write_text(doc)
 
 
