@@ -115,14 +115,7 @@ def read_free_list(memory: PhysicalMemory, state_pa: int) -> FreeList:
     """Decode the allocator state at physical `state_pa` and every span node on its list."""
     data = memory.read(state_pa, FrameAllocator.sizeof(), "frame allocator state")
     state = parse(FrameAllocator, data, "frame allocator state", state_pa)
-    addresses, nodes = chase(memory, state.head, FrameSpan, "next", "frame free list")
-    misaligned = np.flatnonzero(addresses % np.uint64(PAGE_SIZE))
-    if len(misaligned):
-        k = int(misaligned[0])
-        raise DumpError(
-            f"Frame free list: node {hex(int(addresses[k]))} is not page aligned (linked from "
-            f"{_linked_from(addresses, k, state_pa)})."
-        )
+    addresses, nodes = chase(memory, state.head, FrameSpan, "next", "frame free list", PAGE_SIZE)
     wrong = np.flatnonzero(nodes["magic"] != np.uint64(FRAME_SPAN_MAGIC))
     if len(wrong):
         k = int(wrong[0])
@@ -138,13 +131,18 @@ def _linked_from(addresses: np.ndarray, k: int, state_pa: int) -> str:
 
 
 def chase(
-    memory: PhysicalMemory, head: int, struct: construct.Struct, next_field: str, what: str
+    memory: PhysicalMemory,
+    head: int,
+    struct: construct.Struct,
+    next_field: str,
+    what: str,
+    align: int = WORD,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The nodes of a singly linked list of `struct` records: (physical addresses, records).
 
     `next_field` holds the physical address of the next node; 0 ends the list. The walk stops with
-    a DumpError on a node outside the dump, or after more nodes than the dump has 4 KiB frames (then
-    naming the node that closes the cycle).
+    a DumpError on a node outside the dump or not `align`-aligned, or after more nodes than the dump
+    has 4 KiB frames (then naming the node that closes the cycle).
 
     The list is followed window by window (WINDOW bytes of physical address space). Where nodes are
     dense, every page head of the window is read in one vectorised pass (`page_heads`) and the
@@ -175,6 +173,8 @@ def chase(
             )
         r = memory.ranges[i]
         hi = r.file_end - node_size  # the last node start whose record is in the file
+        if a % align:
+            raise _not_aligned(what, a, last, align)
         if a > hi or a % WORD or r.start % WORD:
             # Zero tail, straddling a range end, a misaligned node or range: one exact read.
             data = memory.read(a, width * WORD, f"{what} node")
@@ -206,6 +206,11 @@ def chase(
             addresses = np.array(found, dtype=np.uint64)
             rows = ((addresses - np.uint64(r.start)) >> np.uint64(3)).astype(np.int64)
             records = memory.range_words(i)[rows[:, None] + cols]
+        misaligned = np.flatnonzero(addresses % np.uint64(align))
+        if len(misaligned):
+            k = int(misaligned[0])
+            origin = int(addresses[k - 1]) if k else last
+            raise _not_aligned(what, int(addresses[k]), origin, align)
         addr_parts.append(addresses)
         word_parts.append(records)
         memory.release_range(i, first, window_end + node_size)
@@ -221,6 +226,14 @@ def chase(
     if not addr_parts:
         return np.zeros(0, dtype=np.uint64), words_to_records(np.zeros((0, width), "<u8"), struct)
     return np.concatenate(addr_parts), words_to_records(np.concatenate(word_parts), struct)
+
+
+def _not_aligned(what: str, node: int, linked_from: int, align: int) -> DumpError:
+    kind = "page" if align == PAGE_SIZE else f"{align}-byte"
+    origin = f"node {hex(linked_from)}" if linked_from else "the list head"
+    return DumpError(
+        f"{what.capitalize()}: node {hex(node)} is not {kind} aligned (linked from {origin})."
+    )
 
 
 def _run(view: memoryview, a: int, lo: int, hi: int, word: int, append: Any, budget: int) -> int:

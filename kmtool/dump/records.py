@@ -86,6 +86,8 @@ def words_to_records(words: np.ndarray, struct: construct.Struct) -> np.ndarray:
     array of `struct`."""
     dtype = numpy_dtype(struct)
     n = len(words)
+    if n == 0:
+        return np.zeros(0, dtype=dtype)
     raw = np.ascontiguousarray(words, dtype="<u8").view(np.uint8).reshape(n, -1)
     return raw[:, : dtype.itemsize].copy().view(dtype).reshape(-1)
 

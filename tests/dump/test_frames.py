@@ -1,0 +1,147 @@
+"""The free-span list: decoded spans, the kernel's span hash, long lists, and every way it can break."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dump_fixtures as F
+import numpy as np
+import pytest
+
+from kmtool.dump.frames import read_free_list
+from kmtool.dump.source import open_dump
+from kmtool.errors import DumpError
+from kmtool.layout.table import PAGE_SIZE, MiB
+from kmtool.schemas.frames import FRAME_SPAN_MAGIC, FrameAllocator, FrameSpan
+
+STATE = 0x1000
+
+
+def fnv1a64(pairs: list[tuple[int, int]]) -> str:
+    """FNV-1a 64 over (start, count) little-endian u64 pairs: the ready report's span_hash."""
+    h = 0xCBF29CE484222325
+    for start, count in pairs:
+        for byte in start.to_bytes(8, "little") + count.to_bytes(8, "little"):
+            h = ((h ^ byte) * 0x100000001B3) % (1 << 64)
+    return f"0x{h:016x}"
+
+
+def list_dump(path: Path, spans: list[tuple[int, int]], size: int = 64 * MiB,
+              links: dict[int, int] | None = None) -> Path:  # fmt: skip
+    """A raw image holding an allocator state at STATE and one node per span (next overridable)."""
+    image = bytearray(size)
+    links = links or {}
+    for i, (start, count) in enumerate(spans):
+        nxt = links.get(start, spans[i + 1][0] if i + 1 < len(spans) else 0)
+        prev = spans[i - 1][0] if i else 0
+        node = FrameSpan.build({"magic": FRAME_SPAN_MAGIC, "start": start, "count": count,
+                                "next": nxt, "prev": prev})  # fmt: skip
+        image[start : start + len(node)] = node
+    head = spans[0][0] if spans else 0
+    state = FrameAllocator.build({"head": head, "free_frames": sum(c for _, c in spans),
+                                  "spans": len(spans), "managed_frames": 0, "alloc_calls": 0,
+                                  "free_calls": 0})  # fmt: skip
+    image[STATE : STATE + len(state)] = state
+    path.write_bytes(bytes(image))
+    return path
+
+
+def test_fixture_spans_and_hash(tmp_path: Path) -> None:
+    fx = F.build()
+    mem = open_dump(fx.write_raw(tmp_path / "d.raw")).memory
+    fl = read_free_list(mem, fx.addresses["frames"])
+    spans = list(zip(fl.starts.tolist(), fl.counts.tolist(), strict=True))
+    assert spans == fx.truth["spans"]
+    doc = fl.to_json()
+    assert doc["free_frames"] == fx.truth["free_frames"] and doc["spans"] == len(spans)
+    assert doc["span_list"] == [[hex(s), c] for s, c in spans]
+    assert doc["span_hash"] == fnv1a64(spans)
+    largest = max(spans, key=lambda s: s[1])
+    assert doc["largest_span"] == {"start": hex(largest[0]), "count": largest[1]}
+    assert doc["fragmentation"] == round(1 - largest[1] / fx.truth["free_frames"], 6)
+
+
+def test_empty_list(tmp_path: Path) -> None:
+    fl = read_free_list(open_dump(list_dump(tmp_path / "e.raw", [])).memory, STATE)
+    assert len(fl.nodes) == 0 and fl.free_frames == 0 and fl.largest() is None
+    assert fl.to_json()["span_hash"] == fnv1a64([])
+
+
+def test_long_dense_and_sparse_list(tmp_path: Path) -> None:
+    dense = [(MiB + 2 * PAGE_SIZE * i, 1) for i in range(6000)]  # every other frame: dense windows
+    sparse = [(52 * MiB + MiB * i, 5) for i in range(8)]  # then far apart: the plain loop
+    spans = dense + sparse
+    mem = open_dump(list_dump(tmp_path / "l.raw", spans)).memory
+    bounded = read_free_list(mem, STATE)
+    mem.bounded = False
+    resident = read_free_list(mem, STATE)
+    for fl in (bounded, resident):
+        assert fl.addresses.tolist() == [s for s, _ in spans]
+        assert fl.counts.tolist() == [c for _, c in spans]
+        assert (fl.nodes["prev"][1:] == fl.addresses[:-1]).all()
+
+
+def test_cycle_names_the_closing_node(tmp_path: Path) -> None:
+    spans = [(MiB + 2 * PAGE_SIZE * i, 1) for i in range(100)] + [(20 * MiB, 2), (30 * MiB, 3)]
+    path = list_dump(tmp_path / "c.raw", spans, links={30 * MiB: MiB + 2 * PAGE_SIZE * 50})
+    with pytest.raises(DumpError, match=(
+        rf"Frame free list: a cycle: node {hex(30 * MiB)} links back to "
+        rf"{hex(MiB + 2 * PAGE_SIZE * 50)}, visited before\."
+    )):  # fmt: skip
+        read_free_list(open_dump(path).memory, STATE)
+
+
+def test_self_loop(tmp_path: Path) -> None:
+    path = list_dump(tmp_path / "s.raw", [(2 * MiB, 1)], links={2 * MiB: 2 * MiB})
+    with pytest.raises(DumpError, match=r"node 0x200000 links back to 0x200000"):
+        read_free_list(open_dump(path).memory, STATE)
+
+
+def test_node_outside_the_dump(tmp_path: Path) -> None:
+    path = list_dump(tmp_path / "o.raw", [(2 * MiB, 1), (3 * MiB, 1)], links={3 * MiB: 1 << 40})
+    with pytest.raises(DumpError, match=(
+        r"Frame free list: node 0x10000000000 \(linked from 0x300000\) is outside the dump\."
+    )):  # fmt: skip
+        read_free_list(open_dump(path).memory, STATE)
+
+
+def test_misaligned_node(tmp_path: Path) -> None:
+    path = list_dump(tmp_path / "m.raw", [(2 * MiB, 1), (3 * MiB, 1)], links={2 * MiB: 3 * MiB + 8})
+    with pytest.raises(DumpError, match=(
+        r"node 0x300008 is not page aligned \(linked from node 0x200000\)"
+    )):  # fmt: skip
+        read_free_list(open_dump(path).memory, STATE)
+
+
+def test_wrong_magic(tmp_path: Path) -> None:
+    path = list_dump(tmp_path / "w.raw", [(2 * MiB, 1), (3 * MiB, 1)])
+    data = bytearray(path.read_bytes())
+    data[3 * MiB : 3 * MiB + 8] = b"NOTASPAN"
+    path.write_bytes(bytes(data))
+    raw = int.from_bytes(b"NOTASPAN", "little")
+    with pytest.raises(DumpError, match=(
+        rf"node 0x300000 has magic {hex(raw)}, not {hex(FRAME_SPAN_MAGIC)} \(linked from node "
+        r"0x200000\)"
+    )):  # fmt: skip
+        read_free_list(open_dump(path).memory, STATE)
+
+
+def test_head_in_the_zero_tail_of_an_elf(tmp_path: Path) -> None:
+    fx = F.build()
+    tail = F.RAM[1][0] + F.RAM[1][1] - F.PAGE_SIZE
+    changed = F.Fixture(bytearray(fx.image), fx.cr3, dict(fx.truth), dict(fx.addresses))
+    changed.poke(fx.addresses["frames"], tail)  # head -> a page the ELF does not store
+    mem = open_dump(changed.write_elf(tmp_path / "z.elf")).memory
+    with pytest.raises(DumpError, match=rf"node {hex(tail)} has magic 0x0"):
+        read_free_list(mem, fx.addresses["frames"])
+
+
+def test_state_outside_the_dump(tmp_path: Path) -> None:
+    mem = open_dump(list_dump(tmp_path / "x.raw", [(2 * MiB, 1)])).memory
+    with pytest.raises(DumpError, match=r"`frame allocator state` at 0x10000000 \(48 bytes\)"):
+        read_free_list(mem, 0x10000000)
+
+
+def test_counts_are_numpy_uint64(tmp_path: Path) -> None:
+    fl = read_free_list(open_dump(list_dump(tmp_path / "n.raw", [(2 * MiB, 7)])).memory, STATE)
+    assert fl.counts.dtype == np.uint64 and fl.ends.tolist() == [2 * MiB + 7 * PAGE_SIZE]
