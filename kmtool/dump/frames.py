@@ -209,8 +209,8 @@ def chase(
         misaligned = np.flatnonzero(addresses % np.uint64(align))
         if len(misaligned):
             k = int(misaligned[0])
-            origin = int(addresses[k - 1]) if k else last
-            raise _not_aligned(what, int(addresses[k]), origin, align)
+            linked = int(addresses[k - 1]) if k else last
+            raise _not_aligned(what, int(addresses[k]), linked, align)
         addr_parts.append(addresses)
         word_parts.append(records)
         memory.release_range(i, first, window_end + node_size)
