@@ -101,7 +101,7 @@ SYMBOLS = {
 HEAP_MIN_ORDER = 6
 HEAP_MAX_ORDER = HEAP_SIZE.bit_length() - 1
 HEAP_ALLOCATIONS = (100, 4000, 24, 70000, 300, 5000)
-HEAP_FREES = (1, 3)  # indices into HEAP_ALLOCATIONS freed again (coalescing leaves stale headers)
+HEAP_FREES = (1, 3, 2)  # indices into HEAP_ALLOCATIONS freed again (2 merges: stale headers)
 
 
 @dataclass

@@ -1,0 +1,244 @@
+"""Every check passes on the clean fixture, and each one fails (naming what) when its invariant breaks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import dump_fixtures as F
+import pytest
+
+from kmtool.dump.inspection import Inspection, Options, inspect_dump
+from kmtool.layout.table import OFFSET_MAP_BASE, PAGE_SIZE, GiB, MiB
+from kmtool.schemas.frames import FrameSpan
+
+ALL_CHECKS = [
+    "core-info constants match the layout table",
+    "memory map sorted",
+    "memory map non-overlapping",
+    "memory map stepped by descriptor size",
+    "kernel PML4 entries 510 and 511 present",
+    f"offset map is physical + {hex(OFFSET_MAP_BASE)}",
+    "no writable and executable kernel mapping",
+    "spans page aligned",
+    "spans sorted and non-overlapping",
+    "spans coalesced",
+    "span links consistent",
+    "spans inside usable memory",
+    "spans inside the offset map",
+    "spans hold no page table",
+    "spans hold no mapped kernel page",
+    "spans hold no handoff data",
+    "free frames match the kernel counter",
+    "span count matches the kernel counter",
+    "heap headers consistent",
+    "heap counters match",
+]
+
+
+def run(fx: F.Fixture, tmp_path: Path, **options: object) -> Inspection:
+    return inspect_dump(fx.write_raw(tmp_path / "dump.raw"), Options(**options))  # type: ignore[arg-type]
+
+
+def copy(fx: F.Fixture) -> F.Fixture:
+    return F.Fixture(bytearray(fx.image), fx.cr3, fx.truth, dict(fx.addresses))
+
+
+def check(ins: Inspection, name: str) -> tuple[bool, str]:
+    (row,) = [c for c in ins.checks if c.name == name]
+    return row.ok, row.detail
+
+
+@pytest.fixture(scope="module")
+def fx() -> F.Fixture:
+    return F.build()
+
+
+def test_clean_fixture_passes_every_check(fx: F.Fixture, tmp_path: Path) -> None:
+    ins = run(fx, tmp_path)
+    assert [c.name for c in ins.checks] == ALL_CHECKS
+    assert [c.name for c in ins.failed] == []
+    with_kernel = run(fx, tmp_path, kernel=fx.write_kernel_elf(tmp_path / "k.elf"))
+    assert "core-info agrees with kernel symbols" in [c.name for c in with_kernel.checks]
+    assert with_kernel.failed == []
+
+
+def node(fx: F.Fixture, start: int, field: str) -> int:
+    offset = 0
+    for sc in FrameSpan.subcons:
+        if sc.name == field:
+            return start + offset
+        offset += sc.sizeof()
+    raise KeyError(field)
+
+
+def spans(fx: F.Fixture) -> list[tuple[int, int]]:
+    return fx.truth["spans"]
+
+
+def desc(index: int, field: str) -> int:
+    offsets = {"type": 0, "physical_start": 8, "number_of_pages": 24}
+    return F.MEMORY_MAP_PA + index * F.DESCRIPTOR_SIZE + offsets[field]
+
+
+def _pt_entry(fx: F.Fixture, va: int) -> int:
+    """Physical address of the PT entry mapping `va` (4 KiB pages)."""
+    table = fx.addresses["kernel_pml4"]
+    for shift in (39, 30, 21):
+        table = fx.u64(table + ((va >> shift) & 511) * 8) & F.ADDR
+    return table + ((va >> 12) & 511) * 8
+
+
+def mutate_core_constant(fx: F.Fixture) -> None:
+    fx.poke(fx.field_pa("core", "heap_base"), 0xFFFFFF7000000000)
+
+
+def mutate_unsorted_map(fx: F.Fixture) -> None:
+    a, b = desc(4, "type"), desc(5, "type")
+    first = bytes(fx.image[a : a + 40])
+    fx.put(a, bytes(fx.image[b : b + 40]))
+    fx.put(b, first)
+
+
+def mutate_overlapping_map(fx: F.Fixture) -> None:
+    fx.poke(desc(4, "number_of_pages"), fx.u64(desc(4, "number_of_pages")) + 1)
+
+
+def mutate_stepping(fx: F.Fixture) -> None:
+    fx.poke(fx.field_pa("boot", "descriptor_size"), 40)  # sizeof, not the firmware's 48
+
+
+def mutate_shared_entry(fx: F.Fixture) -> None:
+    fx.poke(fx.addresses["kernel_pml4"] + 510 * 8, 0)
+
+
+def mutate_offset_map(fx: F.Fixture) -> None:
+    pdpt = fx.u64(fx.addresses["kernel_pml4"] + 511 * 8) & F.ADDR
+    fx.poke(pdpt, GiB | F.P | F.W | F.PS | F.NX)  # OFFSET_MAP_BASE -> physical 1 GiB
+
+
+def mutate_wx(fx: F.Fixture) -> None:
+    entry = _pt_entry(fx, F.DATA_VA)
+    fx.poke(entry, fx.u64(entry) & ~F.NX)
+
+
+def mutate_span_start(fx: F.Fixture) -> None:
+    start = spans(fx)[3][0]
+    fx.poke(node(fx, start, "start"), start + 8)
+
+
+def mutate_unsorted_spans(fx: F.Fixture) -> None:
+    (s0, _), (s1, _), (s2, _) = spans(fx)[:3]
+    fx.poke(fx.field_pa("frames", "head"), s1)
+    fx.poke(node(fx, s1, "next"), s0)
+    fx.poke(node(fx, s0, "next"), s2)
+
+
+def mutate_uncoalesced(fx: F.Fixture) -> None:
+    (s2, _), (s3, _) = spans(fx)[2:4]
+    fx.poke(node(fx, s2, "count"), (s3 - s2) // PAGE_SIZE)
+
+
+def mutate_prev(fx: F.Fixture) -> None:
+    s5 = spans(fx)[5][0]
+    fx.poke(node(fx, s5, "prev"), 0x1234000)
+
+
+def mutate_unusable(fx: F.Fixture) -> None:
+    start, count = [s for s in spans(fx) if s[0] + s[1] * PAGE_SIZE == 0x7F0000][0]
+    fx.poke(node(fx, start, "count"), count + 1)  # into ACPI NVS
+
+
+def mutate_table_in_span(fx: F.Fixture) -> None:
+    start, count = [s for s in spans(fx) if s[0] == 0x150000][0]
+    fx.poke(node(fx, start, "count"), count + 1)  # up to and over the first table at 0x190000
+
+
+def mutate_kernel_in_span(fx: F.Fixture) -> None:
+    fx.poke(node(fx, 0x1000, "count"), (F.KERNEL_PHYS + PAGE_SIZE - 0x1000) // PAGE_SIZE)
+
+
+def mutate_handoff_in_span(fx: F.Fixture) -> None:
+    fx.poke(node(fx, 0x150000, "start"), 0x14F000)
+
+
+def mutate_free_counter(fx: F.Fixture) -> None:
+    at = fx.field_pa("frames", "free_frames")
+    fx.poke(at, fx.u64(at) + 1)
+
+
+def mutate_span_counter(fx: F.Fixture) -> None:
+    at = fx.field_pa("frames", "spans")
+    fx.poke(at, fx.u64(at) + 1)
+
+
+def _heap_header_pa(fx: F.Fixture, va: int) -> int:
+    return fx.u64(_pt_entry(fx, va)) & F.ADDR | (va & 0xFFF)
+
+
+def mutate_heap_header(fx: F.Fixture) -> None:
+    va, order, used, _size = [b for b in fx.truth["heap_blocks"] if not b[2]][-1]
+    fx.put(_heap_header_pa(fx, va), b"JUNK")
+    del order, used
+
+
+def mutate_heap_counter(fx: F.Fixture) -> None:
+    at = fx.field_pa("heap", "bytes_in_use")
+    fx.poke(at, fx.u64(at) + 3)
+
+
+CASES: list[tuple[Callable[[F.Fixture], None], str, str]] = [
+    (mutate_core_constant, "core-info constants match the layout table",
+     "heap_base is 0xffffff7000000000, the layout table says 0xffffff7800000000"),
+    (mutate_unsorted_map, "memory map sorted", "entry 5 at 0x190000 follows 0x400000"),
+    (mutate_overlapping_map, "memory map non-overlapping", "0x190000-0x400fff overlaps 0x400000"),
+    (mutate_stepping, "memory map stepped by descriptor size", "not page aligned"),
+    (mutate_shared_entry, "kernel PML4 entries 510 and 511 present", "entry 510 is 0x0"),
+    (mutate_offset_map, f"offset map is physical + {hex(OFFSET_MAP_BASE)}",
+     f"{hex(OFFSET_MAP_BASE)} maps physical 0x40000000"),
+    (mutate_wx, "no writable and executable kernel mapping", f"{hex(F.DATA_VA)} (+4096 bytes, RWX-)"),
+    (mutate_span_start, "spans page aligned", "not page aligned"),
+    (mutate_unsorted_spans, "spans sorted and non-overlapping", "span 0x1000 follows 0x150000"),
+    (mutate_uncoalesced, "spans coalesced", "ends where"),
+    (mutate_prev, "span links consistent", "has prev 0x1234000, expected"),
+    (mutate_unusable, "spans inside usable memory", "outside usable firmware ranges"),
+    (mutate_table_in_span, "spans hold no page table", "page table 0x190000 is inside a free span"),
+    (mutate_kernel_in_span, "spans hold no mapped kernel page",
+     f"physical 0x100000 (mapped at {hex(F.KERNEL_LINK_BASE)}) is inside a free span"),
+    (mutate_handoff_in_span, "spans hold no handoff data", "handoff range 0x140000 is inside"),
+    (mutate_free_counter, "free frames match the kernel counter", "km_frames.free_frames is"),
+    (mutate_span_counter, "span count matches the kernel counter", "km_frames.spans is"),
+    (mutate_heap_header, "heap headers consistent", "has magic 0x4b4e554a"),
+    (mutate_heap_counter, "heap counters match", "km_heap.bytes_in_use is"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("mutate", "name", "detail"), CASES, ids=[c[1] for c in CASES])
+def test_each_check_fails_on_its_defect(
+    fx: F.Fixture, tmp_path: Path, mutate: Callable[[F.Fixture], None], name: str, detail: str
+) -> None:
+    broken = copy(fx)
+    mutate(broken)
+    ok, text = check(run(broken, tmp_path), name)
+    assert not ok
+    assert detail in text
+
+
+def test_spans_outside_the_offset_map(tmp_path: Path) -> None:
+    fx = F.build(offset_page=2 * MiB)
+    broken = copy(fx)
+    pdpt = fx.u64(fx.addresses["kernel_pml4"] + 511 * 8) & F.ADDR
+    pd = fx.u64(pdpt) & F.ADDR
+    broken.poke(pd + 7 * 8, 0)  # physical 14..16 MiB no longer offset-mapped
+    ins = run(broken, tmp_path)
+    ok, text = check(ins, "spans inside the offset map")
+    assert not ok and "span 0xd01000-0xffffff not reachable through the offset map" in text
+    ok, text = check(ins, f"offset map is physical + {hex(OFFSET_MAP_BASE)}")
+    assert not ok and "RAM 0xc00000-0xffffff is not offset-mapped" in text
+
+
+def test_kernel_symbols_that_disagree(fx: F.Fixture, tmp_path: Path) -> None:
+    symbols = dict(F.SYMBOLS, km_heap=F.SYMBOLS["km_heap"] + 0x40)
+    kernel = fx.write_kernel_elf(tmp_path / "k.elf", symbols)
+    ok, text = check(run(fx, tmp_path, kernel=kernel), "core-info agrees with kernel symbols")
+    assert not ok and "`km_heap` maps to" in text
