@@ -506,9 +506,16 @@ def core_constants(ins: Inspection) -> Check | None:
 def core_symbols(ins: Inspection) -> Check | None:
     if ins.core is None or ins.kernel is None or ins.kernel_tables is None:
         return None
-    wrong, seen = [], 0
-    from kmtool.dump.kernel_elf import STATE_SYMBOLS
+    from kmtool.dump.kernel_elf import CORE_INFO_SYMBOL, STATE_SYMBOLS
 
+    wrong, seen = [], 0
+    core_va = ins.kernel.address(CORE_INFO_SYMBOL)
+    if core_va is not None:
+        seen += 1
+        pa = ins.kernel_tables.translate(core_va)
+        if pa != ins.core.address:
+            wrong.append(f"`{CORE_INFO_SYMBOL}` maps to {None if pa is None else hex(pa)}, the "
+                         f"block is at {hex(ins.core.address)}")  # fmt: skip
     for fieldname, symbol in STATE_SYMBOLS.items():
         va = ins.kernel.address(symbol)
         if va is None:
@@ -523,7 +530,7 @@ def core_symbols(ins: Inspection) -> Check | None:
     return Check(
         "core-info agrees with kernel symbols",
         not wrong,
-        "; ".join(wrong) if wrong else f"{seen} state symbols agree",
+        "; ".join(wrong) if wrong else f"{seen} symbols agree",
     )
 
 

@@ -1,0 +1,199 @@
+"""`kmtool inspect` as a user runs it: exact output, JSON shape, exit statuses, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+sys.path.insert(0, str(REPO / "tests" / "dump"))
+import dump_fixtures as F  # noqa: E402
+
+TOP_LEVEL = ["source", "cpu", "boot_info", "memory_map", "page_tables", "frames", "heap", "checks"]
+
+
+def kmtool(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, NO_COLOR="1", COLUMNS="100")
+    return subprocess.run([sys.executable, "-m", "kmtool", *args], capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=120)  # fmt: skip
+
+
+def lines(text: str) -> list[str]:
+    return [line.rstrip() for line in text.splitlines()]
+
+
+@pytest.fixture(scope="module")
+def fx() -> F.Fixture:
+    return F.build()
+
+
+@pytest.fixture(scope="module")
+def work(fx: F.Fixture, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("inspect")
+    fx.write_elf(d / "dump.elf")
+    fx.write_raw(d / "dump.raw")
+    fx.write_raw(d / "laid-out.raw", layout=True)
+    fx.write_kernel_elf(d / "kernel.elf")
+    return d
+
+
+def test_summary_exact(work: Path) -> None:
+    done = kmtool("inspect", "dump.elf", cwd=work)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert lines(done.stdout) == [
+        "Dump         dump.elf: QEMU ELF core, 12 MiB in 3 ranges",
+        "Core info    0x118100 (found by scan), kernel PML4 0x190000",
+        "CPU 0        rip 0xffffff0000101234  rsp 0xffffff000011b000  cr0 0x80010033  cr3 0x190000  cr4 0x6a0",
+        "             (4-level paging, from the QEMU note)",
+        "Boot info    0x140000: kernel 0x100000 (256 KiB) at 0xffffff0000100000, 64 scratch pages at",
+        "             0x150000, cmdline 'hold test'",
+        "Memory map   10 descriptors of 48 bytes: conventional 8.99 MiB, boot-services-data 2 MiB, km-kernel",
+        "             256 KiB, km-scratch 256 KiB, other 132 KiB",
+        "Page tables  CR3 0x190000 (from CPU 0, QEMU note): 27 ranges, 601 pages (4K 88, 2M 1, 1G 512), 27",
+        "             tables",
+        "Frames       2311 free (9.02 MiB) in 10 spans; largest 0xd01000 (767 frames), fragmentation 0.668",
+        "Heap         28 blocks: 3 used (5400 bytes requested), 25 free; 24 backed pages",
+        "Checks       20 passed, 0 failed",
+    ]  # fmt: skip
+
+
+def test_raw_dumps_with_kernel_symbols(work: Path) -> None:
+    # Without a CR3 a raw image is scanned for the core-info block; with its layout file (CR3
+    # recorded) the `km_core_info` symbol is translated through the page tables instead.
+    done = kmtool("inspect", "dump.raw", "--kernel", "kernel.elf", cwd=work)
+    assert done.returncode == 0, done.stderr
+    out = lines(done.stdout)
+    assert out[0] == "Dump         dump.raw: raw physical image, 16 MiB in 1 ranges"
+    assert out[1] == "Core info    0x118100 (found by scan), kernel PML4 0x190000"
+    assert out[-1] == "Checks       21 passed, 0 failed"
+    done = kmtool("inspect", "laid-out.raw", "--kernel", "kernel.elf", cwd=work)
+    assert done.returncode == 0, done.stderr
+    out = lines(done.stdout)
+    assert out[0] == "Dump         laid-out.raw: raw physical image, 12 MiB in 2 ranges"
+    assert out[1] == "Core info    0x118100 (found by symbol), kernel PML4 0x190000"
+    assert out[2].startswith("CPU 0        cr0 0x80010033  cr3 0x190000  cr4 0x6a0")
+
+
+def test_json_shape(work: Path, fx: F.Fixture) -> None:
+    done = kmtool("inspect", "dump.elf", "--json", "--walk", "0xffffff0000100010", "--pa",
+                  "0x100000", cwd=work)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert list(doc) == TOP_LEVEL
+    pt = doc["page_tables"]
+    assert pt["cr3"] == hex(fx.cr3)
+    for region in pt["regions"]:
+        assert {"start", "end", "size", "phys", "page_size", "flags"} <= set(region)
+        assert region["start"].startswith("0x") and region["phys"].startswith("0x")
+    assert pt["regions"][-1]["end"] == "0xffffffffffffffff"  # canonical, upper half
+    assert pt["walks"][0]["phys"] == "0x100010"
+    assert [a["region"] for a in pt["aliases"]["0x100000"]] == ["kernel-image", "offset-map"]
+    frames = doc["frames"]
+    assert frames["free_frames"] == fx.truth["free_frames"]
+    assert frames["spans"] == len(fx.truth["spans"])
+    assert frames["span_list"][0] == [hex(fx.truth["spans"][0][0]), fx.truth["spans"][0][1]]
+    assert all(set(c) == {"name", "ok", "detail"} and c["ok"] for c in doc["checks"])
+    assert doc["cpu"][0]["cr3"] == hex(fx.cr3)
+    assert doc["boot_info"]["cmdline"] == "hold test"
+
+
+def test_foreign_dump_with_cr3(work: Path, fx: F.Fixture) -> None:
+    foreign = F.Fixture(bytearray(fx.image), fx.cr3)
+    foreign.poke(fx.addresses["core"], 0)  # no core-info magic: not (a ready) one of ours
+    foreign.write_raw(work / "foreign.raw")
+    done = kmtool("inspect", "foreign.raw", "--json", "--cr3", hex(fx.cr3), cwd=work)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert list(doc) == TOP_LEVEL
+    assert [doc[k] for k in ("boot_info", "memory_map", "frames", "heap")] == [None] * 4
+    assert doc["page_tables"]["cr3"] == hex(fx.cr3) and doc["page_tables"]["root_source"] == "--cr3"
+    assert doc["checks"] == []
+    human = kmtool("inspect", "foreign.raw", "--cr3", hex(fx.cr3), cwd=work)
+    assert "Core info    none: not a dump of a ready kmtool kernel" in lines(human.stdout)
+    bare = kmtool("inspect", "foreign.raw", cwd=work)
+    assert bare.returncode == 1 and bare.stdout == ""
+    assert lines(bare.stderr) == [
+        "error: Dump `foreign.raw` records no CR3 and holds no kmtool core-info block; pass "
+        "`--cr3 ADDR` to walk its page tables."
+    ]
+
+
+def test_failed_check_exits_1_and_says_which(work: Path, fx: F.Fixture) -> None:
+    broken = F.Fixture(bytearray(fx.image), fx.cr3, fx.truth, dict(fx.addresses))
+    at = broken.field_pa("frames", "spans")
+    broken.poke(at, broken.u64(at) + 1)
+    broken.write_raw(work / "broken.raw")
+    done = kmtool("inspect", "broken.raw", cwd=work)
+    assert done.returncode == 1
+    out = lines(done.stdout)
+    assert "Checks       19 passed, 1 failed" in out
+    assert any(line.startswith("FAIL │ span count matches the kernel counter") for line in out)
+    part = kmtool("inspect", "broken.raw", "--part", "frames", cwd=work)
+    assert part.returncode == 1
+    assert lines(part.stderr) == ["1 of 20 checks failed: `span count matches the kernel counter`."]
+
+
+def test_corrupt_dump_is_one_line_without_traceback(work: Path, fx: F.Fixture) -> None:
+    broken = F.Fixture(bytearray(fx.image), fx.cr3, fx.truth, dict(fx.addresses))
+    last = fx.truth["spans"][-1][0]
+    broken.poke(last + 24, fx.truth["spans"][2][0])  # the last node's next -> an earlier node
+    broken.write_raw(work / "cycle.raw")
+    done = kmtool("inspect", "cycle.raw", cwd=work)
+    assert done.returncode == 1 and done.stdout == ""
+    assert "Traceback" not in done.stderr
+    assert " ".join(lines(done.stderr)) == (
+        f"error: Frame free list: a cycle: node {hex(last)} links back to "
+        f"{hex(fx.truth['spans'][2][0])}, visited before."
+    )
+
+
+def test_walk_and_aliases_without_a_part(work: Path) -> None:
+    done = kmtool("inspect", "dump.elf", "--walk", "0xffffff0000100010", "--pa", "0x100000",
+                  cwd=work)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    out = lines(done.stdout)
+    assert out[:7] == [
+        "Walk of 0xffffff0000100010",
+        "level ┃ table    ┃ index ┃ entry    ┃ flags",
+        "━━━━━━╇━━━━━━━━━━╇━━━━━━━╇━━━━━━━━━━╇━━━━━━━━━━━━━━━━━",
+        "PML4  │ 0x190000 │   510 │ 0x191003 │ PRESENT|WRITABLE",
+        "PDPT  │ 0x191000 │     0 │ 0x192003 │ PRESENT|WRITABLE",
+        "PD    │ 0x192000 │     0 │ 0x193003 │ PRESENT|WRITABLE",
+        "PT    │ 0x193000 │   256 │ 0x100101 │ PRESENT|GLOBAL",
+    ]
+    assert "0xffffff0000100010 -> 0x100010 (4 KiB page, R-X-)" in out
+    assert "Virtual aliases of physical 0x100000" in out
+
+
+def test_parts(work: Path) -> None:
+    done = kmtool("inspect", "dump.elf", "--part", "memmap", "--part", "checks", cwd=work)
+    assert done.returncode == 0, done.stderr
+    out = lines(done.stdout)
+    assert out[0] == "Memory map at 0x141000: 10 descriptors of 48 bytes"
+    assert out[3] == "0 │ conventional       │ 0x0        │ 0x9efff    │   159 │ 0xf"
+    assert "Checks" in out
+    everything = kmtool("inspect", "dump.elf", "--part", "all", cwd=work)
+    assert everything.returncode == 0, everything.stderr
+    for title in ("CPUs", "Boot info", "Page tables under CR3 0x190000", "Free spans",
+                  "Heap blocks by order", "Checks"):  # fmt: skip
+        assert any(line.startswith(title) for line in lines(everything.stdout)), title
+
+
+def test_bad_address_is_a_usage_error(work: Path) -> None:
+    done = kmtool("inspect", "dump.elf", "--cr3", "nope", cwd=work)
+    assert done.returncode == 2
+    assert "`nope` is not an address" in done.stderr
+
+
+def test_help_lists_inspect() -> None:
+    done = kmtool("--help", cwd=REPO)
+    assert done.returncode == 0
+    assert any(line.split()[:1] == ["inspect"] for line in lines(done.stdout))
+    sub = kmtool("inspect", "--help", cwd=REPO)
+    assert sub.returncode == 0 and "--walk VA" in sub.stdout and "--cr3 ADDR" in sub.stdout
