@@ -49,7 +49,7 @@ def test_summary_exact(work: Path) -> None:
     assert lines(done.stdout) == [
         "Dump         dump.elf: QEMU ELF core, 12 MiB in 3 ranges",
         "Core info    0x118100 (found by scan), kernel PML4 0x190000",
-        "CPU 0        rip 0xffffff0000101234  rsp 0xffffff000011b000  cr0 0x80010033  cr3 0x190000  cr4 0x6a0",
+        "CPU 0        rip 0xffffff0000101234  rsp 0xffffff000011b000  cr0 0x80010033  cr3 0x190000  cr4 0x6a0",  # noqa: E501
         "             (4-level paging, from the QEMU note)",
         "Boot info    0x140000: kernel 0x100000 (256 KiB) at 0xffffff0000100000, 64 scratch pages at",
         "             0x150000, cmdline 'hold test'",
