@@ -14,16 +14,16 @@ slows them alike. From each ready report it takes:
 
 Under software emulation (TCG) the TSC follows host time, so both include QEMU's translation of
 code run for the first time and the host's load; the table shows medians with min-max. Mode
-`thp-off` starts kmtool (and so QEMU) with PR_SET_THP_DISABLE, `thp-on` leaves the host's
-transparent huge pages as they are (see the notes in the output). With --write, replaces the
-"Kernel bootstrap" section of BENCHMARKS.md.
+`thp-off` is what `kmtool run` does by default (QEMU started with PR_SET_THP_DISABLE); `thp-on`
+sets KMTOOL_HOST_THP=1 so QEMU keeps the host's transparent huge pages (see the notes in the
+output). With --write, replaces the "Kernel bootstrap" section of BENCHMARKS.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -34,19 +34,10 @@ ROOT = Path(__file__).resolve().parent.parent
 SECTION = "## Kernel bootstrap"
 
 
-PR_SET_THP_DISABLE = 41  # linux/prctl.h; inherited across fork and kept across execve
-
-
-def no_host_thp() -> None:
-    """In the child, before exec: no transparent huge pages for it and for the QEMU it starts."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_THP_DISABLE) failed")
-
-
-def kmtool(*args: str, thp: bool = True) -> subprocess.CompletedProcess[str]:
+def kmtool(*args: str, thp: bool = False) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, KMTOOL_HOST_THP="1" if thp else "0")
     return subprocess.run([sys.executable, "-m", "kmtool", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=600, preexec_fn=None if thp else no_host_thp)  # fmt: skip
+                          text=True, timeout=600, env=env)  # fmt: skip
 
 
 def boot(build_dir: Path, memory: str, thp: bool) -> dict[str, int]:
@@ -119,7 +110,8 @@ def run(runs: int, sizes: list[str], modes: list[str]) -> str:
         "compacting memory first when it must). A guest with RAM above 4 GiB has its biggest span "
         "there, and writing that span's node is the first touch, so `on` shows a step of about "
         "12 M cycles that does not grow with RAM and comes and goes with the host's state (see the "
-        "minimums). `off` runs QEMU with PR_SET_THP_DISABLE: the kernel's own work alone.",
+        "minimums). `off` is `kmtool run`'s default (QEMU runs with PR_SET_THP_DISABLE): the "
+        "kernel's own work alone.",
         "- Under TCG the TSC follows host time, so the figures include QEMU translating code on its "
         "first run and the load of a shared host; compare the ratios, not the absolute values.",
         "",

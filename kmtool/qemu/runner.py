@@ -225,7 +225,7 @@ class Session:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,  # a Ctrl-C at the terminal reaches kmtool, not QEMU
-                preexec_fn=_die_with_parent,
+                preexec_fn=_qemu_child_setup,
             )
         except OSError as err:
             raise RunError(f"Could not start `{self.argv[0]}`: {err.strerror or err}.") from err
@@ -412,14 +412,26 @@ class Session:
         return outcome, ""
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: have Linux SIGKILL QEMU when kmtool dies, however it dies (a
-    SIGTERM or SIGKILL skips kmtool's clean-up, and QEMU is in its own session)."""
+def _qemu_child_setup() -> None:
+    """In the child before exec (both settings are inherited across execve):
+
+    - PR_SET_PDEATHSIG: Linux SIGKILLs QEMU when kmtool dies, however it dies (a SIGTERM or SIGKILL
+      skips kmtool's clean-up, and QEMU is in its own session).
+    - PR_SET_THP_DISABLE: no transparent huge pages for guest RAM. QEMU madvises guest RAM for huge
+      pages; with lazily backed RAM the guest's first write to a fresh 2 MiB area then makes the
+      host zero 2 MiB, a stall of milliseconds that lands inside the guest's TSC-timed bootstrap
+      (benchmarks/bench_bootstrap.py measures both). The guest touches little of its RAM, so huge
+      pages buy nothing here. KMTOOL_HOST_THP=1 keeps the host's setting (the benchmark compares).
+    """
     import ctypes
 
     pr_set_pdeathsig = 1
+    pr_set_thp_disable = 41
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+        if os.environ.get("KMTOOL_HOST_THP") != "1":
+            libc.prctl(pr_set_thp_disable, 1, 0, 0, 0)
 
 
 def _read(fd: int) -> bytes:
