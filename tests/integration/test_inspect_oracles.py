@@ -1,0 +1,241 @@
+"""`kmtool inspect` against independent oracles, on real dumps (issue 5 item 8). Two TCG boots.
+
+1. The real kernel, booted with `hold` and stopped at KM-READY (kmtool.qemu.runner.held_vm):
+   - every page-table leaf kmtool decodes equals an entry of QEMU's own `info tlb` for the same
+     stopped VM, and the other way round (address, physical address, page size, flag letters);
+   - the free frames, spans, span list and span hash, heap and page counters equal the kernel's
+     KM-REPORT; the decoded memory map equals the table the kernel printed on serial;
+   - both dump formats (ELF core and raw + layout file) pass every check, through the CLI too;
+   - mutated copies of the real structures give a decoded dump or one DumpError, nothing else.
+2. OVMF alone (no kernel: a foreign dump), stopped in its boot manager: the walker's leaves equal
+   `info tlb` for firmware page tables (2 MiB and 4 KiB pages, NX, split large pages).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import REPO, require
+
+from kmtool.dump.inspection import Inspection, Options, inspect_dump
+from kmtool.dump.memmap import type_name
+from kmtool.dump.pagetable import Pte
+from kmtool.errors import KmtoolError
+from kmtool.layout.table import MEMTYPE_HANDOFF, MEMTYPE_KERNEL, MEMTYPE_SCRATCH
+
+TOOLS = ("clang", "ld.lld", "lld-link", "mformat", "mcopy", "qemu-system-x86_64",
+         "/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd")  # fmt: skip
+TLB_LINE = re.compile(r"^([0-9a-f]{16}): ([0-9a-f]{16}) ([-XGPDACTUW]{9})$")
+MAP_ROW = re.compile(
+    r"^\s*(\d+)\s+(\S+)\s+0x([0-9a-f]{16})\s+0x([0-9a-f]{16})\s+(\d+)\s+0x([0-9a-f]+)$"
+)
+# The names kernel/mm/memmap.c prints for each memory type (its own spelling, EFI order).
+KERNEL_TYPE_NAMES = {
+    **{name: value for value, name in enumerate((
+        "Reserved", "LoaderCode", "LoaderData", "BootServicesCode", "BootServicesData",
+        "RuntimeCode", "RuntimeData", "Conventional", "Unusable", "ACPIReclaim", "ACPINVS", "MMIO",
+        "MMIOPortSpace", "PalCode", "Persistent", "Unaccepted"))},
+    "KmKernel": MEMTYPE_KERNEL, "KmHandoff": MEMTYPE_HANDOFF, "KmScratch": MEMTYPE_SCRATCH,
+}  # fmt: skip
+QEMU_ADDRESS_MASK = {4096: 0x3FFFFFFFFF000, 2 << 20: 0x3FFFFFFE00000, 1 << 30: 0x3FFFFC0000000}
+FLAG_LETTERS = (("X", Pte.NX), ("G", Pte.GLOBAL), ("P", Pte.PS), ("D", Pte.DIRTY),
+                ("A", Pte.ACCESSED), ("C", Pte.PCD), ("T", Pte.PWT), ("U", Pte.USER),
+                ("W", Pte.WRITABLE))  # fmt: skip
+
+
+def kmtool(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, NO_COLOR="1", COLUMNS="100")
+    return subprocess.run([sys.executable, "-m", "kmtool", *args], capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=300)  # fmt: skip
+
+
+def parse_tlb(text: str) -> set[tuple[int, int, int, str]]:
+    """`info tlb` lines as (va, pa, page size, flag letters); the size from P and the level mask."""
+    entries = set()
+    for line in text.splitlines():
+        match = TLB_LINE.match(line.strip())
+        assert match or not line.strip(), f"unexpected info tlb line: {line!r}"
+        if match:
+            va, pa, flags = int(match.group(1), 16), int(match.group(2), 16), match.group(3)
+            entries.add((va, pa, 0, flags))
+    return entries
+
+
+def kmtool_tlb(ins: Inspection) -> set[tuple[int, int, int, str]]:
+    """kmtool's leaves formatted the way QEMU's `info tlb` prints them."""
+    assert ins.tables is not None and ins.tables.leaves is not None
+    leaves = ins.tables.leaves
+    out = set()
+    for va, size, raw in zip(leaves.va.tolist(), leaves.size.tolist(), leaves.entry.tolist(),
+                             strict=True):  # fmt: skip
+        entry = raw & ~Pte.PS if size == 4096 else raw  # QEMU hides the PAT bit of 4 KiB pages
+        flags = "".join(ch if entry & bit else "-" for ch, bit in FLAG_LETTERS)
+        out.add((va, raw & QEMU_ADDRESS_MASK[size], 0, flags))
+    return out
+
+
+# -- the real kernel ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def held(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
+    """Build, boot with hold, and capture everything the tests compare, from one stopped VM."""
+    require(*TOOLS)
+    from kmtool.qemu.runner import RunOptions, held_vm
+
+    work = tmp_path_factory.mktemp("oracle")
+    build = work / "build"
+    done = kmtool("build", "--build-dir", str(build))
+    assert done.returncode == 0, done.stdout + done.stderr
+    with held_vm(build / "kmtool.img", RunOptions(timeout=120)) as vm:
+        assert not vm.panicked, vm.serial
+        tlb = vm.hmp("info tlb")
+        report, serial = vm.report, vm.serial
+        vm.dump(work / "dump.elf", "elf")
+        vm.dump(work / "dump.raw", "raw")
+    assert isinstance(report, dict), serial
+    yield {"work": work, "tlb": tlb, "report": report, "serial": serial,
+           "kernel": build / "kernel.elf"}  # fmt: skip
+    for dump in work.glob("dump.*"):  # 2 x guest RAM: do not leave them in pytest's kept tmp dirs
+        dump.unlink()
+
+
+@pytest.mark.qemu
+def test_page_table_leaves_equal_info_tlb(held: dict[str, object]) -> None:
+    ins = inspect_dump(held["work"] / "dump.elf", Options(keep_leaves=True))  # type: ignore[operator]
+    qemu = parse_tlb(held["tlb"])  # type: ignore[arg-type]
+    mine = kmtool_tlb(ins)
+    assert qemu, "info tlb printed nothing"
+    assert mine - qemu == set() and qemu - mine == set()
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("name", ["dump.elf", "dump.raw"])
+def test_counts_equal_the_ready_report(held: dict[str, object], name: str) -> None:
+    report: dict = held["report"]  # type: ignore[assignment]
+    ins = inspect_dump(held["work"] / name, Options(kernel=held["kernel"]))  # type: ignore[arg-type,operator]
+    assert ins.failed == [], [c.to_json() for c in ins.failed]
+    doc = ins.to_json()
+    frames, heap = doc["frames"], doc["heap"]
+    assert frames["free_frames"] == report["free_frames"]
+    assert frames["spans"] == report["spans"]
+    assert frames["span_list"][:64] == report["span_list"]
+    assert frames["span_hash"] == report["span_hash"]
+    assert frames["counters"]["managed_frames"] == report["managed_frames"]
+    assert heap["bytes_in_use"] == report["heap_bytes_in_use"]
+    assert heap["backed_pages"] == report["heap_backed_pages"]
+    assert heap["used_blocks"] == report["heap_blocks_in_use"]
+    assert heap["free_blocks"] == report["heap_free_blocks"]
+    assert doc["page_tables"]["stats"]["page_faults"] == report["page_faults"]
+    assert doc["page_tables"]["kernel_pml4"] == report["kernel_pml4"]
+    assert doc["source"]["core_info"]["address"] == report["core_info"]
+    assert doc["source"]["core_info"]["offset_map_page_size"] == report["offset_map_page_size"]
+    assert doc["boot_info"]["cmdline"] == report["cmdline"]
+
+
+@pytest.mark.qemu
+def test_memory_map_equals_what_the_kernel_printed(held: dict[str, object]) -> None:
+    rows = [MAP_ROW.match(line) for line in str(held["serial"]).splitlines()]
+    printed = [m.groups() for m in rows if m]
+    assert printed, "the kernel printed no memory map"
+    ins = inspect_dump(held["work"] / "dump.elf", Options())  # type: ignore[operator]
+    assert ins.memmap is not None
+    decoded = ins.memmap.to_json()["entries"]
+    assert len(decoded) == len(printed)
+    for i, (row, entry) in enumerate(zip(printed, decoded, strict=True)):
+        index, kind, start, end, pages, attribute = row
+        assert int(index) == i
+        assert KERNEL_TYPE_NAMES.get(kind) == entry["type"], (kind, type_name(entry["type"]))
+        assert (int(start, 16), int(end, 16)) == (int(entry["start"], 16), int(entry["end"], 16))
+        assert (int(pages), int(attribute, 16)) == (entry["pages"], int(entry["attribute"], 16))
+
+
+@pytest.mark.qemu
+def test_cli_passes_on_both_formats(held: dict[str, object]) -> None:
+    for name in ("dump.elf", "dump.raw"):
+        done = kmtool("inspect", str(held["work"] / name))  # type: ignore[operator]
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert re.search(r"^Checks\s+\d+ passed, 0 failed", done.stdout, re.MULTILINE)
+
+
+@pytest.mark.qemu
+def test_mutated_real_dump(held: dict[str, object]) -> None:
+    """Overwrite fields of the real structures in a copy of the raw dump: a result or a DumpError."""
+    work: Path = held["work"]  # type: ignore[assignment]
+    ins = inspect_dump(work / "dump.raw", Options())
+    assert ins.core is not None and ins.frames is not None and ins.tables is not None
+    targets = [ins.core.address + 8 * k for k in range(16)]
+    targets += [ins.core.frame_state_phys + 8 * k for k in range(6)]
+    targets += [ins.core.heap_state_phys + 8 * k for k in range(8)]
+    targets += [int(a) + 8 * k for a in ins.frames.addresses[:4] for k in range(5)]
+    targets += [ins.tables.root + 8 * k for k in (0, 510, 511)]
+    values = [0, (1 << 64) - 1, ins.core.address, ins.tables.root | 3, 1 << 40, 0x1000]
+    path = work / "dump.raw"
+    with open(path, "r+b") as f:
+        for i, at in enumerate(targets):
+            value = values[i % len(values)]
+            f.seek(at)  # the raw dump's file offset is the physical address
+            original = f.read(8)
+            f.seek(at)
+            f.write(value.to_bytes(8, "little"))
+            f.flush()
+            try:
+                inspect_dump(path, Options()).to_json()
+            except KmtoolError as err:
+                assert "\n" not in str(err)
+            finally:
+                f.seek(at)
+                f.write(original)
+                f.flush()
+
+
+# -- OVMF alone: a foreign dump -------------------------------------------------------------------
+
+
+@pytest.mark.qemu
+def test_firmware_page_tables_equal_info_tlb(tmp_path: Path) -> None:
+    require(
+        "qemu-system-x86_64", "/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"
+    )
+    from kmtool.qemu.cmdline import MachineSpec, build_argv
+    from kmtool.qemu.qmp import Monitor
+
+    empty = tmp_path / "esp"
+    empty.mkdir()
+    vars_copy = tmp_path / "vars.fd"
+    shutil.copy("/usr/share/OVMF/OVMF_VARS_4M.fd", vars_copy)
+    sock = Path(tempfile.mkdtemp(prefix="kmq")) / "qmp.sock"  # short: unix socket paths are limited
+    spec = MachineSpec(image=empty, firmware_code=Path("/usr/share/OVMF/OVMF_CODE_4M.fd"),
+                       firmware_vars=vars_copy, debugcon_log=tmp_path / "debugcon.log",
+                       memory=256 << 20, cpu="max,phys-bits=36", qmp_socket=sock)  # fmt: skip
+    qemu = subprocess.Popen(build_argv(spec), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        with Monitor(sock) as monitor:
+            time.sleep(2.0)  # OVMF is in long mode within milliseconds; let it build its tables
+            monitor.command("stop")
+            tlb = monitor.hmp("info tlb")
+            monitor.command("dump-guest-memory", paging=False, protocol=f"file:{tmp_path}/ovmf.elf")
+            monitor.command("quit")
+        qemu.wait(30)
+    finally:
+        if qemu.poll() is None:
+            qemu.kill()
+            qemu.wait()
+        shutil.rmtree(sock.parent, ignore_errors=True)
+    ins = inspect_dump(tmp_path / "ovmf.elf", Options(keep_leaves=True))
+    (tmp_path / "ovmf.elf").unlink()
+    assert ins.core is None and ins.checks == []  # foreign: page tables only
+    qemu_entries = parse_tlb(tlb)
+    mine = kmtool_tlb(ins)
+    assert len(qemu_entries) > 1000
+    assert mine - qemu_entries == set() and qemu_entries - mine == set()
