@@ -65,6 +65,8 @@ ADDRESS_MASK = 0x000F_FFFF_FFFF_F000  # bits 51:12
 INDEX_BITS = ENTRIES_PER_TABLE.bit_length() - 1
 TABLE_BYTES = ENTRIES_PER_TABLE * 8
 MAX_LEAVES = 1 << 25  # 32 Mi pages (128 GiB of 4 KiB pages): the bound on one walk's work
+MAX_RANGES = 1 << 22  # distinct merged ranges kept (memory bound when nothing merges)
+RANGES_LISTED = 1 << 16  # ranges listed in JSON and by `--part pagetables`
 CHUNK_TABLES = 512  # tables decoded per bulk step (2 MiB of entries, 256 Ki leaves)
 SIGN_EXTENSION = ((1 << 64) - 1) ^ ((1 << VIRTUAL_ADDRESS_BITS) - 1)
 
@@ -193,9 +195,9 @@ class Ranges:
         out.size = end[last] - self.start[first]
         return out
 
-    def to_json(self) -> list[dict[str, Any]]:
+    def to_json(self, limit: int | None = None) -> list[dict[str, Any]]:
         rows = []
-        for i in range(len(self)):
+        for i in range(len(self) if limit is None else min(limit, len(self))):
             start, size = int(self.start[i]), int(self.size[i])
             rows.append(
                 {
@@ -274,7 +276,8 @@ class PageTables:
     def to_json(self) -> dict[str, Any]:
         return {
             "cr3": hex(self.root),
-            "regions": self.ranges.to_json(),
+            "regions": self.ranges.to_json(RANGES_LISTED),
+            "regions_total": len(self.ranges),
             "leaves": self.leaf_total,
             "leaf_counts": {size_text(s): n for s, n in sorted(self.leaf_counts.items())},
             "tables": len(self.tables),
@@ -295,7 +298,7 @@ def walk(
     leaf_parts: list[Leaves] = []
     leaf_counts: dict[int, int] = {}
     all_tables: list[np.ndarray] = []
-    total = 0
+    total = kept = 0
     for depth, level in enumerate(LEVELS):
         shift = np.uint64(level.shift)
         size = np.uint64(level.page_size)
@@ -328,6 +331,12 @@ def walk(
                 rid = region_ids(va)
                 sizes = np.full(len(va), size, dtype=np.uint64)
                 level_parts.append(Ranges(va, pa, sizes, sizes, perm, rid).merged())
+                kept += len(level_parts[-1])
+                if kept > MAX_RANGES:
+                    raise DumpError(
+                        f"The page tables under CR3 {hex(root)} hold more than {MAX_RANGES} "
+                        f"distinct mappings (at {level.name} level); refusing to keep more."
+                    )
                 leaf_counts[level.page_size] = leaf_counts.get(level.page_size, 0) + len(va)
                 if keep_leaves:
                     leaf_parts.append(Leaves(va, pa, sizes, e, perm))

@@ -111,7 +111,7 @@ def _pages_line(pt: dict[str, Any] | None) -> str:
         return "-"
     counts = ", ".join(f"{k} {v}" for k, v in pt["leaf_counts"].items())
     return (
-        f"CR3 {pt['cr3']} (from {pt['root_source']}): {_n(len(pt['regions']), 'range')}, "
+        f"CR3 {pt['cr3']} (from {pt['root_source']}): {_n(pt['regions_total'], 'range')}, "
         f"{pt['leaves']} pages ({counts or 'none'}), {pt['tables']} tables"
     )
 
@@ -230,7 +230,11 @@ def pagetables(doc: dict[str, Any]) -> RenderableType:
             r["flags"],
             r["region"] or "-",
         )
-    return Group(table, Text(_pages_line(pt)))
+    items: list[RenderableType] = [table]
+    if pt["regions_total"] > len(pt["regions"]):
+        items.append(Text(f"(the first {len(pt['regions'])} of {pt['regions_total']} ranges)"))
+    items.append(Text(_pages_line(pt)))
+    return Group(*items)
 
 
 def walks(doc: dict[str, Any]) -> RenderableType:

@@ -207,3 +207,14 @@ def test_table_outside_the_dump(fx: F.Fixture, tmp_path: Path) -> None:
 def test_too_many_leaves(fx: F.Fixture, mem) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(DumpError, match=r"map more than 100 pages \(at PDPT level\)"):
         walk(mem, fx.cr3, max_leaves=100)
+
+
+def test_bounded_ranges(fx: F.Fixture, mem, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    import kmtool.dump.pagetable as pagetable
+
+    monkeypatch.setattr(pagetable, "RANGES_LISTED", 3)
+    doc = walk(mem, fx.cr3).to_json()
+    assert len(doc["regions"]) == 3 and doc["regions_total"] == 27
+    monkeypatch.setattr(pagetable, "MAX_RANGES", 5)
+    with pytest.raises(DumpError, match=r"hold more than 5 distinct mappings \(at PT level\)"):
+        walk(mem, fx.cr3)
