@@ -459,10 +459,9 @@ def offset_map(ins: Inspection) -> Check | None:
 
 
 def no_wx(ins: Inspection) -> Check | None:
-    tables = ins.kernel_tables if ins.kernel_tables is not None else None
-    if tables is None:
+    if ins.kernel_tables is None:
         return None
-    r = tables.ranges
+    r = ins.kernel_tables.ranges
     kernel = r.start >= np.uint64(KERNEL_SPACE_BASE)
     wx = np.flatnonzero(kernel & ((r.perm & (PERM_W | PERM_X)) == (PERM_W | PERM_X)))
     items = [

@@ -60,7 +60,8 @@ def summary(doc: dict[str, Any]) -> RenderableType:
         grid.add_row(
             "Core info",
             f"{core['address']} (found by {core['found_by']}), kernel PML4 "
-            f"{core['kernel_pml4_phys']}",
+            f"{core['kernel_pml4_phys']}, offset map in "
+            f"{size_text(core['offset_map_page_size'])} pages",
         )
     else:
         grid.add_row("Core info", "none: not a dump of a ready kmtool kernel")
