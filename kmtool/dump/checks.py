@@ -502,6 +502,22 @@ def core_constants(ins: Inspection) -> Check | None:
     )
 
 
+def kernel_ready(ins: Inspection) -> Check | None:
+    c = ins.core
+    if c is None:
+        return None
+    problems = []
+    if not c.ready_tsc:
+        problems.append("ready_tsc is 0: the dump was taken before KM-READY (a panic?)")
+    if not c.kernel_pml4_phys:
+        problems.append("kernel_pml4_phys is 0: the kernel's own page tables were not built")
+    if ins.kernel_tables is not None and ins.heap is None:
+        problems.append("km_heap is all zero: the heap was not set up")
+    return Check("kernel reached ready", not problems,
+                 "; ".join(problems) if problems else
+                 f"{c.ready_tsc - c.entry_tsc} TSC cycles from entry to ready")  # fmt: skip
+
+
 def core_symbols(ins: Inspection) -> Check | None:
     if ins.core is None or ins.kernel is None or ins.kernel_tables is None:
         return None
@@ -534,6 +550,7 @@ def core_symbols(ins: Inspection) -> Check | None:
 
 
 CHECKS: tuple[Callable[[Inspection], Check | None], ...] = (
+    kernel_ready,
     core_constants,
     core_symbols,
     memory_map_sorted,

@@ -116,6 +116,11 @@ class HeapView:
         }
 
 
+def heap_initialized(memory: PhysicalMemory, state_pa: int) -> bool:
+    """False while the heap state is still all zero (the kernel stopped before heap_init)."""
+    return any(memory.read(state_pa, Heap.sizeof(), "heap state"))
+
+
 def read_heap(memory: PhysicalMemory, state_pa: int, tables: PageTables) -> HeapView:
     """Decode the heap whose state is at physical `state_pa`, reading blocks through `tables`."""
     data = memory.read(state_pa, Heap.sizeof(), "heap state")

@@ -16,7 +16,7 @@ from kmtool.dump.bootinfo import BootInfoView, read_boot_info
 from kmtool.dump.checks import Check, run_checks
 from kmtool.dump.coreinfo import CoreInfoBlock, find_core_info
 from kmtool.dump.frames import FreeList, read_free_list
-from kmtool.dump.heap import HeapView, read_heap
+from kmtool.dump.heap import HeapView, heap_initialized, read_heap
 from kmtool.dump.kernel_elf import KernelSymbols, load_kernel_symbols
 from kmtool.dump.memmap import MemoryMap, read_memory_map
 from kmtool.dump.pagetable import ADDRESS_MASK, PageTables, walk, walk_address
@@ -124,16 +124,24 @@ def inspect_dump(path: Path, options: Options) -> Inspection:
             "to walk its page tables."
         )
     if ins.core is not None:
+        # 0 until the kernel has built its own PML4 (a dump of an early panic).
         pml4 = ins.core.kernel_pml4_phys & ADDRESS_MASK
-        if ins.root is None:
+        if pml4 and ins.root is None:
             ins.root, ins.root_source = pml4, "core-info"
             ins.tables = walk(memory, pml4, keep_leaves=options.keep_leaves)
-        assert ins.tables is not None
-        ins.kernel_tables = ins.tables if pml4 == ins.root else walk(memory, pml4)
+        if ins.root is None:
+            raise DumpError(
+                f"The core-info block at {hex(ins.core.address)} records no kernel PML4 yet (raw "
+                f"kernel_pml4_phys {hex(ins.core.kernel_pml4_phys)}) and the dump no CR3; pass "
+                "`--cr3 ADDR` to walk its page tables."
+            )
+        if pml4:
+            ins.kernel_tables = ins.tables if pml4 == ins.root else walk(memory, pml4)
         ins.boot = read_boot_info(memory, ins.core.boot_info_phys)
         ins.memmap = read_memory_map(memory, ins.boot)
         ins.frames = read_free_list(memory, ins.core.frame_state_phys)
-        ins.heap = read_heap(memory, ins.core.heap_state_phys, ins.kernel_tables)
+        if ins.kernel_tables is not None and heap_initialized(memory, ins.core.heap_state_phys):
+            ins.heap = read_heap(memory, ins.core.heap_state_phys, ins.kernel_tables)
         stats = memory.read(ins.core.page_state_phys, PageStats.sizeof(), "page stats")
         ins.page_stats = parse(PageStats, stats, "page stats", ins.core.page_state_phys)
     root = ins.root

@@ -9,10 +9,13 @@ import dump_fixtures as F
 import pytest
 
 from kmtool.dump.inspection import Inspection, Options, inspect_dump
+from kmtool.errors import DumpError
 from kmtool.layout.table import OFFSET_MAP_BASE, PAGE_SIZE, GiB, MiB
 from kmtool.schemas.frames import FrameSpan
+from kmtool.schemas.heap import Heap
 
 ALL_CHECKS = [
+    "kernel reached ready",
     "core-info constants match the layout table",
     "memory map sorted",
     "memory map non-overlapping",
@@ -242,3 +245,19 @@ def test_kernel_symbols_that_disagree(fx: F.Fixture, tmp_path: Path) -> None:
     kernel = fx.write_kernel_elf(tmp_path / "k.elf", symbols)
     ok, text = check(run(fx, tmp_path, kernel=kernel), "core-info agrees with kernel symbols")
     assert not ok and "`km_heap` maps to" in text
+
+
+def test_dump_of_an_early_panic(fx: F.Fixture, tmp_path: Path) -> None:
+    early = copy(fx)
+    early.poke(early.field_pa("core", "kernel_pml4_phys"), 0)
+    early.poke(early.field_pa("core", "ready_tsc"), 0)
+    early.put(fx.addresses["heap"], bytes(Heap.sizeof()))
+    ins = inspect_dump(early.write_elf(tmp_path / "early.elf"), Options())  # CR3 from the note
+    assert ins.heap is None and ins.kernel_tables is None and ins.frames is not None
+    ok, text = check(ins, "kernel reached ready")
+    assert not ok
+    assert "ready_tsc is 0: the dump was taken before KM-READY" in text
+    assert "kernel_pml4_phys is 0" in text
+    assert "heap headers consistent" not in [c.name for c in ins.checks]
+    with pytest.raises(DumpError, match=r"records no kernel PML4 yet \(raw kernel_pml4_phys 0x0\)"):
+        run(early, tmp_path)  # raw, no CR3 anywhere
