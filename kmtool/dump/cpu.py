@@ -10,7 +10,8 @@ from kmtool.layout.table import canonical
 CR0_PG = 1 << 31
 CR4_PAE = 1 << 5
 CR4_LA57 = 1 << 12
-CR3_ADDRESS_MASK = 0x000F_FFFF_FFFF_F000  # bits 51:12; the low bits are PCID/PWT/PCD
+CR3_ADDRESS_MASK = 0x000F_FFFF_FFFF_F000  # bits 51:12 (as in every paging entry); the low bits
+# are PCID/PWT/PCD
 
 
 @dataclass

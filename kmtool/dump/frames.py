@@ -1,10 +1,11 @@
 """The frame allocator's free list, chased through the dump (DESIGN §4, kmtool.schemas.frames).
 
 Each free span keeps one `FrameSpan` node in its own first frame; the allocator state
-(struct km_frame_allocator) holds the head. The chase follows `next` physical pointers in a tight loop
-over a memoryview of the dump (the only per-node Python work), bounded by the number of frames the dump
-can hold, so a cyclic list ends in a `DumpError` naming the node that closes the cycle instead of a
-hang. The nodes are then decoded and checked in bulk with numpy.
+(struct km_frame_allocator) holds the head. `chase` follows the `next` physical pointers window by
+window (see its docstring), with one compare, one append and one load per node as the only per-node
+Python work, bounded by the number of frames the dump can hold: a cyclic list ends in a `DumpError`
+naming the node that closes the cycle instead of a hang. The nodes are decoded in bulk with numpy as
+the chase goes, and checked in bulk afterwards.
 
 Structural faults stop decoding (a node outside the dump, misaligned, with the wrong magic, or a
 cycle). Faults of meaning (unsorted, uncoalesced, a wrong `prev`, counts that disagree) are left to
@@ -23,7 +24,7 @@ import numpy as np
 from kmtool.dump.memory import WORD, PhysicalMemory
 from kmtool.dump.records import field_offset, parse, words_to_records
 from kmtool.errors import DumpError
-from kmtool.layout.table import PAGE_SIZE
+from kmtool.layout.table import PAGE_SHIFT, PAGE_SIZE
 from kmtool.schemas.frames import FRAME_SPAN_MAGIC, FrameAllocator, FrameSpan
 
 FNV_OFFSET = 0xCBF29CE484222325
@@ -239,8 +240,8 @@ def _not_aligned(what: str, node: int, linked_from: int, align: int) -> DumpErro
 def _run(view: memoryview, a: int, lo: int, hi: int, word: int, append: Any, budget: int) -> int:
     """Follow the list while nodes stay within [lo, hi]; return the first address outside.
 
-    The hot loop of the chase: one compare, one append and one word load per node. (A misaligned
-    node reads the word below its next pointer; read_free_list rejects it afterwards.)
+    The hot loop of the sparse chase: one compare, one append and one word load per node. (A
+    misaligned node reads the word below its next pointer; `chase` rejects it after the window.)
     """
     for _ in repeat(None, budget):
         if not lo <= a <= hi:
@@ -259,7 +260,7 @@ def _run_pages(nexts: list[int], a: int, lo: int, append: Any, budget: int) -> i
     for _ in repeat(None, budget):
         if not lo <= a < hi or a % PAGE_SIZE:
             return a
-        k = (a - base) >> 12
+        k = (a - base) >> PAGE_SHIFT
         append(k)
         a = nexts[k]
     return a

@@ -23,10 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from kmtool.errors import DumpError
+from kmtool.layout.table import PAGE_SIZE
 
 WORD = 8
-PAGE_SHIFT = 12
-PAGE_SIZE = 1 << PAGE_SHIFT
 FAULT_AROUND_SHIFT = 16  # Linux maps up to 64 KiB of cached file pages around a faulting one
 PAGE_BUDGET = 512  # fault-around blocks a bulk read may touch before `release`
 BUDGET_BYTES = PAGE_BUDGET << FAULT_AROUND_SHIFT  # 32 MiB

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from kmtool.dump.cpu import CR3_ADDRESS_MASK
 from kmtool.dump.memory import PhysicalMemory
 from kmtool.dump.regions import region_ids, region_name
 from kmtool.errors import DumpError
@@ -61,7 +62,7 @@ class Pte(IntFlag):
     NX = 1 << 63
 
 
-ADDRESS_MASK = 0x000F_FFFF_FFFF_F000  # bits 51:12
+ADDRESS_MASK = CR3_ADDRESS_MASK  # bits 51:12 of an entry (and of CR3)
 INDEX_BITS = ENTRIES_PER_TABLE.bit_length() - 1
 TABLE_BYTES = ENTRIES_PER_TABLE * 8
 MAX_LEAVES = 1 << 25  # 32 Mi pages (128 GiB of 4 KiB pages): the bound on one walk's work
