@@ -184,7 +184,7 @@ def generate(path: Path) -> dict[str, int]:
         "kernel_virt_base": KERNEL_LINK_BASE, "kernel_size": KERNEL_PAGES * PAGE_SIZE,
         "offset_map_base": OFFSET_MAP_BASE, "offset_map_page_size": PAGE_SIZE,
         "offset_map_size": RAM, "kernel_space_base": KERNEL_SPACE_BASE, "heap_base": HEAP_BASE,
-        "heap_size": HEAP_SIZE, "entry_tsc": 0, "ready_tsc": 0, "build_id": bytes(16)}))  # fmt: skip
+        "heap_size": HEAP_SIZE, "entry_tsc": 1000, "ready_tsc": 9000, "build_id": bytes(16)}))  # fmt: skip
     w.close()
     assert tables_end <= RAM
     # The layout file `kmtool run --dump-format raw` writes next to a raw dump (kmtool/qemu/dump.py).
