@@ -93,9 +93,27 @@ def open_elf_core(path: Path) -> tuple[PhysicalMemory, list[CpuState]]:
         raise
     except (ELFError, ConstructError, ValueError, OSError) as err:
         raise DumpError(f"Dump `{path}` is not a readable ELF core: {err}.") from None
-    memory = PhysicalMemory(path, ranges)
+    memory = PhysicalMemory(path, _disjoint(ranges))
     cpus = _cpus(memory, path, notes)
     return memory, cpus
+
+
+def _disjoint(ranges: list[MemoryRange]) -> list[MemoryRange]:
+    """The PT_LOADs as disjoint physical ranges.
+
+    With `dump-guest-memory -p` (paging on) QEMU writes one PT_LOAD per virtual mapping, so the
+    same physical bytes can appear in several; the first (lowest file offset) copy is kept.
+    """
+    out: list[MemoryRange] = []
+    for r in sorted(ranges, key=lambda r: (r.start, r.file_offset)):
+        if out and r.start < out[-1].end:
+            skip = out[-1].end - r.start
+            if skip >= r.size:
+                continue
+            r = MemoryRange(out[-1].end, r.size - skip, r.file_offset + skip,
+                            max(0, r.file_size - skip))  # fmt: skip
+        out.append(r)
+    return out
 
 
 def _cpus(memory: PhysicalMemory, path: Path, notes: list[tuple[int, int]]) -> list[CpuState]:

@@ -138,3 +138,16 @@ def test_garbage_is_not_an_elf_core(tmp_path: Path) -> None:
     junk.write_bytes(b"\x7fELF" + bytes(20))
     with pytest.raises(DumpError, match=r"is not a readable ELF core|not an x86-64 core"):
         open_elf_core(junk)
+
+
+def test_repeated_physical_ranges_are_read_once(elf: Path, tmp_path: Path) -> None:
+    # As with `dump-guest-memory -p`: a second PT_LOAD repeats physical bytes already present.
+    data = bytearray(elf.read_bytes())
+    phdr = 64 + 56 * 2  # the second PT_LOAD (0xa0000, the rest of RAM A)
+    struct.pack_into("<Q", data, phdr + 24, 0x9F000)  # p_paddr one page lower: overlaps the first
+    path = tmp_path / "paging.elf"
+    path.write_bytes(bytes(data))
+    memory, _ = open_elf_core(path)
+    starts = [(r.start, r.size) for r in memory.ranges]
+    assert starts[:2] == [(0, 0xA0000), (0xA0000, F.RAM[0][1] - 0xA0000 - 0x1000)]
+    assert memory.read(0x9F000, 8, "x") == bytes(F.build().image[0x9F000:0x9F008])
