@@ -30,6 +30,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from benchmarks_md import write_section
+
 ROOT = Path(__file__).resolve().parent.parent
 SECTION = "## Kernel bootstrap"
 
@@ -118,19 +120,6 @@ def run(runs: int, sizes: list[str], modes: list[str]) -> str:
     ])  # fmt: skip
 
 
-def write_section(text: str) -> None:
-    path = ROOT / "BENCHMARKS.md"
-    doc = path.read_text() if path.exists() else "# Benchmarks\n"
-    start = doc.find(SECTION + "\n")
-    if start < 0:
-        doc = doc.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
-    else:
-        end = doc.find("\n## ", start + len(SECTION))
-        rest = doc[end + 1 :] if end >= 0 else ""
-        doc = doc[:start] + text.rstrip("\n") + "\n" + ("\n" + rest if rest else "")
-    path.write_text(doc)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -141,7 +130,7 @@ def main() -> None:
     text = run(args.runs, args.sizes.split(","), args.modes.split(","))
     print(text)
     if args.write:
-        write_section(text)
+        write_section(SECTION, text)
 
 
 if __name__ == "__main__":

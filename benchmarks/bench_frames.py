@@ -27,6 +27,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from benchmarks_md import write_section
+
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ["kernel/mm/frame.c", "benchmarks/bitmap.c", "benchmarks/frames_bench.c"]
 FRAMES = 1 << 20  # 4 GiB of 4 KiB frames
@@ -129,19 +131,6 @@ def run(runs: int) -> str:
     return "\n".join(lines)
 
 
-def write_section(text: str) -> None:
-    path = ROOT / "BENCHMARKS.md"
-    doc = path.read_text() if path.exists() else "# Benchmarks\n"
-    start = doc.find(SECTION + "\n")
-    if start < 0:
-        doc = doc.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
-    else:
-        end = doc.find("\n## ", start + len(SECTION))
-        rest = doc[end + 1 :] if end >= 0 else ""
-        doc = doc[:start] + text.rstrip("\n") + "\n" + ("\n" + rest if rest else "")
-    path.write_text(doc)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -150,7 +139,7 @@ def main() -> None:
     text = run(args.runs)
     print(text)
     if args.write:
-        write_section(text)
+        write_section(SECTION, text)
 
 
 if __name__ == "__main__":
