@@ -82,7 +82,7 @@ static void *arena_map(uint64_t frames)
     return p;
 }
 
-static void span_setup(struct frame_allocator *fa, uint64_t frames)
+static void span_setup(struct km_frame_allocator *fa, uint64_t frames)
 {
     km_host_arena = (uintptr_t)arena_map(frames);
     frames_init(fa, frames * 4096);
@@ -92,7 +92,7 @@ static void span_setup(struct frame_allocator *fa, uint64_t frames)
 // `pairs` single-frame allocate+free pairs.
 struct result span_pairs(uint64_t frames, uint64_t pairs)
 {
-    struct frame_allocator fa;
+    struct km_frame_allocator fa;
     span_setup(&fa, frames);
     double t0 = now_ns();
     for (uint64_t i = 0; i < pairs; i++) {
@@ -101,7 +101,7 @@ struct result span_pairs(uint64_t frames, uint64_t pairs)
         frames_free(&fa, phys, 1);
     }
     double t1 = now_ns();
-    struct result r = {(t1 - t0) / (2.0 * pairs), 2 * pairs, fa.pub.spans, fa.pub.free_frames, 0, 0};
+    struct result r = {(t1 - t0) / (2.0 * pairs), 2 * pairs, fa.spans, fa.free_frames, 0, 0};
     return r;
 }
 
@@ -109,7 +109,7 @@ struct result span_pairs(uint64_t frames, uint64_t pairs)
 // operations: allocate 1-16 frames or free a random live chunk, each with probability 1/2.
 struct result span_churn(uint64_t frames, uint64_t ops, uint64_t seed, unsigned fill_percent)
 {
-    struct frame_allocator fa;
+    struct km_frame_allocator fa;
     span_setup(&fa, frames);
     struct chunk *live = malloc(sizeof(*live) * frames);
     uint64_t n = 0, s = seed, target = frames * fill_percent / 100, used = 0;
@@ -142,8 +142,8 @@ struct result span_churn(uint64_t frames, uint64_t ops, uint64_t seed, unsigned 
     double t1 = now_ns();
     r.ns_per_op = (t1 - t0) / ops;
     r.ops = ops;
-    r.spans = fa.pub.spans;
-    r.free_frames = fa.pub.free_frames;
+    r.spans = fa.spans;
+    r.free_frames = fa.free_frames;
     char why[128];
     if (frames_validate(&fa, why, sizeof(why)) != 0)
         panic("span allocator invalid after churn: %s", why);

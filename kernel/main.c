@@ -27,7 +27,7 @@ static void print_mm_summary(uint64_t cycles, uint64_t mm_cycles)
             offset_map.phys_bits);
     kprintf("mm: %lu frames free in %lu spans (%lu managed: %lu conventional, %lu firmware and "
             "loader, %lu scratch)\n",
-            km_frames.pub.free_frames, km_frames.pub.spans, km_frames.pub.managed_frames,
+            km_frames.free_frames, km_frames.spans, km_frames.managed_frames,
             bootstrap_stats.conventional_frames, bootstrap_stats.firmware_frames,
             bootstrap_stats.scratch_returned);
     kprintf("mm: kernel PML4 at 0x%lx, heap 0x%lx + %lu GiB, core info at 0x%lx\n", kernel_pml4,

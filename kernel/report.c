@@ -16,9 +16,9 @@ void report_ready(uint64_t memory_map_entries, uint64_t bootstrap_cycles, uint64
     struct json j;
     kprintf("KM-REPORT ");
     json_begin(&j);
-    json_u64(&j, "free_frames", km_frames.pub.free_frames);
-    json_u64(&j, "spans", km_frames.pub.spans);
-    json_u64(&j, "managed_frames", km_frames.pub.managed_frames);
+    json_u64(&j, "free_frames", km_frames.free_frames);
+    json_u64(&j, "spans", km_frames.spans);
+    json_u64(&j, "managed_frames", km_frames.managed_frames);
     json_key(&j, "span_list");
     kprintf("[");
     int n = 0;

@@ -5,7 +5,7 @@
 
 static void *page_allocate(void *ctx, size_t size)
 {
-    struct frame_allocator *fa = ctx;
+    struct km_frame_allocator *fa = ctx;
     uint64_t pages = align_up(size, KM_PAGE_SIZE) / KM_PAGE_SIZE, phys;
     if (size == 0 || frames_alloc_contig(fa, pages, &phys) != KM_OK)
         return NULL;
@@ -16,7 +16,7 @@ static void *page_allocate(void *ctx, size_t size)
 
 static void page_free(void *ctx, void *ptr, size_t size)
 {
-    struct frame_allocator *fa = ctx;
+    struct km_frame_allocator *fa = ctx;
     uint64_t va = (uint64_t)(uintptr_t)ptr;
     if (va < KM_OFFSET_MAP_BASE || (va & KM_PAGE_MASK))
         panic("page_allocator: %p is not a page of the offset map", ptr);

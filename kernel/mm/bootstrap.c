@@ -141,9 +141,9 @@ static uint64_t add_range(uint64_t phys, uint64_t pages, uint64_t lo, uint64_t h
     }
     if (end <= start)
         return 0;
-    uint64_t before = km_frames.pub.managed_frames;
+    uint64_t before = km_frames.managed_frames;
     frames_add(&km_frames, start, (end - start) / KM_PAGE_SIZE);
-    return km_frames.pub.managed_frames - before;
+    return km_frames.managed_frames - before;
 }
 
 static uint64_t add_type(const struct memmap *map, int (*want)(uint32_t), uint64_t lo, uint64_t hi)

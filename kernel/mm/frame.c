@@ -1,20 +1,21 @@
 // The frame allocator; the contract is in include/mm/frame.h.
 //
-// Span nodes are addressed by physical address; node(p) reaches one through the offset map (or the
-// host test arena). The list gives order and neighbours; the treap gives the predecessor of an
-// address in O(log spans). All checks run before the first write, so a panic leaves the lists intact.
+// Span nodes (struct km_frame_span, generated from kmtool/schemas/frames.py) are addressed by
+// physical address; node(p) reaches one through the offset map (or the host test arena). The list
+// gives order and neighbours; the treap gives the predecessor of an address in O(log spans). All
+// checks run before the first write, so a panic leaves the lists intact.
 #include "mm/frame.h"
 
 #define FRAME KM_PAGE_SIZE
 
-static struct frame_span_node *node(uint64_t phys)
+static struct km_frame_span *node(uint64_t phys)
 {
-    return (struct frame_span_node *)phys_to_virt(phys);
+    return (struct km_frame_span *)phys_to_virt(phys);
 }
 
-static uint64_t span_end(const struct frame_span_node *n)
+static uint64_t span_end(const struct km_frame_span *n)
 {
-    return n->span.start + n->span.count * FRAME;
+    return n->start + n->count * FRAME;
 }
 
 // splitmix64 finaliser: a well-mixed priority from the node's address, deterministic across runs.
@@ -126,48 +127,48 @@ static uint64_t treap_floor(uint64_t t, uint64_t addr)
 /* ---- list helpers ---- */
 
 // Links the fresh node `p` between `prev` and `next` (either may be 0).
-static void list_link(struct frame_allocator *fa, uint64_t p, uint64_t prev, uint64_t next)
+static void list_link(struct km_frame_allocator *fa, uint64_t p, uint64_t prev, uint64_t next)
 {
-    node(p)->span.prev = prev;
-    node(p)->span.next = next;
+    node(p)->prev = prev;
+    node(p)->next = next;
     if (prev)
-        node(prev)->span.next = p;
+        node(prev)->next = p;
     else
-        fa->pub.head = p;
+        fa->head = p;
     if (next)
-        node(next)->span.prev = p;
+        node(next)->prev = p;
 }
 
-static void list_unlink(struct frame_allocator *fa, uint64_t p)
+static void list_unlink(struct km_frame_allocator *fa, uint64_t p)
 {
-    uint64_t prev = node(p)->span.prev, next = node(p)->span.next;
+    uint64_t prev = node(p)->prev, next = node(p)->next;
     if (prev)
-        node(prev)->span.next = next;
+        node(prev)->next = next;
     else
-        fa->pub.head = next;
+        fa->head = next;
     if (next)
-        node(next)->span.prev = prev;
+        node(next)->prev = prev;
 }
 
 // Removes a whole span from the list and the index and wipes its node.
-static void span_remove(struct frame_allocator *fa, uint64_t p)
+static void span_remove(struct km_frame_allocator *fa, uint64_t p)
 {
     list_unlink(fa, p);
     fa->root = treap_remove(fa->root, p);
-    node(p)->span.magic = 0;
-    fa->pub.spans--;
+    node(p)->magic = 0;
+    fa->spans--;
 }
 
 /* ---- public interface ---- */
 
-void frames_init(struct frame_allocator *fa, uint64_t limit)
+void frames_init(struct km_frame_allocator *fa, uint64_t limit)
 {
     memset(fa, 0, sizeof(*fa));
     fa->limit = align_down(limit, FRAME);
 }
 
 // The checks shared by free and add; panics before anything changes.
-static void check_free(const struct frame_allocator *fa, const char *who, uint64_t phys,
+static void check_free(const struct km_frame_allocator *fa, const char *who, uint64_t phys,
                        uint64_t count, uint64_t *pred_out, uint64_t *succ_out)
 {
     if (phys & KM_PAGE_MASK)
@@ -181,59 +182,59 @@ static void check_free(const struct frame_allocator *fa, const char *who, uint64
               fa->limit);
     uint64_t end = phys + count * FRAME;
     uint64_t pred = treap_floor(fa->root, phys);
-    uint64_t succ = pred ? node(pred)->span.next : fa->pub.head;
+    uint64_t succ = pred ? node(pred)->next : fa->head;
     if (pred && span_end(node(pred)) > phys) {
         const char *kind = span_end(node(pred)) >= end ? "double free" : "overlapping free";
         panic("%s: %s of frame 0x%lx (already free in span 0x%lx, %lu frames)", who, kind, phys,
-              pred, node(pred)->span.count);
+              pred, node(pred)->count);
     }
     if (succ && succ < end) {
         const char *kind =
             succ == phys && span_end(node(succ)) >= end ? "double free" : "overlapping free";
         panic("%s: %s of frame 0x%lx (already free in span 0x%lx, %lu frames)", who, kind, succ,
-              succ, node(succ)->span.count);
+              succ, node(succ)->count);
     }
     *pred_out = pred;
     *succ_out = succ;
 }
 
-static void insert_range(struct frame_allocator *fa, uint64_t phys, uint64_t count, uint64_t pred,
-                         uint64_t succ)
+static void insert_range(struct km_frame_allocator *fa, uint64_t phys, uint64_t count,
+                         uint64_t pred, uint64_t succ)
 {
     uint64_t end = phys + count * FRAME;
     int join_prev = pred && span_end(node(pred)) == phys;
     int join_next = succ && succ == end;
 
     if (join_prev && join_next) {
-        node(pred)->span.count += count + node(succ)->span.count;
+        node(pred)->count += count + node(succ)->count;
         span_remove(fa, succ);
     } else if (join_prev) {
-        node(pred)->span.count += count;
+        node(pred)->count += count;
     } else if (join_next) {
         // The span grows downwards: its node moves to the new first frame.
-        struct frame_span_node *n = node(phys), *old = node(succ);
-        n->span.magic = KM_FRAME_SPAN_MAGIC;
-        n->span.start = phys;
-        n->span.count = count + old->span.count;
-        uint64_t prev = old->span.prev, next = old->span.next;
+        struct km_frame_span *n = node(phys), *old = node(succ);
+        n->magic = KM_FRAME_SPAN_MAGIC;
+        n->start = phys;
+        n->count = count + old->count;
+        uint64_t prev = old->prev, next = old->next;
         fa->root = treap_move(fa->root, succ, phys);
-        old->span.magic = 0;
+        old->magic = 0;
         list_link(fa, phys, prev, next);
     } else {
-        struct frame_span_node *n = node(phys);
-        n->span.magic = KM_FRAME_SPAN_MAGIC;
-        n->span.start = phys;
-        n->span.count = count;
+        struct km_frame_span *n = node(phys);
+        n->magic = KM_FRAME_SPAN_MAGIC;
+        n->start = phys;
+        n->count = count;
         n->left = n->right = 0;
         n->priority = mix(phys);
         list_link(fa, phys, pred, succ);
         fa->root = treap_insert(fa->root, phys);
-        fa->pub.spans++;
+        fa->spans++;
     }
-    fa->pub.free_frames += count;
+    fa->free_frames += count;
 }
 
-void frames_add(struct frame_allocator *fa, uint64_t phys, uint64_t count)
+void frames_add(struct km_frame_allocator *fa, uint64_t phys, uint64_t count)
 {
     if (phys == 0 && count) {
         phys = FRAME;
@@ -248,53 +249,53 @@ void frames_add(struct frame_allocator *fa, uint64_t phys, uint64_t count)
     uint64_t pred, succ;
     check_free(fa, "frames_add", phys, count, &pred, &succ);
     insert_range(fa, phys, count, pred, succ);
-    fa->pub.managed_frames += count;
+    fa->managed_frames += count;
 }
 
-void frames_free(struct frame_allocator *fa, uint64_t phys, uint64_t count)
+void frames_free(struct km_frame_allocator *fa, uint64_t phys, uint64_t count)
 {
     uint64_t pred, succ;
     check_free(fa, "frames_free", phys, count, &pred, &succ);
     insert_range(fa, phys, count, pred, succ);
-    fa->pub.free_calls++;
+    fa->free_calls++;
 }
 
 // Takes `take` frames off the top of span `p` (all of it when take == count).
-static uint64_t take_top(struct frame_allocator *fa, uint64_t p, uint64_t take)
+static uint64_t take_top(struct km_frame_allocator *fa, uint64_t p, uint64_t take)
 {
-    struct frame_span_node *n = node(p);
+    struct km_frame_span *n = node(p);
     uint64_t first;
-    if (take == n->span.count) {
+    if (take == n->count) {
         first = p;
         span_remove(fa, p);
     } else {
-        n->span.count -= take;
+        n->count -= take;
         first = span_end(n);
     }
-    fa->pub.free_frames -= take;
-    fa->pub.alloc_calls++;
+    fa->free_frames -= take;
+    fa->alloc_calls++;
     return first;
 }
 
-int frames_alloc(struct frame_allocator *fa, uint64_t want, uint64_t *phys, uint64_t *got)
+int frames_alloc(struct km_frame_allocator *fa, uint64_t want, uint64_t *phys, uint64_t *got)
 {
     if (want == 0)
         return KM_EINVAL;
-    uint64_t p = fa->pub.head;
+    uint64_t p = fa->head;
     if (!p)
         return KM_ENOMEM;
-    uint64_t take = node(p)->span.count < want ? node(p)->span.count : want;
+    uint64_t take = node(p)->count < want ? node(p)->count : want;
     *phys = take_top(fa, p, take);
     *got = take;
     return KM_OK;
 }
 
-int frames_alloc_contig(struct frame_allocator *fa, uint64_t count, uint64_t *phys)
+int frames_alloc_contig(struct km_frame_allocator *fa, uint64_t count, uint64_t *phys)
 {
     if (count == 0)
         return KM_EINVAL;
-    for (uint64_t p = fa->pub.head; p; p = node(p)->span.next) {
-        if (node(p)->span.count >= count) {
+    for (uint64_t p = fa->head; p; p = node(p)->next) {
+        if (node(p)->count >= count) {
             *phys = take_top(fa, p, count);
             return KM_OK;
         }
@@ -302,14 +303,14 @@ int frames_alloc_contig(struct frame_allocator *fa, uint64_t count, uint64_t *ph
     return KM_ENOMEM;
 }
 
-const struct km_frame_span *frames_first(const struct frame_allocator *fa)
+const struct km_frame_span *frames_first(const struct km_frame_allocator *fa)
 {
-    return fa->pub.head ? &node(fa->pub.head)->span : NULL;
+    return fa->head ? node(fa->head) : NULL;
 }
 
 const struct km_frame_span *frames_next(const struct km_frame_span *s)
 {
-    return s->next ? &node(s->next)->span : NULL;
+    return s->next ? node(s->next) : NULL;
 }
 
 static uint64_t fnv1a_u64(uint64_t hash, uint64_t value)
@@ -321,7 +322,7 @@ static uint64_t fnv1a_u64(uint64_t hash, uint64_t value)
     return hash;
 }
 
-uint64_t frames_span_hash(const struct frame_allocator *fa)
+uint64_t frames_span_hash(const struct km_frame_allocator *fa)
 {
     uint64_t hash = 0xcbf29ce484222325ull;
     for (const struct km_frame_span *s = frames_first(fa); s; s = frames_next(s)) {
@@ -347,7 +348,7 @@ static void treap_check(uint64_t t, uint64_t lo, uint64_t hi, struct walk *w, ui
         w->bad = 1;
         return;
     }
-    const struct frame_span_node *n = node(t);
+    const struct km_frame_span *n = node(t);
     if ((n->left && node(n->left)->priority > n->priority) ||
         (n->right && node(n->right)->priority > n->priority)) {
         w->bad = 2;
@@ -365,45 +366,45 @@ static void treap_check(uint64_t t, uint64_t lo, uint64_t hi, struct walk *w, ui
 #define VALIDATE_FAIL(...) (ksnprintf(why, n, __VA_ARGS__), -1)
 #endif
 
-int frames_validate(const struct frame_allocator *fa, char *why, size_t n)
+int frames_validate(const struct km_frame_allocator *fa, char *why, size_t n)
 {
     uint64_t spans = 0, frames = 0, prev = 0, prev_end = 0;
-    for (uint64_t p = fa->pub.head; p; p = node(p)->span.next) {
-        const struct frame_span_node *s = node(p);
-        if (++spans > fa->pub.spans)
-            return VALIDATE_FAIL("list is longer than spans=%lu", (unsigned long)fa->pub.spans);
-        if (s->span.magic != KM_FRAME_SPAN_MAGIC)
+    for (uint64_t p = fa->head; p; p = node(p)->next) {
+        const struct km_frame_span *s = node(p);
+        if (++spans > fa->spans)
+            return VALIDATE_FAIL("list is longer than spans=%lu", (unsigned long)fa->spans);
+        if (s->magic != KM_FRAME_SPAN_MAGIC)
             return VALIDATE_FAIL("span 0x%lx: bad magic 0x%lx", (unsigned long)p,
-                                 (unsigned long)s->span.magic);
-        if (s->span.start != p)
+                                 (unsigned long)s->magic);
+        if (s->start != p)
             return VALIDATE_FAIL("span 0x%lx: start is 0x%lx", (unsigned long)p,
-                                 (unsigned long)s->span.start);
-        if (s->span.count == 0 || p == 0 || span_end(s) > fa->limit)
+                                 (unsigned long)s->start);
+        if (s->count == 0 || p == 0 || span_end(s) > fa->limit)
             return VALIDATE_FAIL("span 0x%lx: count %lu out of range", (unsigned long)p,
-                                 (unsigned long)s->span.count);
-        if (s->span.prev != prev)
+                                 (unsigned long)s->count);
+        if (s->prev != prev)
             return VALIDATE_FAIL("span 0x%lx: prev 0x%lx, expected 0x%lx", (unsigned long)p,
-                                 (unsigned long)s->span.prev, (unsigned long)prev);
+                                 (unsigned long)s->prev, (unsigned long)prev);
         if (prev && p <= prev_end)
             return VALIDATE_FAIL("span 0x%lx: not sorted or not coalesced (previous ends 0x%lx)",
                                  (unsigned long)p, (unsigned long)prev_end);
-        frames += s->span.count;
+        frames += s->count;
         prev = p;
         prev_end = span_end(s);
     }
-    if (spans != fa->pub.spans)
+    if (spans != fa->spans)
         return VALIDATE_FAIL("list has %lu spans, counter says %lu", (unsigned long)spans,
-                             (unsigned long)fa->pub.spans);
-    if (frames != fa->pub.free_frames)
+                             (unsigned long)fa->spans);
+    if (frames != fa->free_frames)
         return VALIDATE_FAIL("list has %lu frames, counter says %lu", (unsigned long)frames,
-                             (unsigned long)fa->pub.free_frames);
+                             (unsigned long)fa->free_frames);
     struct walk w = {0, 0};
     treap_check(fa->root, 1, ~0ull, &w, spans);
     if (w.bad || w.count != spans)
         return VALIDATE_FAIL("index is broken (%d) or holds %lu of %lu spans", w.bad,
                              (unsigned long)w.count, (unsigned long)spans);
     // Every span must be found by its own address through the index.
-    for (uint64_t p = fa->pub.head; p; p = node(p)->span.next) {
+    for (uint64_t p = fa->head; p; p = node(p)->next) {
         if (treap_floor(fa->root, p) != p)
             return VALIDATE_FAIL("span 0x%lx cannot be found through the index", (unsigned long)p);
     }

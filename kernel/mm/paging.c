@@ -11,7 +11,7 @@
 
 #include "arch/cpu.h"
 
-struct frame_allocator km_frames;
+struct km_frame_allocator km_frames;
 struct km_heap km_heap;
 struct km_page_stats km_page_stats;
 struct vaddr_manager km_vaddr;

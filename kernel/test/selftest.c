@@ -36,7 +36,7 @@ struct frame_snapshot {
 
 static struct frame_snapshot snapshot(void)
 {
-    return (struct frame_snapshot){km_frames.pub.free_frames, km_frames.pub.spans,
+    return (struct frame_snapshot){km_frames.free_frames, km_frames.spans,
                                    frames_span_hash(&km_frames)};
 }
 
@@ -70,7 +70,7 @@ static void test_frames_alloc_free(struct test *t)
     CHECK(t, frames_alloc(&km_frames, 1, &phys, &got) == KM_OK, "allocation failed");
     CHECK(t, got == 1 && phys == top, "got %lu frame(s) at 0x%lx, expected 1 at 0x%lx", got, phys,
           top);
-    CHECK(t, km_frames.pub.free_frames == before.free_frames - 1, "free count did not drop");
+    CHECK(t, km_frames.free_frames == before.free_frames - 1, "free count did not drop");
     frames_free(&km_frames, phys, 1);
     CHECK_FRAMES_UNCHANGED(t, before);
 }
@@ -87,12 +87,12 @@ static void test_frames_coalesce(struct test *t)
     CHECK(t, b == a - KM_PAGE_SIZE && c == b - KM_PAGE_SIZE, "pops not stack-like: %lx %lx %lx", a,
           b, c);
     frames_free(&km_frames, b, 1);   // isolated: a new span
-    CHECK(t, km_frames.pub.spans == before.spans + 1, "middle free made %lu spans, expected %lu",
-          km_frames.pub.spans, before.spans + 1);
+    CHECK(t, km_frames.spans == before.spans + 1, "middle free made %lu spans, expected %lu",
+          km_frames.spans, before.spans + 1);
     frames_free(&km_frames, a, 1);   // joins b's span from above
-    CHECK(t, km_frames.pub.spans == before.spans + 1, "free above did not coalesce");
+    CHECK(t, km_frames.spans == before.spans + 1, "free above did not coalesce");
     frames_free(&km_frames, c, 1);   // bridges the first span and b..a
-    CHECK(t, km_frames.pub.spans == before.spans, "bridging free did not coalesce both sides");
+    CHECK(t, km_frames.spans == before.spans, "bridging free did not coalesce both sides");
     CHECK_FRAMES_UNCHANGED(t, before);
 }
 
@@ -103,7 +103,7 @@ static void test_frames_partial(struct test *t)
     CHECK(t, frames_alloc(&km_frames, count + 5, &phys, &got) == KM_OK, "allocation failed");
     CHECK(t, got == count && phys == start, "asked %lu: got %lu at 0x%lx, expected %lu at 0x%lx",
           count + 5, got, phys, count, start);
-    CHECK(t, km_frames.pub.spans == before.spans - 1, "whole first span not removed");
+    CHECK(t, km_frames.spans == before.spans - 1, "whole first span not removed");
     frames_free(&km_frames, phys, got);
     CHECK_FRAMES_UNCHANGED(t, before);
 }
@@ -113,8 +113,8 @@ static void test_frames_contig(struct test *t)
     struct frame_snapshot before = snapshot();
     uint64_t phys;
     CHECK(t, frames_alloc_contig(&km_frames, 300, &phys) == KM_OK, "no 300-frame span");
-    CHECK(t, km_frames.pub.free_frames == before.free_frames - 300, "count off");
-    CHECK(t, frames_alloc_contig(&km_frames, km_frames.pub.managed_frames + 1, &phys) == KM_ENOMEM,
+    CHECK(t, km_frames.free_frames == before.free_frames - 300, "count off");
+    CHECK(t, frames_alloc_contig(&km_frames, km_frames.managed_frames + 1, &phys) == KM_ENOMEM,
           "impossible request did not report KM_ENOMEM");
     CHECK(t, frames_alloc(&km_frames, 0, &phys, &phys) == KM_EINVAL, "zero-frame request accepted");
     frames_free(&km_frames, phys, 300);
@@ -136,7 +136,7 @@ static void test_frames_exhaustion(struct test *t)
     }
     int status = frames_alloc(&km_frames, 1, &phys, &got);
     void *page = allocate(&page_allocator, KM_PAGE_SIZE);
-    uint64_t free_when_empty = km_frames.pub.free_frames, spans_when_empty = km_frames.pub.spans;
+    uint64_t free_when_empty = km_frames.free_frames, spans_when_empty = km_frames.spans;
     while (chain) {
         uint64_t *link = phys_to_virt(chain);
         uint64_t next = link[0], count = link[1];

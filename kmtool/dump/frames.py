@@ -8,8 +8,10 @@ naming the node that closes the cycle instead of a hang. The nodes are decoded i
 the chase goes, and checked in bulk afterwards.
 
 Structural faults stop decoding (a node outside the dump, misaligned, with the wrong magic, or a
-cycle). Faults of meaning (unsorted, uncoalesced, a wrong `prev`, counts that disagree) are left to
-the checks, which name them.
+cycle). Faults of meaning (unsorted, uncoalesced, a wrong `prev`, counts that disagree, a treap that
+is not the list's) are left to the checks, which name them. The treap links (`left`, `right`,
+`priority`, the state's `root`) are decoded with the nodes and checked in bulk by
+kmtool.dump.checks; nothing here follows them.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from kmtool.schemas.frames import FRAME_SPAN_MAGIC, FrameAllocator, FrameSpan
 
 FNV_OFFSET = 0xCBF29CE484222325
 FNV_PRIME = 0x100000001B3
+ADDRESS_COUNTERS = ("head", "root", "limit")  # FrameAllocator fields shown as "0x..." addresses
 HASH_LIMIT = 1 << 16  # spans beyond which span_hash is not computed (pure Python, ~1.6 us a span)
 SPAN_LIST_LIMIT = 1 << 16  # spans listed in JSON
 WINDOW = 8 << 20  # bytes of physical address space the chase maps at a time
@@ -105,7 +108,7 @@ class FreeList:
             if not free or largest is None
             else round(1 - largest[1] / free, 6),
             "counters": {
-                name: (hex(v) if name == "head" else v)
+                name: (hex(v) if name in ADDRESS_COUNTERS else v)
                 for name, v in self.state.items()
                 if not name.startswith("_")
             },

@@ -1,9 +1,20 @@
-"""The frame allocator's state and the free-list node it keeps inside each free span (DESIGN §4).
+"""The frame allocator's state and the node it keeps inside each free span (DESIGN §4).
 
 Each span (a run of contiguous free 4 KiB frames) stores one `FrameSpan` at the start of its own first
-frame, reached through the offset map. Spans are linked in ascending address order; `next`/`prev` are
-physical addresses of the neighbouring nodes (equal to those spans' starts), 0 at the ends. Frame 0 is
-never managed, so 0 can mean "none".
+frame, reached through the offset map. The nodes are linked twice, and both structures live entirely
+in the free frames:
+
+- a doubly linked list in ascending address order: `next`/`prev` are physical addresses of the
+  neighbouring nodes (equal to those spans' starts), 0 at the ends; `FrameAllocator.head` is the
+  lowest span. Allocation and the ready report follow the list.
+- a treap keyed by span start address, so that a free finds its neighbours in O(log spans):
+  `left`/`right` are the physical addresses of the child nodes (0 for none), `FrameAllocator.root`
+  the root. Keys are in binary-search-tree order (left subtree < node < right subtree) and
+  `priority` is in heap order (a parent's priority >= its children's). A node's priority is a hash
+  of the address it was created at and stays with it when the node moves down with its span.
+  Every span on the list is in the treap exactly once and nothing else is.
+
+Frame 0 is never managed, so 0 can mean "none".
 """
 
 from construct import Int64ul, Struct
@@ -16,6 +27,9 @@ FrameSpan = Struct(
     "count" / Int64ul * "number of free 4 KiB frames in the span",
     "next" / Int64ul * "physical address of the next span (higher address), 0 at the end",
     "prev" / Int64ul * "physical address of the previous span (lower address), 0 at the head",
+    "left" / Int64ul * "treap: physical address of the left child (lower addresses), 0 for none",
+    "right" / Int64ul * "treap: physical address of the right child (higher addresses), 0 for none",
+    "priority" / Int64ul * "treap: heap key, >= the children's; hash of the address it was made at",
 )
 
 FrameAllocator = Struct(
@@ -25,4 +39,6 @@ FrameAllocator = Struct(
     "managed_frames" / Int64ul * "frames ever handed to the allocator (free or allocated)",
     "alloc_calls" / Int64ul * "successful allocation calls",
     "free_calls" / Int64ul * "free calls",
+    "root" / Int64ul * "physical address of the treap's root node, 0 when no frame is free",
+    "limit" / Int64ul * "every managed frame lies below this physical address",
 )

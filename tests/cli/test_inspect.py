@@ -59,7 +59,7 @@ def test_summary_exact(work: Path) -> None:
         "             tables",
         "Frames       2311 free (9.02 MiB) in 10 spans; largest 0xd01000 (767 frames), fragmentation 0.668",
         "Heap         28 blocks: 3 used (5400 bytes requested), 25 free; 24 backed pages",
-        "Checks       21 passed, 0 failed",
+        "Checks       22 passed, 0 failed",
     ]  # fmt: skip
 
 
@@ -71,7 +71,7 @@ def test_raw_dumps_with_kernel_symbols(work: Path) -> None:
     out = lines(done.stdout)
     assert out[0] == "Dump         dump.raw: raw physical image, 16 MiB in 1 ranges"
     assert out[1].startswith("Core info    0x118100 (found by scan), kernel PML4 0x190000")
-    assert out[-1] == "Checks       22 passed, 0 failed"
+    assert out[-1] == "Checks       23 passed, 0 failed"
     done = kmtool("inspect", "laid-out.raw", "--kernel", "kernel.elf", cwd=work)
     assert done.returncode == 0, done.stderr
     out = lines(done.stdout)
@@ -132,11 +132,11 @@ def test_failed_check_exits_1_and_says_which(work: Path, fx: F.Fixture) -> None:
     done = kmtool("inspect", "broken.raw", cwd=work)
     assert done.returncode == 1
     out = lines(done.stdout)
-    assert "Checks       20 passed, 1 failed" in out
+    assert "Checks       21 passed, 1 failed" in out
     assert any(line.startswith("FAIL │ span count matches the kernel counter") for line in out)
     part = kmtool("inspect", "broken.raw", "--part", "frames", cwd=work)
     assert part.returncode == 1
-    assert lines(part.stderr) == ["1 of 21 checks failed: `span count matches the kernel counter`."]
+    assert lines(part.stderr) == ["1 of 22 checks failed: `span count matches the kernel counter`."]
 
 
 def test_corrupt_dump_is_one_line_without_traceback(work: Path, fx: F.Fixture) -> None:

@@ -11,8 +11,9 @@ and fills it the way the kernel of DESIGN §4 would: a kernel PML4 whose entry 5
 with 4 KiB pages (text R-X, rodata R--, data RW-), one 2 MiB page in kernel virtual space (with the
 PAT bit set in its entry), a few demand-paged heap pages, and entry 511 the offset map (512 x 1 GiB, or
 2 MiB pages with `offset_page=2 MiB`); a core-info block, boot info and a firmware memory map (stepped
-by 48-byte descriptors), a frame allocator whose free-span nodes sit in the free frames, and a buddy
-heap whose headers are written as a real allocator would write them (stale ones included).
+by 48-byte descriptors), a frame allocator whose free-span nodes sit in the free frames (linked as a
+list and as a treap, with the kernel's priorities: see `treap`), and a buddy heap whose headers are
+written as a real allocator would write them (stale ones included).
 
 Everything the tests need to know is recorded in `Fixture.truth`, computed independently of kmtool's
 decoders: the free spans, every leaf (va, pa, size, raw entry), the heap blocks and the counters.
@@ -439,9 +440,11 @@ def build(offset_page: int = GiB, cr3: str = "kernel") -> Fixture:
     fx.addresses.update(boot=BOOT_INFO_PA, memory_map=MEMORY_MAP_PA)
     # -- free spans (computed from the map and the allocated frames, written into the frames) -----
     spans = _free_spans(b.allocated)
+    root, links = treap([s for s, _ in spans])
     for i, (start, count) in enumerate(spans):
         nxt = spans[i + 1][0] if i + 1 < len(spans) else 0
         prev = spans[i - 1][0] if i else 0
+        left, right, priority = links[start]
         fx.put(
             start,
             FrameSpan.build(
@@ -451,6 +454,9 @@ def build(offset_page: int = GiB, cr3: str = "kernel") -> Fixture:
                     "count": count,
                     "next": nxt,
                     "prev": prev,
+                    "left": left,
+                    "right": right,
+                    "priority": priority,
                 }
             ),
         )
@@ -477,6 +483,8 @@ def build(offset_page: int = GiB, cr3: str = "kernel") -> Fixture:
                 "managed_frames": managed,
                 "alloc_calls": 123,
                 "free_calls": 45,
+                "root": root,
+                "limit": RAM[-1][0] + RAM[-1][1],
             }
         ),
     )
@@ -525,6 +533,8 @@ def build(offset_page: int = GiB, cr3: str = "kernel") -> Fixture:
     fx.truth = {
         "spans": spans,
         "free_frames": free_frames,
+        "treap_root": root,
+        "treap": links,
         "leaves": dict(b.leaves),
         "tables": sorted(b.tables),
         "heap_blocks": heap.blocks_sorted(),
@@ -535,6 +545,34 @@ def build(offset_page: int = GiB, cr3: str = "kernel") -> Fixture:
         "process_stack": 0x6B0000 if cr3 == "process" else None,
     }
     return fx
+
+
+def splitmix64(x: int) -> int:
+    """The kernel's treap priority of a node created at address `x` (kernel/mm/frame.c mix())."""
+    m = (1 << 64) - 1
+    x = (x + 0x9E3779B97F4A7C15) & m
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & m
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & m
+    return x ^ (x >> 31)
+
+
+def treap(keys: list[int]) -> tuple[int, dict[int, tuple[int, int, int]]]:
+    """The treap over `keys` (ascending span starts) with the kernel's priorities: (root, key ->
+    (left, right, priority)). With distinct priorities the treap is unique: the Cartesian tree,
+    built here with the usual stack of the rightmost path."""
+    priority = {k: splitmix64(k) for k in keys}
+    left: dict[int, int] = {}
+    right: dict[int, int] = {}
+    path: list[int] = []  # the rightmost path, priorities descending
+    for k in keys:
+        last = 0
+        while path and priority[path[-1]] < priority[k]:
+            last = path.pop()
+        left[k] = last
+        if path:
+            right[path[-1]] = k
+        path.append(k)
+    return (path[0] if path else 0), {k: (left[k], right.get(k, 0), priority[k]) for k in keys}
 
 
 def _free_spans(allocated: set[int]) -> list[tuple[int, int]]:

@@ -27,6 +27,7 @@ ALL_CHECKS = [
     "spans sorted and non-overlapping",
     "spans coalesced",
     "span links consistent",
+    "span treap matches the list",
     "spans inside usable memory",
     "spans inside the offset map",
     "spans hold no page table",
@@ -147,6 +148,47 @@ def mutate_prev(fx: F.Fixture) -> None:
     fx.poke(node(fx, s5, "prev"), 0x1234000)
 
 
+# The fixture's treap (F.treap): root 0x1000 -> right 0x150000 -> right 0x353000, whose left is
+# 0x318000 (children 0x1ab000, 0x351000) and whose right is 0x600000 -> right 0xd01000 -> left
+# 0x6a1000 -> right 0xc00000.
+def test_fixture_treap_shape(fx: F.Fixture) -> None:
+    tree = fx.truth["treap"]
+    assert fx.truth["treap_root"] == 0x1000
+    assert tree[0x353000][:2] == (0x318000, 0x600000)
+    assert tree[0x318000][:2] == (0x1AB000, 0x351000)
+    assert tree[0xD01000][:2] == (0x6A1000, 0) and tree[0x6A1000][:2] == (0, 0xC00000)
+
+
+def mutate_treap_root(fx: F.Fixture) -> None:
+    fx.poke(fx.field_pa("frames", "root"), 0x353000)
+
+
+def mutate_treap_dangling(fx: F.Fixture) -> None:
+    fx.poke(node(fx, 0x318000, "left"), 0x1AA000)
+
+
+def mutate_treap_twice(fx: F.Fixture) -> None:
+    fx.poke(node(fx, 0x1AB000, "left"), 0x351000)
+
+
+def mutate_treap_missing(fx: F.Fixture) -> None:
+    fx.poke(node(fx, 0xD01000, "left"), 0)
+
+
+def mutate_treap_cycle(fx: F.Fixture) -> None:
+    fx.poke(node(fx, 0x600000, "right"), 0)
+    fx.poke(node(fx, 0xC00000, "left"), 0xD01000)  # 0xd01000 -> 0x6a1000 -> 0xc00000 -> 0xd01000
+
+
+def mutate_treap_order(fx: F.Fixture) -> None:
+    fx.poke(node(fx, 0x318000, "left"), 0x351000)
+    fx.poke(node(fx, 0x318000, "right"), 0x1AB000)
+
+
+def mutate_treap_priority(fx: F.Fixture) -> None:
+    fx.poke(node(fx, 0xC00000, "priority"), (1 << 64) - 1)
+
+
 def mutate_unusable(fx: F.Fixture) -> None:
     start, count = [s for s in spans(fx) if s[0] + s[1] * PAGE_SIZE == 0x7F0000][0]
     fx.poke(node(fx, start, "count"), count + 1)  # into ACPI NVS
@@ -204,6 +246,21 @@ CASES: list[tuple[Callable[[F.Fixture], None], str, str]] = [
     (mutate_unsorted_spans, "spans sorted and non-overlapping", "span 0x1000 follows 0x150000"),
     (mutate_uncoalesced, "spans coalesced", "ends where"),
     (mutate_prev, "span links consistent", "has prev 0x1234000, expected"),
+    (mutate_treap_root, "span treap matches the list", "root 0x353000 is also linked as a child; "
+     "span 0x1000 is not in the treap (no node links to it)"),
+    (mutate_treap_dangling, "span treap matches the list",
+     "span 0x318000 has left 0x1aa000, not a span on the list"),
+    (mutate_treap_twice, "span treap matches the list", "span 0x351000 is linked from 2 nodes"),
+    (mutate_treap_missing, "span treap matches the list",
+     "span 0x6a1000 is not in the treap (no node links to it)"),
+    (mutate_treap_cycle, "span treap matches the list",
+     "span 0x6a1000 is on a cycle of links, not reachable from the root"),
+    (mutate_treap_order, "span treap matches the list",
+     "span 0x1ab000 is in the right subtree of 0x318000; span 0x351000 is in the left subtree of "
+     "0x318000"),
+    (mutate_treap_priority, "span treap matches the list",
+     "span 0xc00000 has priority 0xffffffffffffffff, above its parent 0x6a1000's "
+     "0x81f340a3c02b5c8"),
     (mutate_unusable, "spans inside usable memory", "outside usable firmware ranges"),
     (mutate_table_in_span, "spans hold no page table", "page table 0x190000 is inside a free span"),
     (mutate_kernel_in_span, "spans hold no mapped kernel page",

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import dump_fixtures as F
 import numpy as np
 import pytest
 
+from kmtool.dump import checks
+from kmtool.dump.checks import _u64
 from kmtool.dump.frames import read_free_list
 from kmtool.dump.source import open_dump
 from kmtool.errors import DumpError
@@ -31,16 +34,19 @@ def list_dump(path: Path, spans: list[tuple[int, int]], size: int = 64 * MiB,
     """A raw image holding an allocator state at STATE and one node per span (next overridable)."""
     image = bytearray(size)
     links = links or {}
+    root, tree = F.treap(sorted(s for s, _ in spans))
     for i, (start, count) in enumerate(spans):
         nxt = links.get(start, spans[i + 1][0] if i + 1 < len(spans) else 0)
         prev = spans[i - 1][0] if i else 0
+        left, right, priority = tree[start]
         node = FrameSpan.build({"magic": FRAME_SPAN_MAGIC, "start": start, "count": count,
-                                "next": nxt, "prev": prev})  # fmt: skip
+                                "next": nxt, "prev": prev, "left": left, "right": right,
+                                "priority": priority})  # fmt: skip
         image[start : start + len(node)] = node
     head = spans[0][0] if spans else 0
     state = FrameAllocator.build({"head": head, "free_frames": sum(c for _, c in spans),
                                   "spans": len(spans), "managed_frames": 0, "alloc_calls": 0,
-                                  "free_calls": 0})  # fmt: skip
+                                  "free_calls": 0, "root": root, "limit": size})  # fmt: skip
     image[STATE : STATE + len(state)] = state
     path.write_bytes(bytes(image))
     return path
@@ -79,6 +85,22 @@ def test_long_dense_and_sparse_list(tmp_path: Path) -> None:
         assert fl.addresses.tolist() == [s for s, _ in spans]
         assert fl.counts.tolist() == [c for _, c in spans]
         assert (fl.nodes["prev"][1:] == fl.addresses[:-1]).all()
+    treap = checks.span_treap(SimpleNamespace(frames=bounded))  # type: ignore[arg-type]
+    assert treap is not None and treap.ok, treap
+
+
+@pytest.mark.parametrize("dense", [True, False])
+def test_address_index_both_ways(dense: bool) -> None:
+    # page-aligned keys close together use a page table, others a binary search: same answers
+    rng = np.random.default_rng(5)
+    gap = 3 if dense else 1000
+    key = np.uint64(1 << 20) + np.arange(500, dtype=np.uint64) * np.uint64(gap * PAGE_SIZE)
+    key = key[rng.permutation(len(key))]
+    queries = np.concatenate((key, key + np.uint64(8), key + np.uint64(PAGE_SIZE), _u64([0, 1,
+                              (1 << 64) - 1, (1 << 64) - PAGE_SIZE])))  # fmt: skip
+    got = checks._address_index(key)(queries)
+    expected = [int(np.flatnonzero(key == q)[0]) if q in key else -1 for q in queries.tolist()]
+    assert got.tolist() == expected
 
 
 def test_cycle_names_the_closing_node(tmp_path: Path) -> None:
@@ -138,7 +160,7 @@ def test_head_in_the_zero_tail_of_an_elf(tmp_path: Path) -> None:
 
 def test_state_outside_the_dump(tmp_path: Path) -> None:
     mem = open_dump(list_dump(tmp_path / "x.raw", [(2 * MiB, 1)])).memory
-    with pytest.raises(DumpError, match=r"`frame allocator state` at 0x10000000 \(48 bytes\)"):
+    with pytest.raises(DumpError, match=r"`frame allocator state` at 0x10000000 \(64 bytes\)"):
         read_free_list(mem, 0x10000000)
 
 

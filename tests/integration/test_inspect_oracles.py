@@ -31,6 +31,7 @@ from kmtool.dump.memmap import type_name
 from kmtool.dump.pagetable import Pte
 from kmtool.errors import KmtoolError
 from kmtool.layout.table import MEMTYPE_HANDOFF, MEMTYPE_KERNEL, MEMTYPE_SCRATCH
+from kmtool.schemas.frames import FrameAllocator, FrameSpan
 
 TOOLS = ("clang", "ld.lld", "lld-link", "mformat", "mcopy", "qemu-system-x86_64",
          "/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd")  # fmt: skip
@@ -174,9 +175,10 @@ def test_mutated_real_dump(held: dict[str, object]) -> None:
     ins = inspect_dump(work / "dump.raw", Options())
     assert ins.core is not None and ins.frames is not None and ins.tables is not None
     targets = [ins.core.address + 8 * k for k in range(16)]
-    targets += [ins.core.frame_state_phys + 8 * k for k in range(6)]
+    targets += [ins.core.frame_state_phys + 8 * k for k in range(FrameAllocator.sizeof() // 8)]
     targets += [ins.core.heap_state_phys + 8 * k for k in range(8)]
-    targets += [int(a) + 8 * k for a in ins.frames.addresses[:4] for k in range(5)]
+    targets += [int(a) + 8 * k for a in ins.frames.addresses[:4]
+                for k in range(FrameSpan.sizeof() // 8)]  # fmt: skip
     targets += [ins.tables.root + 8 * k for k in (0, 510, 511)]
     values = [0, (1 << 64) - 1, ins.core.address, ins.tables.root | 3, 1 << 40, 0x1000]
     path = work / "dump.raw"

@@ -67,36 +67,36 @@ void host_set_arena(uintptr_t base)
 
 unsigned long host_frames_state_size(void)
 {
-    return sizeof(struct frame_allocator);
+    return sizeof(struct km_frame_allocator);
 }
 
-int host_frames_init(struct frame_allocator *fa, uint64_t limit)
+int host_frames_init(struct km_frame_allocator *fa, uint64_t limit)
 {
     GUARDED(frames_init(fa, limit));
     return 0;
 }
 
-int host_frames_add(struct frame_allocator *fa, uint64_t phys, uint64_t count)
+int host_frames_add(struct km_frame_allocator *fa, uint64_t phys, uint64_t count)
 {
     GUARDED(frames_add(fa, phys, count));
     return 0;
 }
 
-int host_frames_free(struct frame_allocator *fa, uint64_t phys, uint64_t count)
+int host_frames_free(struct km_frame_allocator *fa, uint64_t phys, uint64_t count)
 {
     GUARDED(frames_free(fa, phys, count));
     return 0;
 }
 
 // Returns the status (KM_OK, KM_ENOMEM, KM_EINVAL), or -1 after a panic.
-int host_frames_alloc(struct frame_allocator *fa, uint64_t want, uint64_t *phys, uint64_t *got)
+int host_frames_alloc(struct km_frame_allocator *fa, uint64_t want, uint64_t *phys, uint64_t *got)
 {
     int status = 0;
     GUARDED(status = frames_alloc(fa, want, phys, got));
     return status;
 }
 
-int host_frames_alloc_contig(struct frame_allocator *fa, uint64_t count, uint64_t *phys)
+int host_frames_alloc_contig(struct km_frame_allocator *fa, uint64_t count, uint64_t *phys)
 {
     int status = 0;
     GUARDED(status = frames_alloc_contig(fa, count, phys));
@@ -104,7 +104,7 @@ int host_frames_alloc_contig(struct frame_allocator *fa, uint64_t count, uint64_
 }
 
 // Copies up to `max` (start, count) pairs into `out`; returns the number of spans in the list.
-uint64_t host_frames_spans(const struct frame_allocator *fa, uint64_t *out, uint64_t max)
+uint64_t host_frames_spans(const struct km_frame_allocator *fa, uint64_t *out, uint64_t max)
 {
     uint64_t n = 0;
     for (const struct km_frame_span *s = frames_first(fa); s; s = frames_next(s)) {
@@ -117,12 +117,12 @@ uint64_t host_frames_spans(const struct frame_allocator *fa, uint64_t *out, uint
     return n;
 }
 
-uint64_t host_frames_span_hash(const struct frame_allocator *fa)
+uint64_t host_frames_span_hash(const struct km_frame_allocator *fa)
 {
     return frames_span_hash(fa);
 }
 
-int host_frames_validate(const struct frame_allocator *fa, char *why, unsigned long n)
+int host_frames_validate(const struct km_frame_allocator *fa, char *why, unsigned long n)
 {
     int status = 0;
     GUARDED(status = frames_validate(fa, why, n));

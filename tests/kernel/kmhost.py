@@ -22,7 +22,7 @@ from typing import Any
 
 from conftest import REPO, require
 
-from kmtool.schemas.frames import FrameAllocator
+from kmtool.schemas.frames import FrameAllocator, FrameSpan
 from kmtool.schemas.heap import Heap
 
 PAGE = 4096
@@ -169,6 +169,10 @@ class Frames:
     def node_bytes(self, phys: int, size: int) -> bytes:
         return bytes(self.arena[phys : phys + size])
 
+    def node(self, phys: int) -> Any:
+        """The span node at `phys` as kmtool.schemas.frames.FrameSpan parses it."""
+        return FrameSpan.parse(self.node_bytes(phys, FrameSpan.sizeof()))
+
 
 class HeapArena:
     """A heap over an anonymous, lazily backed mapping of `size` bytes (a power of two)."""
@@ -256,6 +260,26 @@ def fnv1a_spans(spans: list[tuple[int, int]]) -> int:
             h ^= byte
             h = (h * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
     return h
+
+
+def treap_inorder(fa: Frames) -> list[int]:
+    """Walk the treap from the state's root through the nodes' `left`/`right` (read with the
+    schemas); assert heap order of `priority` on the way; return the keys in order."""
+    out: list[int] = []
+    stack: list[tuple[int, int]] = []  # (node, parent priority)
+    a, limit = fa.counters().root, 2 * fa.frames
+    parent_priority = (1 << 64) - 1
+    while stack or a:
+        while a:
+            n = fa.node(a)
+            assert n.priority <= parent_priority, f"heap order broken at {a:#x}"
+            stack.append((a, n.priority))
+            a, parent_priority = n.left, n.priority
+        a, priority = stack.pop()
+        out.append(a)
+        assert len(out) <= limit, "treap walk does not end"
+        a, parent_priority = fa.node(a).right, priority
+    return out
 
 
 def runs(frames: set[int]) -> list[tuple[int, int]]:

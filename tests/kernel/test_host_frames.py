@@ -1,8 +1,9 @@
 """Host tests of the frame allocator (kernel/mm/frame.c) against a Python model (issue 4 item 10).
 
 The model is the set of free frame numbers. From it follow the exact span list (sorted, coalesced
-runs), the counters, the span hash, and the exact answer of every allocation: frames come off the
-top of the lowest span, and a request bigger than that span gets the whole span.
+runs), the counters, the span hash, the treap (its in-order walk from the root is the span list),
+and the exact answer of every allocation: frames come off the top of the lowest span, and a request
+bigger than that span gets the whole span. Nodes and state are read back with the schemas.
 """
 
 from __future__ import annotations
@@ -19,7 +20,16 @@ from hypothesis.stateful import (
     precondition,
     rule,
 )
-from kmhost import KM_EINVAL, KM_ENOMEM, PAGE, Frames, HostPanic, fnv1a_spans, runs
+from kmhost import (
+    KM_EINVAL,
+    KM_ENOMEM,
+    PAGE,
+    Frames,
+    HostPanic,
+    fnv1a_spans,
+    runs,
+    treap_inorder,
+)
 
 from kmtool.schemas.frames import FRAME_SPAN_MAGIC, FrameSpan
 
@@ -141,6 +151,25 @@ def test_span_hash_matches_an_independent_fnv1a() -> None:
     assert fnv1a_spans([]) == 0xCBF29CE484222325
 
 
+def test_treap_fields_are_the_schema_fields() -> None:
+    fa = Frames(64)
+    assert (fa.counters().root, fa.counters().limit) == (0, 64 * PAGE)
+    for start in (30, 4, 50, 10, 20):
+        fa.add(start * PAGE, 2)
+    assert treap_inorder(fa) == [s * PAGE for s in (4, 10, 20, 30, 50)]
+    root = fa.node(fa.counters().root)
+    assert root.priority == max(fa.node(s * PAGE).priority for s in (4, 10, 20, 30, 50))
+    # a node that moves down with its span keeps its place and priority in the treap
+    before = fa.node(20 * PAGE)
+    fa.free(19 * PAGE, 1)
+    moved = fa.node(19 * PAGE)
+    assert (moved.left, moved.right, moved.priority) == (before.left, before.right, before.priority)
+    assert treap_inorder(fa) == [s * PAGE for s in (4, 10, 19, 30, 50)]
+    fa.alloc(2)  # the whole first span: its node leaves the treap
+    assert treap_inorder(fa) == [s * PAGE for s in (10, 19, 30, 50)]
+    assert fa.validate() is None
+
+
 def test_many_spans_stay_indexed() -> None:
     # every other frame free: 2000 spans; then fill the gaps in a scattered order
     fa = Frames(4096)
@@ -154,6 +183,7 @@ def test_many_spans_stay_indexed() -> None:
             assert fa.validate() is None
     assert fa.spans() == [(2 * PAGE, 3999)]
     assert fa.validate() is None
+    assert treap_inorder(fa) == [2 * PAGE]
 
 
 # ---- the stateful model test ----
@@ -258,6 +288,7 @@ class FrameMachine(RuleBasedStateMachine):
         assert (c.alloc_calls, c.free_calls) == (self.allocs, self.frees)
         assert c.head == (expected[0][0] if expected else 0)
         assert self.fa.span_hash() == fnv1a_spans(expected)
+        assert treap_inorder(self.fa) == [start for start, _ in expected]
         assert self.fa.validate() is None
 
 

@@ -38,7 +38,7 @@ extern uint64_t paging_nx;
 void paging_cpu_init(void);
 
 // The kernel's memory-manager state (symbols read by kmtool inspect through km_core_info).
-extern struct frame_allocator km_frames;
+extern struct km_frame_allocator km_frames;
 extern struct km_heap km_heap;
 extern struct km_page_stats km_page_stats;
 extern struct vaddr_manager km_vaddr;
