@@ -313,21 +313,12 @@ const struct km_frame_span *frames_next(const struct km_frame_span *s)
     return s->next ? node(s->next) : NULL;
 }
 
-static uint64_t fnv1a_u64(uint64_t hash, uint64_t value)
-{
-    for (int i = 0; i < 8; i++) {
-        hash ^= (value >> (8 * i)) & 0xff;
-        hash *= 0x100000001b3ull;
-    }
-    return hash;
-}
-
 uint64_t frames_span_hash(const struct km_frame_allocator *fa)
 {
-    uint64_t hash = 0xcbf29ce484222325ull;
+    uint64_t hash = 0;
     for (const struct km_frame_span *s = frames_first(fa); s; s = frames_next(s)) {
-        hash = fnv1a_u64(hash, s->start);
-        hash = fnv1a_u64(hash, s->count);
+        hash = hash * KM_SPAN_HASH_MULTIPLIER + s->start;
+        hash = hash * KM_SPAN_HASH_MULTIPLIER + s->count;
     }
     return hash;
 }

@@ -27,12 +27,14 @@ from kmtool.dump.memory import WORD, PhysicalMemory
 from kmtool.dump.records import field_offset, parse, words_to_records
 from kmtool.errors import DumpError
 from kmtool.layout.table import PAGE_SHIFT, PAGE_SIZE
-from kmtool.schemas.frames import FRAME_SPAN_MAGIC, FrameAllocator, FrameSpan
+from kmtool.schemas.frames import (
+    FRAME_SPAN_MAGIC,
+    SPAN_HASH_MULTIPLIER,
+    FrameAllocator,
+    FrameSpan,
+)
 
-FNV_OFFSET = 0xCBF29CE484222325
-FNV_PRIME = 0x100000001B3
 ADDRESS_COUNTERS = ("head", "root", "limit")  # FrameAllocator fields shown as "0x..." addresses
-HASH_LIMIT = 1 << 16  # spans beyond which span_hash is not computed (pure Python, ~1.6 us a span)
 SPAN_LIST_LIMIT = 1 << 16  # spans listed in JSON
 WINDOW = 8 << 20  # bytes of physical address space the chase maps at a time
 DENSE_PAGES_PER_NODE = 64  # a window with at most this many pages per node is prefetched whole
@@ -70,16 +72,20 @@ class FreeList:
         i = int(np.argmax(self.counts))
         return int(self.starts[i]), int(self.counts[i])
 
-    def span_hash(self) -> str | None:
-        """FNV-1a 64 over the (start, count) u64 little-endian pairs in list order, "0x" + 16 digits
-        (as the ready report prints it)."""
-        if len(self.nodes) > HASH_LIMIT:
-            return None
-        data = np.empty((len(self.nodes), 2), dtype="<u8")
-        data[:, 0], data[:, 1] = self.nodes["start"], self.nodes["count"]
-        h = FNV_OFFSET
-        for byte in data.tobytes():
-            h = ((h ^ byte) * FNV_PRIME) & 0xFFFFFFFFFFFFFFFF
+    def span_hash(self) -> str:
+        """The ready report's span_hash (defined in kmtool.schemas.frames), "0x" + 16 digits.
+
+        h = sum(w_i * P^(M - i)) mod 2^64 over the M = 2 x spans words start, count in list order,
+        in one vectorised pass: uint64 products and sums wrap mod 2^64, and the powers of P come
+        from a cumulative product.
+        """
+        words = np.empty(2 * len(self.nodes), dtype=np.uint64)
+        words[0::2], words[1::2] = self.nodes["start"], self.nodes["count"]
+        powers = np.full(len(words), SPAN_HASH_MULTIPLIER, dtype=np.uint64)
+        if len(powers):
+            powers[0] = 1
+        powers = np.cumprod(powers, dtype=np.uint64)  # powers[k] = P^k
+        h = int(np.sum(words * powers[::-1], dtype=np.uint64))
         return f"0x{h:016x}"
 
     def to_json(self) -> dict[str, Any]:

@@ -208,6 +208,7 @@ def _structs_h(digest: str) -> str:
         ("KM_CORE_INFO_MAGIC2", coreinfo.CORE_INFO_MAGIC2),
         ("KM_CORE_INFO_VERSION", coreinfo.CORE_INFO_VERSION),
         ("KM_FRAME_SPAN_MAGIC", frames.FRAME_SPAN_MAGIC),
+        ("KM_SPAN_HASH_MULTIPLIER", frames.SPAN_HASH_MULTIPLIER),
         ("KM_HEAP_FREE_MAGIC", heap.HEAP_FREE_MAGIC),
         ("KM_HEAP_USED_MAGIC", heap.HEAP_USED_MAGIC),
         ("KM_HEAP_MAX_ORDERS", heap.HEAP_MAX_ORDERS),

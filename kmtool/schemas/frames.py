@@ -15,11 +15,25 @@ in the free frames:
   Every span on the list is in the treap exactly once and nothing else is.
 
 Frame 0 is never managed, so 0 can mean "none".
+
+The span hash (the ready report's "span_hash"; kmtool inspect recomputes it from a dump): take the
+u64 words w_1 .. w_M = start, count of the first span, start, count of the second, ... in list order
+(M = 2 x spans) and compute
+
+    h = sum(w_i * P^(M - i) for i = 1 .. M) mod 2^64,    P = SPAN_HASH_MULTIPLIER (odd)
+
+that is, Horner's rule h = h * P + w over the words from h = 0 (so no spans hash to 0). It is a
+polynomial hash over the integers mod 2^64: one vectorised pass in numpy (uint64 arithmetic wraps;
+the powers of P by a cumulative product) over any number of spans, and two multiply-adds a span in
+the kernel. Printed as "0x" and 16 hex digits.
 """
 
 from construct import Int64ul, Struct
 
 FRAME_SPAN_MAGIC = int.from_bytes(b"KMSPAN\x00\x01", "little")
+
+#: P of the span hash: an odd 64-bit multiplier (2^64 / golden ratio, truncated; it is odd).
+SPAN_HASH_MULTIPLIER = 0x9E3779B97F4A7C15
 
 FrameSpan = Struct(
     "magic" / Int64ul * "KM_FRAME_SPAN_MAGIC",

@@ -11,21 +11,27 @@ import pytest
 
 from kmtool.dump import checks
 from kmtool.dump.checks import _u64
-from kmtool.dump.frames import read_free_list
+from kmtool.dump.frames import FreeList, read_free_list
+from kmtool.dump.records import numpy_dtype
 from kmtool.dump.source import open_dump
 from kmtool.errors import DumpError
 from kmtool.layout.table import PAGE_SIZE, MiB
-from kmtool.schemas.frames import FRAME_SPAN_MAGIC, FrameAllocator, FrameSpan
+from kmtool.schemas.frames import (
+    FRAME_SPAN_MAGIC,
+    SPAN_HASH_MULTIPLIER,
+    FrameAllocator,
+    FrameSpan,
+)
 
 STATE = 0x1000
 
 
-def fnv1a64(pairs: list[tuple[int, int]]) -> str:
-    """FNV-1a 64 over (start, count) little-endian u64 pairs: the ready report's span_hash."""
-    h = 0xCBF29CE484222325
+def horner(pairs: list[tuple[int, int]]) -> str:
+    """The ready report's span_hash (kmtool.schemas.frames), one word at a time in pure Python."""
+    h = 0
     for start, count in pairs:
-        for byte in start.to_bytes(8, "little") + count.to_bytes(8, "little"):
-            h = ((h ^ byte) * 0x100000001B3) % (1 << 64)
+        for word in (start, count):
+            h = (h * SPAN_HASH_MULTIPLIER + word) % (1 << 64)
     return f"0x{h:016x}"
 
 
@@ -61,7 +67,7 @@ def test_fixture_spans_and_hash(tmp_path: Path) -> None:
     doc = fl.to_json()
     assert doc["free_frames"] == fx.truth["free_frames"] and doc["spans"] == len(spans)
     assert doc["span_list"] == [[hex(s), c] for s, c in spans]
-    assert doc["span_hash"] == fnv1a64(spans)
+    assert doc["span_hash"] == horner(spans)
     largest = max(spans, key=lambda s: s[1])
     assert doc["largest_span"] == {"start": hex(largest[0]), "count": largest[1]}
     assert doc["fragmentation"] == round(1 - largest[1] / fx.truth["free_frames"], 6)
@@ -70,7 +76,7 @@ def test_fixture_spans_and_hash(tmp_path: Path) -> None:
 def test_empty_list(tmp_path: Path) -> None:
     fl = read_free_list(open_dump(list_dump(tmp_path / "e.raw", [])).memory, STATE)
     assert len(fl.nodes) == 0 and fl.free_frames == 0 and fl.largest() is None
-    assert fl.to_json()["span_hash"] == fnv1a64([])
+    assert fl.to_json()["span_hash"] == horner([])
 
 
 def test_long_dense_and_sparse_list(tmp_path: Path) -> None:
@@ -85,6 +91,8 @@ def test_long_dense_and_sparse_list(tmp_path: Path) -> None:
         assert fl.addresses.tolist() == [s for s, _ in spans]
         assert fl.counts.tolist() == [c for _, c in spans]
         assert (fl.nodes["prev"][1:] == fl.addresses[:-1]).all()
+    # the vectorised span hash has no cap: it equals the word-by-word definition
+    assert bounded.span_hash() == horner(spans)
     treap = checks.span_treap(SimpleNamespace(frames=bounded))  # type: ignore[arg-type]
     assert treap is not None and treap.ok, treap
 
@@ -167,3 +175,23 @@ def test_state_outside_the_dump(tmp_path: Path) -> None:
 def test_counts_are_numpy_uint64(tmp_path: Path) -> None:
     fl = read_free_list(open_dump(list_dump(tmp_path / "n.raw", [(2 * MiB, 7)])).memory, STATE)
     assert fl.counts.dtype == np.uint64 and fl.ends.tolist() == [2 * MiB + 7 * PAGE_SIZE]
+
+
+def test_span_hash_has_no_cap() -> None:
+    # 100,000 spans (the old FNV-1a hash gave up above 65,536): vectorised equals word by word
+    n = 100_000
+    nodes = np.zeros(n, dtype=numpy_dtype(FrameSpan))
+    nodes["start"] = (np.arange(n, dtype=np.uint64) * np.uint64(3) + np.uint64(1)) << np.uint64(12)
+    nodes["count"] = np.arange(n, dtype=np.uint64) % np.uint64(7) + np.uint64(1)
+    fl = FreeList(STATE, None, nodes, nodes["start"].astype(np.uint64))
+    pairs = list(zip(nodes["start"].tolist(), nodes["count"].tolist(), strict=True))
+    assert fl.span_hash() == horner(pairs)
+
+
+def test_span_hash_definition() -> None:
+    # one span at 0x3000 of 5 frames: the words 0x3000, 5 give 0x3000 * P + 5 (mod 2^64)
+    nodes = np.zeros(1, dtype=numpy_dtype(FrameSpan))
+    nodes["start"], nodes["count"] = 0x3000, 5
+    fl = FreeList(STATE, None, nodes, np.array([0x3000], dtype=np.uint64))
+    assert fl.span_hash() == f"0x{(0x3000 * SPAN_HASH_MULTIPLIER + 5) % (1 << 64):016x}"
+    assert fl.span_hash() == "0x66d2c7ddf743f005"

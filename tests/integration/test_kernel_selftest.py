@@ -22,6 +22,7 @@ from kmtool.layout import table
 from kmtool.qemu.cmdline import parse_size
 from kmtool.qemu.outcome import Outcome
 from kmtool.qemu.runner import RunOptions, RunResult, run_image
+from kmtool.schemas.frames import SPAN_HASH_MULTIPLIER
 
 TOOLS = ("clang", "ld.lld", "lld-link", "mformat", "mcopy", "qemu-system-x86_64",
          "/usr/share/OVMF/OVMF_CODE_4M.fd")  # fmt: skip
@@ -55,11 +56,12 @@ def boot(build_dir: Path, memory: str, cmdline: str, cpu: str | None = None) -> 
     return run_image(build_dir / "kmtool.img", options)
 
 
-def fnv1a(spans: list[tuple[int, int]]) -> int:
-    h = 0xCBF29CE484222325
+def span_hash(spans: list[tuple[int, int]]) -> int:
+    """kmtool.schemas.frames' span hash: Horner's rule over the words start, count, mod 2^64."""
+    h = 0
     for start, count in spans:
-        for byte in start.to_bytes(8, "little") + count.to_bytes(8, "little"):
-            h = ((h ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+        for word in (start, count):
+            h = (h * SPAN_HASH_MULTIPLIER + word) % (1 << 64)
     return h
 
 
@@ -80,7 +82,7 @@ def check_selftest_boot(result: RunResult, memory: int) -> dict[str, Any]:
         assert a + n * table.PAGE_SIZE < b, "spans must be sorted and coalesced"
     assert len(spans) == min(report["spans"], 64)
     if report["spans"] <= 64:
-        assert report["span_hash"] == f"0x{fnv1a(spans):016x}"
+        assert report["span_hash"] == f"0x{span_hash(spans):016x}"
         assert report["free_frames"] == sum(n for _, n in spans)
     assert spans[0][0] > 0, "frame 0 is never managed"
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from conftest import REPO, require
 
-from kmtool.schemas.frames import FrameAllocator, FrameSpan
+from kmtool.schemas.frames import SPAN_HASH_MULTIPLIER, FrameAllocator, FrameSpan
 from kmtool.schemas.heap import Heap
 
 PAGE = 4096
@@ -252,13 +252,13 @@ class Vaddr:
         return (start.value, size.value) if found else None
 
 
-def fnv1a_spans(spans: list[tuple[int, int]]) -> int:
-    """The ready report's span_hash, computed independently in Python."""
-    h = 0xCBF29CE484222325
+def span_hash_model(spans: list[tuple[int, int]]) -> int:
+    """The ready report's span_hash (kmtool/schemas/frames.py), computed independently in Python:
+    Horner's rule over the words start, count of every span, mod 2^64."""
+    h = 0
     for start, count in spans:
-        for byte in start.to_bytes(8, "little") + count.to_bytes(8, "little"):
-            h ^= byte
-            h = (h * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+        for word in (start, count):
+            h = (h * SPAN_HASH_MULTIPLIER + word) % (1 << 64)
     return h
 
 

@@ -26,12 +26,12 @@ from kmhost import (
     PAGE,
     Frames,
     HostPanic,
-    fnv1a_spans,
     runs,
+    span_hash_model,
     treap_inorder,
 )
 
-from kmtool.schemas.frames import FRAME_SPAN_MAGIC, FrameSpan
+from kmtool.schemas.frames import FRAME_SPAN_MAGIC, SPAN_HASH_MULTIPLIER, FrameSpan
 
 # ---- examples ----
 
@@ -143,12 +143,16 @@ def test_contiguous_allocation_takes_the_first_span_big_enough() -> None:
     assert fa.spans() == [(PAGE, 2), (10 * PAGE, 2)]
 
 
-def test_span_hash_matches_an_independent_fnv1a() -> None:
+def test_span_hash_matches_the_model() -> None:
     fa = Frames(128)
-    for start, count in ((3, 5), (20, 1), (40, 60)):
+    assert fa.span_hash() == 0 == span_hash_model([])
+    fa.add(3 * PAGE, 5)
+    # one span: the words 0x3000, 5 -> 0x3000 * P + 5 (mod 2^64)
+    assert fa.span_hash() == (0x3000 * SPAN_HASH_MULTIPLIER + 5) % (1 << 64)
+    for start, count in ((20, 1), (40, 60)):
         fa.add(start * PAGE, count)
-    assert fa.span_hash() == fnv1a_spans(fa.spans())
-    assert fnv1a_spans([]) == 0xCBF29CE484222325
+    assert fa.span_hash() == span_hash_model(fa.spans())
+    assert span_hash_model([(1, 2), (3, 4)]) != span_hash_model([(3, 4), (1, 2)])
 
 
 def test_treap_fields_are_the_schema_fields() -> None:
@@ -287,7 +291,7 @@ class FrameMachine(RuleBasedStateMachine):
         assert c.managed_frames == self.managed
         assert (c.alloc_calls, c.free_calls) == (self.allocs, self.frees)
         assert c.head == (expected[0][0] if expected else 0)
-        assert self.fa.span_hash() == fnv1a_spans(expected)
+        assert self.fa.span_hash() == span_hash_model(expected)
         assert treap_inorder(self.fa) == [start for start, _ in expected]
         assert self.fa.validate() is None
 

@@ -1,12 +1,12 @@
 // The ready report: one line `KM-REPORT {json}` (kernel/report.c). Keys (issue 4 item 9 and more):
 //   free_frames, spans, managed_frames, span_list (first 64 spans as ["0x<start>", count]),
-//   span_hash ("0x" + 16 hex digits: FNV-1a 64 over every span's (start, count) as little-endian
-//   u64 pairs, in list order), heap_bytes_in_use, heap_blocks_in_use, heap_free_blocks,
-//   heap_backed_pages, page_faults, demand_maps, tables_allocated, tables_freed, address_spaces,
-//   offset_map_page_size (bytes), offset_map_size, phys_bits, kernel_pml4 and core_info (physical
-//   addresses as "0x..." strings), bootstrap_cycles, mm_bootstrap_cycles, memory_map_entries,
-//   conventional_frames, firmware_frames, scratch_used, scratch_returned, ignored_frames, cmdline,
-//   and with `test`: tests_passed, tests_failed.
+//   span_hash ("0x" + 16 hex digits: the polynomial hash mod 2^64 of kmtool/schemas/frames.py
+//   over every span's start and count, in list order), heap_bytes_in_use, heap_blocks_in_use,
+//   heap_free_blocks, heap_backed_pages, page_faults, demand_maps, tables_allocated, tables_freed,
+//   address_spaces, offset_map_page_size (bytes), offset_map_size, phys_bits, kernel_pml4 and
+//   core_info (physical addresses as "0x..." strings), bootstrap_cycles, mm_bootstrap_cycles,
+//   memory_map_entries, conventional_frames, firmware_frames, scratch_used, scratch_returned,
+//   ignored_frames, cmdline, and with `test`: tests_passed, tests_failed.
 #pragma once
 
 #include <stdint.h>

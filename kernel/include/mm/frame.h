@@ -46,8 +46,9 @@ void frames_free(struct km_frame_allocator *fa, uint64_t phys, uint64_t count);
 const struct km_frame_span *frames_first(const struct km_frame_allocator *fa);
 const struct km_frame_span *frames_next(const struct km_frame_span *s);
 
-// FNV-1a 64 over the (start, count) pairs of all spans in list order, each as two little-endian
-// u64 -- the ready report's "span_hash".
+// The ready report's "span_hash": Horner's rule h = h * KM_SPAN_HASH_MULTIPLIER + w (mod 2^64) from
+// h = 0 over the words start, count of every span in list order (defined in
+// kmtool/schemas/frames.py, which kmtool inspect recomputes).
 uint64_t frames_span_hash(const struct km_frame_allocator *fa);
 
 // Checks every invariant (magic, sorted, coalesced, counters, treap order and links). Returns 0 when
