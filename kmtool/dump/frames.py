@@ -2,10 +2,10 @@
 
 Each free span keeps one `FrameSpan` node in its own first frame; the allocator state
 (struct km_frame_allocator) holds the head. `chase` follows the `next` physical pointers window by
-window (see its docstring), with one compare, one append and one load per node as the only per-node
-Python work, bounded by the number of frames the dump can hold: a cyclic list ends in a `DumpError`
-naming the node that closes the cycle instead of a hang. The nodes are decoded in bulk with numpy as
-the chase goes, and checked in bulk afterwards.
+window (see its docstring) with array operations, no Python work per node where the list is dense
+and ascending, bounded by the number of frames the dump can hold: a cyclic list ends in a
+`DumpError` naming the node that closes the cycle instead of a hang. The nodes are decoded in bulk
+with numpy as the chase goes, and checked in bulk afterwards.
 
 Structural faults stop decoding (a node outside the dump, misaligned, with the wrong magic, or a
 cycle). Faults of meaning (unsorted, uncoalesced, a wrong `prev`, counts that disagree, a treap that
@@ -17,6 +17,7 @@ kmtool.dump.checks; nothing here follows them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from itertools import repeat
 from typing import Any
 
@@ -36,8 +37,9 @@ from kmtool.schemas.frames import (
 
 ADDRESS_COUNTERS = ("head", "root", "limit")  # FrameAllocator fields shown as "0x..." addresses
 SPAN_LIST_LIMIT = 1 << 16  # spans listed in JSON
-WINDOW = 8 << 20  # bytes of physical address space the chase maps at a time
+WINDOW = 16 << 20  # bytes of physical address space the chase maps at a time
 DENSE_PAGES_PER_NODE = 64  # a window with at most this many pages per node is prefetched whole
+GUESSES = 8  # vectorised guesses per dense window before it is followed node by node
 
 
 @dataclass
@@ -49,18 +51,20 @@ class FreeList:
     nodes: np.ndarray  # numpy_dtype(FrameSpan) records
     addresses: np.ndarray  # where each node was read (uint64)
 
-    @property
+    # Columns as contiguous uint64 arrays, made once: every span check reads them. (Read-only.)
+
+    @cached_property
     def starts(self) -> np.ndarray:
-        return self.nodes["start"].astype(np.uint64)
+        return _frozen(self.nodes["start"].astype(np.uint64))
 
-    @property
+    @cached_property
     def counts(self) -> np.ndarray:
-        return self.nodes["count"].astype(np.uint64)
+        return _frozen(self.nodes["count"].astype(np.uint64))
 
-    @property
+    @cached_property
     def ends(self) -> np.ndarray:
         """One past each span's last byte."""
-        return self.starts + self.counts * np.uint64(PAGE_SIZE)
+        return _frozen(self.starts + self.counts * np.uint64(PAGE_SIZE))
 
     @property
     def free_frames(self) -> int:
@@ -125,7 +129,8 @@ def read_free_list(memory: PhysicalMemory, state_pa: int) -> FreeList:
     """Decode the allocator state at physical `state_pa` and every span node on its list."""
     data = memory.read(state_pa, FrameAllocator.sizeof(), "frame allocator state")
     state = parse(FrameAllocator, data, "frame allocator state", state_pa)
-    addresses, nodes = chase(memory, state.head, FrameSpan, "next", "frame free list", PAGE_SIZE)
+    addresses, nodes = chase(memory, state.head, FrameSpan, "next", "frame free list", PAGE_SIZE,
+                             tag=("magic", FRAME_SPAN_MAGIC))  # fmt: skip
     wrong = np.flatnonzero(nodes["magic"] != np.uint64(FRAME_SPAN_MAGIC))
     if len(wrong):
         k = int(wrong[0])
@@ -134,6 +139,11 @@ def read_free_list(memory: PhysicalMemory, state_pa: int) -> FreeList:
             f", not {hex(FRAME_SPAN_MAGIC)} (linked from {_linked_from(addresses, k, state_pa)})."
         )
     return FreeList(state_pa, state, nodes, addresses)
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array
 
 
 def _linked_from(addresses: np.ndarray, k: int, state_pa: int) -> str:
@@ -147,18 +157,20 @@ def chase(
     next_field: str,
     what: str,
     align: int = WORD,
+    tag: tuple[str, int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The nodes of a singly linked list of `struct` records: (physical addresses, records).
 
     `next_field` holds the physical address of the next node; 0 ends the list. The walk stops with
     a DumpError on a node outside the dump or not `align`-aligned, or after more nodes than the dump
-    has 4 KiB frames (then naming the node that closes the cycle).
+    has 4 KiB frames (then naming the node that closes the cycle). `tag` (field, value: a magic
+    every node carries) only speeds the walk up; the links alone decide what the list is.
 
     The list is followed window by window (WINDOW bytes of physical address space). Where nodes are
-    dense, every page head of the window is read in one vectorised pass (`page_heads`) and the
-    chase follows the next pointers through a Python list: page-aligned nodes all fall in the same
-    few cache sets, so a pointer-by-pointer walk would take a cache miss per node. Sparse windows
-    use a plain loop over a memoryview. Either way the window is unmapped afterwards
+    dense, every page head of the window is read in one vectorised pass (`page_heads`; page-aligned
+    nodes all fall in the same few cache sets, so a pointer-by-pointer walk would take a cache miss
+    per node) and the window's part of the list is found with array operations (`_run_heads`).
+    Sparse windows use a plain loop over a memoryview. Either way the window is unmapped afterwards
     (`release_range`), so resident memory stays bounded however long the list.
     """
     node_size = struct.sizeof()
@@ -166,6 +178,7 @@ def chase(
     next_offset = field_offset(struct, next_field)
     assert next_offset % WORD == 0, "next pointer must be a whole word"
     cols = np.arange(width, dtype=np.int64)
+    key = None if tag is None else (field_offset(struct, tag[0]) // WORD, tag[1])
     limit = memory.ram_bytes // PAGE_SIZE + 1
     addr_parts: list[np.ndarray] = []
     word_parts: list[np.ndarray] = []
@@ -196,14 +209,13 @@ def chase(
         window_end = min(a - a % WINDOW + WINDOW, hi + 1)
         first = a
         if dense and a % PAGE_SIZE == 0 and r.start % PAGE_SIZE == 0 and node_size <= PAGE_SIZE:
-            # Dense: read every page head of the window in one pass, chase through a list.
+            # Dense: read every page head of the window in one pass, chase it with array operations.
             heads = memory.page_heads(i, a, window_end, width)
-            pages: list[int] = []
-            a = _run_pages(heads[:, next_offset // WORD].tolist(), a, max(first, 1), pages.append,
-                           limit - total)  # fmt: skip
-            index = np.array(pages, dtype=np.int64)
+            index, a = _run_heads(heads, first, next_offset // WORD, key, limit - total)
             addresses = np.uint64(first) + index.astype(np.uint64) * np.uint64(PAGE_SIZE)
-            records = heads[index]
+            records = heads.take(index, axis=0)
+            if PAGE_SIZE % align:
+                _check_aligned(addresses, align, what, last)
         else:
             view = views.get(i)
             if view is None:
@@ -216,11 +228,7 @@ def chase(
             addresses = np.array(found, dtype=np.uint64)
             rows = ((addresses - np.uint64(r.start)) >> np.uint64(3)).astype(np.int64)
             records = memory.range_words(i)[rows[:, None] + cols]
-        misaligned = np.flatnonzero(addresses % np.uint64(align))
-        if len(misaligned):
-            k = int(misaligned[0])
-            linked = int(addresses[k - 1]) if k else last
-            raise _not_aligned(what, int(addresses[k]), linked, align)
+            _check_aligned(addresses, align, what, last)
         addr_parts.append(addresses)
         word_parts.append(records)
         memory.release_range(i, first, window_end + node_size)
@@ -236,6 +244,16 @@ def chase(
     if not addr_parts:
         return np.zeros(0, dtype=np.uint64), words_to_records(np.zeros((0, width), "<u8"), struct)
     return np.concatenate(addr_parts), words_to_records(np.concatenate(word_parts), struct)
+
+
+def _check_aligned(addresses: np.ndarray, align: int, what: str, last: int) -> None:
+    """Raise on the first of a window's nodes that is not `align`-aligned (`last` linked to the
+    window's first node)."""
+    misaligned = np.flatnonzero(addresses % np.uint64(align))
+    if len(misaligned):
+        k = int(misaligned[0])
+        linked = int(addresses[k - 1]) if k else last
+        raise _not_aligned(what, int(addresses[k]), linked, align)
 
 
 def _not_aligned(what: str, node: int, linked_from: int, align: int) -> DumpError:
@@ -260,10 +278,51 @@ def _run(view: memoryview, a: int, lo: int, hi: int, word: int, append: Any, bud
     return a
 
 
+def _run_heads(
+    heads: np.ndarray, base: int, next_col: int, key: tuple[int, int] | None, budget: int
+) -> tuple[np.ndarray, int]:
+    """The dense-window chase. `heads[k]` holds the words of page `base + k * PAGE_SIZE`; follow
+    the list from `base` (the first node) while each next node is a later page of the window.
+    Returns the pages visited (indices into `heads`) and the first address that is not such a
+    page: the 0 ending the list, a lower address, one past the window or a misaligned one, for
+    `chase` to take up; or, when `budget` nodes are taken, the next node not visited.
+
+    A correct list ascends, so if the dump is what it claims, the nodes after the current one are
+    the later pages whose `key` word (column, value: the magic) matches, in page order. That guess
+    costs a few array operations and is checked in one comparison (each candidate's next pointer
+    must be the following candidate); the chase keeps the agreeing prefix and goes on from where
+    its last node points, guessing again. Every step goes forward, so no cycle can form inside a
+    window and none needs looking for. After GUESSES disagreements in a window (stale nodes that
+    still carry the magic, say), or without a `key`, the rest is followed node by node.
+    """
+    nexts = heads[:, next_col]
+    end = base + len(heads) * PAGE_SIZE
+    runs: list[np.ndarray] = []
+    k = 0
+    if key is not None:
+        tagged = np.flatnonzero(heads[:, key[0]] == np.uint64(key[1]))
+        tagged_at = np.uint64(base) + tagged.astype(np.uint64) * np.uint64(PAGE_SIZE)
+        for _ in range(GUESSES):
+            j = int(np.searchsorted(tagged, k, side="right"))
+            guess = np.concatenate(([k], tagged[j:]))
+            agree = nexts[guess[:-1]] == tagged_at[j:]
+            run = guess[: len(guess) if agree.all() else int(np.argmin(agree)) + 1][:budget]
+            runs.append(run)
+            budget -= len(run)
+            a = int(nexts[run[-1]])
+            if not budget or not base + int(run[-1]) * PAGE_SIZE < a < end or a % PAGE_SIZE:
+                return np.concatenate(runs), a
+            k = (a - base) >> PAGE_SHIFT
+    pages: list[int] = []
+    a = _run_pages(nexts.tolist(), base + k * PAGE_SIZE, base, pages.append, budget)
+    runs.append(np.array(pages, dtype=np.intp))
+    return np.concatenate(runs), a
+
+
 def _run_pages(nexts: list[int], a: int, lo: int, append: Any, budget: int) -> int:
-    """The dense-window chase: nodes are page heads from `lo`, `nexts[k]` is the next pointer of
-    page k. Follow while nodes are page-aligned heads inside the window; return the first one
-    that is not (or the 0 that ends the list)."""
+    """`_run_heads` node by node: nodes are page heads from `lo`, `nexts[k]` is the next pointer
+    of page k. Follow while nodes are page-aligned heads inside the window, forwards or back;
+    return the first one that is not (or the 0 that ends the list)."""
     hi = lo - lo % PAGE_SIZE + len(nexts) * PAGE_SIZE
     base = lo - lo % PAGE_SIZE
     for _ in repeat(None, budget):

@@ -263,10 +263,16 @@ class PhysicalMemory:
                 self._mm.madvise(_MADV_POPULATE_READ, aligned, offset + pages * PAGE_SIZE - aligned)
             except (OSError, ValueError):
                 pass
-        view = np.lib.stride_tricks.as_strided(
-            words[first:], shape=(pages, width), strides=(PAGE_SIZE, WORD), writeable=False
+        # One opaque `width`-word item per page: numpy copies those with a tight strided loop
+        # (about a third faster than a (pages, width) view of words, which loops per row).
+        view = np.ndarray(
+            (pages,),
+            dtype=f"V{width * WORD}",
+            buffer=words,
+            offset=first * WORD,
+            strides=(PAGE_SIZE,),
         )
-        return view.astype(np.uint64, copy=True)
+        return view.copy().view("<u8").reshape(pages, width)
 
     def release_range(self, index: int, start: int, end: int) -> None:
         """`release`, limited to the pages of range `index` holding physical [start, end)."""

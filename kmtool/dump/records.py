@@ -83,12 +83,15 @@ def parse(struct: construct.Struct, data: bytes, what: str, address: int) -> Any
 
 def words_to_records(words: np.ndarray, struct: construct.Struct) -> np.ndarray:
     """Rows of little-endian words (one record each, from `PhysicalMemory.gather`) as a structured
-    array of `struct`."""
+    array of `struct`. When the rows are whole records in a writeable array (a copy made by the
+    caller, never the read-only dump), the result is a view of `words` rather than another copy."""
     dtype = numpy_dtype(struct)
     n = len(words)
     if n == 0:
         return np.zeros(0, dtype=dtype)
     raw = np.ascontiguousarray(words, dtype="<u8").view(np.uint8).reshape(n, -1)
+    if raw.shape[1] == dtype.itemsize and raw.flags.writeable:
+        return raw.view(dtype).reshape(-1)
     return raw[:, : dtype.itemsize].copy().view(dtype).reshape(-1)
 
 
