@@ -3,6 +3,7 @@
 
 #include "arch/cpu.h"
 #include "lib/bootinfo.h"
+#include "lib/string.h"
 #include "mm/bootstrap.h"
 #include "mm/paging.h"
 
@@ -10,32 +11,45 @@ struct km_core_info km_core_info;
 
 extern char __kernel_start[], __kernel_end[];
 
-static int hex_digit(char c)
+// The GNU build-id note ld.lld writes (--build-id=sha1), kept by kernel.ld between these symbols:
+// an ELF note header, the name "GNU" padded to 4 bytes, then the id (20 bytes for SHA-1).
+extern const char __build_id_note_start[], __build_id_note_end[];
+
+#define NT_GNU_BUILD_ID 3
+
+struct elf_note_header {
+    uint32_t namesz;
+    uint32_t descsz;
+    uint32_t type;
+};
+
+void build_id_read(uint8_t out[KM_BUILD_ID_BYTES])
 {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
+    memset(out, 0, KM_BUILD_ID_BYTES);
+    const char *note = __build_id_note_start;
+    size_t size = (size_t)(__build_id_note_end - __build_id_note_start);
+    struct elf_note_header h;
+    const size_t name = 4;   // "GNU\0", already a multiple of 4
+    if (size < sizeof(h) + name)
+        return;
+    memcpy(&h, note, sizeof(h));
+    if (h.type != NT_GNU_BUILD_ID || h.namesz != name || memcmp(note + sizeof(h), "GNU", name) ||
+        h.descsz > size - sizeof(h) - name)
+        return;
+    size_t n = h.descsz < KM_BUILD_ID_BYTES ? h.descsz : KM_BUILD_ID_BYTES;
+    memcpy(out, note + sizeof(h) + name, n);
 }
 
-// KM_BUILD_ID, when the build defines it, is a string of (at least) 32 hex digits.
-static void fill_build_id(uint8_t out[16])
+void build_id_hex(char out[2 * KM_BUILD_ID_BYTES + 1])
 {
-#ifdef KM_BUILD_ID
-    const char *id = KM_BUILD_ID;
-    for (int i = 0; i < 16; i++) {
-        int hi = hex_digit(id[2 * i]), lo = hi < 0 ? -1 : hex_digit(id[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return;
-        out[i] = (uint8_t)(hi << 4 | lo);
+    static const char digits[] = "0123456789abcdef";
+    uint8_t id[KM_BUILD_ID_BYTES];
+    build_id_read(id);
+    for (int i = 0; i < KM_BUILD_ID_BYTES; i++) {
+        out[2 * i] = digits[id[i] >> 4];
+        out[2 * i + 1] = digits[id[i] & 15];
     }
-#else
-    (void)out;
-    (void)hex_digit;
-#endif
+    out[2 * KM_BUILD_ID_BYTES] = 0;
 }
 
 void coreinfo_init(void)
@@ -56,7 +70,7 @@ void coreinfo_init(void)
     ci->heap_base = KM_HEAP_BASE;
     ci->heap_size = KM_HEAP_SIZE;
     ci->entry_tsc = kernel_entry_tsc;
-    fill_build_id(ci->build_id);
+    build_id_read(ci->build_id);
     // The magic words last: a scan that finds them finds a complete block.
     ci->magic2 = KM_CORE_INFO_MAGIC2;
     ci->magic = KM_CORE_INFO_MAGIC;

@@ -44,8 +44,10 @@ _Noreturn void kmain(uint64_t boot_info_phys);
 _Noreturn void kmain(uint64_t boot_info_phys)
 {
     console_init();
-    kprintf("\nkmtool kernel: entered at TSC %lu, boot info at phys 0x%lx\n", kernel_entry_tsc,
-            boot_info_phys);
+    char build_id[2 * KM_BUILD_ID_BYTES + 1];
+    build_id_hex(build_id);
+    kprintf("\nkmtool kernel (build id %s): entered at TSC %lu, boot info at phys 0x%lx\n",
+            build_id, kernel_entry_tsc, boot_info_phys);
     gdt_init();
     idt_init();
     bootinfo_init(boot_info_phys);

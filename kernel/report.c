@@ -51,6 +51,9 @@ void report_ready(uint64_t memory_map_entries, uint64_t bootstrap_cycles, uint64
     json_u64(&j, "scratch_returned", bootstrap_stats.scratch_returned);
     json_u64(&j, "ignored_frames", bootstrap_stats.ignored_frames);
     json_str(&j, "cmdline", kernel_cmdline);
+    char build_id[2 * KM_BUILD_ID_BYTES + 1];
+    build_id_hex(build_id);
+    json_str(&j, "build_id", build_id);
     if (tests->ran) {
         json_u64(&j, "tests_passed", (uint64_t)tests->passed);
         json_u64(&j, "tests_failed", (uint64_t)tests->failed);

@@ -23,6 +23,12 @@ The default build defines KM_DEBUG=1 (kernel and loader debug assertions and che
 Reproducibility: `-ffile-prefix-map=ROOT=.` and `-fdebug-compilation-dir=.` keep the source root's
 absolute path out of the debug info, and lld-link's `/Brepro` replaces the PE time stamp with a
 hash of the output, so the same sources give the same bytes in any checkout and build directory.
+
+Build id: kernel.elf is linked with `--build-id=sha1`, a SHA-1 that ld.lld computes over the
+output itself (so it is as reproducible as the bytes are, and changes whenever they do). The
+linker script keeps the note in the rodata segment between `__build_id_note_start` and
+`__build_id_note_end`; the kernel copies the first 16 bytes of the id into km_core_info.build_id
+and prints it, and `kmtool inspect --kernel` compares a dump's copy with the ELF's note.
 """
 
 from __future__ import annotations
@@ -78,6 +84,7 @@ def kernel_ldflags() -> list[str]:
         "-z",
         "max-page-size=4096",
         "--no-dynamic-linker",
+        "--build-id=sha1",
         "-T",
         KERNEL_LINKER_SCRIPT,
         "-Linclude/km",

@@ -693,10 +693,37 @@ def core_symbols(ins: Inspection) -> Check | None:
     )
 
 
+BUILD_ID_CHECK = "build id matches the kernel ELF"
+
+
+def build_id_matches(ins: Inspection) -> Check | None:
+    """The dump's km_core_info.build_id equals the start of the kernel ELF's NT_GNU_BUILD_ID note
+    (the kernel copies that many bytes at boot, zero-padding a shorter id)."""
+    if ins.core is None or ins.kernel is None:
+        return None
+    dump_id = bytes(ins.core.build_id)
+    elf_id = ins.kernel.build_id
+    name = f"`{ins.kernel.path.name}`"
+    if elf_id is None:
+        problem = f"the kernel ELF {name} has no .note.gnu.build-id (linked without --build-id?)"
+    else:
+        expected = elf_id[: len(dump_id)].ljust(len(dump_id), b"\0")
+        if dump_id == expected:
+            return Check(BUILD_ID_CHECK, True,
+                         f"{dump_id.hex()} in the dump and in {name}'s .note.gnu.build-id")  # fmt: skip
+        problem = (
+            f"the dump's build id is {dump_id.hex()}, the kernel ELF {name} has {elf_id.hex()}"
+        )
+        if not any(dump_id):
+            problem += " (zeros in the dump: the kernel did not record one)"
+    return Check(BUILD_ID_CHECK, False, problem)
+
+
 CHECKS: tuple[Callable[[Inspection], Check | None], ...] = (
     kernel_ready,
     core_constants,
     core_symbols,
+    build_id_matches,
     memory_map_sorted,
     memory_map_disjoint,
     memory_map_stepping,

@@ -95,6 +95,8 @@ class Inspection:
         source = self.source.to_json()
         source["core_info"] = None if self.core is None else self.core.to_json()
         source["kernel"] = None if self.kernel is None else str(self.kernel.path)
+        kernel_id = None if self.kernel is None else self.kernel.build_id
+        source["kernel_build_id"] = None if kernel_id is None else kernel_id.hex()
         return {
             "source": source,
             "cpu": [c.to_json() for c in self.source.cpus],

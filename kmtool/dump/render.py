@@ -63,6 +63,7 @@ def summary(doc: dict[str, Any]) -> RenderableType:
             f"{core['kernel_pml4_phys']}, offset map in "
             f"{size_text(core['offset_map_page_size'])} pages",
         )
+        grid.add_row("Build id", _build_id_line(core["build_id"], src))
     else:
         grid.add_row("Core info", "none: not a dump of a ready kmtool kernel")
     for cpu in doc["cpu"]:
@@ -77,6 +78,18 @@ def summary(doc: dict[str, Any]) -> RenderableType:
     if not failed:
         return grid
     return Group(grid, checks_table(failed, "Failed checks"))
+
+
+def _build_id_line(build_id: str, src: dict[str, Any]) -> str:
+    """The dump's build id, and how the kernel ELF's (`--kernel`) compares."""
+    text = build_id if int(build_id, 16) else f"{build_id} (none recorded)"
+    if src["kernel"] is None:
+        return text
+    elf = src["kernel_build_id"]
+    if elf is None:
+        return f"{text} (kernel ELF: none)"
+    same = bytes.fromhex(elf)[: len(build_id) // 2].ljust(len(build_id) // 2, b"\0").hex()
+    return f"{text} (kernel ELF: {'the same' if same == build_id else elf})"
 
 
 def _cpu_line(cpu: dict[str, Any]) -> str:

@@ -34,5 +34,5 @@ CoreInfo = Struct(
     "heap_size" / Int64ul * "KM_HEAP_SIZE",
     "entry_tsc" / Int64ul * "TSC at kernel entry",
     "ready_tsc" / Int64ul * "TSC when the kernel reported ready (0 before)",
-    "build_id" / Bytes(16) * "first 16 bytes of the SHA-256 of the kernel sources (KM_BUILD_ID)",
+    "build_id" / Bytes(16) * "first 16 bytes of kernel.elf's GNU build id (ld.lld --build-id=sha1)",
 )

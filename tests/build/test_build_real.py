@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from conftest import REPO, require
 from oracles import readelf_program_headers
 
 from kmtool.build import checks, driver, pe
+from kmtool.dump.kernel_elf import load_kernel_symbols
 from kmtool.image import assemble
 from kmtool.layout import table
 
@@ -45,6 +47,31 @@ def test_kernel_is_a_higher_half_executable(real: driver.BuildPaths) -> None:
     start = next(line.split() for line in symbols.splitlines() if line.endswith(" _start"))
     assert int(start[1], 16) == entry
     checks.check_kernel(real.kernel)
+
+
+def test_kernel_build_id_note_is_loaded_between_its_symbols(real: driver.BuildPaths) -> None:
+    """ld.lld --build-id=sha1: a 20-byte NT_GNU_BUILD_ID note in the read-only segment, bracketed
+    by the symbols the kernel copies it through, and the id kmtool inspect reads from the ELF."""
+    require("readelf")
+
+    def readelf(*args: str) -> str:
+        return subprocess.run(["readelf", *args, str(real.kernel)], capture_output=True, text=True,
+                              check=True).stdout  # fmt: skip
+
+    build_id = re.search(r"Build ID: ([0-9a-f]+)", readelf("-nW"))
+    assert build_id is not None and len(build_id.group(1)) == 40
+    section = re.search(r"\.note\.gnu\.build-id\s+NOTE\s+([0-9a-f]+) [0-9a-f]+ ([0-9a-f]+)",
+                        readelf("-SW"))  # fmt: skip
+    assert section is not None
+    address, size = int(section.group(1), 16), int(section.group(2), 16)
+    assert size == 12 + 4 + 20  # note header, "GNU\0", SHA-1
+    symbols = {fields[-1]: int(fields[1], 16) for fields in map(str.split, readelf("-sW").splitlines())
+               if fields and fields[-1].startswith("__build_id_note_")}  # fmt: skip
+    assert symbols == {"__build_id_note_start": address, "__build_id_note_end": address + size}
+    _, loads = readelf_program_headers(real.kernel)
+    assert [flags for vaddr, memsz, flags in loads
+            if vaddr <= address and address + size <= vaddr + memsz] == ["R"]  # fmt: skip
+    assert load_kernel_symbols(real.kernel).build_id == bytes.fromhex(build_id.group(1))
 
 
 def test_loader_is_an_efi_application(real: driver.BuildPaths) -> None:

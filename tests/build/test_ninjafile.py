@@ -81,6 +81,8 @@ def test_flags_follow_the_contract(tmp_path: Path) -> None:
         assert flag in loader.split(), flag
     assert "-subsystem:efi_application -entry:efi_main -nodefaultlib" in text
     assert "-T kernel/arch/x86_64/kernel.ld -Linclude/km" in text
+    ldflags = text.split("kernel_ldflags = ", 1)[1].split("\n", 1)[0].split()
+    assert "--build-id=sha1" in ldflags  # a hash of the output: reproducible, and a dump's id
 
 
 def test_release_changes_only_the_debug_defines(tmp_path: Path) -> None:

@@ -49,6 +49,7 @@ def test_summary_exact(work: Path) -> None:
     assert lines(done.stdout) == [
         "Dump         dump.elf: QEMU ELF core, 12 MiB in 3 ranges",
         "Core info    0x118100 (found by scan), kernel PML4 0x190000, offset map in 1 GiB pages",
+        "Build id     000102030405060708090a0b0c0d0e0f",
         "CPU 0        rip 0xffffff0000101234  rsp 0xffffff000011b000  cr0 0x80010033  cr3 0x190000  cr4 0x6a0",  # noqa: E501
         "             (4-level paging, from the QEMU note)",
         "Boot info    0x140000: kernel 0x100000 (256 KiB) at 0xffffff0000100000, 64 scratch pages at",
@@ -71,13 +72,14 @@ def test_raw_dumps_with_kernel_symbols(work: Path) -> None:
     out = lines(done.stdout)
     assert out[0] == "Dump         dump.raw: raw physical image, 16 MiB in 1 ranges"
     assert out[1].startswith("Core info    0x118100 (found by scan), kernel PML4 0x190000")
-    assert out[-1] == "Checks       23 passed, 0 failed"
+    assert out[2] == "Build id     000102030405060708090a0b0c0d0e0f (kernel ELF: the same)"
+    assert out[-1] == "Checks       24 passed, 0 failed"
     done = kmtool("inspect", "laid-out.raw", "--kernel", "kernel.elf", cwd=work)
     assert done.returncode == 0, done.stderr
     out = lines(done.stdout)
     assert out[0] == "Dump         laid-out.raw: raw physical image, 12 MiB in 2 ranges"
     assert out[1].startswith("Core info    0x118100 (found by symbol), kernel PML4 0x190000")
-    assert out[2].startswith("CPU 0        cr0 0x80010033  cr3 0x190000  cr4 0x6a0")
+    assert out[3].startswith("CPU 0        cr0 0x80010033  cr3 0x190000  cr4 0x6a0")
 
 
 def test_json_shape(work: Path, fx: F.Fixture) -> None:
@@ -101,6 +103,23 @@ def test_json_shape(work: Path, fx: F.Fixture) -> None:
     assert all(set(c) == {"name", "ok", "detail"} and c["ok"] for c in doc["checks"])
     assert doc["cpu"][0]["cr3"] == hex(fx.cr3)
     assert doc["boot_info"]["cmdline"] == "hold test"
+    assert doc["source"]["core_info"]["build_id"] == F.BUILD_ID[:16].hex()
+    assert doc["source"]["kernel"] is None and doc["source"]["kernel_build_id"] is None
+
+
+def test_build_id_with_the_kernel_elf(work: Path, fx: F.Fixture) -> None:
+    done = kmtool("inspect", "dump.elf", "--kernel", "kernel.elf", "--json", cwd=work)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["source"]["kernel_build_id"] == F.BUILD_ID.hex()
+    (row,) = [c for c in doc["checks"] if c["name"] == "build id matches the kernel ELF"]
+    assert row["ok"]
+    fx.write_kernel_elf(work / "other.elf", build_id=bytes(20))
+    done = kmtool("inspect", "dump.elf", "--kernel", "other.elf", cwd=work)
+    assert done.returncode == 1
+    out = lines(done.stdout)
+    assert out[2] == "Build id     000102030405060708090a0b0c0d0e0f (kernel ELF: " + "00" * 20 + ")"
+    assert any(line.startswith("FAIL │ build id matches the kernel ELF") for line in out)
 
 
 def test_foreign_dump_with_cr3(work: Path, fx: F.Fixture) -> None:

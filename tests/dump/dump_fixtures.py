@@ -101,6 +101,7 @@ SYMBOLS = {
 }
 HEAP_MIN_ORDER = 6
 HEAP_MAX_ORDER = HEAP_SIZE.bit_length() - 1
+BUILD_ID = bytes(range(20))  # the kernel ELF's note (20 bytes, as SHA-1); the dump holds 16
 HEAP_ALLOCATIONS = (100, 4000, 24, 70000, 300, 5000)
 HEAP_FREES = (1, 3, 2)  # indices into HEAP_ALLOCATIONS freed again (2 merges: stale headers)
 
@@ -197,9 +198,12 @@ class Fixture:
         path.write_bytes(header + b"".join(phdrs) + notes + b"".join(chunks))
         return path
 
-    def write_kernel_elf(self, path: Path, symbols: dict[str, int] | None = None) -> Path:
-        """A minimal kernel ELF: one PT_LOAD at the link address and a symbol table."""
-        return write_symbol_elf(path, SYMBOLS if symbols is None else symbols)
+    def write_kernel_elf(
+        self, path: Path, symbols: dict[str, int] | None = None, build_id: bytes | None = BUILD_ID
+    ) -> Path:
+        """A minimal kernel ELF: one PT_LOAD at the link address, a symbol table and (unless
+        `build_id` is None) a GNU build-id note."""
+        return write_symbol_elf(path, SYMBOLS if symbols is None else symbols, build_id)
 
 
 def _in_ram(pa: int, size: int) -> bool:
@@ -258,24 +262,33 @@ def _ehdr(e_type: int, entry: int, shoff: int, phnum: int, shnum: int, shstrndx:
     )  # fmt: skip
 
 
-def write_symbol_elf(path: Path, symbols: dict[str, int]) -> Path:
-    """An x86-64 ET_EXEC ELF with one PT_LOAD at KERNEL_LINK_BASE and `symbols` (SHN_ABS)."""
+def write_symbol_elf(path: Path, symbols: dict[str, int], build_id: bytes | None = None) -> Path:
+    """An x86-64 ET_EXEC ELF with one PT_LOAD at KERNEL_LINK_BASE, `symbols` (SHN_ABS) and, with
+    `build_id`, a .note.gnu.build-id section holding an NT_GNU_BUILD_ID note."""
     strtab = b"\0" + b"".join(name.encode() + b"\0" for name in symbols)
-    shstrtab = b"\0.symtab\0.strtab\0.shstrtab\0"
+    shstrtab = b"\0.symtab\0.strtab\0.shstrtab\0.note.gnu.build-id\0"
     syms = [bytes(24)]
     pos = 1
     for name, value in symbols.items():
         syms.append(struct.pack("<IBBHQQ", pos, 0x11, 0, 0xFFF1, value, 8))
         pos += len(name) + 1
     symtab = b"".join(syms)
+    note = b""
+    if build_id is not None:  # namesz, descsz, NT_GNU_BUILD_ID, "GNU\0", the id padded to 4
+        note = struct.pack("<III", 4, len(build_id), 3) + b"GNU\0" + build_id
+        note += bytes(-len(note) % 4)
     body_off = 64 + 56
     sym_off = body_off
     str_off = sym_off + len(symtab)
     shs_off = str_off + len(strtab)
-    sh_off = (shs_off + len(shstrtab) + 7) & ~7
-    header = _ehdr(e_type=2, entry=KERNEL_LINK_BASE, shoff=sh_off, phnum=1, shnum=4, shstrndx=3)
+    note_off = (shs_off + len(shstrtab) + 3) & ~3
+    sh_off = (note_off + len(note) + 7) & ~7
+    shnum = 5 if note else 4
+    header = _ehdr(e_type=2, entry=KERNEL_LINK_BASE, shoff=sh_off, phnum=1, shnum=shnum,
+                   shstrndx=3)  # fmt: skip
     phdr = struct.pack("<IIQQQQQQ", 1, 5, 0, KERNEL_LINK_BASE, KERNEL_PHYS, 0x1000, 0x40000, 4096)
     body = symtab + strtab + shstrtab
+    body += bytes(note_off - (body_off + len(body))) + note
     pad = bytes(sh_off - (body_off + len(body)))
     shdrs = [
         bytes(64),
@@ -283,6 +296,8 @@ def write_symbol_elf(path: Path, symbols: dict[str, int]) -> Path:
         struct.pack("<IIQQQQIIQQ", 9, 3, 0, 0, str_off, len(strtab), 0, 0, 1, 0),
         struct.pack("<IIQQQQIIQQ", 17, 3, 0, 0, shs_off, len(shstrtab), 0, 0, 1, 0),
     ]
+    if note:  # SHT_NOTE, SHF_ALLOC
+        shdrs.append(struct.pack("<IIQQQQIIQQ", 27, 7, 2, 0, note_off, len(note), 0, 0, 4, 0))
     path.write_bytes(header + phdr + body + pad + b"".join(shdrs))
     return path
 
@@ -526,7 +541,7 @@ def build(offset_page: int = GiB, cr3: str = "kernel") -> Fixture:
                 "heap_size": HEAP_SIZE,
                 "entry_tsc": 2000,
                 "ready_tsc": 9000,
-                "build_id": bytes(range(16)),
+                "build_id": BUILD_ID[:16],
             }
         ),
     )

@@ -63,8 +63,12 @@ def test_clean_fixture_passes_every_check(fx: F.Fixture, tmp_path: Path) -> None
     assert [c.name for c in ins.checks] == ALL_CHECKS
     assert [c.name for c in ins.failed] == []
     with_kernel = run(fx, tmp_path, kernel=fx.write_kernel_elf(tmp_path / "k.elf"))
-    assert "core-info agrees with kernel symbols" in [c.name for c in with_kernel.checks]
+    names = [c.name for c in with_kernel.checks]
+    assert names[2:4] == ["core-info agrees with kernel symbols", "build id matches the kernel ELF"]
     assert with_kernel.failed == []
+    assert check(with_kernel, "build id matches the kernel ELF")[1] == (
+        "000102030405060708090a0b0c0d0e0f in the dump and in `k.elf`'s .note.gnu.build-id"
+    )
 
 
 def node(fx: F.Fixture, start: int, field: str) -> int:
@@ -302,6 +306,32 @@ def test_kernel_symbols_that_disagree(fx: F.Fixture, tmp_path: Path) -> None:
     kernel = fx.write_kernel_elf(tmp_path / "k.elf", symbols)
     ok, text = check(run(fx, tmp_path, kernel=kernel), "core-info agrees with kernel symbols")
     assert not ok and "`km_heap` maps to" in text
+
+
+def test_build_id_of_another_kernel(fx: F.Fixture, tmp_path: Path) -> None:
+    other = fx.write_kernel_elf(tmp_path / "other.elf", build_id=bytes(range(1, 21)))
+    ok, text = check(run(fx, tmp_path, kernel=other), "build id matches the kernel ELF")
+    assert not ok
+    assert text == (
+        "the dump's build id is 000102030405060708090a0b0c0d0e0f, the kernel ELF `other.elf` has "
+        "0102030405060708090a0b0c0d0e0f1011121314"
+    )
+
+
+def test_build_id_missing_from_the_elf_or_the_dump(fx: F.Fixture, tmp_path: Path) -> None:
+    bare = fx.write_kernel_elf(tmp_path / "bare.elf", build_id=None)
+    ok, text = check(run(fx, tmp_path, kernel=bare), "build id matches the kernel ELF")
+    assert not ok and "the kernel ELF `bare.elf` has no .note.gnu.build-id" in text
+    zeros = copy(fx)
+    zeros.put(zeros.field_pa("core", "build_id"), bytes(16))
+    kernel = fx.write_kernel_elf(tmp_path / "k.elf")
+    ok, text = check(run(zeros, tmp_path, kernel=kernel), "build id matches the kernel ELF")
+    assert not ok and "(zeros in the dump: the kernel did not record one)" in text
+    # a shorter id (here 8 bytes) is zero-padded in the dump, as the kernel copies it
+    short = copy(fx)
+    short.put(short.field_pa("core", "build_id"), F.BUILD_ID[:8] + bytes(8))
+    kernel = fx.write_kernel_elf(tmp_path / "short.elf", build_id=F.BUILD_ID[:8])
+    assert check(run(short, tmp_path, kernel=kernel), "build id matches the kernel ELF")[0]
 
 
 def test_dump_of_an_early_panic(fx: F.Fixture, tmp_path: Path) -> None:

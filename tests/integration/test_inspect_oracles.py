@@ -141,6 +141,10 @@ def test_counts_equal_the_ready_report(held: dict[str, object], name: str) -> No
     assert doc["source"]["core_info"]["address"] == report["core_info"]
     assert doc["source"]["core_info"]["offset_map_page_size"] == report["offset_map_page_size"]
     assert doc["boot_info"]["cmdline"] == report["cmdline"]
+    assert doc["source"]["core_info"]["build_id"] == report["build_id"]
+    assert doc["source"]["kernel_build_id"][:32] == report["build_id"]  # the ELF's note
+    (row,) = [c for c in doc["checks"] if c["name"] == "build id matches the kernel ELF"]
+    assert row["ok"], row
 
 
 @pytest.mark.qemu

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from conftest import REPO, require
 
+from kmtool.dump.kernel_elf import load_kernel_symbols
 from kmtool.layout import table
 from kmtool.qemu.cmdline import parse_size
 from kmtool.qemu.outcome import Outcome
@@ -32,7 +33,7 @@ SELF_TESTS = ("frames_alloc_free", "frames_coalesce", "frames_partial", "frames_
               "regions")  # fmt: skip
 REPORT_KEYS = ("free_frames", "spans", "span_list", "span_hash", "heap_bytes_in_use",
                "heap_backed_pages", "page_faults", "offset_map_page_size", "kernel_pml4",
-               "bootstrap_cycles")  # fmt: skip
+               "bootstrap_cycles", "build_id")  # fmt: skip
 GiB, MiB = 1 << 30, 1 << 20
 
 
@@ -95,6 +96,9 @@ def check_selftest_boot(result: RunResult, memory: int) -> dict[str, Any]:
     assert int(report["kernel_pml4"], 16) % table.PAGE_SIZE == 0
     assert report["page_faults"] >= report["heap_backed_pages"] > 0
     assert report["bootstrap_cycles"] > 0
+    # the build id: the first 16 bytes of kernel.elf's GNU build-id note, in the banner too
+    assert re.fullmatch(r"[0-9a-f]{32}", report["build_id"]) and int(report["build_id"], 16)
+    assert f"kmtool kernel (build id {report['build_id']}): entered at TSC" in result.serial
     return report
 
 
@@ -103,6 +107,8 @@ def check_selftest_boot(result: RunResult, memory: int) -> dict[str, Any]:
 def test_self_tests_pass(build_dir: Path, memory: str) -> None:
     result = boot(build_dir, memory, "test")
     report = check_selftest_boot(result, parse_size(memory))
+    elf_id = load_kernel_symbols(build_dir / "kernel.elf").build_id
+    assert elf_id is not None and report["build_id"] == elf_id[:16].hex()
     assert report["offset_map_page_size"] == GiB  # -cpu max has pdpe1gb
     assert report["offset_map_size"] == 512 * GiB
 

@@ -5,10 +5,19 @@
 
 #include <km/structs.h>
 
+#define KM_BUILD_ID_BYTES ((int)sizeof(((struct km_core_info *)0)->build_id))   // 16
+
 extern struct km_core_info km_core_info;
 extern uint64_t kernel_entry_tsc;
 
-// Fills magic, version, length, self and state addresses and layout constants (needs boot_info).
+// The kernel's build id: the first KM_BUILD_ID_BYTES bytes of kernel.elf's GNU build-id note (the
+// linker's SHA-1 of the image; kmtool inspect --kernel compares it with the ELF). All zeros when
+// the kernel was linked without one. build_id_hex() writes it as lowercase hex digits and a NUL.
+void build_id_read(uint8_t out[KM_BUILD_ID_BYTES]);
+void build_id_hex(char out[2 * KM_BUILD_ID_BYTES + 1]);
+
+// Fills magic, version, length, self and state addresses, layout constants and the build id
+// (needs boot_info).
 void coreinfo_init(void);
 
 // Records what the memory bootstrap decided (kernel PML4, offset-map page size and coverage).

@@ -6,7 +6,8 @@
 //   address_spaces, offset_map_page_size (bytes), offset_map_size, phys_bits, kernel_pml4 and
 //   core_info (physical addresses as "0x..." strings), bootstrap_cycles, mm_bootstrap_cycles,
 //   memory_map_entries, conventional_frames, firmware_frames, scratch_used, scratch_returned,
-//   ignored_frames, cmdline, and with `test`: tests_passed, tests_failed.
+//   ignored_frames, cmdline, build_id (32 hex digits: km_core_info.build_id, the first 16 bytes of
+//   kernel.elf's GNU build id), and with `test`: tests_passed, tests_failed.
 #pragma once
 
 #include <stdint.h>
