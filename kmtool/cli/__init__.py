@@ -59,7 +59,7 @@ def main() -> None:
     from kmtool.errors import KmtoolError
 
     try:
-        code = cli.main(standalone_mode=False)
+        code = cli.main(prog_name="kmtool", standalone_mode=False)
         if isinstance(code, int) and code != 0:
             sys.exit(code)
     except KmtoolError as err:
@@ -69,8 +69,13 @@ def main() -> None:
         _report_error("Interrupted.")
         sys.exit(130)
     except click.ClickException as err:
-        err.show()
-        sys.exit(err.exit_code)
+        # Usage errors (unknown option, bad value) are user errors like any other: one line, status 1
+        # (status 2 and up belong to `kmtool run`'s outcomes).
+        message = err.format_message().rstrip(".")
+        command = getattr(getattr(err, "ctx", None), "command_path", None)
+        hint = f" (see `{command} --help`)" if command and isinstance(err, click.UsageError) else ""
+        _report_error(f"{message}{hint}.")
+        sys.exit(1)
     except click.exceptions.Exit as err:
         sys.exit(err.exit_code)
     except KeyboardInterrupt:

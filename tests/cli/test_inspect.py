@@ -206,8 +206,9 @@ def test_parts(work: Path) -> None:
 
 def test_bad_address_is_a_usage_error(work: Path) -> None:
     done = kmtool("inspect", "dump.elf", "--cr3", "nope", cwd=work)
-    assert done.returncode == 2
+    assert done.returncode == 1
     assert "`nope` is not an address" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
 def test_help_lists_inspect() -> None:
