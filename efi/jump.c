@@ -22,6 +22,10 @@ void exit_boot_services(struct memmap *map, struct km_boot_info *info)
             fatal(status, "ExitBootServices (attempt %u)", exit_attempts);
         TRY(memmap_fetch(map), "GetMemoryMap after a stale map key (attempt %u)", exit_attempts);
     }
+    /* The firmware's order is arbitrary; the handoff contract promises address order. Sorting
+     * only now, after ExitBootServices succeeded, keeps the map the key was issued for intact
+     * until then (a sort between GetMemoryMap and a retry would be overwritten anyway). */
+    memmap_sort(map);
     handoff_fill_memmap(info, map);
 }
 

@@ -120,6 +120,9 @@ struct memmap {
 uint64_t memmap_needed(void);
 /* GetMemoryMap into map->buffer; returns the firmware's status (EFI_BUFFER_TOO_SMALL, ...). */
 EFI_STATUS memmap_fetch(struct memmap *map);
+/* Sort the map in place by physical_start, stepping by descriptor_size; calls no boot services,
+ * so it is safe after ExitBootServices (and the map must not be fetched again afterwards). */
+void memmap_sort(struct memmap *map);
 
 /* ---- handoff.c ---- */
 

@@ -1,5 +1,7 @@
 // The firmware memory map. Descriptors are firmware-sized: a consumer steps through the map by
 // descriptor_size (which may exceed sizeof(EFI_MEMORY_DESCRIPTOR)), never by sizeof.
+// UEFI does not promise any order (OVMF lists RAM above 4 GiB before the reserved and MMIO
+// ranges below it); memmap_sort() puts the handed-off copy in address order.
 
 #include "loader.h"
 
@@ -27,4 +29,32 @@ EFI_STATUS memmap_fetch(struct memmap *map)
         map->size = size;
     }
     return status;
+}
+
+/* Swaps two descriptors byte by byte: descriptor_size is the firmware's and has no fixed upper
+ * bound, and after ExitBootServices there is no allocator for a temporary of that size. */
+static void swap_descriptors(uint8_t *a, uint8_t *b, uint64_t size)
+{
+    for (uint64_t i = 0; i < size; i++) {
+        uint8_t t = a[i];
+        a[i] = b[i];
+        b[i] = t;
+    }
+}
+
+void memmap_sort(struct memmap *map)
+{
+    uint8_t *base = (uint8_t *)map->buffer;
+    uint64_t stride = map->descriptor_size, count = map->size / stride;
+    /* Insertion sort by adjacent swaps: stable, in place, no boot services; the map has ~130
+     * entries, so the quadratic worst case is a few hundred thousand byte moves. */
+    for (uint64_t i = 1; i < count; i++) {
+        for (uint64_t j = i; j > 0; j--) {
+            EFI_MEMORY_DESCRIPTOR *prev = (EFI_MEMORY_DESCRIPTOR *)(base + (j - 1) * stride);
+            EFI_MEMORY_DESCRIPTOR *cur = (EFI_MEMORY_DESCRIPTOR *)(base + j * stride);
+            if (prev->physical_start <= cur->physical_start)
+                break;
+            swap_descriptors((uint8_t *)prev, (uint8_t *)cur, stride);
+        }
+    }
 }

@@ -5,6 +5,9 @@ its physical address in %rdi. Guarantees written down here, relied on by the ker
 
 - `memory_map` points to a copy of the firmware map taken right before ExitBootServices succeeded,
   `memory_map_size` bytes long, stepped by `descriptor_size` (never by sizeof).
+- The map is sorted by `physical_start`, ascending. UEFI promises no order (OVMF lists RAM above
+  4 GiB before the reserved and MMIO ranges below it), so the loader sorts its copy after
+  ExitBootServices succeeded; descriptors themselves are passed on unchanged.
 - The kernel image occupies `kernel_phys_size` bytes from `kernel_phys_base` (one contiguous,
   page-aligned allocation of type KM_MEMTYPE_KERNEL) and is mapped at `kernel_virt_base`.
 - `scratch_count` pages from `scratch_base` (type KM_MEMTYPE_SCRATCH) are the kernel's for early page
