@@ -18,16 +18,19 @@ def layout() -> None:
 @click.option(
     "--root",
     type=click.Path(file_okay=False, path_type=Path),
-    default=Path("."),
-    show_default=True,
-    help="Repository root to write include/km/ under.",
+    default=None,
+    help="Repository root to write include/km/ under (default: the one containing the current "
+    "directory).",
 )
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 when a generated file is stale.")
-def gen(root: Path, check: bool) -> None:
+def gen(root: Path | None, check: bool) -> None:
     """Generate include/km/*.h and layout.ld from the region table and the schemas."""
+    from kmtool.build.driver import find_root
     from kmtool.cli.app import abort
     from kmtool.layout import cgen
 
+    if root is None:
+        root = find_root(Path.cwd())  # as `kmtool build` does; BuildError outside a kmtool tree
     if check:
         stale = cgen.stale(root)
         if stale:

@@ -245,3 +245,26 @@ def test_one_number_in_the_table_reaches_header_linker_script_and_report(tmp_pat
     assert cc.returncode == 0, cc.stderr
     symbols = _linked_symbols(tmp_path, root / "include" / "km")
     assert symbols["km_empty"] == 0xFFFFFF0000200000
+
+
+def test_gen_outside_a_kmtool_tree_refuses_and_writes_nothing(tmp_path: Path) -> None:
+    result = _run(["layout", "gen"], REPO, tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: No kmtool source tree")
+    assert "pass `--root`" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_gen_finds_the_root_above_the_current_directory(tmp_path: Path) -> None:
+    for name in ("kernel/mm", "efi"):
+        (tmp_path / name).mkdir(parents=True)
+    result = _run(["layout", "gen"], REPO, tmp_path / "kernel" / "mm")
+    assert result.returncode == 0, result.stderr
+    assert cgen.stale(tmp_path) == []
+    assert not (tmp_path / "kernel" / "mm" / "include").exists()
+    # --root still overrides the discovery, even from outside any tree.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = _run(["layout", "gen", "--root", str(tmp_path / "out")], REPO, elsewhere)
+    assert result.returncode == 0, result.stderr
+    assert cgen.stale(tmp_path / "out") == [] and list(elsewhere.iterdir()) == []
