@@ -125,7 +125,7 @@ def load_kernel(path: Path) -> KernelImage:
     from elftools.elf.sections import SymbolTableSection
 
     if not path.is_file():
-        raise LayoutError(f"The kernel ELF `{path}` does not exist; build it or pass `--kernel`.")
+        raise LayoutError(f"The kernel ELF `{path}` does not exist.")
     try:
         with path.open("rb") as stream:
             if stream.read(4) != b"\x7fELF":

@@ -104,7 +104,7 @@ def test_a_32_bit_elf_fails_the_format_check(elf_dir: Path) -> None:
 
 
 def test_files_that_are_not_elves_raise_layout_errors(tmp_path: Path) -> None:
-    with pytest.raises(LayoutError, match=r"`.*missing\.elf` does not exist"):
+    with pytest.raises(LayoutError, match=r"`.*missing\.elf` does not exist\.$"):
         kernel_checks.load_kernel(tmp_path / "missing.elf")
     text = tmp_path / "notes.txt"
     text.write_text("not an ELF\n")

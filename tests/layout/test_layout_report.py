@@ -179,7 +179,7 @@ def test_kernel_defaults_to_build_kernel_elf(tmp_path: Path) -> None:
     ("args", "message"),
     [
         (["--memory", "lots"], "error: The memory size `lots` is not a size"),
-        (["--kernel", "nope.elf"], "error: The kernel ELF `nope.elf` does not exist"),
+        (["--kernel", "nope.elf"], "error: The kernel ELF `nope.elf` does not exist.\n"),
         (["--kernel", "x.elf", "--no-kernel"], "error: Give either `--kernel` or `--no-kernel`"),
     ],
 )
@@ -188,6 +188,7 @@ def test_user_errors_are_one_line(tmp_path: Path, args: list[str], message: str)
     assert result.returncode == 1
     assert result.stderr.startswith(message)
     assert len(result.stderr.strip().splitlines()) == 1
+    assert "build it" not in result.stderr  # an explicit path gets no advice about building
 
 
 def _svg_regions(path: Path) -> dict[str, ET.Element]:
