@@ -27,12 +27,23 @@ from kmtool.cli.app import console
     type=click.FloatRange(min=0, min_open=True),
     help="Seconds until QEMU is killed (outcome timeout); none with --gdb.",
 )
-@click.option("--gdb", is_flag=True, help="Start QEMU's gdb stub on :1234 and wait for gdb.")
+@click.option(
+    "--gdb", is_flag=True, help="Start QEMU's gdb stub on 127.0.0.1:GDB_PORT and wait for gdb."
+)
+@click.option(
+    "--gdb-port",
+    default=1234,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="TCP port of the gdb stub (loopback only).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a summary.")
 @click.option(
     "--dump",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="When the kernel is ready (or panics), stop the VM and write its memory here.",
+    help="When the kernel is ready (or panics, or the time limit runs out), stop the VM and write "
+    "its memory here. kmtool appends `hold` to the kernel command line so the kernel waits to be "
+    "dumped; that is why its banner shows `hold`.",
 )
 @click.option(
     "--dump-format",
@@ -56,6 +67,7 @@ def run(
     cmdline: str,
     timeout: float,
     gdb: bool,
+    gdb_port: int,
     as_json: bool,
     dump: Path | None,
     dump_format: str,
@@ -71,7 +83,7 @@ def run(
     from rich.text import Text
 
     from kmtool.cli.app import err_console, print_json
-    from kmtool.qemu.cmdline import GDB_PORT, parse_size
+    from kmtool.qemu.cmdline import GDB_HOST, parse_size
     from kmtool.qemu.outcome import Outcome
     from kmtool.qemu.runner import RunOptions, run_image
 
@@ -81,6 +93,7 @@ def run(
         cmdline=cmdline,
         timeout=None if gdb else timeout,
         gdb=gdb,
+        gdb_port=gdb_port,
         cpu=cpu_model,
         dump=dump,
         dump_format=dump_format,
@@ -90,8 +103,10 @@ def run(
     if gdb:
         kernel = build_dir / "kernel.elf"
         target = err_console if as_json else console
-        target.print(Text(f"QEMU waits for gdb on :{GDB_PORT}; in another terminal run:"))
-        target.print(Text(f"  gdb {kernel} -ex 'target remote :{GDB_PORT}'"))
+        target.print(Text(f"QEMU waits for gdb on {GDB_HOST}:{gdb_port}; in another terminal run:"))
+        target.print(
+            Text(f"  gdb {kernel} -ex 'target remote {GDB_HOST}:{gdb_port}'"), soft_wrap=True
+        )
 
     def echo(line: str) -> None:
         console.out(line, highlight=False)

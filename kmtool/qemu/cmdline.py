@@ -12,7 +12,7 @@ The machine (DESIGN §6):
       -chardev file,id=debugcon,path=DEBUGCON_LOG -device isa-debugcon,iobase=0xe9,chardev=debugcon
       -device isa-debug-exit,iobase=0xf4,iosize=0x04
       [-fw_cfg name=opt/kmtool/cmdline,file=CMDLINE_FILE]
-      [-qmp unix:SOCKET,server=on,wait=off]  [-s -S]
+      [-qmp unix:SOCKET,server=on,wait=off]  [-gdb tcp:127.0.0.1:PORT -S]
 
 - RAM is always a `memory-backend-ram` with `reserve=off`: QEMU then maps guest RAM without
   reserving swap, so a 64 GiB or 256 GiB guest starts on a 24 GiB host (plain `-m 64G` is refused)
@@ -22,6 +22,7 @@ The machine (DESIGN §6):
   modifies the built image. A directory is served as a read-only FAT disk (vvfat), which tests use.
 - The kernel command line goes through a fw_cfg *file* rather than `string=`: QEMU splits option
   values on commas, and a file carries any text unchanged.
+- The gdb stub listens on the loopback address only (`-s` would listen on every interface).
 - Paths inside option values have their commas doubled (QEMU's escape). That is why debugcon is
   spelled as a -chardev: the `-debugcon file:PATH` shorthand takes PATH raw, with no escape.
 """
@@ -37,7 +38,8 @@ from kmtool.layout.table import DEBUG_EXIT_PORT, DEBUGCON_PORT, FW_CFG_CMDLINE, 
 QEMU = "qemu-system-x86_64"
 MIN_MEMORY = 64 * MiB  # OVMF itself needs most of this
 MAX_MEMORY = 512 * GiB  # what the kernel's offset map can reach (one PML4 entry)
-GDB_PORT = 1234  # QEMU's `-s` shorthand listens here
+GDB_PORT = 1234  # the default `--gdb-port` (the port QEMU's `-s` shorthand uses)
+GDB_HOST = "127.0.0.1"  # the stub is for the local debugger only
 
 
 def parse_size(text: str) -> int:
@@ -85,7 +87,8 @@ class MachineSpec:
     cpu: str = "max"
     cmdline_file: Path | None = None  # fw_cfg opt/kmtool/cmdline; None = no command line
     qmp_socket: Path | None = None  # a QMP server socket, for stop/dump/quit
-    gdb: bool = False  # -s -S: gdb stub on :1234, CPUs start stopped
+    gdb: bool = False  # gdb stub on GDB_HOST:gdb_port, CPUs start stopped
+    gdb_port: int = GDB_PORT
     qemu: str = QEMU
 
 
@@ -122,7 +125,7 @@ def build_argv(spec: MachineSpec) -> list[str]:
     if spec.qmp_socket is not None:
         argv += ["-qmp", f"unix:{escape(spec.qmp_socket)},server=on,wait=off"]
     if spec.gdb:
-        argv += ["-s", "-S"]
+        argv += ["-gdb", f"tcp:{GDB_HOST}:{spec.gdb_port}", "-S"]
     return argv
 
 

@@ -45,11 +45,12 @@ from kmtool.errors import RunError, ToolError
 from kmtool.layout.table import MiB
 from kmtool.qemu import outcome as outcomes
 from kmtool.qemu.accel import Accel, detect
-from kmtool.qemu.cmdline import QEMU, MachineSpec, build_argv, kernel_cmdline
+from kmtool.qemu.cmdline import GDB_PORT, QEMU, MachineSpec, build_argv, kernel_cmdline
 from kmtool.qemu.dump import DumpInfo, Progress, capture
 from kmtool.qemu.firmware import find_ovmf
 from kmtool.qemu.outcome import Outcome
 from kmtool.qemu.qmp import Monitor
+from kmtool.schemas.bootinfo import CMDLINE_MAX
 
 REPORT_MARKER = "KM-REPORT "
 READY_MARKER = "KM-READY"
@@ -79,6 +80,7 @@ class RunOptions:
     cmdline: str = ""
     timeout: float | None = 60.0
     gdb: bool = False
+    gdb_port: int = GDB_PORT
     cpu: str | None = None
     accel: str | None = None
     dump: Path | None = None
@@ -163,8 +165,12 @@ class Session:
         echo: Echo | None = None,
         hold: bool = False,
     ) -> None:
-        if not image.exists():
-            raise RunError(f"The image `{image}` does not exist; run `kmtool build` first.")
+        check_image(image)
+        self.hold = hold or options.hold or options.dump is not None
+        self.cmdline = kernel_cmdline(options.cmdline, self.hold)
+        check_cmdline(self.cmdline, appended_hold=self.cmdline != options.cmdline)
+        if options.dump is not None:
+            check_dump_target(options.dump)
         if shutil.which(options.qemu) is None and not Path(options.qemu).is_file():
             raise ToolError(
                 f"`{options.qemu}` was not found; install the Debian package `qemu-system-x86`."
@@ -172,9 +178,7 @@ class Session:
         self.image = image
         self.options = options
         self.echo = echo
-        self.hold = hold or options.hold or options.dump is not None
         self.accel: Accel = Accel(options.accel, "chosen by caller") if options.accel else detect()
-        self.cmdline = kernel_cmdline(options.cmdline, self.hold)
         options.build_dir.mkdir(parents=True, exist_ok=True)
         self.serial_log = options.build_dir / "serial.log"
         self.debugcon_log = options.build_dir / "debugcon.log"
@@ -196,7 +200,7 @@ class Session:
         cmdline_file = None
         if self.cmdline:
             cmdline_file = self._temp / "cmdline.txt"
-            cmdline_file.write_text(self.cmdline)
+            cmdline_file.write_bytes(self.cmdline.encode("utf-8"))
         self.argv = build_argv(
             MachineSpec(
                 image=image,
@@ -210,6 +214,7 @@ class Session:
                 cmdline_file=cmdline_file,
                 qmp_socket=self.qmp_socket,
                 gdb=options.gdb,
+                gdb_port=options.gdb_port,
                 qemu=options.qemu,
             )
         )
@@ -410,6 +415,60 @@ class Session:
             stderr = "".join(self.stderr_parts).strip()
             return outcome, f"QEMU exited with status {status}." + (f"\n{stderr}" if stderr else "")
         return outcome, ""
+
+
+MBR_SIGNATURE = b"\x55\xaa"  # at offset 510 of sector 0
+GPT_SIGNATURE = b"EFI PART"  # at the start of LBA 1
+SECTOR = 512
+CMDLINE_LIMIT = CMDLINE_MAX - 1  # bytes the loader keeps (the boot info's NUL-terminated field)
+
+
+def check_image(image: Path) -> None:
+    """Raise RunError unless `image` is a directory (served as a FAT disk) or a file that looks
+    like a disk: a GPT header at LBA 1 or at least an MBR boot signature. Anything else would only
+    boot into the UEFI shell and wait for the time limit."""
+    if not image.exists():
+        raise RunError(f"The image `{image}` does not exist; run `kmtool build` first.")
+    if image.is_dir():
+        return
+    try:
+        with open(image, "rb") as f:
+            head = f.read(2 * SECTOR)
+    except OSError as err:
+        raise RunError(f"The image `{image}` cannot be read: {err.strerror or err}.") from err
+    if head[SECTOR : SECTOR + 8] != GPT_SIGNATURE and head[510:512] != MBR_SIGNATURE:
+        raise RunError(
+            f"`{image}` is not a disk image (no GPT header at LBA 1 and no MBR boot signature "
+            "0x55AA), so it would not boot; pass the image `kmtool build` writes or a directory."
+        )
+
+
+def check_cmdline(cmdline: str, appended_hold: bool = False) -> None:
+    """Raise RunError when the kernel command line is longer than the loader keeps (it would be
+    cut silently)."""
+    size = len(cmdline.encode("utf-8"))
+    if size > CMDLINE_LIMIT:
+        held = " (with the `hold` that kmtool appends for --dump)" if appended_hold else ""
+        raise RunError(
+            f"The kernel command line is {size} bytes long{held}, over the loader's limit of "
+            f"{CMDLINE_LIMIT} bytes."
+        )
+
+
+def check_dump_target(path: Path) -> None:
+    """Raise RunError unless the dump's directory exists and a file can be created in it, so a
+    run never boots only to fail at the dump."""
+    directory = path.parent
+    if not directory.is_dir():
+        raise RunError(f"The directory `{directory}` for the dump `{path}` does not exist.")
+    try:
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as err:
+        raise RunError(
+            f"The dump `{path}` cannot be written: the directory `{directory}` is not writable "
+            f"({err.strerror or err})."
+        ) from err
 
 
 def _qemu_child_setup() -> None:

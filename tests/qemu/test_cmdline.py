@@ -66,6 +66,7 @@ def test_optional_parts_exact(tmp_path: Path) -> None:
         cmdline_file=Path("/run/cmd,line.txt"),
         qmp_socket=Path("/run/qmp.sock"),
         gdb=True,
+        gdb_port=4321,
     )
     argv = build_argv(spec)
     assert argv[argv.index("-accel") + 1] == "kvm"
@@ -73,11 +74,12 @@ def test_optional_parts_exact(tmp_path: Path) -> None:
     assert argv[argv.index("-smp") + 1] == "2"
     assert argv[argv.index("-object") + 1] == "memory-backend-ram,id=ram,size=256G,reserve=off"
     assert argv[argv.index("-m") + 1] == "256G"
-    assert argv[-6:] == [
+    assert argv[-7:] == [
         "-fw_cfg", "name=opt/kmtool/cmdline,file=/run/cmd,,line.txt",
         "-qmp", "unix:/run/qmp.sock,server=on,wait=off",
-        "-s", "-S",
+        "-gdb", "tcp:127.0.0.1:4321", "-S",  # loopback only, never `-s` (every interface)
     ]  # fmt: skip
+    assert "-s" not in argv
 
 
 def test_directory_is_a_read_only_fat_disk(tmp_path: Path) -> None:

@@ -21,7 +21,9 @@ from elftools.elf.elffile import ELFFile
 
 from kmtool.layout.table import MiB
 from kmtool.qemu.outcome import Outcome
-from kmtool.qemu.runner import RunOptions, held_vm, run_image
+from kmtool.errors import RunError
+from kmtool.qemu.runner import RunOptions, check_cmdline, check_image, held_vm, run_image
+from kmtool.schemas.bootinfo import CMDLINE_MAX
 
 HelloEsp = Callable[[str], Path]
 QEMU_TOOLS = ("clang", "lld-link", "qemu-system-x86_64", "/usr/share/OVMF/OVMF_CODE_4M.fd")
@@ -159,6 +161,74 @@ def test_missing_image_is_a_user_error(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert done.stderr.strip() == (
         f"error: The image `{tmp_path / 'none.img'}` does not exist; run `kmtool build` first."
+    )
+
+
+@pytest.mark.parametrize(
+    "content", [b"# kmtool\n\nA README, not a disk.\n" * 40, b"\x7fELF\x02\x01\x01" + bytes(2000)]
+)
+def test_a_file_that_is_not_a_disk_is_refused_before_booting(
+    tmp_path: Path, content: bytes
+) -> None:
+    not_a_disk = tmp_path / "README.md"
+    not_a_disk.write_bytes(content)
+    started = time.monotonic()
+    done = kmtool("run", str(not_a_disk), "--build-dir", str(tmp_path))
+    assert done.returncode == 1 and time.monotonic() - started < 10
+    assert done.stderr.strip() == (
+        f"error: `{not_a_disk}` is not a disk image (no GPT header at LBA 1 and no MBR boot "
+        "signature 0x55AA), so it would not boot; pass the image `kmtool build` writes or a "
+        "directory."
+    )
+    assert not (tmp_path / "serial.log").exists()  # QEMU never started
+
+
+def test_disk_image_checks(tmp_path: Path) -> None:
+    gpt = tmp_path / "gpt.img"
+    gpt.write_bytes(bytes(512) + b"EFI PART" + bytes(504))
+    mbr = tmp_path / "mbr.img"
+    mbr.write_bytes(bytes(510) + b"\x55\xaa")
+    for good in (gpt, mbr, tmp_path):  # a directory is served as a FAT disk
+        check_image(good)
+    short = tmp_path / "short.img"
+    short.write_bytes(b"\x55\xaa")
+    with pytest.raises(RunError, match="is not a disk image"):
+        check_image(short)
+
+
+@pytest.mark.parametrize("where", ["missing", "unwritable"])
+def test_dump_directory_is_checked_before_booting(tmp_path: Path, where: str) -> None:
+    directory = tmp_path / "nope" if where == "missing" else Path("/proc")
+    dump = directory / "d.elf"
+    done = kmtool("run", str(tmp_path), "--dump", str(dump), "--build-dir", str(tmp_path))
+    assert done.returncode == 1, done.stdout + done.stderr
+    message = done.stderr.strip()
+    if where == "missing":
+        assert (
+            message == f"error: The directory `{directory}` for the dump `{dump}` does not exist."
+        )
+    else:
+        assert message.startswith(
+            f"error: The dump `{dump}` cannot be written: the directory `/proc` is not writable ("
+        )
+    assert "\n" not in message and not (tmp_path / "serial.log").exists()
+
+
+def test_a_too_long_cmdline_is_refused_before_booting(tmp_path: Path) -> None:
+    limit = CMDLINE_MAX - 1
+    check_cmdline("x" * limit)
+    done = kmtool("run", str(tmp_path), "--cmdline", "é" * 128, "--build-dir", str(tmp_path))
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        f"error: The kernel command line is 256 bytes long, over the loader's limit of {limit} bytes."
+    )
+    # `hold` (appended for --dump) counts too
+    done = kmtool("run", str(tmp_path), "--cmdline", "x" * 252, "--dump", str(tmp_path / "d"),
+                  "--build-dir", str(tmp_path))  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        "error: The kernel command line is 257 bytes long (with the `hold` that kmtool appends "
+        f"for --dump), over the loader's limit of {limit} bytes."
     )
 
 
