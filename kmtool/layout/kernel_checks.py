@@ -70,11 +70,14 @@ class Segment:
         return bool(self.flags & PF_X)
 
     @property
+    def name(self) -> str:
+        """`program header 2`: the ELF program-header index, as readelf numbers it (from 0)."""
+        return f"program header {self.index}"
+
+    @property
     def label(self) -> str:
-        """How a check names this segment: `segment 2 (0x...-0x..., RW-)`."""
-        return (
-            f"segment {self.index} ({hexaddr(self.vaddr)}-{hexaddr(self.end)}, {self.flags_text})"
-        )
+        """How a check describes this segment: `program header 2 (0x...-0x..., RW-)`."""
+        return f"{self.name} ({hexaddr(self.vaddr)}-{hexaddr(self.end)}, {self.flags_text})"
 
 
 @dataclass(frozen=True)
@@ -216,7 +219,7 @@ def check_segments_in_image(image: KernelImage, regions: Sequence[Region]) -> Ch
             ("kernel-image",),
         )
     faults: list[Fault] = [
-        ((f"segment {s.index}",), f"{s.label} lies outside `kernel-image`")
+        ((s.name,), f"{s.label} lies outside `kernel-image`")
         for s in image.segments
         if not (region.start <= s.vaddr and s.end <= region.end)
     ]
@@ -237,7 +240,7 @@ def check_entry(image: KernelImage) -> Check:
     elif not where.executable:
         faults.append(
             (
-                ("entry", f"segment {where.index}"),
+                ("entry", where.name),
                 f"the entry point {hexaddr(image.entry)} is in {where.label}, not executable",
             )
         )
@@ -252,18 +255,18 @@ def check_entry(image: KernelImage) -> Check:
                 f"`{ENTRY_SYMBOL}` ({hexaddr(start)})",
             )
         )
-    seg = f"segment {where.index}" if where is not None else "no segment"
+    seg = where.name if where is not None else "no segment"
     return verdict(
         "kernel-entry-executable",
         faults,
-        f"The entry point `{ENTRY_SYMBOL}` {hexaddr(image.entry)} is in executable {seg}.",
+        f"The entry point `{ENTRY_SYMBOL}` {hexaddr(image.entry)} is in {seg} (executable).",
     )
 
 
 def check_no_wx(image: KernelImage) -> Check:
     """No PT_LOAD is both writable and executable."""
     faults: list[Fault] = [
-        ((f"segment {s.index}",), f"{s.label} is both writable and executable")
+        ((s.name,), f"{s.label} is both writable and executable")
         for s in image.segments
         if s.writable and s.executable
     ]
@@ -279,7 +282,7 @@ def check_segment_pages(image: KernelImage) -> Check:
         if b.vaddr // page <= a.end // page:
             faults.append(
                 (
-                    (f"segment {a.index}", f"segment {b.index}"),
+                    (a.name, b.name),
                     f"{a.label} and {b.label} share the page at {hexaddr(b.vaddr // page * page)}",
                 )
             )

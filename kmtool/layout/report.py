@@ -239,7 +239,7 @@ def render(report: Report, console: Console) -> None:
     if report.kernel is not None:
         k = report.kernel
         segments = new_table(f"Kernel {k.path} (entry {hexaddr(k.entry)}, {size_text(k.size)})")
-        for name in ("segment", "start", "end (incl.)", "memory", "file", "flags"):
+        for name in ("program header", "start", "end (incl.)", "memory", "file", "flags"):
             right = name in ("memory", "file")
             segments.add_column(name, no_wrap=True, justify="right" if right else "left")
         for s in k.segments:

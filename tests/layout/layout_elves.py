@@ -47,6 +47,9 @@ OUTSIDE = GOOD.replace("  .data : {", "  . = KM_KERNEL_IMAGE_END + 0x200000;\n  
 # One segment that is readable, writable and executable.
 WX = GOOD.replace("FLAGS(5)", "FLAGS(7)")
 
+# WX behind a PT_GNU_STACK program header: the PT_LOADs are program headers 1-3, not 0-2.
+WX_AFTER_STACK = WX.replace("PHDRS { ", "PHDRS { stack PT_GNU_STACK FLAGS(6); ")
+
 # rodata and data packed into one page but kept as separate segments.
 SHARED_PAGE = GOOD.replace("  . = ALIGN(KM_PAGE_SIZE);\n  .data", "  .data")
 

@@ -50,10 +50,10 @@ def test_a_segment_outside_the_image_region_is_named(elf_dir: Path) -> None:
     image = kernel_checks.load_kernel(path)
     check = kernel_checks.check_segments_in_image(image, table.REGIONS)
     assert not check.ok
-    assert check.culprits == ("segment 2",)
+    assert check.culprits == ("program header 2",)
     data = image.segments[2]
     assert data.vaddr == table.region("kernel-image").end + 1 + 0x200000
-    assert f"segment 2 ({data.vaddr:#018x}-" in check.detail
+    assert f"program header 2 ({data.vaddr:#018x}-" in check.detail
     assert "RW-) lies outside `kernel-image`" in check.detail
     # The image now reaches past the region, which the size check also reports.
     assert "kernel-image-size" in _failed(path)
@@ -62,22 +62,38 @@ def test_a_segment_outside_the_image_region_is_named(elf_dir: Path) -> None:
 def test_a_writable_and_executable_segment_is_named(elf_dir: Path) -> None:
     path = elves.build_elf(elf_dir, elves.WX, "wx.elf")
     failed = _failed(path)
-    assert failed == {"kernel-no-wx": ("segment 0",)}
+    assert failed == {"kernel-no-wx": ("program header 0",)}
     image = kernel_checks.load_kernel(path)
     detail = kernel_checks.check_no_wx(image).detail
     assert "RWX) is both writable and executable" in detail
 
 
+def test_segments_are_named_by_program_header_index_as_readelf_numbers_them(
+    elf_dir: Path,
+) -> None:
+    from elftools.elf.elffile import ELFFile
+
+    path = elves.build_elf(elf_dir, elves.WX_AFTER_STACK, "wx_after_stack.elf")
+    with path.open("rb") as stream:
+        types = [seg["p_type"] for seg in ELFFile(stream).iter_segments()]
+    assert types == ["PT_GNU_STACK", "PT_LOAD", "PT_LOAD", "PT_LOAD"]
+    image = kernel_checks.load_kernel(path)
+    assert [s.index for s in image.segments] == [1, 2, 3]
+    assert _failed(path) == {"kernel-no-wx": ("program header 1",)}
+    assert kernel_checks.check_no_wx(image).detail.startswith("program header 1 (0x")
+    assert "is in program header 1 (executable)" in kernel_checks.check_kernel(image)[2].detail
+
+
 def test_two_segments_in_one_page_are_named(elf_dir: Path) -> None:
     path = elves.build_elf(elf_dir, elves.SHARED_PAGE, "shared.elf")
-    assert _failed(path) == {"kernel-segment-pages": ("segment 1", "segment 2")}
+    assert _failed(path) == {"kernel-segment-pages": ("program header 1", "program header 2")}
 
 
 def test_an_entry_point_in_data_is_rejected(elf_dir: Path) -> None:
     path = elves.build_elf(elf_dir, elves.DATA_ENTRY, "data_entry.elf")
     failed = _failed(path)
     assert list(failed) == ["kernel-entry-executable"]
-    assert failed["kernel-entry-executable"] == ("entry", "segment 2")
+    assert failed["kernel-entry-executable"] == ("entry", "program header 2")
 
 
 def test_missing_image_and_bss_symbols_are_named(elf_dir: Path) -> None:

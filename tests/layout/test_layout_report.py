@@ -157,7 +157,9 @@ def test_a_bad_kernel_exits_1_naming_the_segments(tmp_path: Path) -> None:
     result = kmtool("--kernel", str(elf), cwd=tmp_path)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
-    assert result.stderr.strip() == ("error: 1 layout check failed: `kernel-no-wx` (segment 0).")
+    assert result.stderr.strip() == (
+        "error: 1 layout check failed: `kernel-no-wx` (program header 0)."
+    )
     row = next(line for line in result.stdout.splitlines() if line.startswith("kernel-no-wx"))
     assert row.split()[1] == "FAIL"
     assert "1 of 14 checks failed." in result.stdout
@@ -170,7 +172,7 @@ def test_kernel_defaults_to_build_kernel_elf(tmp_path: Path) -> None:
     result = kmtool(cwd=tmp_path)
     assert result.returncode == 1
     assert "Kernel build/kernel.elf (entry" in result.stdout
-    assert "`kernel-segments-in-image` (segment 2)" in result.stderr
+    assert "`kernel-segments-in-image` (program header 2)" in result.stderr
     skipped = kmtool("--no-kernel", cwd=tmp_path)
     assert skipped.returncode == 0 and "Kernel" not in skipped.stdout
 
