@@ -7,11 +7,11 @@ and ascending, bounded by the number of frames the dump can hold: a cyclic list 
 `DumpError` naming the node that closes the cycle instead of a hang. The nodes are decoded in bulk
 with numpy as the chase goes, and checked in bulk afterwards.
 
-Structural faults stop decoding (a node outside the dump, misaligned, with the wrong magic, or a
-cycle). Faults of meaning (unsorted, uncoalesced, a wrong `prev`, counts that disagree, a treap that
-is not the list's) are left to the checks, which name them. The treap links (`left`, `right`,
-`priority`, the state's `root`) are decoded with the nodes and checked in bulk by
-kmtool.dump.checks; nothing here follows them.
+Structural faults stop decoding (a node outside the dump, misaligned, with the wrong magic, a
+count larger than the dump's RAM, or a cycle). Faults of meaning (unsorted, uncoalesced, a wrong
+`prev`, counts that disagree, a treap that is not the list's) are left to the checks, which name
+them. The treap links (`left`, `right`, `priority`, the state's `root`) are decoded with the nodes
+and checked in bulk by kmtool.dump.checks; nothing here follows them.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from kmtool.schemas.frames import (
 
 ADDRESS_COUNTERS = ("head", "root", "limit")  # FrameAllocator fields shown as "0x..." addresses
 SPAN_LIST_LIMIT = 1 << 16  # spans listed in JSON
+MAX_PHYSICAL = 1 << 52  # x86-64 physical addresses have at most 52 bits
 WINDOW = 16 << 20  # bytes of physical address space the chase maps at a time
 DENSE_PAGES_PER_NODE = 64  # a window with at most this many pages per node is prefetched whole
 GUESSES = 8  # vectorised guesses per dense window before it is followed node by node
@@ -63,12 +64,24 @@ class FreeList:
 
     @cached_property
     def ends(self) -> np.ndarray:
-        """One past each span's last byte."""
-        return _frozen(self.starts + self.counts * np.uint64(PAGE_SIZE))
+        """One past each span's last byte, saturated at 2^64 - 1 instead of wrapping.
+
+        `read_free_list` bounds every count by `max_span_frames`, so `count * PAGE_SIZE` cannot wrap;
+        a start near 2^64 could, and its span then reaches the top of the address space (where no
+        usable memory or offset map is, so the checks fail it).
+        """
+        size = self.counts * np.uint64(PAGE_SIZE)
+        top = np.uint64((1 << 64) - 1)
+        return _frozen(np.where(self.starts > top - size, top, self.starts + size))
 
     @property
     def free_frames(self) -> int:
-        return int(self.counts.sum()) if len(self.nodes) else 0
+        """The sum of the counts, exact (summed in 32-bit halves, so no uint64 wrap)."""
+        if not len(self.nodes):
+            return 0
+        high = int((self.counts >> np.uint64(32)).sum())
+        low = int((self.counts & np.uint64(0xFFFFFFFF)).sum())
+        return (high << 32) + low
 
     def largest(self) -> tuple[int, int] | None:
         if not len(self.nodes):
@@ -138,7 +151,21 @@ def read_free_list(memory: PhysicalMemory, state_pa: int) -> FreeList:
             f"Frame free list: node {hex(int(addresses[k]))} has magic {hex(int(nodes['magic'][k]))}"
             f", not {hex(FRAME_SPAN_MAGIC)} (linked from {_linked_from(addresses, k, state_pa)})."
         )
+    limit = max_span_frames(memory)
+    absurd = np.flatnonzero(nodes["count"] > np.uint64(limit))
+    if len(absurd):
+        k = int(absurd[0])
+        count = int(nodes["count"][k])
+        raise DumpError(
+            f"Frame free list: FrameSpan at phys {hex(int(addresses[k]))} has count {hex(count)} "
+            f"({count} frames), more than the {limit} frames the dump holds."
+        )
     return FreeList(state_pa, state, nodes, addresses)
+
+
+def max_span_frames(memory: PhysicalMemory) -> int:
+    """The most frames one span can hold: the dump's RAM, and never past 52-bit physical space."""
+    return min(memory.ram_bytes, MAX_PHYSICAL) // PAGE_SIZE
 
 
 def _frozen(array: np.ndarray) -> np.ndarray:

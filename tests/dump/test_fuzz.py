@@ -9,6 +9,7 @@ fixed (max_examples, deadline, derandomize) so the test costs the same every run
 
 from __future__ import annotations
 
+import json
 import struct
 from pathlib import Path
 
@@ -17,12 +18,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kmtool.dump.inspection import Options, inspect_dump
+from kmtool.dump.inspection import Inspection, Options, inspect_dump
+from kmtool.dump.memmap import USABLE_TYPES
+from kmtool.dump.records import field_offset
 from kmtool.errors import KmtoolError
 from kmtool.layout.table import PAGE_SIZE
 from kmtool.schemas.bootinfo import BootInfo
 from kmtool.schemas.coreinfo import CoreInfo
-from kmtool.schemas.frames import FrameAllocator
+from kmtool.schemas.frames import FrameAllocator, FrameSpan
 from kmtool.schemas.heap import Heap
 
 FX = F.build()
@@ -83,7 +86,26 @@ def _inspect(path: Path, **options: object) -> None:
         message = str(err)
         assert message and "\n" not in message and "Traceback" not in message
         return
-    ins.to_json()  # rendering the document must not fail either
+    doc = ins.to_json()  # rendering the document must not fail either
+    json.dumps(doc)
+    _assert_sane(ins)
+
+
+def _assert_sane(ins: Inspection) -> None:
+    """What a decoded (possibly hostile) dump must still satisfy: no wrapped or absurd numbers, and
+    "every check passed" means the free list fits in the memory the firmware called usable."""
+    ram_frames = ins.source.memory.ram_bytes // PAGE_SIZE
+    fl = ins.frames
+    if fl is not None and len(fl.nodes):
+        assert int(fl.counts.max()) <= ram_frames, "an absurd count was decoded"
+        assert (fl.ends >= fl.starts).all(), "a span end wrapped"
+        assert fl.free_frames == sum(fl.counts.tolist())
+        if not ins.failed and ins.memmap is not None:
+            us, ue = ins.memmap.intervals(USABLE_TYPES)
+            usable = int((ue - us).sum()) // PAGE_SIZE if len(us) else 0
+            assert fl.free_frames <= usable, "checks passed on more free frames than usable memory"
+    for check in ins.checks:
+        assert check.detail and "\n" not in check.detail
 
 
 FUZZ = settings(max_examples=60, deadline=10_000, derandomize=True, database=None,
@@ -126,6 +148,34 @@ def test_mutated_elf_headers(tmp_path: Path, data: st.DataObject) -> None:
     path = tmp_path / "fuzz.elf"
     path.write_bytes(bytes(raw))
     _inspect(path)
+
+
+@settings(max_examples=30, deadline=10_000, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(
+    span=st.sampled_from(FX.truth["spans"]),
+    count=st.one_of(
+        st.integers(len(IMAGE) // PAGE_SIZE + 1, (1 << 64) - 1),
+        st.sampled_from([1 << 52, (1 << 64) // PAGE_SIZE, (1 << 60) + 1]),
+    ),
+    consistent=st.booleans(),
+)
+def test_absurd_span_counts_never_pass(
+    tmp_path: Path, span: tuple[int, int], count: int, consistent: bool
+) -> None:
+    """A count past the dump's RAM is named, even when km_frames.free_frames agrees with it."""
+    image = bytearray(IMAGE)
+    struct.pack_into("<Q", image, span[0] + field_offset(FrameSpan, "count"), count)
+    if consistent:
+        counter = FX.addresses["frames"] + field_offset(FrameAllocator, "free_frames")
+        total = (FX.u64(counter) - span[1] + count) % (1 << 64)
+        struct.pack_into("<Q", image, counter, total)
+    path = tmp_path / "count.raw"
+    path.write_bytes(bytes(image))
+    with pytest.raises(
+        KmtoolError, match=f"FrameSpan at phys {hex(span[0])} has count {hex(count)}"
+    ):
+        inspect_dump(path, Options())
 
 
 @pytest.mark.parametrize("cut", [0, 1, 63, 4096, 1 << 20, len(IMAGE) - 8])
