@@ -121,6 +121,8 @@ def run(
     style = "green" if result.outcome is Outcome.PASS else "red"
     if result.held:
         status = "held, then stopped by kmtool"
+    elif result.dump_reason == "timeout":
+        status = "stopped by kmtool at the time limit"
     elif result.killed:
         status = "killed by kmtool"
     else:
@@ -137,10 +139,11 @@ def run(
     if result.dump is not None:
         info = result.dump
         extra = f" + {info.layout_path}" if info.layout_path else ""
+        when = {"timeout": " (taken when the time limit ran out)", "panic": " (after the panic)"}
         console.print(
             Text(
                 f"dump {info.path}{extra}: {info.format}, {info.bytes_written >> 20} MiB of RAM "
-                f"in {info.seconds:.1f} s"
+                f"in {info.seconds:.1f} s{when.get(result.dump_reason or '', '')}"
             ),
             soft_wrap=True,
         )

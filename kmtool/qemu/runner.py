@@ -21,6 +21,8 @@ Debugcon (port 0xe9) goes to `debugcon.log`. The run ends when QEMU exits (its s
 outcome), when the time limit runs out (QEMU is killed: timeout), or -- for a held run -- when the
 kernel reports ready: then kmtool stops the VM, dumps memory if asked, and quits QEMU itself.
 The time limit covers booting up to the exit or the ready marker; a dump afterwards is not limited.
+With a dump asked for, a run that reaches the time limit is not killed: kmtool stops the VM,
+dumps it (the state of a hang is the dump worth having) and quits QEMU; the outcome stays timeout.
 With `gdb` there is no time limit (the VM waits for the debugger).
 """
 
@@ -111,6 +113,7 @@ class RunResult:
     held: bool = False  # the kernel halted at KM-READY/KM-PANIC-HELD and kmtool stopped QEMU
     killed: bool = False  # kmtool killed QEMU (timeout, or KVM failed); qemu_status is moot
     dump: DumpInfo | None = None
+    dump_reason: str | None = None  # when the dump was taken: "ready", "panic" or "timeout"
 
     @property
     def exit_status(self) -> int:
@@ -135,6 +138,7 @@ class RunResult:
             "message": self.message or None,
             "dump": None if self.dump is None else str(self.dump.path),
             "dump_format": None if self.dump is None else self.dump.format,
+            "dump_reason": None if self.dump is None else self.dump_reason,
             "dump_layout": None
             if self.dump is None or self.dump.layout_path is None
             else str(self.dump.layout_path),
@@ -245,9 +249,10 @@ class Session:
         thread.start()
         self._threads.append(thread)
 
-    def wait(self, until_held: bool) -> None:
-        """Block until QEMU exits, the time limit runs out (QEMU is then killed), KVM fails, or --
-        with `until_held` -- the kernel reports it is held. Sets `timed_out` / `ended`."""
+    def wait(self, until_held: bool, keep_at_timeout: bool = False) -> None:
+        """Block until QEMU exits, the time limit runs out (QEMU is then killed, or with
+        `keep_at_timeout` left running for a dump), KVM fails, or -- with `until_held` -- the
+        kernel reports it is held. Sets `timed_out` / `ended`."""
         assert self.process is not None
         limit = None if self.options.gdb else self.options.timeout
         deadline = None if limit is None else self.started + limit
@@ -261,6 +266,9 @@ class Session:
                 break
             if deadline is not None and time.monotonic() >= deadline:
                 self.timed_out = True
+                if keep_at_timeout:
+                    self.ended = time.monotonic()
+                    return
                 self.kill()
                 break
             try:
@@ -374,7 +382,12 @@ class Session:
     # -- results ---------------------------------------------------------------------------------
 
     def result(
-        self, outcome: Outcome, message: str = "", dump: DumpInfo | None = None, held: bool = False
+        self,
+        outcome: Outcome,
+        message: str = "",
+        dump: DumpInfo | None = None,
+        held: bool = False,
+        dump_reason: str | None = None,
     ) -> RunResult:
         assert self.process is not None
         ended = self.ended or time.monotonic()
@@ -397,6 +410,7 @@ class Session:
             held=held,
             killed=self.killed,
             dump=dump,
+            dump_reason=dump_reason,
         )
 
     def exit_outcome(self) -> tuple[Outcome, str]:
@@ -515,13 +529,23 @@ def run_image(
     session = Session(image, options, echo)
     try:
         session.start()
-        session.wait(until_held=session.hold)
+        session.wait(until_held=session.hold, keep_at_timeout=options.dump is not None)
+        assert session.process is not None
+        if options.dump is not None and session.timed_out and session.process.poll() is None:
+            # A hang: the VM as it is at the time limit is the most useful dump there is.
+            monitor = session.connect()
+            monitor.stop()
+            hang_dump = capture(monitor, options.dump, options.dump_format, progress)
+            session.quit()
+            message = (
+                f"No exit within {options.timeout:g} s; kmtool stopped the VM, dumped it and "
+                "quit QEMU."
+            )
+            return session.result(Outcome.TIMEOUT, message, dump=hang_dump, dump_reason="timeout")
         if not session.serial.held.is_set():
             outcome, message = session.exit_outcome()
-            if options.dump is not None and outcome is not Outcome.TIMEOUT:
-                message = (message + " " if message else "") + (
-                    "The kernel never reported ready, so no dump was written."
-                )
+            if options.dump is not None:
+                message = (message + " " if message else "") + _no_dump_reason(outcome)
             return session.result(outcome, message.strip())
         monitor = session.connect()
         monitor.stop()
@@ -534,9 +558,22 @@ def run_image(
         outcome = outcomes.from_held_run(
             state.report is not None or state.report_at is not None, state.saw_panic, state.saw_fail
         )
-        return session.result(outcome, dump=dump, held=True)
+        reason = None if dump is None else ("panic" if state.saw_panic else "ready")
+        return session.result(outcome, dump=dump, held=True, dump_reason=reason)
     finally:
         session.close()
+
+
+def _no_dump_reason(outcome: Outcome) -> str:
+    """One sentence: why a run with --dump wrote no dump."""
+    if outcome is Outcome.QEMU_ERROR:
+        return "QEMU failed before the kernel was ready, so no dump was written."
+    if outcome is Outcome.TIMEOUT:
+        return "QEMU was gone by the time limit, so no dump was written."
+    return (
+        f"The guest ended (outcome {outcome.value}) without reporting ready, so no dump was "
+        "written."
+    )
 
 
 class HeldVm:

@@ -19,9 +19,9 @@ import pytest
 from conftest import REPO, require
 from elftools.elf.elffile import ELFFile
 
+from kmtool.errors import RunError
 from kmtool.layout.table import MiB
 from kmtool.qemu.outcome import Outcome
-from kmtool.errors import RunError
 from kmtool.qemu.runner import RunOptions, check_cmdline, check_image, held_vm, run_image
 from kmtool.schemas.bootinfo import CMDLINE_MAX
 
@@ -107,6 +107,29 @@ def test_hang_gives_timeout_within_the_limit(hello_esp: HelloEsp, tmp_path: Path
     assert result.report == {"app": "hello", "exit": "0x10"}  # it did run; it just never exited
     assert result.killed and result.to_json()["killed"] is True
     assert result.qemu_status is not None  # QEMU was reaped, not left behind
+
+
+@pytest.mark.qemu
+def test_hang_with_dump_is_stopped_and_dumped_at_the_limit(
+    hello_esp: HelloEsp, tmp_path: Path
+) -> None:
+    dump = tmp_path / "hang.elf"
+    done = kmtool("run", str(hello_esp("hang")), "--json", "--timeout", "5", "--memory", "128M",
+                  "--dump", str(dump), "--build-dir", str(tmp_path))  # fmt: skip
+    assert done.returncode == 5, done.stdout + done.stderr
+    result = json.loads(done.stdout)
+    assert result["outcome"] == "timeout" and result["killed"] is False
+    assert (result["dump"], result["dump_reason"]) == (str(dump), "timeout")
+    assert (
+        result["message"] == "No exit within 5 s; kmtool stopped the VM, dumped it and quit QEMU."
+    )
+    assert 5 <= result["seconds"] < 5 + 3
+    with open(dump, "rb") as f:
+        elf = ELFFile(f)
+        assert elf["e_type"] == "ET_CORE"
+        assert (
+            sum(s["p_memsz"] for s in elf.iter_segments() if s["p_type"] == "PT_LOAD") == 128 * MiB
+        )
 
 
 def _qemu_pids_mentioning(text: str) -> list[int]:

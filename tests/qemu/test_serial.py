@@ -7,7 +7,7 @@ from pathlib import Path
 from conftest import require
 
 from kmtool.qemu.outcome import Outcome
-from kmtool.qemu.runner import RunOptions, RunResult, Session, clean_line
+from kmtool.qemu.runner import RunOptions, RunResult, Session, _no_dump_reason, clean_line
 
 
 def test_clean_line_strips_ovmf_escape_sequences() -> None:
@@ -87,4 +87,15 @@ def test_json_object_keys(tmp_path: Path) -> None:
     assert data["outcome"] == "panic" and data["exit_status"] == 3 and data["seconds"] == 1.235
     assert data["report"] is None and data["command"] == ["q"] and data["qemu_status"] == 37
     assert {"outcome", "exit_status", "seconds", "serial_log", "report", "qemu_status", "accel",
-            "command", "held", "killed", "dump", "dump_format", "dump_layout"} <= set(data)  # fmt: skip
+            "command", "held", "killed", "dump", "dump_format", "dump_layout",
+            "dump_reason"} <= set(data)  # fmt: skip
+    assert data["dump_reason"] is None
+
+
+def test_every_missing_dump_says_why_in_one_sentence() -> None:
+    for outcome in Outcome:
+        reason = _no_dump_reason(outcome)
+        assert reason.endswith("so no dump was written.") and reason.count(".") == 1, reason
+    assert _no_dump_reason(Outcome.FAIL) == (
+        "The guest ended (outcome fail) without reporting ready, so no dump was written."
+    )
