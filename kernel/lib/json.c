@@ -44,9 +44,11 @@ void json_str(struct json *j, const char *key, const char *value)
     kprintf("\"");
     for (const char *p = value; *p; p++) {
         unsigned char c = (unsigned char)*p;
+        // Bytes >= 0x80 go out raw: the command line is UTF-8, and `\\u00XX` per byte would turn
+        // "é" into "Ã©". kmtool decodes the serial line (and so this string) as UTF-8.
         if (c == '"' || c == '\\')
             kprintf("\\%c", c);
-        else if (c < 0x20 || c >= 0x7f)
+        else if (c < 0x20 || c == 0x7f)
             kprintf("\\u%04x", c);
         else
             kprintf("%c", c);

@@ -43,7 +43,7 @@ def build_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.qemu
 def test_boot_passes_prints_the_memory_map_and_reports(build_dir: Path) -> None:
-    done = kmtool("run", "--json", "--build-dir", str(build_dir), "--cmdline", "x=1,y=2 z")
+    done = kmtool("run", "--json", "--build-dir", str(build_dir), "--cmdline", "x=1,y=2 z é")
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads(done.stdout)
     assert (result["outcome"], result["exit_status"], result["qemu_status"]) == ("pass", 0, 33)
@@ -51,9 +51,11 @@ def test_boot_passes_prints_the_memory_map_and_reports(build_dir: Path) -> None:
     report = result["report"]
     assert isinstance(report, dict)
     assert isinstance(report["bootstrap_cycles"], int) and report["bootstrap_cycles"] > 0
-    assert report["cmdline"] == "x=1,y=2 z"  # through fw_cfg, commas and all
+    assert report["cmdline"] == "x=1,y=2 z é"  # through fw_cfg, commas and UTF-8 and all
+    assert result["cmdline"] == "x=1,y=2 z é"
 
-    serial = Path(result["serial_log"]).read_text(errors="replace")
+    serial = Path(result["serial_log"]).read_text(encoding="utf-8", errors="replace")
+    assert '  cmdline      "x=1,y=2 z é"' in serial.splitlines()  # the kernel prints the bytes raw
     rows = [line for line in serial.splitlines() if MEMORY_MAP_ROW.match(line)]
     assert len(rows) == report["memory_map_entries"] > 0
     assert any(" Conventional " in row for row in rows)

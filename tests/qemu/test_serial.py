@@ -62,6 +62,20 @@ def test_panic_held_and_a_bad_report(tmp_path: Path) -> None:
     assert state.saw_panic and state.held.is_set()
 
 
+def test_serial_and_report_are_utf8_with_replacement(tmp_path: Path) -> None:
+    # The kernel prints command-line bytes raw, in its banner and in the report's JSON string;
+    # both are decoded as UTF-8, a byte that is not UTF-8 becoming U+FFFD in both alike.
+    echoed: list[str] = []
+    session = _session(tmp_path, echoed)
+    try:
+        session._line(b'  cmdline      "caf\xc3\xa9 \xff"')
+        session._line(b'KM-REPORT {"cmdline":"caf\xc3\xa9 \xff"}')
+    finally:
+        session.close()
+    assert echoed[0] == '  cmdline      "café \ufffd"'
+    assert session.serial.report == {"cmdline": "café \ufffd"}
+
+
 def test_a_failing_echo_is_dropped_not_fatal(tmp_path: Path) -> None:
     require("qemu-system-x86_64", "/usr/share/OVMF/OVMF_CODE_4M.fd")
     image = tmp_path / "image"
