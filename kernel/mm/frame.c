@@ -159,6 +159,87 @@ static void span_remove(struct km_frame_allocator *fa, uint64_t p)
     fa->spans--;
 }
 
+/* ---- debug-only checks (KM_DEBUG) ---- */
+
+#if KM_DEBUG
+// A link from span `p` (its `what` field) that must name another span: frame aligned, not 0, below
+// the limit, on the right side of `p`. Checked before the node it names is read.
+static void debug_check_link(const struct km_frame_allocator *fa, const char *who, uint64_t p,
+                             const char *what, uint64_t link, int above)
+{
+    if ((link & KM_PAGE_MASK) || link >= fa->limit || (above ? link <= p : link >= p))
+        panic("%s: span 0x%lx: %s 0x%lx is not a span address %s it", who, p, what, link,
+              above ? "above" : "below");
+}
+
+// Span `p` and its links to both neighbours: magic, start == own address, count in range, prev/next
+// symmetric, neighbours strictly ordered and not adjacent (they would have been coalesced).
+static void debug_check_span(const struct km_frame_allocator *fa, const char *who, uint64_t p)
+{
+    const struct km_frame_span *n = node(p);
+    if (n->magic != KM_FRAME_SPAN_MAGIC)
+        panic("%s: span 0x%lx: bad magic 0x%lx", who, p, n->magic);
+    if (n->start != p)
+        panic("%s: span 0x%lx: start is 0x%lx, not its own address", who, p, n->start);
+    if (n->count == 0 || n->count > (fa->limit - p) / FRAME)
+        panic("%s: span 0x%lx: count %lu out of range (limit 0x%lx)", who, p, n->count,
+              fa->limit);
+    if (n->prev) {
+        debug_check_link(fa, who, p, "prev", n->prev, 0);
+        const struct km_frame_span *pn = node(n->prev);
+        if (pn->magic != KM_FRAME_SPAN_MAGIC)
+            panic("%s: span 0x%lx: prev 0x%lx has bad magic 0x%lx", who, p, n->prev, pn->magic);
+        if (pn->next != p)
+            panic("%s: span 0x%lx: prev 0x%lx has next 0x%lx", who, p, n->prev, pn->next);
+        if (pn->count > (p - n->prev) / FRAME - 1)
+            panic("%s: span 0x%lx: prev 0x%lx (%lu frames) reaches or overlaps it", who, p,
+                  n->prev, pn->count);
+    } else if (fa->head != p) {
+        panic("%s: span 0x%lx: prev is 0 but the head is 0x%lx", who, p, fa->head);
+    }
+    if (n->next) {
+        debug_check_link(fa, who, p, "next", n->next, 1);
+        const struct km_frame_span *nn = node(n->next);
+        if (nn->magic != KM_FRAME_SPAN_MAGIC)
+            panic("%s: span 0x%lx: next 0x%lx has bad magic 0x%lx", who, p, n->next, nn->magic);
+        if (nn->prev != p)
+            panic("%s: span 0x%lx: next 0x%lx has prev 0x%lx", who, p, n->next, nn->prev);
+        if (n->count > (n->next - p) / FRAME - 1)
+            panic("%s: span 0x%lx (%lu frames) reaches or overlaps next 0x%lx", who, p, n->count,
+                  n->next);
+    }
+}
+
+// The counters, after an operation: none wrapped below zero, empty exactly when there is no span.
+static void debug_check_counters(const struct km_frame_allocator *fa, const char *who)
+{
+    // (frames_free may return frames never added, so free_frames may exceed managed_frames.)
+    if ((int64_t)fa->free_frames < 0 || (int64_t)fa->managed_frames < 0 ||
+        fa->spans > fa->free_frames)
+        panic("%s: counters out of range: free_frames %lu, managed_frames %lu, spans %lu", who,
+              fa->free_frames, fa->managed_frames, fa->spans);
+    if ((fa->head == 0) != (fa->spans == 0) || (fa->root == 0) != (fa->spans == 0))
+        panic("%s: head 0x%lx and root 0x%lx disagree with spans %lu", who, fa->head, fa->root,
+              fa->spans);
+    if (fa->head && node(fa->head)->prev != 0)
+        panic("%s: head span 0x%lx has prev 0x%lx", who, fa->head, node(fa->head)->prev);
+}
+
+// The neighbourhood an operation touched: span `p` (0: none left there) and the counters.
+static void debug_check_around(const struct km_frame_allocator *fa, const char *who, uint64_t p)
+{
+    debug_check_counters(fa, who);
+    if (p) {
+        debug_check_span(fa, who, p);
+        if (node(p)->count > fa->free_frames)
+            panic("%s: span 0x%lx has %lu frames, free_frames is %lu", who, p, node(p)->count,
+                  fa->free_frames);
+    }
+}
+#else
+#define debug_check_around(fa, who, p) ((void)0)
+#endif
+
 /* ---- public interface ---- */
 
 void frames_init(struct km_frame_allocator *fa, uint64_t limit)
@@ -198,8 +279,9 @@ static void check_free(const struct km_frame_allocator *fa, const char *who, uin
     *succ_out = succ;
 }
 
-static void insert_range(struct km_frame_allocator *fa, uint64_t phys, uint64_t count,
-                         uint64_t pred, uint64_t succ)
+// Returns the span that now holds the range.
+static uint64_t insert_range(struct km_frame_allocator *fa, uint64_t phys, uint64_t count,
+                             uint64_t pred, uint64_t succ)
 {
     uint64_t end = phys + count * FRAME;
     int join_prev = pred && span_end(node(pred)) == phys;
@@ -232,6 +314,7 @@ static void insert_range(struct km_frame_allocator *fa, uint64_t phys, uint64_t 
         fa->spans++;
     }
     fa->free_frames += count;
+    return join_prev ? pred : phys;
 }
 
 void frames_add(struct km_frame_allocator *fa, uint64_t phys, uint64_t count)
@@ -248,32 +331,42 @@ void frames_add(struct km_frame_allocator *fa, uint64_t phys, uint64_t count)
         return;
     uint64_t pred, succ;
     check_free(fa, "frames_add", phys, count, &pred, &succ);
-    insert_range(fa, phys, count, pred, succ);
+    uint64_t span = insert_range(fa, phys, count, pred, succ);
     fa->managed_frames += count;
+    debug_check_around(fa, "frames_add", span);
+    (void)span;
 }
 
 void frames_free(struct km_frame_allocator *fa, uint64_t phys, uint64_t count)
 {
     uint64_t pred, succ;
     check_free(fa, "frames_free", phys, count, &pred, &succ);
-    insert_range(fa, phys, count, pred, succ);
+    uint64_t span = insert_range(fa, phys, count, pred, succ);
     fa->free_calls++;
+    debug_check_around(fa, "frames_free", span);
+    (void)span;
 }
 
 // Takes `take` frames off the top of span `p` (all of it when take == count).
 static uint64_t take_top(struct km_frame_allocator *fa, uint64_t p, uint64_t take)
 {
     struct km_frame_span *n = node(p);
-    uint64_t first;
+    uint64_t first, left = p;
+#if KM_DEBUG
+    debug_check_span(fa, "frames_alloc", p);  // its links are followed below
+#endif
     if (take == n->count) {
         first = p;
-        span_remove(fa, p);
+        left = n->next ? n->next : n->prev;  // the neighbour whose links changed (its own and
+        span_remove(fa, p);                  // the other neighbour's are checked through it)
     } else {
         n->count -= take;
         first = span_end(n);
     }
     fa->free_frames -= take;
     fa->alloc_calls++;
+    debug_check_around(fa, "frames_alloc", left);
+    (void)left;
     return first;
 }
 

@@ -11,6 +11,37 @@ static struct km_heap_block *block(uint64_t va)
     return (struct km_heap_block *)(uintptr_t)va;
 }
 
+#if KM_DEBUG
+// A free block about to leave its list: free magic, the order of the list it is on, and links that
+// agree with its neighbours (which are free blocks, so their headers exist and reading them faults
+// nothing in).
+static int debug_not_block(const struct km_heap *h, uint64_t va, unsigned order)
+{
+    return va < h->base || va - h->base >= h->size || (va - h->base) % (1ull << order);
+}
+
+static void debug_check_free_block(const struct km_heap *h, const char *who, uint64_t va)
+{
+    const struct km_heap_block *b = block(va);
+    if (b->magic != KM_HEAP_FREE_MAGIC)
+        panic("%s: free block 0x%lx: bad magic 0x%x", who, va, b->magic);
+    if (b->order < h->min_order || b->order > h->max_order || debug_not_block(h, va, b->order))
+        panic("%s: free block 0x%lx: order %u out of range or misaligned", who, va, b->order);
+    if ((b->prev && debug_not_block(h, b->prev, b->order)) ||
+        (b->next && debug_not_block(h, b->next, b->order)))
+        panic("%s: free block 0x%lx: prev 0x%lx or next 0x%lx is not a block of order %u", who,
+              va, b->prev, b->next, b->order);
+    if (b->prev ? block(b->prev)->next != va : h->free_heads[b->order] != va)
+        panic("%s: free block 0x%lx: prev 0x%lx does not link back (head 0x%lx)", who, va,
+              b->prev, h->free_heads[b->order]);
+    if (b->next && block(b->next)->prev != va)
+        panic("%s: free block 0x%lx: next 0x%lx has prev 0x%lx", who, va, b->next,
+              block(b->next)->prev);
+}
+#else
+#define debug_check_free_block(h, who, va) ((void)0)
+#endif
+
 static void list_push(struct km_heap *h, uint64_t va, unsigned order)
 {
     struct km_heap_block *b = block(va);
@@ -29,6 +60,7 @@ static void list_push(struct km_heap *h, uint64_t va, unsigned order)
 
 static void list_remove(struct km_heap *h, uint64_t va)
 {
+    debug_check_free_block(h, "heap", va);
     struct km_heap_block *b = block(va);
     if (b->prev)
         block(b->prev)->next = b->next;
@@ -117,6 +149,11 @@ void heap_free(struct km_heap *h, void *ptr, size_t size)
     if (size && b->size != size)
         panic("heap_free: %p was allocated with %lu bytes, freed with %lu", ptr, b->size,
               (uint64_t)size);
+#if KM_DEBUG
+    if (h->blocks_in_use == 0 || h->bytes_in_use < b->size)
+        panic("heap_free: block 0x%lx of %lu bytes, but the counters say %lu blocks, %lu bytes "
+              "in use", va, b->size, h->blocks_in_use, h->bytes_in_use);
+#endif
     h->bytes_in_use -= b->size;
     h->blocks_in_use--;
     unsigned order = b->order;

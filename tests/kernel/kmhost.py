@@ -27,8 +27,9 @@ from kmtool.schemas.heap import Heap
 
 PAGE = 4096
 SOURCES = ("kernel/mm/frame.c", "kernel/mm/heap.c", "kernel/mm/vaddr.c", "tests/kernel/host_shim.c")
+# KM_DEBUG=1: the debug-only invariant checks run under every host test (test_host_debug_checks.py).
 CFLAGS = ("-shared", "-fPIC", "-O2", "-g", "-std=c11", "-D_DEFAULT_SOURCE", "-DKM_HOST",
-          "-Wall", "-Wextra", "-Werror", "-Iinclude", "-Ikernel/include")  # fmt: skip
+          "-DKM_DEBUG=1", "-Wall", "-Wextra", "-Werror", "-Iinclude", "-Ikernel/include")  # fmt: skip
 KM_OK, KM_ENOMEM, KM_EINVAL, KM_EFULL = 0, 1, 2, 3
 
 _LIB: ctypes.CDLL | None = None

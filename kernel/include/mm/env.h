@@ -28,6 +28,13 @@ static inline void *phys_to_virt(uint64_t phys)
 }
 #endif
 
+// KM_DEBUG: 1 in debug builds (the `kmtool build` default), 0 with `--release` (see
+// kmtool/build/flags.py) and when nobody defines it. Debug-only invariant checks are `#if KM_DEBUG`
+// blocks: O(1) checks of what an operation just touched, each a panic naming address and value.
+#ifndef KM_DEBUG
+#define KM_DEBUG 0
+#endif
+
 // Stops the kernel with "panic: <message>" (kernel/lib/panic.c), or unwinds the host test call.
 _Noreturn __attribute__((format(printf, 1, 2))) void panic(const char *fmt, ...);
 
