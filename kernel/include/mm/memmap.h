@@ -1,7 +1,10 @@
 // The firmware memory map the loader handed over (a copy in KM_MEMTYPE_HANDOFF memory).
 //
 // Descriptors are `desc_size` bytes apart -- the firmware's size, never sizeof(struct
-// km_efi_memory_descriptor), which only covers the first 40 bytes.
+// km_efi_memory_descriptor), which only covers the first 40 bytes. The loader hands the map over
+// sorted by physical_start (kmtool/schemas/bootinfo.py), so it prints in address order, but nothing
+// in the kernel relies on the order: every consumer scans all descriptors, and the frame allocator
+// finds each range's place through its index (frames_add accepts ranges in any order).
 #pragma once
 
 #include <km/structs.h>
