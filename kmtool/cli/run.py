@@ -148,6 +148,9 @@ def run(
             soft_wrap=True,
         )
     console.print(summary, soft_wrap=True)
+    if result.panic is not None:
+        for line in result.panic.lines():
+            console.print(Text(line), soft_wrap=True)
     return result.exit_status
 
 

@@ -51,6 +51,7 @@ from kmtool.qemu.cmdline import GDB_PORT, QEMU, MachineSpec, build_argv, kernel_
 from kmtool.qemu.dump import DumpInfo, Progress, capture
 from kmtool.qemu.firmware import find_ovmf
 from kmtool.qemu.outcome import Outcome
+from kmtool.qemu.panic import PanicReport, panic_report
 from kmtool.qemu.qmp import Monitor
 from kmtool.schemas.bootinfo import CMDLINE_MAX
 
@@ -90,6 +91,7 @@ class RunOptions:
     hold: bool = False  # append `hold` even without a dump (held_vm sets it)
     build_dir: Path = Path("build")
     qemu: str = QEMU
+    kernel: Path | None = None  # the ELF that symbolizes a panic; None: BUILD_DIR/kernel.elf
 
 
 @dataclass
@@ -114,6 +116,7 @@ class RunResult:
     killed: bool = False  # kmtool killed QEMU (timeout, or KVM failed); qemu_status is moot
     dump: DumpInfo | None = None
     dump_reason: str | None = None  # when the dump was taken: "ready", "panic" or "timeout"
+    panic: PanicReport | None = None  # the kernel's panic report, symbolized
 
     @property
     def exit_status(self) -> int:
@@ -142,6 +145,7 @@ class RunResult:
             "dump_layout": None
             if self.dump is None or self.dump.layout_path is None
             else str(self.dump.layout_path),
+            "panic": None if self.panic is None else self.panic.to_json(),
             "command": self.command,
         }
 
@@ -392,6 +396,10 @@ class Session:
         assert self.process is not None
         ended = self.ended or time.monotonic()
         state = self.serial
+        panic = None
+        if outcome is Outcome.PANIC or state.saw_panic:
+            kernel = self.options.kernel or self.options.build_dir / "kernel.elf"
+            panic = panic_report(state.lines, kernel)
         return RunResult(
             outcome=outcome,
             seconds=ended - self.started,
@@ -411,6 +419,7 @@ class Session:
             killed=self.killed,
             dump=dump,
             dump_reason=dump_reason,
+            panic=panic,
         )
 
     def exit_outcome(self) -> tuple[Outcome, str]:

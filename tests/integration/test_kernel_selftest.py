@@ -134,3 +134,20 @@ def test_fault_outside_handed_out_ranges_panics(build_dir: Path) -> None:
     assert re.search(r"^  rip      0x[0-9a-f]{16} \(kernel-image\)$", serial, re.M)
     assert f"  cr2      0x{address:016x} (kernel-vspace)" in serial
     assert "KM-REPORT" not in serial
+
+    # kmtool symbolizes the panic with the built kernel ELF: the faulting function, then its callers
+    panic = result.panic
+    assert panic is not None and panic.kernel == build_dir / "kernel.elf"
+    assert panic.message.startswith(f"page fault at {address:#x} (kernel-vspace), not-present read")
+    assert panic.rip is not None and panic.rip.symbol == "selftest_fault", panic.lines()
+    assert panic.rip.offset is not None and panic.rip.offset > 0
+    assert f"rip 0x{panic.rip.address:016x}" in serial
+    assert [frame.symbol for frame in panic.backtrace][:1] == ["kmain"], panic.lines()
+    assert all(frame.symbol is not None for frame in panic.backtrace)
+    data = result.to_json()["panic"]
+    assert data["rip"] == {"address": hex(panic.rip.address), "symbol": "selftest_fault",
+                           "offset": panic.rip.offset}  # fmt: skip
+    assert data["backtrace"][0]["symbol"] == "kmain"
+    assert (
+        panic.lines()[1] == f"  rip 0x{panic.rip.address:016x} selftest_fault+{panic.rip.offset:#x}"
+    )
