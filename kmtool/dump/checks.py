@@ -34,6 +34,9 @@ if TYPE_CHECKING:
     from kmtool.dump.inspection import Inspection
 
 KERNEL_REGIONS = ("kernel-image", "kernel-vspace", "kernel-heap")
+# The detail of a check whose structure the kernel had not built when the dump was taken: it passes
+# (nothing to contradict) without reading anything; "kernel reached ready" is the one that fails.
+NOT_BUILT_YET = "not applicable, not built yet: the kernel did not reach ready"
 SHOWN = 3  # offenders named in a failing check's detail
 
 
@@ -557,25 +560,55 @@ def heap_counters(ins: Inspection) -> Check | None:
 
 # -- page tables -----------------------------------------------------------------------------------
 
+PAGE_TABLES_CHECK = "page tables walked"
+
+
+def page_tables_walked(ins: Inspection) -> Check | None:
+    """The walk under CR3 (and the kernel PML4) met no table outside the dump and no limit.
+
+    Recursive entries (kmtool.dump.pagetable) are skipped by the walk: a failure on a dump of our
+    kernel, which makes none; a note on a foreign dump, where they are a common design.
+    """
+    walked = {t.root: t for t in (ins.tables, ins.kernel_tables) if t is not None}
+    if not walked:
+        return None
+    errors = [e for t in walked.values() for e in t.errors]
+    recursive = [r for t in walked.values() for r in t.recursive]
+    if errors:
+        return Check(PAGE_TABLES_CHECK, False, _list(errors[:SHOWN], len(errors)))
+    if recursive and not ins.foreign:
+        return Check(PAGE_TABLES_CHECK, False,
+                     "recursive mapping (kmtool's kernel makes none): "
+                     + _list(recursive[:SHOWN], len(recursive)))  # fmt: skip
+    roots = ", ".join(hex(r) for r in walked)
+    note = "; skipped recursive " + _list(recursive[:SHOWN], len(recursive)) if recursive else ""
+    leaves = sum(t.leaf_total for t in walked.values())
+    return Check(PAGE_TABLES_CHECK, True, f"{leaves} pages under {roots}{note}")
+
 
 def shared_entries(ins: Inspection) -> Check | None:
     if ins.core is None:
         return None
-    pml4 = ins.core.kernel_pml4_phys
+    name = f"kernel PML4 entries {SHARED_PML4_FIRST} and {SHARED_PML4_LAST} present"
+    pml4 = ins.core.kernel_pml4_phys & ADDRESS_MASK
+    if not pml4:
+        return Check(name, True, NOT_BUILT_YET + " (kernel_pml4_phys is 0)")
+    memory = ins.source.memory
+    if not memory.contains(pml4, PAGE_SIZE):
+        return Check(name, False, f"the kernel PML4 at {hex(pml4)} is outside the dump")
+    live_root = ins.root if ins.root is not None and ins.root != pml4 else None
+    if live_root is not None and not memory.contains(live_root, PAGE_SIZE):
+        live_root = None  # "page tables walked" names it
     problems = []
     for index in range(SHARED_PML4_FIRST, SHARED_PML4_LAST + 1):
-        entry = ins.source.memory.u64(pml4 + index * 8, f"kernel PML4 entry {index}")
+        entry = memory.u64(pml4 + index * 8, f"kernel PML4 entry {index}")
         if not entry & Pte.PRESENT:
             problems.append(f"entry {index} is {hex(entry)} (not present)")
-        if ins.root is not None and ins.root != pml4:
-            live = ins.source.memory.u64(ins.root + index * 8, f"PML4 entry {index} under CR3")
+        if live_root is not None:
+            live = memory.u64(live_root + index * 8, f"PML4 entry {index} under CR3")
             if live & ADDRESS_MASK != entry & ADDRESS_MASK:
                 problems.append(f"CR3's entry {index} is {hex(live)}, the kernel's {hex(entry)}")
-    return Check(
-        f"kernel PML4 entries {SHARED_PML4_FIRST} and {SHARED_PML4_LAST} present",
-        not problems,
-        "; ".join(problems) if problems else f"PML4 at {hex(pml4)}",
-    )
+    return Check(name, not problems, "; ".join(problems) if problems else f"PML4 at {hex(pml4)}")
 
 
 def offset_map(ins: Inspection) -> Check | None:
@@ -655,7 +688,7 @@ def kernel_ready(ins: Inspection) -> Check | None:
         problems.append("ready_tsc is 0: the dump was taken before KM-READY (a panic?)")
     if not c.kernel_pml4_phys:
         problems.append("kernel_pml4_phys is 0: the kernel's own page tables were not built")
-    if ins.kernel_tables is not None and ins.heap is None:
+    if ins.kernel_tables is not None and not ins.kernel_tables.errors and ins.heap is None:
         problems.append("km_heap is all zero: the heap was not set up")
     return Check("kernel reached ready", not problems,
                  "; ".join(problems) if problems else
@@ -727,6 +760,7 @@ CHECKS: tuple[Callable[[Inspection], Check | None], ...] = (
     memory_map_sorted,
     memory_map_disjoint,
     memory_map_stepping,
+    page_tables_walked,
     shared_entries,
     offset_map,
     no_wx,

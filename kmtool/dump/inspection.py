@@ -3,7 +3,14 @@
 Roots, in order of preference: `--cr3`; CR3 of CPU 0 from the dump (QEMU note or raw layout file);
 the kernel PML4 recorded in the core-info block. The core-info block is found through `--kernel` or
 by a physical scan (kmtool.dump.coreinfo). A dump without one is *foreign* (not our kernel, or not
-ready yet): with a CR3 the page tables are still decoded and the kernel parts are null.
+ready yet): with a CR3 the page tables are still decoded and the kernel parts are null, and the
+ranges carry no region names (the names come from kmtool's layout table, which says nothing about
+another kernel's address space).
+
+A fault in the page tables (a table outside the dump, a walk limit) does not stop the inspection:
+the walk records it, `page_tables.error` carries it and the "page tables walked" check fails; the
+boot info, memory map and free list still decode. The heap, which is found through the kernel's
+tables, is left out when they are broken.
 """
 
 from __future__ import annotations
@@ -120,6 +127,8 @@ def inspect_dump(path: Path, options: Options) -> Inspection:
     if ins.root is not None:
         ins.tables = walk(memory, ins.root, keep_leaves=options.keep_leaves)
     ins.core = find_core_info(memory, ins.kernel, ins.tables)
+    if ins.core is None and ins.tables is not None:
+        ins.tables.ranges = ins.tables.ranges.without_regions()
     if ins.core is None and ins.root is None:
         raise DumpError(
             f"Dump `{path}` records no CR3 and holds no kmtool core-info block; pass `--cr3 ADDR` "
@@ -142,8 +151,9 @@ def inspect_dump(path: Path, options: Options) -> Inspection:
         ins.boot = read_boot_info(memory, ins.core.boot_info_phys)
         ins.memmap = read_memory_map(memory, ins.boot)
         ins.frames = read_free_list(memory, ins.core.frame_state_phys)
-        if ins.kernel_tables is not None and heap_initialized(memory, ins.core.heap_state_phys):
-            ins.heap = read_heap(memory, ins.core.heap_state_phys, ins.kernel_tables)
+        kt = ins.kernel_tables
+        if kt is not None and not kt.errors and heap_initialized(memory, ins.core.heap_state_phys):
+            ins.heap = read_heap(memory, ins.core.heap_state_phys, kt)
         stats = memory.read(ins.core.page_state_phys, PageStats.sizeof(), "page stats")
         ins.page_stats = parse(PageStats, stats, "page stats", ins.core.page_state_phys)
     root = ins.root

@@ -16,9 +16,19 @@ Rules (Intel SDM vol. 3, 4.5):
   level says so (OR).
 
 Tables are memoized by physical address (each distinct table is read once per level however many
-entries point to it, as when PML4 entries 0 and 511 share one PDPT). An entry that points back at a
-table on its own path (a recursive mapping), a table outside the dump, or more than `MAX_LEAVES` pages
-is a `DumpError` naming the level, the table, the entry index and its raw value.
+entries point to it, as when PML4 entries 0 and 511 share one PDPT).
+
+Faults do not abort the walk; they are recorded on the result, so one bad pointer costs only the
+mappings beneath it and the other parts of an inspection still decode:
+- an entry that points to a table outside the dump is an *error* (`PageTables.errors`) naming the
+  level, the table holding the entry, the entry index and its raw value; the entry is not followed;
+- an entry that points back at a table on its own path is a *recursive mapping*, a common trick of
+  other kernels (Windows, some hobby kernels map their PML4 into itself): it is not followed (it would
+  only map the tables again) and is listed in `PageTables.recursive`. kmtool's kernel makes none, so
+  the "page tables walked" check fails on one when the dump is of our kernel and passes with a note
+  on a foreign dump (kmtool.dump.checks);
+- more than `MAX_LEAVES` pages or `MAX_RANGES` distinct ranges ends the walk with an error, and the
+  result holds no ranges.
 
 Ranges are merged when virtually and physically contiguous with the same page size, the same effective
 permissions and the same region of the layout table. Addresses are canonical (sign-extended from bit
@@ -35,7 +45,7 @@ import numpy as np
 
 from kmtool.dump.cpu import CR3_ADDRESS_MASK
 from kmtool.dump.memory import PhysicalMemory
-from kmtool.dump.regions import region_ids, region_name
+from kmtool.dump.regions import NO_REGION, region_ids, region_name
 from kmtool.errors import DumpError
 from kmtool.layout.table import (
     ENTRIES_PER_TABLE,
@@ -67,6 +77,7 @@ INDEX_BITS = ENTRIES_PER_TABLE.bit_length() - 1
 TABLE_BYTES = ENTRIES_PER_TABLE * 8
 MAX_LEAVES = 1 << 25  # 32 Mi pages (128 GiB of 4 KiB pages): the bound on one walk's work
 MAX_RANGES = 1 << 22  # distinct merged ranges kept (memory bound when nothing merges)
+RECURSIVE_LISTED = 16  # recursive entries listed in JSON
 RANGES_LISTED = 1 << 16  # ranges listed in JSON and by `--part pagetables`
 CHUNK_TABLES = 512  # tables decoded per bulk step (2 MiB of entries, 256 Ki leaves)
 SIGN_EXTENSION = ((1 << 64) - 1) ^ ((1 << VIRTUAL_ADDRESS_BITS) - 1)
@@ -159,6 +170,11 @@ class Ranges:
     perm: np.ndarray
     region: np.ndarray
 
+    def without_regions(self) -> Ranges:
+        """The same mappings with no region names (a foreign dump), merged again."""
+        region = np.full(len(self), NO_REGION, dtype=np.int16)
+        return Ranges(self.start, self.phys, self.size, self.page_size, self.perm, region).merged()
+
     @classmethod
     def empty(cls) -> Ranges:
         u = np.zeros(0, dtype=np.uint64)
@@ -238,6 +254,16 @@ class PageTables:
     tables: np.ndarray  # physical addresses of every distinct table page (uint64, sorted)
     leaves: Leaves | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)  # tables outside the dump, limits hit
+    recursive: list[str] = field(default_factory=list)  # recursive entries, not followed
+
+    @property
+    def error(self) -> str | None:
+        """The first error of the walk (and how many more), or None."""
+        if not self.errors:
+            return None
+        more = len(self.errors) - 1
+        return self.errors[0] + (f" (and {more} more)" if more else "")
 
     @property
     def leaf_total(self) -> int:
@@ -282,6 +308,8 @@ class PageTables:
             "leaves": self.leaf_total,
             "leaf_counts": {size_text(s): n for s, n in sorted(self.leaf_counts.items())},
             "tables": len(self.tables),
+            "error": self.error,
+            "recursive_entries": self.recursive[:RECURSIVE_LISTED],
             **self.extra,
         }
 
@@ -289,8 +317,35 @@ class PageTables:
 def walk(
     memory: PhysicalMemory, root: int, keep_leaves: bool = False, max_leaves: int = MAX_LEAVES
 ) -> PageTables:
-    """Walk every mapping under the PML4 at physical `root` (CR3 with its low bits cleared)."""
+    """Walk every mapping under the PML4 at physical `root` (CR3 with its low bits cleared).
+
+    Never raises on what the tables hold: faults are in the result's `errors` and `recursive`.
+    """
     root &= ADDRESS_MASK
+    errors: list[str] = []
+    recursive: list[str] = []
+    try:
+        tables = _walk(memory, root, keep_leaves, max_leaves, errors, recursive)
+    except _LimitReached as limit:
+        u = np.zeros(0, dtype=np.uint64)
+        tables = PageTables(root, Ranges.empty(), {}, u)
+        errors.append(str(limit))
+    tables.errors, tables.recursive = errors, recursive
+    return tables
+
+
+class _LimitReached(Exception):
+    """The walk found more pages or ranges than it will keep."""
+
+
+def _walk(
+    memory: PhysicalMemory,
+    root: int,
+    keep_leaves: bool,
+    max_leaves: int,
+    errors: list[str],
+    recursive: list[str],
+) -> PageTables:
     table_pa = np.array([root], dtype=np.uint64)
     table_va = np.zeros(1, dtype=np.uint64)
     table_perm = np.full(1, PERM_ALL, dtype=np.uint8)
@@ -309,7 +364,9 @@ def walk(
         all_tables.append(np.unique(table_pa))
         for lo in range(0, len(table_pa), CHUNK_TABLES):
             pas = table_pa[lo : lo + CHUNK_TABLES]
-            entries = _read_tables(memory, pas, level, depth, ancestors[lo : lo + CHUNK_TABLES])
+            entries = _read_tables(
+                memory, pas, level, depth, ancestors[lo : lo + CHUNK_TABLES], errors
+            )
             present = (entries & np.uint64(Pte.PRESENT)) != 0
             if level.leaf is LeafRule.ALWAYS:
                 leaf = present
@@ -321,7 +378,7 @@ def walk(
             if len(rows):
                 total += len(rows)
                 if total > max_leaves:
-                    raise DumpError(
+                    raise _LimitReached(
                         f"The page tables under CR3 {hex(root)} map more than {max_leaves} pages "
                         f"(at {level.name} level); refusing to walk further."
                     )
@@ -334,7 +391,7 @@ def walk(
                 level_parts.append(Ranges(va, pa, sizes, sizes, perm, rid).merged())
                 kept += len(level_parts[-1])
                 if kept > MAX_RANGES:
-                    raise DumpError(
+                    raise _LimitReached(
                         f"The page tables under CR3 {hex(root)} hold more than {MAX_RANGES} "
                         f"distinct mappings (at {level.name} level); refusing to keep more."
                     )
@@ -348,11 +405,19 @@ def walk(
                 anc = np.concatenate((ancestors[lo:][rows], pas[rows][:, None]), axis=1)
                 loops = (anc == child[:, None]).any(axis=1)
                 if loops.any():
-                    k = int(np.flatnonzero(loops)[0])
-                    raise DumpError(
-                        f"Page table: {level.name} entry {int(cols[k])} of the table at "
-                        f"{hex(int(pas[rows[k]]))} points back to table {hex(int(child[k]))} on its "
-                        f"own path (a recursive mapping; raw entry {hex(int(e[k]))})."
+                    for k in np.flatnonzero(loops)[: RECURSIVE_LISTED - len(recursive)]:
+                        recursive.append(
+                            f"{level.name} entry {int(cols[k])} of the table at "
+                            f"{hex(int(pas[rows[k]]))} points back to table {hex(int(child[k]))} "
+                            f"on its own path (raw entry {hex(int(e[k]))}); not followed"
+                        )
+                    keep = ~loops
+                    rows, cols, e, child, anc = (
+                        rows[keep],
+                        cols[keep],
+                        e[keep],
+                        child[keep],
+                        anc[keep],
                     )
                 nxt_pa.append(child)
                 nxt_va.append(table_va[lo:][rows] + (cols.astype(np.uint64) << shift))
@@ -387,25 +452,47 @@ _LEAF_FIELDS = ("va", "pa", "size", "entry", "perm")
 
 
 def _read_tables(
-    memory: PhysicalMemory, pas: np.ndarray, level: Level, depth: int, ancestors: np.ndarray
+    memory: PhysicalMemory,
+    pas: np.ndarray,
+    level: Level,
+    depth: int,
+    ancestors: np.ndarray,
+    errors: list[str],
 ) -> np.ndarray:
-    """The entries of the tables at `pas` as a (len(pas), 512) uint64 array, each table read once."""
+    """The entries of the tables at `pas` as a (len(pas), 512) uint64 array, each table read once.
+
+    A table outside the dump reads as all zero (nothing beneath it is walked) and adds one error
+    per table to `errors`, naming the entry that points to it.
+    """
     unique, inverse = np.unique(pas, return_inverse=True)
     entries, ok = memory.gather(unique, ENTRIES_PER_TABLE)
     if not ok.all():
-        bad = int(unique[np.flatnonzero(~ok)[0]])
-        where = "CR3" if depth == 0 else f"a {LEVELS[depth - 1].name} entry"
-        parent = ""
-        if depth:
+        for bad in unique[np.flatnonzero(~ok)].tolist():
+            if depth == 0:
+                errors.append(f"Page table: the PML4 at {hex(bad)} (CR3) is outside the dump.")
+                continue
             k = int(np.flatnonzero(pas == np.uint64(bad))[0])
-            parent = f" in the table at {hex(int(ancestors[k, -1]))}"
-        raise DumpError(
-            f"Page table: the {level.name} table at {hex(bad)} (named by {where}{parent}) is "
-            "outside the dump."
-        )
+            parent = int(ancestors[k, -1])
+            errors.append(
+                f"Page table: {_pointing_entry(memory, parent, bad, LEVELS[depth - 1])} points to "
+                f"a {level.name} table at {hex(bad)}, outside the dump; not followed."
+            )
+        entries[~ok] = 0  # gather zeroes them already; say so here
     if len(unique) == len(pas) and (len(pas) < 2 or bool((pas[1:] > pas[:-1]).all())):
         return entries
     return entries[inverse.reshape(-1)]
+
+
+def _pointing_entry(memory: PhysicalMemory, table: int, child: int, level: Level) -> str:
+    """ "PD entry 5 of the table at 0x... (raw entry 0x...)": the first entry of `table` that
+    points to `child` (for error messages; the table was read before, so it is in the dump)."""
+    raw = np.frombuffer(memory.read(table, TABLE_BYTES, f"{level.name} table"), dtype="<u8")
+    hits = np.flatnonzero(
+        ((raw & np.uint64(Pte.PRESENT)) != 0) & ((raw & np.uint64(ADDRESS_MASK)) == child)
+    )
+    index = int(hits[0]) if len(hits) else -1
+    entry = hex(int(raw[index])) if len(hits) else "?"
+    return f"{level.name} entry {index} of the table at {hex(table)} (raw entry {entry})"
 
 
 # -- single addresses ------------------------------------------------------------------------------
@@ -434,6 +521,17 @@ def walk_address(memory: PhysicalMemory, root: int, va: int) -> dict[str, Any]:
     for level in LEVELS:
         index = (va >> level.shift) & (ENTRIES_PER_TABLE - 1)
         address = table + index * 8
+        if not memory.contains(address, 8):
+            last = steps[-1] if steps else None
+            named = (
+                "CR3"
+                if last is None
+                else f"{last['level']} entry {last['index']} ({last['entry']})"
+            )
+            result["stopped"] = (
+                f"the {level.name} table at {hex(table)} (named by {named}) is outside the dump"
+            )
+            return result
         entry = memory.u64(address, f"{level.name} entry {index} of the table at {hex(table)}")
         steps.append(
             {

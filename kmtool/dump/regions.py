@@ -15,6 +15,7 @@ import numpy as np
 from kmtool.layout.table import REGIONS, region_for
 
 ADDRESS_LIMIT = 1 << 64
+NO_REGION = -1  # the id of "no region name" (ranges of a foreign dump)
 
 
 @cache
@@ -42,5 +43,5 @@ def region_ids(addresses: np.ndarray) -> np.ndarray:
 
 
 def region_name(region_id: int) -> str | None:
-    """The region name for an id from `region_ids`."""
-    return partition()[1][region_id]
+    """The region name for an id from `region_ids` (None for NO_REGION)."""
+    return None if region_id == NO_REGION else partition()[1][region_id]

@@ -248,6 +248,10 @@ def pagetables(doc: dict[str, Any]) -> RenderableType:
     if pt["regions_total"] > len(pt["regions"]):
         items.append(Text(f"(the first {len(pt['regions'])} of {pt['regions_total']} ranges)"))
     items.append(Text(_pages_line(pt)))
+    if pt.get("error"):
+        items.append(Text(f"error: {pt['error']}", style="red"))
+    for entry in pt.get("recursive_entries", []):
+        items.append(Text(f"recursive: {entry}", style="yellow"))
     return Group(*items)
 
 

@@ -60,7 +60,7 @@ def test_summary_exact(work: Path) -> None:
         "             tables",
         "Frames       2311 free (9.02 MiB) in 10 spans; largest 0xd01000 (767 frames), fragmentation 0.668",
         "Heap         28 blocks: 3 used (5400 bytes requested), 25 free; 24 backed pages",
-        "Checks       22 passed, 0 failed",
+        "Checks       23 passed, 0 failed",
     ]  # fmt: skip
 
 
@@ -73,7 +73,7 @@ def test_raw_dumps_with_kernel_symbols(work: Path) -> None:
     assert out[0] == "Dump         dump.raw: raw physical image, 16 MiB in 1 ranges"
     assert out[1].startswith("Core info    0x118100 (found by scan), kernel PML4 0x190000")
     assert out[2] == "Build id     000102030405060708090a0b0c0d0e0f (kernel ELF: the same)"
-    assert out[-1] == "Checks       24 passed, 0 failed"
+    assert out[-1] == "Checks       25 passed, 0 failed"
     done = kmtool("inspect", "laid-out.raw", "--kernel", "kernel.elf", cwd=work)
     assert done.returncode == 0, done.stderr
     out = lines(done.stdout)
@@ -132,7 +132,11 @@ def test_foreign_dump_with_cr3(work: Path, fx: F.Fixture) -> None:
     assert list(doc) == TOP_LEVEL
     assert [doc[k] for k in ("boot_info", "memory_map", "frames", "heap")] == [None] * 4
     assert doc["page_tables"]["cr3"] == hex(fx.cr3) and doc["page_tables"]["root_source"] == "--cr3"
-    assert doc["checks"] == []
+    # The one check that applies to any dump; ranges carry no region names from our layout.
+    assert doc["checks"] == [
+        {"name": "page tables walked", "ok": True, "detail": f"601 pages under {hex(fx.cr3)}"}
+    ]
+    assert {r["region"] for r in doc["page_tables"]["regions"]} == {None}
     human = kmtool("inspect", "foreign.raw", "--cr3", hex(fx.cr3), cwd=work)
     assert "Core info    none: not a dump of a ready kmtool kernel" in lines(human.stdout)
     bare = kmtool("inspect", "foreign.raw", cwd=work)
@@ -151,11 +155,11 @@ def test_failed_check_exits_1_and_says_which(work: Path, fx: F.Fixture) -> None:
     done = kmtool("inspect", "broken.raw", cwd=work)
     assert done.returncode == 1
     out = lines(done.stdout)
-    assert "Checks       21 passed, 1 failed" in out
+    assert "Checks       22 passed, 1 failed" in out
     assert any(line.startswith("FAIL │ span count matches the kernel counter") for line in out)
     part = kmtool("inspect", "broken.raw", "--part", "frames", cwd=work)
     assert part.returncode == 1
-    assert lines(part.stderr) == ["1 of 22 checks failed: `span count matches the kernel counter`."]
+    assert lines(part.stderr) == ["1 of 23 checks failed: `span count matches the kernel counter`."]
 
 
 def test_corrupt_dump_is_one_line_without_traceback(work: Path, fx: F.Fixture) -> None:

@@ -20,6 +20,7 @@ ALL_CHECKS = [
     "memory map sorted",
     "memory map non-overlapping",
     "memory map stepped by descriptor size",
+    "page tables walked",
     "kernel PML4 entries 510 and 511 present",
     f"offset map is physical + {hex(OFFSET_MAP_BASE)}",
     "no writable and executable kernel mapping",

@@ -95,3 +95,66 @@ def test_span_ends_saturate_instead_of_wrapping(fx: F.Fixture, tmp_path: Path) -
     assert int(ins.frames.ends[0]) == (1 << 64) - 1  # type: ignore[union-attr]
     assert not check(ins, "spans inside usable memory")[0]
     assert not check(ins, "span links consistent")[0]
+
+
+# -- 2. page-table faults do not cost the other parts ----------------------------------------------
+
+
+def test_table_outside_the_dump_fails_one_check(fx: F.Fixture, tmp_path: Path) -> None:
+    broken = copy(fx)
+    pml4 = fx.addresses["kernel_pml4"]
+    raw = 0x7FFFFFF000 | F.P | F.W
+    broken.poke(pml4 + 5 * 8, raw)
+    ins = run(broken, tmp_path, walk=[5 << 39])
+    assert ins.frames is not None and ins.memmap is not None and ins.boot is not None
+    message = (
+        f"Page table: PML4 entry 5 of the table at {hex(pml4)} (raw entry {hex(raw)}) points to a "
+        "PDPT table at 0x7ffffff000, outside the dump; not followed."
+    )
+    assert check(ins, "page tables walked") == (False, message)
+    doc = ins.to_json()
+    assert doc["page_tables"]["error"] == message and doc["frames"] is not None
+    assert ins.heap is None  # found through the broken tables: left out
+    assert ins.walks[0]["stopped"] == (
+        f"the PDPT table at 0x7ffffff000 (named by PML4 entry 5 ({hex(raw)})) is outside the dump"
+    )
+
+
+def test_cr3_outside_the_dump(fx: F.Fixture, tmp_path: Path) -> None:
+    ins = run(fx, tmp_path, cr3=0x7FFFFFF000)
+    assert ins.frames is not None
+    ok, detail = check(ins, "page tables walked")
+    assert not ok and detail == "Page table: the PML4 at 0x7ffffff000 (CR3) is outside the dump."
+
+
+def test_recursive_entry_fails_on_our_kernel_and_is_a_note_on_a_foreign_one(
+    fx: F.Fixture, tmp_path: Path
+) -> None:
+    pml4 = fx.addresses["kernel_pml4"]
+    broken = copy(fx)
+    broken.poke(pml4 + 300 * 8, pml4 | F.P | F.W)
+    entry = (
+        f"PML4 entry 300 of the table at {hex(pml4)} points back to table {hex(pml4)} on its own "
+        f"path (raw entry {hex(pml4 | F.P | F.W)}); not followed"
+    )
+    ok, detail = check(run(broken, tmp_path), "page tables walked")
+    assert not ok and detail == "recursive mapping (kmtool's kernel makes none): " + entry
+    broken.poke(fx.addresses["core"], 0)  # now a foreign dump
+    ins = run(broken, tmp_path, cr3=pml4)
+    ok, detail = check(ins, "page tables walked")
+    assert ok and detail.endswith("; skipped recursive " + entry)
+    assert ins.to_json()["page_tables"]["recursive_entries"] == [entry]
+
+
+# -- 3. foreign dumps get no region names ----------------------------------------------------------
+
+
+def test_foreign_ranges_have_no_region_names(fx: F.Fixture, tmp_path: Path) -> None:
+    ours = run(fx, tmp_path).to_json()["page_tables"]["regions"]
+    assert "kernel-image" in {r["region"] for r in ours}
+    foreign = copy(fx)
+    foreign.poke(fx.addresses["core"], 0)
+    doc = run(foreign, tmp_path, cr3=fx.cr3, pa=[F.KERNEL_PHYS]).to_json()["page_tables"]
+    assert {r["region"] for r in doc["regions"]} == {None}
+    assert {a["region"] for a in doc["aliases"][hex(F.KERNEL_PHYS)]} == {None}
+    assert len(doc["regions"]) <= len(ours)  # merged again without our region boundaries
