@@ -29,8 +29,9 @@ from conftest import REPO, require
 from kmtool.dump.inspection import Inspection, Options, inspect_dump
 from kmtool.dump.memmap import type_name
 from kmtool.dump.pagetable import Pte
+from kmtool.dump.records import field_offset
 from kmtool.errors import KmtoolError
-from kmtool.layout.table import MEMTYPE_HANDOFF, MEMTYPE_KERNEL, MEMTYPE_SCRATCH
+from kmtool.layout.table import MEMTYPE_HANDOFF, MEMTYPE_KERNEL, MEMTYPE_SCRATCH, PAGE_SIZE
 from kmtool.schemas.frames import FrameAllocator, FrameSpan
 
 TOOLS = ("clang", "ld.lld", "lld-link", "mformat", "mcopy", "qemu-system-x86_64",
@@ -174,34 +175,54 @@ def test_cli_passes_on_both_formats(held: dict[str, object]) -> None:
 
 @pytest.mark.qemu
 def test_mutated_real_dump(held: dict[str, object]) -> None:
-    """Overwrite fields of the real structures in a copy of the raw dump: a result or a DumpError."""
+    """Overwrite fields of the real structures in a copy of the raw dump: a result or a DumpError,
+    with sane numbers; and a change to a span node's links or counts, or to the allocator's own
+    counters, is always noticed (a DumpError or a failing check), never decoded as healthy."""
     work: Path = held["work"]  # type: ignore[assignment]
     ins = inspect_dump(work / "dump.raw", Options())
     assert ins.core is not None and ins.frames is not None and ins.tables is not None
+    ram_frames = ins.source.memory.ram_bytes // PAGE_SIZE
+    state = ins.core.frame_state_phys
+    watched = {state + field_offset(FrameAllocator, f) for f in ("head", "free_frames", "spans")}
+    watched |= {int(a) + field_offset(FrameSpan, f) for a in ins.frames.addresses[:4]
+                for f in ("magic", "start", "count", "next", "prev")}  # fmt: skip
     targets = [ins.core.address + 8 * k for k in range(16)]
-    targets += [ins.core.frame_state_phys + 8 * k for k in range(FrameAllocator.sizeof() // 8)]
+    targets += [state + 8 * k for k in range(FrameAllocator.sizeof() // 8)]
     targets += [ins.core.heap_state_phys + 8 * k for k in range(8)]
     targets += [int(a) + 8 * k for a in ins.frames.addresses[:4]
                 for k in range(FrameSpan.sizeof() // 8)]  # fmt: skip
     targets += [ins.tables.root + 8 * k for k in (0, 510, 511)]
-    values = [0, (1 << 64) - 1, ins.core.address, ins.tables.root | 3, 1 << 40, 0x1000]
+    values = [0, (1 << 64) - 1, ins.core.address, ins.tables.root | 3, 1 << 40, 0x1000, 1 << 60]
     path = work / "dump.raw"
+    noticed_all = 0
     with open(path, "r+b") as f:
         for i, at in enumerate(targets):
             value = values[i % len(values)]
             f.seek(at)  # the raw dump's file offset is the physical address
             original = f.read(8)
+            if int.from_bytes(original, "little") == value:
+                continue
             f.seek(at)
             f.write(value.to_bytes(8, "little"))
             f.flush()
             try:
-                inspect_dump(path, Options()).to_json()
+                mutated = inspect_dump(path, Options())
+                mutated.to_json()
+                fl = mutated.frames
+                if fl is not None and len(fl.nodes):
+                    assert int(fl.counts.max()) <= ram_frames, f"{hex(at)} = {hex(value)}"
+                    assert (fl.ends >= fl.starts).all()
+                if at in watched:
+                    assert mutated.failed, f"{hex(at)} = {hex(value)} passed every check"
+                    noticed_all += 1
             except KmtoolError as err:
                 assert "\n" not in str(err)
+                noticed_all += at in watched
             finally:
                 f.seek(at)
                 f.write(original)
                 f.flush()
+    assert noticed_all >= len(watched) - 3  # (a few may already hold the value written)
 
 
 # -- OVMF alone: a foreign dump -------------------------------------------------------------------
@@ -240,7 +261,9 @@ def test_firmware_page_tables_equal_info_tlb(tmp_path: Path) -> None:
         shutil.rmtree(sock.parent, ignore_errors=True)
     ins = inspect_dump(tmp_path / "ovmf.elf", Options(keep_leaves=True))
     (tmp_path / "ovmf.elf").unlink()
-    assert ins.core is None and ins.checks == []  # foreign: page tables only
+    assert ins.core is None  # foreign: page tables only, no region names, one check
+    assert [(c.name, c.ok) for c in ins.checks] == [("page tables walked", True)]
+    assert not ins.tables.ranges_in("user-space")  # type: ignore[union-attr]
     qemu_entries = parse_tlb(tlb)
     mine = kmtool_tlb(ins)
     assert len(qemu_entries) > 1000
