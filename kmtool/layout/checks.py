@@ -62,11 +62,12 @@ Fault = tuple[tuple[str, ...], str]  # (names at fault, sentence without the fin
 
 
 def verdict(name: str, faults: list[Fault], passed: str) -> Check:
-    """A Check from `faults`: a pass saying `passed` when there are none."""
+    """A Check from `faults`: a pass saying `passed` when there are none; else one sentence."""
     if not faults:
         return Check(name, True, passed)
     culprits = tuple(dict.fromkeys(c for names, _ in faults for c in names))
-    return Check(name, False, "; ".join(s for _, s in faults) + ".", culprits)
+    detail = "; ".join(s for _, s in faults) + "."
+    return Check(name, False, detail[0].upper() + detail[1:], culprits)
 
 
 def check_canonical(regions: Sequence[Region]) -> Check:

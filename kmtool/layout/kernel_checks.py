@@ -13,6 +13,7 @@ missing or not an ELF at all. `check_kernel(image)` then returns named `Check`s:
     kernel-symbols            image start and end symbols bracket the PT_LOADs; the BSS symbols
                               lie in the zero-filled part of a writable PT_LOAD
     kernel-image-size         the image from the link base fits in the `kernel-image` region
+                              (a segment below the region is named, not measured)
 
 The linker script names the symbols; the first name found in each list below is used.
 """
@@ -120,6 +121,32 @@ class KernelImage:
 WANTED_SYMBOLS = frozenset(
     (*IMAGE_START_SYMBOLS, *IMAGE_END_SYMBOLS, *BSS_START_SYMBOLS, *BSS_END_SYMBOLS, ENTRY_SYMBOL)
 )
+
+
+@dataclass(frozen=True)
+class ImageExtent:
+    """The kernel image as the plan sees it: `start` is the link base (or a lower segment inside
+    `kernel-image`), `end` one past the last byte of the segments from there up. Segments below
+    `kernel-image` are left out and listed in `below`, so a stray low segment cannot make the image
+    span most of the address space."""
+
+    start: int
+    end: int
+    below: tuple[Segment, ...]
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start
+
+
+def image_extent(image: KernelImage, regions: Sequence[Region] | None = None) -> ImageExtent:
+    """The extent of `image` from the link base up (see ImageExtent); empty without segments."""
+    region = _region(table.REGIONS if regions is None else regions, "kernel-image")
+    floor = table.KERNEL_LINK_BASE if region is None else min(region.start, table.KERNEL_LINK_BASE)
+    inside = [s for s in image.segments if s.vaddr >= floor]
+    start = min([table.KERNEL_LINK_BASE, *(s.vaddr for s in inside)])
+    end = max([start, *(s.vaddr + s.memsz for s in inside)])
+    return ImageExtent(start, end, tuple(s for s in image.segments if s.vaddr < floor))
 
 
 def load_kernel(path: Path) -> KernelImage:
@@ -367,25 +394,33 @@ def check_symbols(image: KernelImage, regions: Sequence[Region]) -> Check:
 
 
 def check_image_size(image: KernelImage, regions: Sequence[Region]) -> Check:
-    """The image, from the link base to its last byte, fits in the `kernel-image` region."""
+    """The image, from the link base to its last byte, fits in the `kernel-image` region.
+
+    A segment below the region is named, not measured: counting from it would make the image span
+    most of the address space.
+    """
     region = _region(regions, "kernel-image")
     if region is None:
         return Check("kernel-image-size", False, "The plan has no `kernel-image` region.")
     room = region.end + 1 - table.KERNEL_LINK_BASE
-    used = image.end - min(image.start, table.KERNEL_LINK_BASE) if image.segments else 0
+    extent = image_extent(image, regions)
+    used = extent.size if image.segments else 0
+    leaves = f"{size_text(room)} that `kernel-image` leaves above the link base"
+    faults: list[Fault] = [
+        ((s.name,), f"{s.label} lies below `kernel-image`, outside the image") for s in extent.below
+    ]
     if used > room:
-        return Check(
-            "kernel-image-size",
-            False,
-            f"The image needs {size_text(used)} from the link base but `kernel-image` leaves "
-            f"{size_text(room)}.",
-            ("kernel-image",),
+        faults.append(
+            (
+                ("kernel-image",),
+                f"the image needs {size_text(used)} from the link base but `kernel-image` leaves "
+                f"{size_text(room)}",
+            )
         )
-    return Check(
-        "kernel-image-size",
-        True,
-        f"The image takes {size_text(used)} of the {size_text(room)} that `kernel-image` leaves "
-        "above the link base.",
+    elif faults:
+        faults.append(((), f"the rest of the image takes {size_text(used)} of the {leaves}"))
+    return verdict(
+        "kernel-image-size", faults, f"The image takes {size_text(used)} of the {leaves}."
     )
 
 

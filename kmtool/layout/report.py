@@ -10,6 +10,7 @@ kernel ELF is given (layout/kernel_checks.py) and the cost model when a RAM size
     ok        true when every check passed
     constants {page_size, kernel_link_base, offset_map_base, max_physical_memory, shared_pml4}
     kernel    null, or {path, entry, start, end, size, segments: [...], symbols: {name: addr}}
+              (start, end and size: the image from the link base up; segments lists every PT_LOAD)
     memory    null, or {ram, managed, image_bytes, image_known, page_tables: [...],
               fixed_bytes: {1gib_pages, 2mib_pages}, left_bytes: {1gib_pages, 2mib_pages}}
 
@@ -79,6 +80,13 @@ class Report:
         return all(c.ok for c in self.checks)
 
     @property
+    def extent(self) -> kernel_checks.ImageExtent | None:
+        """The kernel image from the link base up (None without a kernel)."""
+        if self.kernel is None:
+            return None
+        return kernel_checks.image_extent(self.kernel, self.regions)
+
+    @property
     def failed(self) -> list[Check]:
         return [c for c in self.checks if not c.ok]
 
@@ -122,18 +130,19 @@ class Report:
                 "max_physical_memory": table.MAX_PHYSICAL_MEMORY,
                 "shared_pml4": [table.SHARED_PML4_FIRST, table.SHARED_PML4_LAST],
             },
-            "kernel": None if self.kernel is None else _kernel_json(self.kernel),
+            "kernel": None if self.kernel is None else _kernel_json(self.kernel, self.regions),
             "memory": None if self.memory is None else _memory_json(self.memory),
         }
 
 
-def _kernel_json(k: KernelImage) -> dict[str, Any]:
+def _kernel_json(k: KernelImage, regions: Sequence[Region]) -> dict[str, Any]:
+    extent = kernel_checks.image_extent(k, regions)
     return {
         "path": k.path,
         "entry": hexaddr(k.entry),
-        "start": hexaddr(k.start),
-        "end": hexaddr(max(k.end - 1, k.start)),
-        "size": k.size,
+        "start": hexaddr(extent.start),
+        "end": hexaddr(max(extent.end - 1, extent.start)),
+        "size": extent.size,
         "segments": [
             {
                 "index": s.index,
@@ -181,7 +190,9 @@ def build_report(
         found += kernel_checks.check_kernel(image, plan)
     mem = None
     if memory is not None:
-        image_size = image.size if image is not None and image.segments else None
+        image_size = None
+        if image is not None and image.segments:
+            image_size = kernel_checks.image_extent(image, plan).size
         mem = cost.plan_cost(memory, image_size)
         found += cost.check_memory(mem)
     return Report(plan, tuple(found), image, mem)
@@ -238,7 +249,8 @@ def render(report: Report, console: Console) -> None:
 
     if report.kernel is not None:
         k = report.kernel
-        segments = new_table(f"Kernel {k.path} (entry {hexaddr(k.entry)}, {size_text(k.size)})")
+        size = 0 if report.extent is None else report.extent.size
+        segments = new_table(f"Kernel {k.path} (entry {hexaddr(k.entry)}, {size_text(size)})")
         for name in ("program header", "start", "end (incl.)", "memory", "file", "flags"):
             right = name in ("memory", "file")
             segments.add_column(name, no_wrap=True, justify="right" if right else "left")

@@ -280,10 +280,10 @@ def render(report: Report) -> str:
             if check.name not in faults.setdefault(culprit, []):
                 faults[culprit].append(check.name)
     notes: dict[str, list[str]] = {}
-    if report.kernel is not None and report.kernel.segments:
-        k = report.kernel
+    if report.kernel is not None and report.extent is not None and report.kernel.segments:
+        k, extent = report.kernel, report.extent
         notes["kernel-image"] = [
-            f"kernel ELF: {size_text(k.size)} at {hexaddr(k.start)}, "
+            f"kernel ELF: {size_text(extent.size)} at {hexaddr(extent.start)}, "
             f"{len(k.segments)} PT_LOAD segment{'' if len(k.segments) == 1 else 's'}"
         ]
     canvas = _Canvas(faults, notes)

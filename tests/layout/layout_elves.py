@@ -44,6 +44,12 @@ SECTIONS {
 # .data and .bss placed 2 MiB past the end of the kernel-image region (in kernel-vspace).
 OUTSIDE = GOOD.replace("  .data : {", "  . = KM_KERNEL_IMAGE_END + 0x200000;\n  .data : {")
 
+# An extra read-only PT_LOAD linked at 2 MiB (user space), far below the link base, first.
+BELOW = GOOD.replace("PHDRS { ", "PHDRS { low PT_LOAD FLAGS(4); ").replace(
+    "  . = KM_KERNEL_LINK_BASE;\n",
+    "  . = 0x200000;\n  .low : { BYTE(1) } :low\n  . = KM_KERNEL_LINK_BASE;\n",
+)
+
 # One segment that is readable, writable and executable.
 WX = GOOD.replace("FLAGS(5)", "FLAGS(7)")
 

@@ -53,10 +53,28 @@ def test_a_segment_outside_the_image_region_is_named(elf_dir: Path) -> None:
     assert check.culprits == ("program header 2",)
     data = image.segments[2]
     assert data.vaddr == table.region("kernel-image").end + 1 + 0x200000
-    assert f"program header 2 ({data.vaddr:#018x}-" in check.detail
+    assert check.detail.startswith(f"Program header 2 ({data.vaddr:#018x}-")
     assert "RW-) lies outside `kernel-image`" in check.detail
     # The image now reaches past the region, which the size check also reports.
     assert "kernel-image-size" in _failed(path)
+
+
+def test_a_segment_below_the_link_base_is_named_not_measured(elf_dir: Path) -> None:
+    path = elves.build_elf(elf_dir, elves.BELOW, "below.elf")
+    image = kernel_checks.load_kernel(path)
+    assert image.segments[0].vaddr == 0x200000  # program header 0, in user space
+    failed = _failed(path)
+    assert failed["kernel-segments-in-image"] == ("program header 0",)
+    assert failed["kernel-image-size"] == ("program header 0",)  # named, not a wrapped size
+    check = kernel_checks.check_image_size(image, table.REGIONS)
+    assert check.detail.startswith(
+        "Program header 0 (0x0000000000200000-0x0000000000200000, R--) lies below `kernel-image`"
+    )
+    assert "EiB" not in check.detail and "TiB" not in check.detail
+    extent = kernel_checks.image_extent(image)
+    assert extent.start == table.KERNEL_LINK_BASE and extent.below == image.segments[:1]
+    assert extent.end == image.segments[-1].vaddr + image.segments[-1].memsz
+    assert extent.size < table.MiB
 
 
 def test_a_writable_and_executable_segment_is_named(elf_dir: Path) -> None:
@@ -80,7 +98,7 @@ def test_segments_are_named_by_program_header_index_as_readelf_numbers_them(
     image = kernel_checks.load_kernel(path)
     assert [s.index for s in image.segments] == [1, 2, 3]
     assert _failed(path) == {"kernel-no-wx": ("program header 1",)}
-    assert kernel_checks.check_no_wx(image).detail.startswith("program header 1 (0x")
+    assert kernel_checks.check_no_wx(image).detail.startswith("Program header 1 (0x")
     assert "is in program header 1 (executable)" in kernel_checks.check_kernel(image)[2].detail
 
 

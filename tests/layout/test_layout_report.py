@@ -165,6 +165,20 @@ def test_a_bad_kernel_exits_1_naming_the_segments(tmp_path: Path) -> None:
     assert "1 of 14 checks failed." in result.stdout
 
 
+def test_a_segment_below_the_link_base_does_not_wrap_the_image_size(tmp_path: Path) -> None:
+    elf = elves.build_elf(tmp_path / "elves", elves.BELOW, "below.elf")
+    result = kmtool("--json", "--memory", "64G", "--kernel", str(elf), cwd=tmp_path)
+    assert result.returncode == 1
+    data = json.loads(result.stdout)
+    kernel = data["kernel"]
+    assert kernel["start"] == hexaddr(table.KERNEL_LINK_BASE) and kernel["size"] < 1 << 20
+    assert [s["index"] for s in kernel["segments"]] == [0, 1, 2, 3]
+    assert data["memory"]["image_bytes"] == -(-kernel["size"] // 4096) * 4096
+    assert "`kernel-image-size` (program header 0)" in result.stderr
+    text = kmtool("--kernel", str(elf), cwd=tmp_path).stdout
+    assert "EiB" not in text and "lies below `kernel-image`" in " ".join(text.split())
+
+
 def test_kernel_defaults_to_build_kernel_elf(tmp_path: Path) -> None:
     elf = elves.build_elf(tmp_path / "elves", elves.OUTSIDE, "outside.elf")
     (tmp_path / "build").mkdir()
