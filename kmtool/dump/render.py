@@ -3,13 +3,20 @@
 Rendering from the document (not from the decoders) keeps the two outputs saying the same thing.
 Every function takes the document (`Inspection.to_json()`) and returns rich renderables; the CLI
 prints them through the one console.
+
+Narrow terminals (80 columns and up): no value is ever cut short. Summary values wrap only between
+their items (`Flow`), table cells fold onto more lines rather than end in "...", and the CPU part is
+key: value lines.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from typing import Any
 
-from rich.console import Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -25,6 +32,35 @@ def _n(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
+# Where a summary value may break: after ", " "; " or ": ", and at a double space.
+BREAKS = re.compile(r"(?<=[,;:] )|(?<=  )")
+
+
+class Flow:
+    """A line of text that wraps only between its items (see BREAKS), so a value such as
+    "cr3 0x9f000" or "in 1 GiB pages" stays on one line; an item wider than the line is folded."""
+
+    def __init__(self, text: str) -> None:
+        self.items = [item for item in BREAKS.split(text) if item]
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator[Text]:
+        width, lines, line = options.max_width, [], ""
+        for item in self.items:
+            if line and len(line) + len(item.rstrip()) > width:
+                lines.append(line.rstrip())
+                line = item
+            else:
+                line += item
+        lines.append(line.rstrip())
+        for text in lines:
+            yield Text(text, overflow="fold")
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        widest = max((len(item.rstrip()) for item in self.items), default=0)
+        whole = len("".join(self.items).rstrip())
+        return Measurement(min(widest, options.max_width), min(whole, options.max_width))
+
+
 def _grid() -> Table:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold", no_wrap=True)
@@ -33,9 +69,10 @@ def _grid() -> Table:
 
 
 def _table(title: str, *columns: str, right: tuple[str, ...] = ()) -> Table:
+    """A table whose cells fold onto more lines when the terminal is narrow, never truncated."""
     table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
     for name in columns:
-        table.add_column(name, no_wrap=True, justify="right" if name in right else "left")
+        table.add_column(name, overflow="fold", justify="right" if name in right else "left")
     return table
 
 
@@ -51,33 +88,40 @@ def summary(doc: dict[str, Any]) -> RenderableType:
     grid = _grid()
     src = doc["source"]
     kind = "QEMU ELF core" if src["format"] == "elf" else "raw physical image"
-    grid.add_row(
+    _flow_row(
+        grid,
         "Dump",
-        f"{src['path']}: {kind}, {size_text(src['ram_bytes'])} in {len(src['ranges'])} ranges",
+        f"{src['path']}: {kind}, {size_text(src['ram_bytes'])} in "
+        f"{_n(len(src['ranges']), 'range')}",
     )
     core = src["core_info"]
     if core is not None:
-        grid.add_row(
+        _flow_row(
+            grid,
             "Core info",
             f"{core['address']} (found by {core['found_by']}), kernel PML4 "
             f"{core['kernel_pml4_phys']}, offset map in "
             f"{size_text(core['offset_map_page_size'])} pages",
         )
-        grid.add_row("Build id", _build_id_line(core["build_id"], src))
+        _flow_row(grid, "Build id", _build_id_line(core["build_id"], src))
     else:
-        grid.add_row("Core info", "none: not a dump of a ready kmtool kernel")
+        _flow_row(grid, "Core info", "none: not a dump of a ready kmtool kernel")
     for cpu in doc["cpu"]:
-        grid.add_row(f"CPU {cpu['index']}", _cpu_line(cpu))
-    grid.add_row("Boot info", _boot_line(doc["boot_info"]))
-    grid.add_row("Memory map", _memmap_line(doc["memory_map"]))
-    grid.add_row("Page tables", _pages_line(doc["page_tables"]))
-    grid.add_row("Frames", _frames_line(doc["frames"]))
-    grid.add_row("Heap", _heap_line(doc["heap"]))
+        _flow_row(grid, f"CPU {cpu['index']}", _cpu_line(cpu))
+    _flow_row(grid, "Boot info", _boot_line(doc["boot_info"]))
+    _flow_row(grid, "Memory map", _memmap_line(doc["memory_map"]))
+    _flow_row(grid, "Page tables", _pages_line(doc["page_tables"]))
+    _flow_row(grid, "Frames", _frames_line(doc["frames"]))
+    _flow_row(grid, "Heap", _heap_line(doc["heap"]))
     grid.add_row("Checks", _checks_line(doc["checks"]))
     failed = [c for c in doc["checks"] if not c["ok"]]
     if not failed:
         return grid
     return Group(grid, checks_table(failed, "Failed checks"))
+
+
+def _flow_row(grid: Table, key: str, value: str) -> None:
+    grid.add_row(key, Flow(value))
 
 
 def _build_id_line(build_id: str, src: dict[str, Any]) -> str:
@@ -168,21 +212,25 @@ def _checks_line(checks: list[dict[str, Any]]) -> Text:
 
 
 def cpu(doc: dict[str, Any]) -> RenderableType:
+    """Each CPU's registers as key: value lines (a table of ten hex columns does not fit 80)."""
     if not doc["cpu"]:
         return Text("No CPU state in this dump (raw image without a layout file).", style="dim")
-    table = _table("CPUs", "cpu", "rip", "rsp", "rflags", "cr0", "cr2", "cr3", "cr4", "gdt", "idt")
+    items: list[RenderableType] = []
     for c in doc["cpu"]:
 
         def dt(v: dict[str, str] | None) -> str:
-            return "-" if v is None else f"{v['base']}/{v['limit']}"
+            return "-" if v is None else f"base {v['base']}, limit {v['limit']}"
 
-        table.add_row(
-            str(c["index"]),
-            *(c[k] or "-" for k in ("rip", "rsp", "rflags", "cr0", "cr2", "cr3", "cr4")),
-            dt(c["gdt"]),
-            dt(c["idt"]),
-        )
-    return table
+        grid = _grid()
+        for key in ("rip", "rsp", "rflags", "cr0", "cr2", "cr3", "cr4"):
+            grid.add_row(key, c[key] or "-")
+        grid.add_row("gdt", dt(c["gdt"]))
+        grid.add_row("idt", dt(c["idt"]))
+        grid.add_row("paging", f"{c['paging']} (from the {c['source']})")
+        if items:
+            items.append(Text(""))
+        items.append(Group(Text(f"CPU {c['index']}", style="italic"), grid))
+    return Group(*items)
 
 
 def boot(doc: dict[str, Any]) -> RenderableType:

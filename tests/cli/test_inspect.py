@@ -52,12 +52,12 @@ def test_summary_exact(work: Path) -> None:
         "Build id     000102030405060708090a0b0c0d0e0f",
         "CPU 0        rip 0xffffff0000101234  rsp 0xffffff000011b000  cr0 0x80010033  cr3 0x190000  cr4 0x6a0",  # noqa: E501
         "             (4-level paging, from the QEMU note)",
-        "Boot info    0x140000: kernel 0x100000 (256 KiB) at 0xffffff0000100000, 64 scratch pages at",
-        "             0x150000, cmdline 'hold test'",
-        "Memory map   10 descriptors of 48 bytes: conventional 8.99 MiB, boot-services-data 2 MiB, km-kernel",
-        "             256 KiB, km-scratch 256 KiB, other 132 KiB",
-        "Page tables  CR3 0x190000 (from CPU 0, QEMU note): 27 ranges, 601 pages (4K 88, 2M 1, 1G 512), 27",
-        "             tables",
+        "Boot info    0x140000: kernel 0x100000 (256 KiB) at 0xffffff0000100000,",
+        "             64 scratch pages at 0x150000, cmdline 'hold test'",
+        "Memory map   10 descriptors of 48 bytes: conventional 8.99 MiB, boot-services-data 2 MiB,",
+        "             km-kernel 256 KiB, km-scratch 256 KiB, other 132 KiB",
+        "Page tables  CR3 0x190000 (from CPU 0, QEMU note): 27 ranges, 601 pages (4K 88, 2M 1, 1G 512),",
+        "             27 tables",
         "Frames       2311 free (9.02 MiB) in 10 spans; largest 0xd01000 (767 frames), fragmentation 0.668",
         "Heap         28 blocks: 3 used (5400 bytes requested), 25 free; 24 backed pages",
         "Checks       23 passed, 0 failed",
@@ -70,7 +70,7 @@ def test_raw_dumps_with_kernel_symbols(work: Path) -> None:
     done = kmtool("inspect", "dump.raw", "--kernel", "kernel.elf", cwd=work)
     assert done.returncode == 0, done.stderr
     out = lines(done.stdout)
-    assert out[0] == "Dump         dump.raw: raw physical image, 16 MiB in 1 ranges"
+    assert out[0] == "Dump         dump.raw: raw physical image, 16 MiB in 1 range"
     assert out[1].startswith("Core info    0x118100 (found by scan), kernel PML4 0x190000")
     assert out[2] == "Build id     000102030405060708090a0b0c0d0e0f (kernel ELF: the same)"
     assert out[-1] == "Checks       25 passed, 0 failed"
@@ -203,7 +203,7 @@ def test_parts(work: Path) -> None:
     assert "Checks" in out
     everything = kmtool("inspect", "dump.elf", "--part", "all", cwd=work)
     assert everything.returncode == 0, everything.stderr
-    for title in ("CPUs", "Boot info", "Page tables under CR3 0x190000", "Free spans",
+    for title in ("CPU 0", "Boot info", "Page tables under CR3 0x190000", "Free spans",
                   "Heap blocks by order", "Checks"):  # fmt: skip
         assert any(line.startswith(title) for line in lines(everything.stdout)), title
 
