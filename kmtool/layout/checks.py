@@ -54,6 +54,24 @@ def size_text(size: int) -> str:
     return f"{sign}{text} {units[unit]}"
 
 
+def exact_size_text(size: int) -> str:
+    """`size` exactly, in whole binary units from the largest down: `63 GiB 1023 MiB 748 KiB`.
+
+    For sizes that take part in arithmetic (the memory cost), where `size_text`'s truncation
+    would make `64 GiB - 20 KiB = 63.99 GiB` read false.
+    """
+    units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"]
+    sign, size = ("-", -size) if size < 0 else ("", size)
+    parts = []
+    for unit in reversed(range(len(units))):
+        amount = size >> (10 * unit)
+        if unit < len(units) - 1:
+            amount &= 1023
+        if amount:
+            parts.append(f"{amount} {units[unit]}")
+    return sign + (" ".join(parts) if parts else "0 B")
+
+
 def _span(r: Region) -> str:
     return f"`{r.name}` ({hexaddr(r.start)}-{hexaddr(r.end)})"
 

@@ -10,6 +10,9 @@ kernel image and the heap both hang off the PML4-510 PDPT) count it once:
     kernel heap, fully backed   the PDs and PTs the page-fault handler would add if every heap page
                                 were touched (the heap's frames themselves are not counted)
 
+RAM beyond what the offset map reaches is costed at the offset map's size and reported as
+unmanaged. Sizes are shown exactly (`exact_size_text`), so the arithmetic in the report holds.
+
 Fixed costs are what the kernel holds before it hands out a single frame: the image, the PML4, the
 image's tables and the offset map. The frame allocator adds nothing: its free list lives inside the
 free frames. Physical memory is assumed to be contiguous from address 0, which firmware holes make
@@ -24,7 +27,7 @@ from decimal import Decimal, InvalidOperation
 
 from kmtool.errors import ValidationError
 from kmtool.layout import table
-from kmtool.layout.checks import Check, size_text
+from kmtool.layout.checks import Check, exact_size_text
 
 # Bytes of address space one table of each level covers (index = level: 1 PT ... 4 PML4).
 LEVEL_SPAN = {1: 2 * table.MiB, 2: table.GiB, 3: table.PML4_SPAN, 4: 1 << 48}
@@ -111,6 +114,11 @@ class MemoryCost:
     image_known: bool
     items: tuple[CostItem, ...]
 
+    @property
+    def unmanaged(self) -> int:
+        """RAM beyond what the offset map reaches: the kernel cannot use it (0 when it all fits)."""
+        return self.ram - self.managed
+
     def item(self, key: str) -> CostItem:
         return next(i for i in self.items if i.key == key)
 
@@ -148,9 +156,9 @@ def plan_cost(ram: int, image_size: int | None = None) -> MemoryCost:
     heap_region = table.region("kernel-heap")
     heap = tables_for(heap_region.start, heap_region.size, page) - image
     image_note = (
-        f"{describe(image)} for a {size_text(image_bytes)} image"
+        f"{describe(image)} for a {exact_size_text(image_bytes)} image"
         if image_size is not None
-        else f"{describe(image)} at least (image size unknown)"
+        else f"{describe(image)} at least (no ELF)"
     )
     items = (
         CostItem("pml4", "kernel PML4", 1, "the kernel's own top-level table"),
@@ -158,20 +166,20 @@ def plan_cost(ram: int, image_size: int | None = None) -> MemoryCost:
             "offset-map-1g",
             "offset map, 1 GiB pages",
             len(om_1g),
-            f"{describe(om_1g)} mapping {size_text(managed)}",
+            f"{describe(om_1g)} mapping {exact_size_text(managed)}",
         ),
         CostItem(
             "offset-map-2m",
             "offset map, 2 MiB fallback",
             len(om_2m),
-            f"{describe(om_2m)} mapping {size_text(managed)} without pdpe1gb",
+            f"{describe(om_2m)} mapping {exact_size_text(managed)} without pdpe1gb",
         ),
         CostItem("image", "kernel image, 4 KiB pages", len(image), image_note),
         CostItem(
             "heap",
             "kernel heap, fully backed",
             len(heap),
-            f"{describe(heap)} for all {size_text(heap_region.size)}; added on demand",
+            f"{describe(heap)} for all {exact_size_text(heap_region.size)}, on demand",
         ),
     )
     return MemoryCost(ram, managed, image_bytes, image_size is not None, items)
@@ -186,8 +194,8 @@ def check_memory(cost: MemoryCost) -> list[Check]:
             Check(
                 "memory-in-offset-map",
                 False,
-                f"`offset-map` reaches {size_text(om_size)} but the machine has "
-                f"{size_text(cost.ram)}; {size_text(cost.ram - om_size)} would be unmanaged.",
+                f"`offset-map` reaches {exact_size_text(om_size)} but the machine has "
+                f"{exact_size_text(cost.ram)}; {exact_size_text(cost.ram - om_size)} would be unmanaged.",
                 ("offset-map",),
             )
         )
@@ -196,8 +204,8 @@ def check_memory(cost: MemoryCost) -> list[Check]:
             Check(
                 "memory-in-offset-map",
                 True,
-                f"All {size_text(cost.ram)} of RAM lies inside `offset-map` "
-                f"({size_text(om_size)}).",
+                f"All {exact_size_text(cost.ram)} of RAM lies inside `offset-map` "
+                f"({exact_size_text(om_size)}).",
             )
         )
     if cost.left_2m <= 0:
@@ -205,8 +213,8 @@ def check_memory(cost: MemoryCost) -> list[Check]:
             Check(
                 "memory-fixed-costs",
                 False,
-                f"The fixed costs ({size_text(cost.fixed_2m)} with the 2 MiB fallback) do not fit "
-                f"in {size_text(cost.managed)} of RAM.",
+                f"The fixed costs ({exact_size_text(cost.fixed_2m)} with the 2 MiB fallback) do not fit "
+                f"in {exact_size_text(cost.managed)} of RAM.",
                 ("memory",),
             )
         )
@@ -215,8 +223,8 @@ def check_memory(cost: MemoryCost) -> list[Check]:
             Check(
                 "memory-fixed-costs",
                 True,
-                f"Fixed costs of {size_text(cost.fixed_1g)} (1 GiB pages) or "
-                f"{size_text(cost.fixed_2m)} (2 MiB fallback) fit in {size_text(cost.managed)}.",
+                f"Fixed costs of {exact_size_text(cost.fixed_1g)} (1 GiB pages) or "
+                f"{exact_size_text(cost.fixed_2m)} (2 MiB fallback) fit in {exact_size_text(cost.managed)}.",
             )
         )
     return out

@@ -11,7 +11,7 @@ kernel ELF is given (layout/kernel_checks.py) and the cost model when a RAM size
     constants {page_size, kernel_link_base, offset_map_base, max_physical_memory, shared_pml4}
     kernel    null, or {path, entry, start, end, size, segments: [...], symbols: {name: addr}}
               (start, end and size: the image from the link base up; segments lists every PT_LOAD)
-    memory    null, or {ram, managed, image_bytes, image_known, page_tables: [...],
+    memory    null, or {ram, managed, unmanaged, image_bytes, image_known, page_tables: [...],
               fixed_bytes: {1gib_pages, 2mib_pages}, left_bytes: {1gib_pages, 2mib_pages}}
 
 Addresses are canonical 16-digit "0x..." strings; sizes and counts are integers; `end` is inclusive.
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kmtool.layout import checks, cost, kernel_checks, table
-from kmtool.layout.checks import Check, hexaddr, size_text
+from kmtool.layout.checks import Check, exact_size_text, hexaddr, size_text
 from kmtool.layout.cost import MemoryCost
 from kmtool.layout.kernel_checks import KernelImage
 from kmtool.layout.table import Region
@@ -162,6 +162,7 @@ def _memory_json(m: MemoryCost) -> dict[str, Any]:
     return {
         "ram": m.ram,
         "managed": m.managed,
+        "unmanaged": m.unmanaged,
         "image_bytes": m.image_bytes,
         "image_known": m.image_known,
         "page_tables": [
@@ -267,25 +268,41 @@ def render(report: Report, console: Console) -> None:
 
     if report.memory is not None:
         m = report.memory
-        costs = new_table(f"Page-table cost for {size_text(m.ram)} of RAM")
+        exact = exact_size_text  # every size here takes part in arithmetic: never truncate
+        title = f"Page-table cost for {exact(m.ram)} of RAM"
+        if m.unmanaged:
+            title += f" (costed for the {exact(m.managed)} `offset-map` reaches)"
+        costs = new_table(title)
         costs.add_column("item", no_wrap=True)
         costs.add_column("tables", justify="right", no_wrap=True)
         costs.add_column("size", justify="right", no_wrap=True)
         costs.add_column("detail")
         for item in m.items:
-            costs.add_row(item.name, str(item.tables), size_text(item.bytes), item.detail)
+            costs.add_row(item.name, str(item.tables), exact(item.bytes), item.detail)
+        if m.unmanaged:
+            costs.add_row(
+                Text("unmanaged RAM", style="bold red"),
+                "-",
+                exact(m.unmanaged),
+                "past `offset-map`: never mapped or used",
+            )
         console.print(costs)
-        image = f"{size_text(m.image_bytes)} of pages" if m.image_known else "not counted: no ELF"
-        managed = size_text(m.managed)
+        image = f"{exact(m.image_bytes)} of pages" if m.image_known else "not counted: no ELF"
+        managed = exact(m.managed)
         console.print(f"Fixed costs: kernel image ({image}), PML4, image tables, offset map.")
         console.print("The frame allocator adds nothing: its free list lives in the free frames.")
+        if m.unmanaged:
+            console.print(
+                f"Only {managed} of the {exact(m.ram)} can be managed: {exact(m.unmanaged)} would "
+                "be unmanaged."
+            )
         console.print(
-            f"Memory left with 1 GiB pages:         {managed} - {size_text(m.fixed_1g)} = "
-            f"{size_text(m.left_1g)}"
+            f"Memory left with 1 GiB pages:         {managed} - {exact(m.fixed_1g)} = "
+            f"{exact(m.left_1g)}"
         )
         console.print(
-            f"Memory left with the 2 MiB fallback:  {managed} - {size_text(m.fixed_2m)} = "
-            f"{size_text(m.left_2m)}"
+            f"Memory left with the 2 MiB fallback:  {managed} - {exact(m.fixed_2m)} = "
+            f"{exact(m.left_2m)}"
         )
 
     results = new_table("Checks")

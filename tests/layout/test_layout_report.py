@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -50,17 +51,17 @@ kernel-space     0xffffff0000000000  0xffffffffffffffff    1 TiB  510-511  conta
   offset-map     0xffffff8000000000  0xffffffffffffffff  512 GiB  511      offset-mapped  1 GiB
 
 Page-table cost for 64 GiB of RAM
-item                        tables       size  detail
-─────────────────────────────────────────────────────────────────────────────────────────────────
-kernel PML4                      1      4 KiB  the kernel's own top-level table
-offset map, 1 GiB pages          1      4 KiB  1 PDPT mapping 64 GiB
-offset map, 2 MiB fallback      65    260 KiB  1 PDPT + 64 PDs mapping 64 GiB without pdpe1gb
-kernel image, 4 KiB pages        3     12 KiB  1 PDPT + 1 PD + 1 PT at least (image size unknown)
-kernel heap, fully backed    16416  64.12 MiB  32 PDs + 16384 PTs for all 32 GiB; added on demand
+item                        tables            size  detail
+──────────────────────────────────────────────────────────────────────────────────────────────────
+kernel PML4                      1           4 KiB  the kernel's own top-level table
+offset map, 1 GiB pages          1           4 KiB  1 PDPT mapping 64 GiB
+offset map, 2 MiB fallback      65         260 KiB  1 PDPT + 64 PDs mapping 64 GiB without pdpe1gb
+kernel image, 4 KiB pages        3          12 KiB  1 PDPT + 1 PD + 1 PT at least (no ELF)
+kernel heap, fully backed    16416  64 MiB 128 KiB  32 PDs + 16384 PTs for all 32 GiB, on demand
 Fixed costs: kernel image (not counted: no ELF), PML4, image tables, offset map.
 The frame allocator adds nothing: its free list lives in the free frames.
-Memory left with 1 GiB pages:         64 GiB - 20 KiB = 63.99 GiB
-Memory left with the 2 MiB fallback:  64 GiB - 276 KiB = 63.99 GiB
+Memory left with 1 GiB pages:         64 GiB - 20 KiB = 63 GiB 1023 MiB 1004 KiB
+Memory left with the 2 MiB fallback:  64 GiB - 276 KiB = 63 GiB 1023 MiB 748 KiB
 
 Checks
 check                 result  detail
@@ -84,6 +85,61 @@ def test_exact_report(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert plain(result.stdout) == EXPECTED
+
+
+EXACT_SIZE = re.compile(r"(\d+) (B|KiB|MiB|GiB|TiB|PiB|EiB)")
+
+
+def exact_bytes(text: str) -> int:
+    """The bytes in `63 GiB 1023 MiB 748 KiB` (every part counted; nothing rounded)."""
+    units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"]
+    parts = EXACT_SIZE.findall(text)
+    assert parts and " ".join(f"{n} {u}" for n, u in parts) == text.strip(), text
+    return sum(int(n) << (10 * units.index(u)) for n, u in parts)
+
+
+@pytest.mark.parametrize("memory", ["64G", "600G", "3000M", "1.5G", "1T"])
+def test_memory_left_arithmetic_holds_exactly(tmp_path: Path, memory: str) -> None:
+    from kmtool.layout.cost import parse_size
+
+    result = kmtool("--memory", memory, cwd=tmp_path)
+    lines = [line for line in result.stdout.splitlines() if line.startswith("Memory left")]
+    assert len(lines) == 2, result.stdout
+    managed = min(parse_size(memory), table.region("offset-map").size)
+    for line in lines:
+        total, rest = line.split(":", 1)[1].split(" - ")
+        fixed, left = rest.split(" = ")
+        assert exact_bytes(total) - exact_bytes(fixed) == exact_bytes(left), line
+        assert exact_bytes(total) == managed
+
+
+@pytest.mark.parametrize(
+    "size", [0, 1, 1023, 4096, 64 << 30, (64 << 30) - 20 * 1024, 16416 * 4096, (1 << 64) - 1]
+)
+def test_exact_size_text_loses_nothing(size: int) -> None:
+    from kmtool.layout.checks import exact_size_text
+
+    assert exact_bytes(exact_size_text(size)) == size
+
+
+def test_ram_beyond_the_offset_map_is_shown_as_unmanaged(tmp_path: Path) -> None:
+    result = kmtool("--memory", "600G", cwd=tmp_path)
+    assert result.returncode == 1
+    out = plain(result.stdout)
+    assert (
+        "Page-table cost for 600 GiB of RAM (costed for the 512 GiB `offset-map` reaches)\n" in out
+    )
+    row = next(line for line in out.splitlines() if line.startswith("unmanaged RAM"))
+    assert row.split()[2:5] == ["-", "88", "GiB"]
+    assert "Only 512 GiB of the 600 GiB can be managed: 88 GiB would be unmanaged.\n" in out
+    assert "88 GiB would be unmanaged." in " ".join(out.split())  # the failed check says it too
+    assert result.stderr.strip() == (
+        "error: 1 layout check failed: `memory-in-offset-map` (offset-map)."
+    )
+    data = json.loads(kmtool("--memory", "600G", "--json", cwd=tmp_path).stdout)["memory"]
+    assert (data["ram"], data["managed"], data["unmanaged"]) == (600 << 30, 512 << 30, 88 << 30)
+    fits = plain(kmtool("--memory", "512G", cwd=tmp_path).stdout)
+    assert "unmanaged" not in fits and "costed for" not in fits
 
 
 def test_json_keys_and_values(tmp_path: Path) -> None:
