@@ -25,6 +25,7 @@ from kmtool.layout.table import PAGE_SIZE
 
 PARTS = ("summary", "cpu", "boot", "memmap", "pagetables", "frames", "heap", "checks")
 MEMMAP_TOTALS_SHOWN = 4
+RANGES_DRAWN = 500  # page-table ranges drawn as table rows (a wrong --cr3 can yield 65536 and more)
 
 
 def _n(count: int, noun: str) -> str:
@@ -282,7 +283,7 @@ def pagetables(doc: dict[str, Any]) -> RenderableType:
         "region",
         right=("size",),
     )
-    for r in pt["regions"]:
+    for r in pt["regions"][:RANGES_DRAWN]:
         table.add_row(
             r["start"],
             r["end"],
@@ -293,8 +294,12 @@ def pagetables(doc: dict[str, Any]) -> RenderableType:
             r["region"] or "-",
         )
     items: list[RenderableType] = [table]
-    if pt["regions_total"] > len(pt["regions"]):
-        items.append(Text(f"(the first {len(pt['regions'])} of {pt['regions_total']} ranges)"))
+    drawn = min(len(pt["regions"]), RANGES_DRAWN)
+    if pt["regions_total"] > drawn:
+        more = pt["regions_total"] - drawn
+        listed = len(pt["regions"])
+        rest = "all" if listed == pt["regions_total"] else f"the first {listed}"
+        items.append(Text(f"... and {_n(more, 'more range')}; use --json for {rest}."))
     items.append(Text(_pages_line(pt)))
     if pt.get("error"):
         items.append(Text(f"error: {pt['error']}", style="red"))

@@ -59,3 +59,19 @@ def test_no_value_is_truncated(work: Path, columns: int) -> None:
             }
         assert expected <= words, expected - words  # whole, on one line each
         assert words <= _hex_values(doc) | {WALK_VA}, words - _hex_values(doc)
+
+
+def test_long_range_tables_are_capped(work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rich.console import Console
+
+    from kmtool.dump import render
+
+    monkeypatch.setattr(render, "RANGES_DRAWN", 5)
+    doc = json.loads(kmtool("inspect", "dump.elf", "--json", cwd=work, columns=100).stdout)
+    console = Console(width=100, no_color=True, record=True)
+    with console.capture() as capture:
+        console.print(render.pagetables(doc))
+    out = capture.get()
+    total = doc["page_tables"]["regions_total"]
+    assert f"... and {total - 5} more ranges; use --json for all." in out
+    assert doc["page_tables"]["regions"][5]["start"] not in out
