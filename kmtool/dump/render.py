@@ -97,13 +97,7 @@ def summary(doc: dict[str, Any]) -> RenderableType:
     )
     core = src["core_info"]
     if core is not None:
-        _flow_row(
-            grid,
-            "Core info",
-            f"{core['address']} (found by {core['found_by']}), kernel PML4 "
-            f"{core['kernel_pml4_phys']}, offset map in "
-            f"{size_text(core['offset_map_page_size'])} pages",
-        )
+        _flow_row(grid, "Core info", _core_line(core))
         _flow_row(grid, "Build id", _build_id_line(core["build_id"], src))
     else:
         _flow_row(grid, "Core info", "none: not a dump of a ready kmtool kernel")
@@ -119,6 +113,17 @@ def summary(doc: dict[str, Any]) -> RenderableType:
     if not failed:
         return grid
     return Group(grid, checks_table(failed, "Failed checks"))
+
+
+def _core_line(core: dict[str, Any]) -> str:
+    """Where the block is; the kernel PML4 and offset-map page size once the kernel built them."""
+    text = f"{core['address']} (found by {core['found_by']}), kernel PML4 "
+    if not int(core["kernel_pml4_phys"], 16):
+        return text + "not built yet"
+    text += core["kernel_pml4_phys"]
+    if core["offset_map_page_size"]:
+        text += f", offset map in {size_text(core['offset_map_page_size'])} pages"
+    return text
 
 
 def _flow_row(grid: Table, key: str, value: str) -> None:

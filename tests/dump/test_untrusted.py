@@ -158,3 +158,24 @@ def test_foreign_ranges_have_no_region_names(fx: F.Fixture, tmp_path: Path) -> N
     assert {r["region"] for r in doc["regions"]} == {None}
     assert {a["region"] for a in doc["aliases"][hex(F.KERNEL_PHYS)]} == {None}
     assert len(doc["regions"]) <= len(ours)  # merged again without our region boundaries
+
+
+# -- 6. an early panic: what the kernel had not built is not applicable ------------------------------
+
+
+def test_early_panic_reads_no_pml4_at_zero(fx: F.Fixture, tmp_path: Path) -> None:
+    from kmtool.dump import render
+    from kmtool.schemas.heap import Heap
+
+    early = copy(fx)
+    early.poke(early.field_pa("core", "kernel_pml4_phys"), 0)
+    early.poke(early.field_pa("core", "ready_tsc"), 0)
+    early.poke(early.field_pa("core", "offset_map_page_size"), 0)
+    early.put(fx.addresses["heap"], bytes(Heap.sizeof()))
+    early.put(0, b"\xff" * PAGE_SIZE)  # garbage where a PML4 "at 0" would be read
+    ins = inspect_dump(early.write_elf(tmp_path / "early.elf"), Options())
+    ok, detail = check(ins, "kernel PML4 entries 510 and 511 present")
+    assert ok and detail.startswith("not applicable, not built yet: the kernel did not reach ready")
+    assert not check(ins, "kernel reached ready")[0]
+    core = ins.to_json()["source"]["core_info"]
+    assert render._core_line(core).endswith("kernel PML4 not built yet")
