@@ -5,7 +5,9 @@ Found, in this order:
    the dump's page tables;
 2. by scanning physical memory for its two magic words, first in the pages mapped in the kernel-image
    region (when a CR3 is known), then everywhere. A hit counts only when the block's `self_phys` equals
-   the address it was found at: copies of the magic in code or stale memory never do.
+   the address it was found at: copies of the magic in code or stale memory never do. A hit that
+   counts but has another version (or a short length) is an error naming its address and version,
+   not a silent "no block": the dump is of a kmtool kernel this kmtool cannot read.
 """
 
 from __future__ import annotations
@@ -84,21 +86,25 @@ def read_core_info(memory: PhysicalMemory, pa: int, found_by: str) -> CoreInfoBl
             f"The core-info block at {hex(pa)} has magic {hex(block.magic)}/{hex(block.magic2)}, "
             f"not {hex(CORE_INFO_MAGIC)}/{hex(CORE_INFO_MAGIC2)}."
         )
-    if block.version != CORE_INFO_VERSION:
-        raise DumpError(
-            f"The core-info block at {hex(pa)} has version {block.version}; kmtool reads version "
-            f"{CORE_INFO_VERSION}."
-        )
-    if block.length < CoreInfo.sizeof():
-        raise DumpError(
-            f"The core-info block at {hex(pa)} says it is {block.length} bytes, shorter than "
-            f"struct km_core_info ({CoreInfo.sizeof()})."
-        )
     if block.self_phys != pa:
         raise DumpError(
             f"The core-info block at {hex(pa)} records self_phys {hex(block.self_phys)}."
         )
+    if block.version != CORE_INFO_VERSION:
+        raise UnreadableCoreInfo(
+            f"The core-info block at {hex(pa)} has version {block.version} ({hex(block.version)})"
+            f"; this kmtool reads version {CORE_INFO_VERSION}."
+        )
+    if block.length < CoreInfo.sizeof():
+        raise UnreadableCoreInfo(
+            f"The core-info block at {hex(pa)} says it is {block.length} bytes, shorter than "
+            f"struct km_core_info ({CoreInfo.sizeof()})."
+        )
     return CoreInfoBlock(pa, block, found_by)
+
+
+class UnreadableCoreInfo(DumpError):
+    """A genuine core-info block (magic and self_phys agree) that this kmtool cannot read."""
 
 
 def find_core_info(
@@ -115,11 +121,16 @@ def find_core_info(
             )
         return read_core_info(memory, int(pa[0]), "symbol")
     needle = magic_bytes()
+    unreadable: UnreadableCoreInfo | None = None
     for pa in _candidates(memory, needle, tables):
         try:
             return read_core_info(memory, pa, "scan")
+        except UnreadableCoreInfo as err:
+            unreadable = unreadable or err  # ours, but another version: say so unless one reads
         except DumpError:
             continue
+    if unreadable is not None:
+        raise unreadable
     return None
 
 

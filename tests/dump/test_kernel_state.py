@@ -79,7 +79,9 @@ def test_core_info_errors_name_address_and_value(fx: F.Fixture, tmp_path: Path) 
     bad.poke(bad.field_pa("core", "version"), 7)
     with pytest.raises(DumpError, match=rf"core-info block at {hex(core)} has version 7"):
         read_core_info(_mem(bad, tmp_path), core, "scan")
-    assert find_core_info(_mem(bad, tmp_path), None, None) is None  # a scan skips it: foreign
+    # A scan names it too (magic and self_phys say it is ours): not a silent "foreign dump".
+    with pytest.raises(DumpError, match=rf"core-info block at {hex(core)} has version 7 \(0x7\)"):
+        find_core_info(_mem(bad, tmp_path), None, None)
 
 
 # -- boot info and memory map ---------------------------------------------------------------------

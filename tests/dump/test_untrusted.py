@@ -15,6 +15,7 @@ import pytest
 from kmtool.dump.inspection import Inspection, Options, inspect_dump
 from kmtool.errors import DumpError
 from kmtool.layout.table import PAGE_SIZE
+from kmtool.schemas.coreinfo import CORE_INFO_VERSION
 from kmtool.schemas.frames import FrameSpan
 
 FIRST_SPAN = F.build().truth["spans"][0]
@@ -179,3 +180,18 @@ def test_early_panic_reads_no_pml4_at_zero(fx: F.Fixture, tmp_path: Path) -> Non
     assert not check(ins, "kernel reached ready")[0]
     core = ins.to_json()["source"]["core_info"]
     assert render._core_line(core).endswith("kernel PML4 not built yet")
+
+
+# -- 7. a core-info block of another version is named, not ignored ----------------------------------
+
+
+def test_core_info_of_another_version_is_an_error(fx: F.Fixture, tmp_path: Path) -> None:
+    other = copy(fx)
+    other.poke(other.field_pa("core", "version"), 0x1000099)
+    core = fx.addresses["core"]
+    with pytest.raises(DumpError) as err:
+        run(other, tmp_path)
+    assert str(err.value) == (
+        f"The core-info block at {hex(core)} has version 16777369 (0x1000099); this kmtool reads "
+        f"version {CORE_INFO_VERSION}."
+    )
