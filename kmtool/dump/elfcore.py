@@ -9,7 +9,9 @@ the file, so a hostile n_descsz can neither read past the segment nor allocate g
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
 from kmtool.dump.cpu import CpuState
 from kmtool.dump.memory import MemoryRange, PhysicalMemory
@@ -29,6 +31,8 @@ from kmtool.schemas.qemu import (
 ELF_MAGIC = b"\x7fELF"
 MAX_NOTE_BYTES = 16 << 20  # 16 MiB of notes is thousands of CPUs
 MAX_SEGMENTS = 4096
+PN_XNUM = 0xFFFF  # e_phnum meaning "see section header 0"
+PHDR_SIZE = 56  # sizeof(Elf64_Phdr)
 
 _GENERAL = (
     "rax",
@@ -76,9 +80,8 @@ def open_elf_core(path: Path) -> tuple[PhysicalMemory, list[CpuState]]:
                 )
             if elf["e_type"] != "ET_CORE":
                 raise DumpError(f"`{path}` is an ELF {elf['e_type']} file, not a core dump.")
+            _check_program_headers(path, elf.header, os.fstat(f.fileno()).st_size)
             count = elf.num_segments()
-            if count > MAX_SEGMENTS:
-                raise DumpError(f"Dump `{path}` claims {count} program headers (raw e_phnum).")
             for index in range(count):
                 seg = elf.get_segment(index)
                 if seg["p_type"] == "PT_LOAD":
@@ -96,6 +99,30 @@ def open_elf_core(path: Path) -> tuple[PhysicalMemory, list[CpuState]]:
     memory = PhysicalMemory(path, _disjoint(ranges))
     cpus = _cpus(memory, path, notes)
     return memory, cpus
+
+
+def _check_program_headers(path: Path, header: Any, file_size: int) -> None:
+    """The program-header table is one QEMU could have written and lies inside the file."""
+    phnum, phentsize, phoff = header["e_phnum"], header["e_phentsize"], header["e_phoff"]
+    if phnum == PN_XNUM:
+        raise DumpError(
+            f"Dump `{path}` has e_phnum {hex(phnum)} (PN_XNUM: the real count hidden in section "
+            "header 0), which QEMU never writes; kmtool does not read such cores."
+        )
+    if phnum > MAX_SEGMENTS:
+        raise DumpError(
+            f"Dump `{path}` claims {phnum} program headers (e_phnum); at most {MAX_SEGMENTS} are read."
+        )
+    if phnum and phentsize != PHDR_SIZE:
+        raise DumpError(
+            f"Dump `{path}` has e_phentsize {phentsize}; an ELF64 program header is {PHDR_SIZE} "
+            "bytes."
+        )
+    if phoff + phnum * phentsize > file_size:
+        raise DumpError(
+            f"Dump `{path}` has its {phnum} program headers at file offset {hex(phoff)} (e_phoff), "
+            f"past the end of the {file_size}-byte file: truncated or damaged."
+        )
 
 
 def _disjoint(ranges: list[MemoryRange]) -> list[MemoryRange]:

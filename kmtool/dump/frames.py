@@ -24,7 +24,7 @@ from typing import Any
 import construct
 import numpy as np
 
-from kmtool.dump.memory import WORD, PhysicalMemory
+from kmtool.dump.memory import MAX_PHYSICAL, WORD, PhysicalMemory
 from kmtool.dump.records import field_offset, parse, words_to_records
 from kmtool.errors import DumpError
 from kmtool.layout.table import PAGE_SHIFT, PAGE_SIZE
@@ -37,7 +37,6 @@ from kmtool.schemas.frames import (
 
 ADDRESS_COUNTERS = ("head", "root", "limit")  # FrameAllocator fields shown as "0x..." addresses
 SPAN_LIST_LIMIT = 1 << 16  # spans listed in JSON
-MAX_PHYSICAL = 1 << 52  # x86-64 physical addresses have at most 52 bits
 WINDOW = 16 << 20  # bytes of physical address space the chase maps at a time
 DENSE_PAGES_PER_NODE = 64  # a window with at most this many pages per node is prefetched whole
 GUESSES = 8  # vectorised guesses per dense window before it is followed node by node

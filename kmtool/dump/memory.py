@@ -26,6 +26,7 @@ from kmtool.errors import DumpError
 from kmtool.layout.table import PAGE_SIZE
 
 WORD = 8
+MAX_PHYSICAL = 1 << 52  # x86-64 physical addresses have at most 52 bits
 FAULT_AROUND_SHIFT = 16  # Linux maps up to 64 KiB of cached file pages around a faulting one
 PAGE_BUDGET = 512  # fault-around blocks a bulk read may touch before `release`
 BUDGET_BYTES = PAGE_BUDGET << FAULT_AROUND_SHIFT  # 32 MiB
@@ -86,8 +87,11 @@ class PhysicalMemory:
                     f"bytes up to {hex(r.file_offset + r.file_size)} but the file has "
                     f"{hex(self.file_size)}."
                 )
-            if r.start + r.size > 1 << 64:
-                raise DumpError(f"Dump `{path}` has a memory range past 2^64 at {hex(r.start)}.")
+            if r.start + r.size > MAX_PHYSICAL:
+                raise DumpError(
+                    f"Dump `{path}` has a memory range at physical {hex(r.start)} of {hex(r.size)} "
+                    "bytes, past the 52-bit physical address space of x86-64: an absurd size."
+                )
         self._starts = [r.start for r in self.ranges]
         self._np_starts = np.array(self._starts, dtype=np.uint64)
         # Zero-copy 64-bit word views of each range's file part (file offsets need not be aligned).

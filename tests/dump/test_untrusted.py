@@ -195,3 +195,50 @@ def test_core_info_of_another_version_is_an_error(fx: F.Fixture, tmp_path: Path)
         f"The core-info block at {hex(core)} has version 16777369 (0x1000099); this kmtool reads "
         f"version {CORE_INFO_VERSION}."
     )
+
+
+# -- 8. ELF core headers -----------------------------------------------------------------------------
+
+E_PHOFF, E_PHENTSIZE, E_PHNUM = 32, 54, 56  # offsets in Elf64_Ehdr
+P_MEMSZ = 40  # offset in Elf64_Phdr
+
+
+def _damaged_elf(fx: F.Fixture, tmp_path: Path, at: int, fmt: str, value: int) -> Path:
+    import struct
+
+    path = fx.write_elf(tmp_path / "d.elf")
+    raw = bytearray(path.read_bytes())
+    phoff = struct.unpack_from("<Q", raw, E_PHOFF)[0]
+    struct.pack_into(fmt, raw, at if at >= 0 else phoff + 56 * 1 + P_MEMSZ, value)
+    path.write_bytes(bytes(raw))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("at", "fmt", "value", "message"),
+    [
+        (
+            -1,
+            "<Q",
+            1 << 62,
+            r"has a memory range at physical 0x[0-9a-f]+ of 0x4000000000000000 "
+            r"bytes, past the 52-bit physical address space of x86-64: an absurd size\.$",
+        ),
+        (
+            E_PHOFF,
+            "<Q",
+            1 << 40,
+            r"has its \d+ program headers at file offset 0x10000000000 "
+            r"\(e_phoff\), past the end of the \d+-byte file: truncated or damaged\.$",
+        ),
+        (E_PHNUM, "<H", 0xFFFF, r"has e_phnum 0xffff \(PN_XNUM"),
+        (E_PHENTSIZE, "<H", 32, r"has e_phentsize 32; an ELF64 program header is 56 bytes\.$"),
+    ],
+    ids=["p_memsz-2^62", "e_phoff-past-eof", "e_phnum-0xffff", "e_phentsize"],
+)
+def test_damaged_elf_header_is_one_sentence(
+    fx: F.Fixture, tmp_path: Path, at: int, fmt: str, value: int, message: str
+) -> None:
+    path = _damaged_elf(fx, tmp_path, at, fmt, value)
+    with pytest.raises(DumpError, match=message):
+        inspect_dump(path, Options())
