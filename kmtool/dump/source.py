@@ -4,7 +4,10 @@ Raw images have no header. By default file offset == physical address (base 0); 
 file starts at another physical address. When `FILE.layout.json` (written by `kmtool run --dump FILE
 --dump-format raw`, see kmtool/qemu/dump.py) sits next to the file and no base was given, its RAM
 ranges and recorded control registers are used instead, so holes (the PCI hole) are known to be
-absent rather than read as zeros.
+absent rather than read as zeros. With `--base` the image is one range from that base, and the
+layout file (when present) still gives the CPU state: CR3 is a physical address either way.
+
+Every "end" in the JSON document is inclusive (the range's last byte), like the layout table's.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ class DumpSource:
     kind: str  # "elf" or "raw"
     memory: PhysicalMemory
     cpus: list[CpuState] = field(default_factory=list)
-    base: int | None = None  # raw images without a layout file
+    base: int | None = None  # raw images read with --base or without a layout file
     layout_path: Path | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -46,7 +49,7 @@ class DumpSource:
             "ranges": [
                 {
                     "start": hex(r.start),
-                    "end": hex(r.end),
+                    "end": hex(r.end - 1),  # inclusive, as every "end" in the document
                     "size": r.size,
                     "file_offset": hex(r.file_offset),
                     "file_size": r.file_size,
@@ -71,13 +74,21 @@ def open_dump(path: Path, base: int | None = None) -> DumpSource:
     if base is None and layout_path.is_file():
         ranges, cpus = _read_layout(layout_path)
         return DumpSource(path, "raw", PhysicalMemory(path, ranges), cpus, layout_path=layout_path)
+    layout = None
+    if layout_path.is_file():
+        try:
+            layout = _read_layout(layout_path)
+        except DumpError:
+            pass  # --base is also the way around a broken layout file
     start = 0 if base is None else base
     if start % 4096:
         raise DumpError(f"The raw image base {hex(start)} is not page aligned.")
     size = path.stat().st_size
-    return DumpSource(
-        path, "raw", PhysicalMemory(path, [MemoryRange(start, size, 0, size)]), base=start
-    )
+    # `--base` overrides the layout file's RAM ranges, not its CPU state (CR3 is physical).
+    cpus = [] if layout is None else layout[1]
+    return DumpSource(path, "raw", PhysicalMemory(path, [MemoryRange(start, size, 0, size)]),
+                      cpus, base=start,
+                      layout_path=None if layout is None else layout_path)  # fmt: skip
 
 
 def _read_layout(path: Path) -> tuple[list[MemoryRange], list[CpuState]]:

@@ -44,8 +44,10 @@ def test_layout_file_gives_ranges_and_cr3(fx: F.Fixture, tmp_path: Path) -> None
     assert src.cpus[0].cr3 == fx.cr3 and src.cpus[0].source == "layout file"
     with pytest.raises(DumpError, match=r"no memory at 0x800000"):
         src.memory.read(0x800000, 8, "hole")
-    # An explicit --base means a flat image: the layout file is not used.
-    assert open_dump(path, base=0).layout_path is None
+    # An explicit --base means a flat image; the layout file still gives the CPU state (CR3).
+    flat = open_dump(path, base=0)
+    assert [(r.start, r.size) for r in flat.memory.ranges] == [(0, path.stat().st_size)]
+    assert flat.cpus[0].cr3 == fx.cr3 and flat.layout_path == tmp_path / "dump.raw.layout.json"
 
 
 def test_malformed_layout_file(fx: F.Fixture, tmp_path: Path) -> None:
@@ -57,6 +59,7 @@ def test_malformed_layout_file(fx: F.Fixture, tmp_path: Path) -> None:
     layout.write_text("{not json")
     with pytest.raises(DumpError, match=r"Layout file `.*` is malformed: JSONDecodeError"):
         open_dump(path)
+    assert open_dump(path, base=0).cpus == []  # --base reads past a broken layout file
 
 
 def test_bad_paths_and_bases(raw: Path, tmp_path: Path, fx: F.Fixture) -> None:

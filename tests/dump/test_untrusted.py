@@ -242,3 +242,18 @@ def test_damaged_elf_header_is_one_sentence(
     path = _damaged_elf(fx, tmp_path, at, fmt, value)
     with pytest.raises(DumpError, match=message):
         inspect_dump(path, Options())
+
+
+# -- 9. small things --------------------------------------------------------------------------------
+
+
+def test_source_range_ends_are_inclusive(fx: F.Fixture, tmp_path: Path) -> None:
+    ranges = run(fx, tmp_path).to_json()["source"]["ranges"]
+    assert [(r["start"], r["end"]) for r in ranges] == [("0x0", hex(len(fx.image) - 1))]
+
+
+def test_base_keeps_the_layout_files_cr3(fx: F.Fixture, tmp_path: Path) -> None:
+    path = fx.write_raw(tmp_path / "laid-out.raw", layout=True)
+    ins = inspect_dump(path, Options(base=0x1000))
+    assert ins.root == fx.cr3 and ins.root_source == "CPU 0, layout file"
+    assert ins.to_json()["source"]["base"] == "0x1000"
