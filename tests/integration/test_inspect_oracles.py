@@ -248,8 +248,16 @@ def test_firmware_page_tables_equal_info_tlb(tmp_path: Path) -> None:
                             stderr=subprocess.PIPE)  # fmt: skip
     try:
         with Monitor(sock) as monitor:
-            time.sleep(2.0)  # OVMF is in long mode within milliseconds; let it build its tables
-            monitor.command("stop")
+            # OVMF starts in 16- and 32-bit code (SEC, PEI) and enters long mode for DXE; how long
+            # that takes depends on the host's load, so stop it only once the CPU runs 64-bit code.
+            deadline = time.monotonic() + 60
+            while True:
+                time.sleep(0.5)
+                monitor.command("stop")
+                if " CS64 " in monitor.hmp("info registers"):
+                    break
+                assert time.monotonic() < deadline, "OVMF did not reach long mode within 60 s"
+                monitor.command("cont")
             tlb = monitor.hmp("info tlb")
             monitor.command("dump-guest-memory", paging=False, protocol=f"file:{tmp_path}/ovmf.elf")
             monitor.command("quit")
