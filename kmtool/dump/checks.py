@@ -531,7 +531,8 @@ def heap_headers(ins: Inspection) -> Check | None:
     return Check(
         "heap headers consistent",
         True,
-        f"{len(h.blocks)} block(s) tile the heap; the free lists hold exactly the free blocks",
+        f"{len(h.blocks)} block(s) tile the heap; the free lists and the {len(h.untouched)} "
+        "untouched block(s) hold exactly the free blocks",
     )
 
 

@@ -1,12 +1,15 @@
 """The kernel heap (struct km_heap and the km_heap_block headers, kmtool.schemas.heap).
 
-The heap is a buddy allocator over one fixed virtual range. Every block, free or used, starts with a
-header, so the blocks are found by descending the buddy tree from the whole range: at a block of order
-o, a header of order o *is* the block; a header of a smaller order means the block was split, and both
-halves are visited. Headers are read through the kernel's page tables (the heap lives in virtual
-space); a block whose header page is not backed, or whose header makes no sense, is recorded as a
-problem for the checks rather than guessed at. The free lists are then followed from `free_heads` and
-compared with the free blocks the tree holds.
+The heap is a buddy allocator over one fixed virtual range. Every block starts with a header except
+the *untouched* free blocks (halves split off and never written, at most one per order, recorded in
+`untouched`), so the blocks are found by descending the buddy tree from the whole range: at a block of
+order o, the address in `untouched[o]` is an untouched free block (its memory is not read: its pages
+are not backed); otherwise a header of order o *is* the block, and a header of a smaller order means
+the block was split, and both halves are visited. Headers are read through the kernel's page tables
+(the heap lives in virtual space); a block whose header page is not backed, or whose header makes no
+sense, is recorded as a problem for the checks rather than guessed at. The free lists are then
+followed from `free_heads` and compared with the free blocks the tree holds: the free blocks are
+exactly the listed ones plus the untouched ones.
 
 Work is bounded: at most `MAX_BLOCKS` blocks and list nodes; more is a `DumpError`.
 """
@@ -43,6 +46,7 @@ class HeapBlockView:
     size: int  # bytes requested (used blocks)
     next: int
     prev: int
+    untouched: bool = False  # free, never written: no header (recorded in km_heap.untouched)
 
 
 @dataclass
@@ -64,6 +68,10 @@ class HeapView:
     def free(self) -> list[HeapBlockView]:
         return [b for b in self.blocks if not b.used]
 
+    @property
+    def untouched(self) -> list[HeapBlockView]:
+        return [b for b in self.blocks if b.untouched]
+
     def by_order(self) -> list[dict[str, int]]:
         rows: dict[int, dict[str, int]] = {}
         for b in self.blocks:
@@ -74,6 +82,7 @@ class HeapView:
                     "block_size": 1 << b.order,
                     "used": 0,
                     "free": 0,
+                    "untouched": 0,
                     "requested_bytes": 0,
                 },
             )
@@ -82,6 +91,7 @@ class HeapView:
                 row["requested_bytes"] += b.size
             else:
                 row["free"] += 1
+                row["untouched"] += b.untouched
         return [rows[o] for o in sorted(rows)]
 
     def to_json(self) -> dict[str, Any]:
@@ -95,6 +105,7 @@ class HeapView:
             "blocks": len(self.blocks),
             "used_blocks": len(used),
             "free_blocks": len(self.blocks) - len(used),
+            "untouched_blocks": len(self.untouched),
             "bytes_in_use": sum(b.size for b in used),
             "backed_pages": self.backed_pages,
             "by_order": self.by_order(),
@@ -103,6 +114,7 @@ class HeapView:
                     "va": hex(b.va),
                     "order": b.order,
                     "state": "used" if b.used else "free",
+                    "untouched": b.untouched,
                     "size": b.size,
                 }
                 for b in self.blocks[:BLOCKS_LISTED]
@@ -110,7 +122,7 @@ class HeapView:
             "counters": {
                 name: (hex(canonical(v)) if name == "base" else v)
                 for name, v in self.state.items()
-                if not name.startswith("_") and name != "free_heads"
+                if not name.startswith("_") and name not in ("free_heads", "untouched")
             },
             "problems": self.problems,
         }
@@ -139,6 +151,8 @@ def read_heap(memory: PhysicalMemory, state_pa: int, tables: PageTables) -> Heap
             HeapBlock, memory.read(pa, header_size, "heap block header"), "heap block header", va
         )
 
+    untouched = _untouched(state, problems)
+    found_untouched: set[int] = set()
     stack = [(base, state.max_order)]
     while stack:
         va, order = stack.pop()
@@ -147,6 +161,10 @@ def read_heap(memory: PhysicalMemory, state_pa: int, tables: PageTables) -> Heap
                 f"Heap at {hex(state_pa)}: more than {MAX_BLOCKS} blocks; refusing to "
                 "decode further."
             )
+        if untouched.get(order) == va:
+            blocks.append(HeapBlockView(va, order, False, 0, 0, 0, untouched=True))
+            found_untouched.add(order)
+            continue
         h = header(va)
         if h is None:
             problems.append(f"block {hex(va)} (order {order}) has no backed header page")
@@ -169,6 +187,11 @@ def read_heap(memory: PhysicalMemory, state_pa: int, tables: PageTables) -> Heap
             stack.append((va, order - 1))
         else:
             problems.append(f"block {hex(va)} (order {order}) has a header of order {h.order}")
+    for order, va in sorted(untouched.items()):
+        if order not in found_untouched:
+            problems.append(
+                f"km_heap.untouched[{order}] is {hex(va)}, not a block of order {order} in the tree"
+            )
     free_lists = _free_lists(state, blocks, header, problems)
     heap_pages = tables.ranges_in("kernel-heap")
     backed = int(heap_pages.size.sum()) // PAGE_SIZE if len(heap_pages) else 0
@@ -199,10 +222,35 @@ def _check_state(state: Any, pa: int) -> None:
         )
 
 
+def _untouched(state: Any, problems: list[str]) -> dict[int, int]:
+    """order -> address of the untouched block recorded for it; impossible entries are problems
+    (and left out, so the tree walk reads their headers instead)."""
+    out: dict[int, int] = {}
+    base = canonical(state.base)
+    for order, raw in enumerate(state.untouched):
+        if not raw:
+            continue
+        va = canonical(raw)
+        offset = va - base
+        if not state.min_order <= order < state.max_order:
+            problems.append(
+                f"km_heap.untouched[{order}] is {hex(va)}, but no block of that order "
+                f"can be untouched (orders {state.min_order}..{state.max_order - 1})"
+            )
+        elif not 0 <= offset < state.size or offset % (1 << order) or not offset >> order & 1:
+            problems.append(
+                f"km_heap.untouched[{order}] is {hex(va)}, not the upper half of a split block"
+            )
+        else:
+            out[order] = va
+    return out
+
+
 def _free_lists(
     state: Any, blocks: list[HeapBlockView], header: Any, problems: list[str]
 ) -> dict[int, list[int]]:
-    free_at = {b.va: b for b in blocks if not b.used}
+    free_at = {b.va: b for b in blocks if not b.used and not b.untouched}
+    untouched_at = {b.va for b in blocks if b.untouched}
     lists: dict[int, list[int]] = {}
     budget = MAX_BLOCKS
     for order, head in enumerate(state.free_heads):
@@ -219,6 +267,9 @@ def _free_lists(
                     f"Heap free list of order {order}: more than {MAX_BLOCKS} nodes (a cycle?)."
                 )
             block = free_at.get(va)
+            if va in untouched_at:
+                problems.append(f"free list {order} holds the untouched block {hex(va)}")
+                break
             if block is None or block.order != order:
                 h = header(va)
                 what = "unbacked" if h is None else f"magic {hex(h.magic)} order {h.order}"
@@ -239,6 +290,6 @@ def _free_lists(
         lists[order] = seen
     listed = {va for vas in lists.values() for va in vas}
     for b in blocks:
-        if not b.used and b.va not in listed:
+        if not b.used and not b.untouched and b.va not in listed:
             problems.append(f"free block {hex(b.va)} (order {b.order}) is on no free list")
     return lists

@@ -400,7 +400,11 @@ def heap(doc: dict[str, Any]) -> RenderableType:
             str(row["requested_bytes"]),
         )
     grid = _grid()
-    grid.add_row("blocks", f"{h['blocks']} ({h['used_blocks']} used, {h['free_blocks']} free)")
+    grid.add_row(
+        "blocks",
+        f"{h['blocks']} ({h['used_blocks']} used, {h['free_blocks']} free, "
+        f"{h['untouched_blocks']} of them untouched)",
+    )
     grid.add_row("bytes in use", str(h["bytes_in_use"]))
     grid.add_row(
         "backed pages", f"{h['backed_pages']} ({size_text(h['backed_pages'] * PAGE_SIZE)})"

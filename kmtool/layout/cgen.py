@@ -70,7 +70,7 @@ def _banner(comment: str, what: str, digest: str) -> str:
 
 
 def _unwrap(con: construct.Construct) -> construct.Construct:
-    while isinstance(con, construct.Renamed):
+    while isinstance(con, (construct.Renamed, construct.Default)):
         con = con.subcon
     return con
 
@@ -212,6 +212,7 @@ def _structs_h(digest: str) -> str:
         ("KM_HEAP_FREE_MAGIC", heap.HEAP_FREE_MAGIC),
         ("KM_HEAP_USED_MAGIC", heap.HEAP_USED_MAGIC),
         ("KM_HEAP_MAX_ORDERS", heap.HEAP_MAX_ORDERS),
+        ("KM_HEAP_UNTOUCHED_ORDERS", heap.HEAP_UNTOUCHED_ORDERS),
     ]
     body = "\n".join(_struct_text(name, schema) for name, schema in STRUCTS)
     return (

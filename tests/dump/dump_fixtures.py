@@ -13,7 +13,8 @@ PAT bit set in its entry), a few demand-paged heap pages, and entry 511 the offs
 2 MiB pages with `offset_page=2 MiB`); a core-info block, boot info and a firmware memory map (stepped
 by 48-byte descriptors), a frame allocator whose free-span nodes sit in the free frames (linked as a
 list and as a treap, with the kernel's priorities: see `treap`), and a buddy heap whose headers are
-written as a real allocator would write them (stale ones included).
+written as a real allocator would write them (stale ones included; split-off halves left untouched,
+with no header and no backed page, recorded in km_heap.untouched).
 
 Everything the tests need to know is recorded in `Fixture.truth`, computed independently of kmtool's
 decoders: the free spans, every leaf (va, pa, size, raw entry), the heap blocks and the counters.
@@ -48,7 +49,14 @@ from kmtool.layout.table import (
 from kmtool.schemas.bootinfo import BOOT_INFO_MAGIC, BOOT_INFO_VERSION, BootInfo
 from kmtool.schemas.coreinfo import CORE_INFO_MAGIC, CORE_INFO_MAGIC2, CORE_INFO_VERSION, CoreInfo
 from kmtool.schemas.frames import FRAME_SPAN_MAGIC, FrameAllocator, FrameSpan
-from kmtool.schemas.heap import HEAP_FREE_MAGIC, HEAP_MAX_ORDERS, HEAP_USED_MAGIC, Heap, HeapBlock
+from kmtool.schemas.heap import (
+    HEAP_FREE_MAGIC,
+    HEAP_MAX_ORDERS,
+    HEAP_UNTOUCHED_ORDERS,
+    HEAP_USED_MAGIC,
+    Heap,
+    HeapBlock,
+)
 from kmtool.schemas.memmap import EfiMemoryDescriptor, EfiMemoryType
 from kmtool.schemas.paging import PageStats
 from kmtool.schemas.qemu import (
@@ -88,7 +96,9 @@ BOOT_INFO_PA = 0x140000
 MEMORY_MAP_PA = 0x141000
 VSPACE_2M_PA = 0x400000
 TABLE_POOL = 0x190000  # page tables are allocated upward from here
+TABLE_POOL_FRAMES = 27  # all in use (tables, the rest set aside), so the spans stay put
 HEAP_POOL = 0x300000  # heap frames upward from here
+HEAP_POOL_FRAMES = 24  # all in use (backed heap pages, the rest set aside), so the spans stay put
 SCATTERED = (0x350000, 0x352000, 0x6A0000, 0xD00000)  # frames "in use" by someone, to split spans
 
 # .bss offsets of the kernel globals (inside the data pages)
@@ -103,7 +113,9 @@ HEAP_MIN_ORDER = 6
 HEAP_MAX_ORDER = HEAP_SIZE.bit_length() - 1
 BUILD_ID = bytes(range(20))  # the kernel ELF's note (20 bytes, as SHA-1); the dump holds 16
 HEAP_ALLOCATIONS = (100, 4000, 24, 70000, 300, 5000)
-HEAP_FREES = (1, 3, 2)  # indices into HEAP_ALLOCATIONS freed again (2 merges: stale headers)
+# indices into HEAP_ALLOCATIONS freed again: 2 merges with untouched halves only (nothing stale), then
+# 0 merges with 2's listed block (leaving a stale header)
+HEAP_FREES = (1, 3, 2, 0)
 
 
 @dataclass
@@ -394,6 +406,13 @@ def build(offset_page: int = GiB, cr3: str = "kernel") -> Fixture:
     used = [heap.alloc(n) for n in HEAP_ALLOCATIONS]
     for i in HEAP_FREES:
         heap.free(used[i])
+    assert b.next_heap_frame <= HEAP_POOL + HEAP_POOL_FRAMES * PAGE_SIZE
+    for pa in range(b.next_heap_frame, HEAP_POOL + HEAP_POOL_FRAMES * PAGE_SIZE, PAGE_SIZE):
+        b.frame(pa)
+    assert b.next_table <= TABLE_POOL + TABLE_POOL_FRAMES * PAGE_SIZE
+    while b.next_table < TABLE_POOL + TABLE_POOL_FRAMES * PAGE_SIZE:
+        b.frame(b.next_table)
+        b.next_table += PAGE_SIZE
     # -- process address space (CR3 = process) ---------------------------------------------------
     root = pml4
     if cr3 == "process":
@@ -557,6 +576,7 @@ def build(offset_page: int = GiB, cr3: str = "kernel") -> Fixture:
         "heap_bytes_in_use": heap.bytes_in_use(),
         "heap_backed_pages": len(heap.pages),
         "heap_stale_headers": heap.stale,
+        "heap_untouched": dict(heap.untouched),
         "process_stack": 0x6B0000 if cr3 == "process" else None,
     }
     return fx
@@ -608,7 +628,9 @@ def _free_spans(allocated: set[int]) -> list[tuple[int, int]]:
 
 
 class _Heap:
-    """A buddy allocator over the heap range that writes headers through the page tables."""
+    """A buddy allocator over the heap range that writes headers through the page tables, as
+    kernel/mm/heap.c does: split-off halves are untouched (recorded per order, nothing written),
+    a listed block is taken before the untouched one, and a freed block merges with either."""
 
     def __init__(self, b: _Builder, pml4: int) -> None:
         self.b, self.pml4 = b, pml4
@@ -616,6 +638,7 @@ class _Heap:
         self.lists: dict[int, list[int]] = {o: [] for o in range(HEAP_MAX_ORDERS)}
         self.pages: set[int] = set()
         self.stale: list[int] = []
+        self.untouched: dict[int, int] = {}  # order -> va
         self.blocks[HEAP_BASE] = (HEAP_MAX_ORDER, False, 0)
         self.lists[HEAP_MAX_ORDER].append(HEAP_BASE)
         self.rewrite_lists()
@@ -655,13 +678,13 @@ class _Heap:
 
     def alloc(self, n: int) -> int:
         need = max(HEAP_MIN_ORDER, (n + HeapBlock.sizeof() - 1).bit_length())
-        k = min(o for o in range(need, HEAP_MAX_ORDERS) if self.lists[o])
-        va = self.lists[k].pop(0)
+        k = min(o for o in range(need, HEAP_MAX_ORDERS) if self.lists[o] or o in self.untouched)
+        va = self.lists[k].pop(0) if self.lists[k] else self.untouched.pop(k)
         while k > need:
             k -= 1
             buddy = va + (1 << k)
             self.blocks[buddy] = (k, False, 0)
-            self.lists[k].insert(0, buddy)
+            self.untouched[k] = buddy
         self.blocks[va] = (need, True, n)
         self.header(va, need, True, n, 0, 0)
         self.rewrite_lists()
@@ -676,8 +699,11 @@ class _Heap:
             if other is None or other[0] != order or other[1]:
                 break
             self.blocks.pop(buddy)
-            self.lists[order].remove(buddy)
-            self.stale.append(max(va, buddy))
+            if self.untouched.get(order) == buddy:
+                del self.untouched[order]  # nothing written there: nothing stale either
+            else:
+                self.lists[order].remove(buddy)
+                self.stale.append(max(va, buddy))
             va = min(va, buddy)
             order += 1
         self.blocks[va] = (order, False, 0)
@@ -703,4 +729,5 @@ class _Heap:
             "free_blocks": len(self.blocks) - len(used),
             "backed_pages": len(self.pages),
             "free_heads": heads,
+            "untouched": [self.untouched.get(o, 0) for o in range(HEAP_UNTOUCHED_ORDERS)],
         }

@@ -227,9 +227,16 @@ def _heap_header_pa(fx: F.Fixture, va: int) -> int:
 
 
 def mutate_heap_header(fx: F.Fixture) -> None:
-    va, order, used, _size = [b for b in fx.truth["heap_blocks"] if not b[2]][-1]
-    fx.put(_heap_header_pa(fx, va), b"JUNK")
-    del order, used
+    untouched = set(fx.truth["heap_untouched"].values())
+    listed = [b for b in fx.truth["heap_blocks"] if not b[2] and b[0] not in untouched]
+    fx.put(_heap_header_pa(fx, listed[-1][0]), b"JUNK")
+
+
+def mutate_heap_untouched(fx: F.Fixture) -> None:
+    # Move an untouched block to another upper half of its order: not a block in the tree, and the
+    # real one has no header.
+    order, va = min(fx.truth["heap_untouched"].items())
+    fx.poke(fx.field_pa("heap", "untouched") + 8 * order, va + (2 << order))
 
 
 def mutate_heap_counter(fx: F.Fixture) -> None:
@@ -274,6 +281,7 @@ CASES: list[tuple[Callable[[F.Fixture], None], str, str]] = [
     (mutate_free_counter, "free frames match the kernel counter", "km_frames.free_frames is"),
     (mutate_span_counter, "span count matches the kernel counter", "km_frames.spans is"),
     (mutate_heap_header, "heap headers consistent", "has magic 0x4b4e554a"),
+    (mutate_heap_untouched, "heap headers consistent", "not a block of order"),
     (mutate_heap_counter, "heap counters match", "km_heap.bytes_in_use is"),
 ]  # fmt: skip
 

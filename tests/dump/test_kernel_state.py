@@ -148,6 +148,9 @@ def test_heap_blocks_equal_the_buddy_model(fx: F.Fixture, tmp_path: Path) -> Non
     assert {o: v for o, v in heap.free_lists.items() if v} == fx.truth["heap_free_lists"]
     assert heap.backed_pages == fx.truth["heap_backed_pages"]
     assert fx.truth["heap_stale_headers"]  # merged buddies left headers the walk never reads
+    # split-off halves: free, recorded in km_heap.untouched, no header read, no page backed
+    assert {b.order: b.va for b in heap.untouched} == fx.truth["heap_untouched"]
+    assert fx.truth["heap_untouched"] and heap.backed_pages < len(fx.truth["heap_untouched"])
     doc = heap.to_json()
     assert doc["bytes_in_use"] == fx.truth["heap_bytes_in_use"] and doc["base"] == hex(HEAP_BASE)
     assert sum(r["used"] + r["free"] for r in doc["by_order"]) == len(got)

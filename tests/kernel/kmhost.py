@@ -214,14 +214,18 @@ class HeapArena:
         off = ptr - self.base
         return bytes(self.arena[off : off + n])
 
-    def resident_pages(self) -> int:
-        """Pages of the arena the host kernel has backed (mincore)."""
+    def resident(self) -> list[bool]:
+        """Per page of the arena: has the host kernel backed it (mincore)?"""
         libc = ctypes.CDLL(None, use_errno=True)
         pages = self.size // PAGE
         vec = (ctypes.c_ubyte * pages)()
         if libc.mincore(ctypes.c_void_p(self.base), ctypes.c_size_t(self.size), vec) != 0:
             raise OSError(ctypes.get_errno(), "mincore failed")
-        return sum(1 for v in vec if v & 1)
+        return [bool(v & 1) for v in vec]
+
+    def resident_pages(self) -> int:
+        """Pages of the arena the host kernel has backed (mincore)."""
+        return sum(self.resident())
 
 
 class Vaddr:

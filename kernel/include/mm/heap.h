@@ -1,12 +1,16 @@
 // The kernel heap: a buddy allocator over one fixed virtual range (kernel/mm/heap.c).
 //
 // The range (KM_HEAP_BASE, KM_HEAP_SIZE = 32 GiB in the kernel; an mmap'd arena in host tests) is
-// split into power-of-two blocks. Every block -- free or used -- begins with a struct km_heap_block
-// header, but a header is written only when its block comes into being (split off, handed out,
-// merged), so pages nobody asked for are never touched; in the kernel they stay unbacked until the
-// page-fault handler maps them on first use. Free blocks of each order form a doubly linked list
-// headed in km_heap.free_heads. Freeing merges a block with its free buddy as far as it goes, then
-// tells the environment (heap_release_pages) that the block's pages after its first are unused.
+// split into power-of-two blocks. A struct km_heap_block header is written only when the allocator
+// must: into a block it hands out, and into a block freed (or merged) onto a free list. The upper
+// halves split off a bigger block get no header: each is an *untouched* free block whose address
+// alone is kept, at most one per order, in km_heap.untouched; it is handed out (or split again)
+// before anything is written into it, and merged with its freed buddy without being read. So pages
+// nobody asked for are never touched; in the kernel they stay unbacked until the page-fault handler
+// maps them on first use. Listed free blocks of each order form a doubly linked list headed in
+// km_heap.free_heads; free_blocks counts listed and untouched blocks. Freeing merges a block with its
+// free buddy as far as it goes, then tells the environment (heap_release_pages) that the block's
+// pages after its first are unused.
 //
 // Failure behaviour: heap_alloc() returns NULL when the request cannot be met (too big, or no block
 // is free); heap_free() panics on a pointer it never handed out, a double free, or a size mismatch.
@@ -19,7 +23,8 @@
 #define HEAP_MIN_ORDER 6   // 64-byte blocks: a 32-byte header and 32 bytes of payload
 #define HEAP_HEADER_SIZE sizeof(struct km_heap_block)
 
-// Sets up an empty heap over [base, base + size): size a power of two, base aligned to a page.
+// Sets up an empty heap over [base, base + size): size a power of two of at most
+// 2^KM_HEAP_UNTOUCHED_ORDERS bytes, base aligned to a page.
 // Writes the one header of the whole-range free block (touching the first page only).
 void heap_init(struct km_heap *h, uint64_t base, uint64_t size);
 
@@ -37,6 +42,7 @@ int heap_order_for(const struct km_heap *h, size_t size);
 // (decrementing h->backed_pages); the host test shim drops them with madvise.
 void heap_release_pages(struct km_heap *h, uint64_t start, uint64_t end);
 
-// Checks the free lists (magic, order, alignment, links, counts) against the counters. Returns 0 or
+// Checks the free lists (magic, order, alignment, links, counts) and the untouched blocks (aligned
+// upper halves, not listed; their memory is not read) against the counters. Returns 0 or
 // writes a reason into `why` and returns -1. Walks every free block; for tests.
 int heap_validate(const struct km_heap *h, char *why, size_t n);
