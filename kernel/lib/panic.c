@@ -10,7 +10,8 @@
 int kernel_hold;
 static int panicking;
 
-void panic_begin(const char *fmt, ...)
+// Interrupts off, the first line of the report; a panic inside a panic stops at once.
+static void panic_vbegin(const char *fmt, va_list ap)
 {
     __asm__ volatile("cli");
     if (panicking++) {
@@ -18,11 +19,16 @@ void panic_begin(const char *fmt, ...)
         cpu_halt_forever();
     }
     kprintf("\npanic: ");
+    kvprintf(fmt, ap);
+    kprintf("\n");
+}
+
+void panic_begin(const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    kvprintf(fmt, ap);
+    panic_vbegin(fmt, ap);
     va_end(ap);
-    kprintf("\n");
 }
 
 _Noreturn void panic_end(void)
@@ -59,17 +65,10 @@ void print_backtrace(uint64_t rbp)
 
 _Noreturn void panic(const char *fmt, ...)
 {
-    __asm__ volatile("cli");
-    if (panicking++) {
-        kprintf("\npanic: nested panic, halting\n");
-        cpu_halt_forever();
-    }
-    kprintf("\npanic: ");
     va_list ap;
     va_start(ap, fmt);
-    kvprintf(fmt, ap);
+    panic_vbegin(fmt, ap);
     va_end(ap);
-    kprintf("\n");
     kprintf("  caller   %p\n", __builtin_return_address(0));
     kprintf("  cr2      %p\n", (void *)read_cr2());
     kprintf("  cr3      %p\n", (void *)read_cr3());
