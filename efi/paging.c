@@ -70,12 +70,9 @@ static void map_kernel_page(uint64_t *pml4, uint64_t va, uint64_t pa, uint64_t f
 
 static bool cpu_has_nx(void)
 {
-    uint32_t r[4];
-    cpuid(0x80000000u, r);
-    if (r[0] < 0x80000001u)
+    if (cpuid(0x80000000u, 0).eax < 0x80000001u)
         return false;
-    cpuid(0x80000001u, r);
-    return (r[3] >> 20) & 1; /* EDX bit 20: execute disable */
+    return (cpuid(0x80000001u, 0).edx >> 20) & 1; /* EDX bit 20: execute disable */
 }
 
 void paging_build(const struct kernel_image *image, uint64_t jump_code,
