@@ -2,7 +2,10 @@
 
 The decoders (memmap, frames, heap, pagetable) assume the data means what it claims and stop only on
 structural faults; the invariants the design promises are checked here, each by one function that
-returns a `Check` (or None when it does not apply, for example on a foreign dump). Checks are bulk
+returns a `Check` (or None when it does not apply, for example on a foreign dump). On a dump of
+our kernel taken before it built a structure (its PML4, the frame allocator, the heap: `not_built`),
+every check that reads that structure is still a row, passing, its detail "not applicable, ..." with
+the reason, so an empty allocator never "passes" and no row silently vanishes. Checks are bulk
 numpy comparisons, so they cost little even with a million spans or leaves.
 """
 
@@ -37,6 +40,7 @@ KERNEL_REGIONS = ("kernel-image", "kernel-vspace", "kernel-heap")
 # The detail of a check whose structure the kernel had not built when the dump was taken: it passes
 # (nothing to contradict) without reading anything; "kernel reached ready" is the one that fails.
 NOT_BUILT_YET = "not applicable, not built yet: the kernel did not reach ready"
+NOT_BUILT = "not applicable, not built"  # the same, when ready_tsc says the kernel did reach ready
 SHOWN = 3  # offenders named in a failing check's detail
 
 
@@ -50,6 +54,39 @@ class Check:
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "ok": self.ok, "detail": self.detail}
+
+
+def not_built(ins: Inspection) -> dict[str, str]:
+    """The kernel structures a dump of our kernel does not hold yet, each with the reason:
+    "kernel_pml4" (kernel_pml4_phys is 0), "frames" (km_frames all zero), "heap" (km_heap all zero,
+    or no kernel PML4 to reach it through). Empty for a foreign dump."""
+    c = ins.core
+    if c is None:
+        return {}
+    out = {}
+    if not c.kernel_pml4_phys & ADDRESS_MASK:
+        out["kernel_pml4"] = "kernel_pml4_phys is 0"
+        out["heap"] = "kernel_pml4_phys is 0, and the heap is read through the kernel's tables"
+    fl = ins.frames
+    if fl is not None and not fl.initialized:
+        out["frames"] = (
+            f"km_frames at {hex(fl.state_address)} is all zero: the frame allocator was not set up"
+        )
+    kt = ins.kernel_tables
+    if kt is not None and not kt.errors and ins.heap is None:
+        out["heap"] = f"km_heap at {hex(c.heap_state_phys)} is all zero: the heap was not set up"
+    return out
+
+
+def _not_applicable(ins: Inspection, name: str, *parts: str) -> Check | None:
+    """The passing "not applicable" row `name` when one of `parts` (keys of `not_built`) is not
+    built yet; None when all of them are built."""
+    missing = not_built(ins)
+    for part in parts:
+        if part in missing:
+            prefix = NOT_BUILT if ins.core is not None and ins.core.ready_tsc else NOT_BUILT_YET
+            return Check(name, True, f"{prefix} ({missing[part]})")
+    return None
 
 
 def _list(items: list[str], total: int) -> str:
@@ -177,6 +214,8 @@ def _overlap_check(
 ) -> Check | None:
     if ins.frames is None:
         return None
+    if na := _not_applicable(ins, name, "frames"):
+        return na
     us, ue = _span_union(ins)
     _, j = overlapping(us, ue, _u64(t_start), _u64(t_end))
     items = [f"{labels(int(k))} is inside a free span" for k in j[:SHOWN]]
@@ -191,6 +230,8 @@ def _overlap_check(
 def spans_usable(ins: Inspection) -> Check | None:
     if ins.frames is None or ins.memmap is None:
         return None
+    if na := _not_applicable(ins, "spans inside usable memory", "frames"):
+        return na
     s, e = _spans(ins)  # type: ignore[misc]
     us, ue = ins.memmap.intervals(USABLE_TYPES)
     inside = contained(s, e, us, ue)
@@ -206,7 +247,11 @@ def spans_usable(ins: Inspection) -> Check | None:
 
 
 def spans_offset_mapped(ins: Inspection) -> Check | None:
-    if ins.frames is None or ins.kernel_tables is None:
+    if ins.frames is None:
+        return None
+    if na := _not_applicable(ins, "spans inside the offset map", "frames", "kernel_pml4"):
+        return na
+    if ins.kernel_tables is None:
         return None
     s, e = _spans(ins)  # type: ignore[misc]
     os_, oe = _offset_mapped(ins)
@@ -232,6 +277,8 @@ def _offset_mapped(ins: Inspection) -> tuple[np.ndarray, np.ndarray]:
 def spans_aligned(ins: Inspection) -> Check | None:
     if ins.frames is None:
         return None
+    if na := _not_applicable(ins, "spans page aligned", "frames"):
+        return na
     s = ins.frames.starts
     bad = np.flatnonzero(s % np.uint64(PAGE_SIZE))
     items = [f"span {hex(int(s[k]))}" for k in bad[:SHOWN]]
@@ -247,6 +294,8 @@ def spans_aligned(ins: Inspection) -> Check | None:
 def spans_sorted(ins: Inspection) -> Check | None:
     if ins.frames is None:
         return None
+    if na := _not_applicable(ins, "spans sorted and non-overlapping", "frames"):
+        return na
     s, e = _spans(ins)  # type: ignore[misc]
     bad = np.flatnonzero(s[1:] < e[:-1])
     items = [
@@ -263,6 +312,8 @@ def spans_sorted(ins: Inspection) -> Check | None:
 def spans_coalesced(ins: Inspection) -> Check | None:
     if ins.frames is None:
         return None
+    if na := _not_applicable(ins, "spans coalesced", "frames"):
+        return na
     s, e = _spans(ins)  # type: ignore[misc]
     bad = np.flatnonzero(s[1:] == e[:-1])
     items = [f"span {hex(int(s[k]))} ends where {hex(int(s[k + 1]))} starts" for k in bad[:SHOWN]]
@@ -277,6 +328,8 @@ def span_links(ins: Inspection) -> Check | None:
     fl = ins.frames
     if fl is None:
         return None
+    if na := _not_applicable(ins, "span links consistent", "frames"):
+        return na
     problems: list[str] = []
     addr, nodes = fl.addresses, fl.nodes
     for k in np.flatnonzero(nodes["start"] != addr)[:SHOWN]:
@@ -307,6 +360,8 @@ def span_treap(ins: Inspection) -> Check | None:
     fl = ins.frames
     if fl is None:
         return None
+    if na := _not_applicable(ins, TREAP_CHECK, "frames"):
+        return na
     n, root = len(fl.nodes), int(fl.state.root)
     if n == 0:
         ok = root == 0
@@ -458,7 +513,11 @@ def spans_no_tables(ins: Inspection) -> Check | None:
 
 
 def spans_no_kernel_pages(ins: Inspection) -> Check | None:
-    if ins.frames is None or ins.kernel_tables is None:
+    if ins.frames is None:
+        return None
+    if na := _not_applicable(ins, "spans hold no mapped kernel page", "frames", "kernel_pml4"):
+        return na
+    if ins.kernel_tables is None:
         return None
     parts = [ins.kernel_tables.ranges_in(name) for name in KERNEL_REGIONS]
     phys = np.concatenate([p.phys for p in parts])
@@ -499,6 +558,8 @@ def free_frames_counter(ins: Inspection) -> Check | None:
     fl = ins.frames
     if fl is None:
         return None
+    if na := _not_applicable(ins, "free frames match the kernel counter", "frames"):
+        return na
     ok = fl.free_frames == fl.state.free_frames
     return Check(
         "free frames match the kernel counter",
@@ -511,6 +572,8 @@ def spans_counter(ins: Inspection) -> Check | None:
     fl = ins.frames
     if fl is None:
         return None
+    if na := _not_applicable(ins, "span count matches the kernel counter", "frames"):
+        return na
     ok = len(fl.nodes) == fl.state.spans
     return Check(
         "span count matches the kernel counter",
@@ -525,7 +588,7 @@ def spans_counter(ins: Inspection) -> Check | None:
 def heap_headers(ins: Inspection) -> Check | None:
     h = ins.heap
     if h is None:
-        return None
+        return _not_applicable(ins, "heap headers consistent", "heap")
     if h.problems:
         return Check("heap headers consistent", False, _list(h.problems[:SHOWN], len(h.problems)))
     return Check(
@@ -539,7 +602,7 @@ def heap_headers(ins: Inspection) -> Check | None:
 def heap_counters(ins: Inspection) -> Check | None:
     h = ins.heap
     if h is None:
-        return None
+        return _not_applicable(ins, "heap counters match", "heap")
     used = h.used
     pairs = [
         ("blocks_in_use", len(used)),
@@ -591,9 +654,9 @@ def shared_entries(ins: Inspection) -> Check | None:
     if ins.core is None:
         return None
     name = f"kernel PML4 entries {SHARED_PML4_FIRST} and {SHARED_PML4_LAST} present"
+    if na := _not_applicable(ins, name, "kernel_pml4"):
+        return na
     pml4 = ins.core.kernel_pml4_phys & ADDRESS_MASK
-    if not pml4:
-        return Check(name, True, NOT_BUILT_YET + " (kernel_pml4_phys is 0)")
     memory = ins.source.memory
     if not memory.contains(pml4, PAGE_SIZE):
         return Check(name, False, f"the kernel PML4 at {hex(pml4)} is outside the dump")
@@ -613,7 +676,13 @@ def shared_entries(ins: Inspection) -> Check | None:
 
 
 def offset_map(ins: Inspection) -> Check | None:
-    if ins.kernel_tables is None or ins.memmap is None:
+    if ins.memmap is None:
+        return None
+    if na := _not_applicable(
+        ins, f"offset map is physical + {hex(OFFSET_MAP_BASE)}", "kernel_pml4"
+    ):
+        return na
+    if ins.kernel_tables is None:
         return None
     r = ins.kernel_tables.ranges_in("offset-map")
     wrong = np.flatnonzero((r.start - np.uint64(OFFSET_MAP_BASE)) != r.phys)
@@ -637,6 +706,8 @@ def offset_map(ins: Inspection) -> Check | None:
 
 
 def no_wx(ins: Inspection) -> Check | None:
+    if na := _not_applicable(ins, "no writable and executable kernel mapping", "kernel_pml4"):
+        return na
     if ins.kernel_tables is None:
         return None
     r = ins.kernel_tables.ranges
@@ -689,6 +760,8 @@ def kernel_ready(ins: Inspection) -> Check | None:
         problems.append("ready_tsc is 0: the dump was taken before KM-READY (a panic?)")
     if not c.kernel_pml4_phys:
         problems.append("kernel_pml4_phys is 0: the kernel's own page tables were not built")
+    if ins.frames is not None and not ins.frames.initialized:
+        problems.append("km_frames is all zero: the frame allocator was not set up")
     if ins.kernel_tables is not None and not ins.kernel_tables.errors and ins.heap is None:
         problems.append("km_heap is all zero: the heap was not set up")
     return Check("kernel reached ready", not problems,
@@ -697,7 +770,11 @@ def kernel_ready(ins: Inspection) -> Check | None:
 
 
 def core_symbols(ins: Inspection) -> Check | None:
-    if ins.core is None or ins.kernel is None or ins.kernel_tables is None:
+    if ins.core is None or ins.kernel is None:
+        return None
+    if na := _not_applicable(ins, "core-info agrees with kernel symbols", "kernel_pml4"):
+        return na
+    if ins.kernel_tables is None:
         return None
     from kmtool.dump.kernel_elf import CORE_INFO_SYMBOL, STATE_SYMBOLS
 

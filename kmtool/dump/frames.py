@@ -74,6 +74,12 @@ class FreeList:
         return _frozen(np.where(self.starts > top - size, top, self.starts + size))
 
     @property
+    def initialized(self) -> bool:
+        """False while km_frames is still all zero (the kernel stopped before the allocator was set
+        up): then the empty list says nothing about free memory, and the span checks do not apply."""
+        return any(v for k, v in self.state.items() if not k.startswith("_"))
+
+    @property
     def free_frames(self) -> int:
         """The sum of the counts, exact (summed in 32-bit halves, so no uint64 wrap)."""
         if not len(self.nodes):
@@ -117,6 +123,7 @@ class FreeList:
         ]
         return {
             "state_address": hex(self.state_address),
+            "initialized": self.initialized,
             "free_frames": free,
             "free_bytes": free * PAGE_SIZE,
             "spans": len(self.nodes),

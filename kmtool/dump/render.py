@@ -183,6 +183,8 @@ def _pages_line(pt: dict[str, Any] | None) -> str:
 def _frames_line(fr: dict[str, Any] | None) -> str:
     if fr is None:
         return "-"
+    if not fr["initialized"]:
+        return f"allocator not set up (km_frames at {fr['state_address']} is all zero)"
     largest = fr["largest_span"]
     big = (
         ""
@@ -365,6 +367,8 @@ def frames(doc: dict[str, Any]) -> RenderableType:
             size_text(count * PAGE_SIZE),
         )
     grid = _grid()
+    if not fr["initialized"]:
+        grid.add_row("allocator", "not set up (km_frames is all zero)")
     grid.add_row("free frames", f"{fr['free_frames']} ({size_text(fr['free_bytes'])})")
     grid.add_row("spans", str(fr["spans"]))
     if fr["largest_span"] is not None:

@@ -93,7 +93,7 @@ def test_long_dense_and_sparse_list(tmp_path: Path) -> None:
         assert (fl.nodes["prev"][1:] == fl.addresses[:-1]).all()
     # the vectorised span hash has no cap: it equals the word-by-word definition
     assert bounded.span_hash() == horner(spans)
-    treap = checks.span_treap(SimpleNamespace(frames=bounded))  # type: ignore[arg-type]
+    treap = checks.span_treap(SimpleNamespace(frames=bounded, core=None))  # type: ignore[arg-type]
     assert treap is not None and treap.ok, treap
 
 

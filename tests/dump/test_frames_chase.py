@@ -162,5 +162,5 @@ def test_unsorted_list_is_decoded_and_fails_the_check(tmp_path: Path) -> None:
     addresses, records = chase(mem, chain[0])
     assert addresses.tolist() == chain
     fl = frames.FreeList(0, None, records, addresses)
-    result = checks.spans_sorted(SimpleNamespace(frames=fl))  # type: ignore[arg-type]
+    result = checks.spans_sorted(SimpleNamespace(frames=fl, core=None))  # type: ignore[arg-type]
     assert result is not None and not result.ok and "span 0x5000 follows 0x16000" in result.detail

@@ -182,6 +182,48 @@ def test_early_panic_reads_no_pml4_at_zero(fx: F.Fixture, tmp_path: Path) -> Non
     assert render._core_line(core).endswith("kernel PML4 not built yet")
 
 
+def test_early_panic_before_the_allocator_every_dependent_check_is_not_applicable(
+    fx: F.Fixture, tmp_path: Path
+) -> None:
+    from kmtool.dump import render
+    from kmtool.schemas.frames import FrameAllocator
+    from kmtool.schemas.heap import Heap
+
+    early = copy(fx)
+    early.poke(early.field_pa("core", "kernel_pml4_phys"), 0)
+    early.poke(early.field_pa("core", "ready_tsc"), 0)
+    early.put(fx.addresses["frames"], bytes(FrameAllocator.sizeof()))
+    early.put(fx.addresses["heap"], bytes(Heap.sizeof()))
+    ins = inspect_dump(early.write_elf(tmp_path / "early.elf"), Options())
+    clean = inspect_dump(fx.write_elf(tmp_path / "clean.elf"), Options())
+    # the same rows as on a ready kernel: none vanishes, none passes against an empty allocator
+    assert [c.name for c in ins.checks] == [c.name for c in clean.checks]
+    assert [c.name for c in ins.failed] == ["kernel reached ready"]
+    assert "km_frames is all zero: the frame allocator was not set up" in ins.failed[0].detail
+    frames_state = hex(fx.addresses["frames"])
+    span_rows = [c for c in ins.checks if "span" in c.name or "free frames" in c.name]
+    assert len(span_rows) == 12
+    for row in span_rows:
+        assert row.detail.startswith(
+            "not applicable, not built yet: the kernel did not reach ready"
+        )
+        assert row.ok and row.detail.endswith(
+            f"(km_frames at {frames_state} is all zero: the frame allocator was not set up)"
+        ), row
+    for name in ("heap headers consistent", "no writable and executable kernel mapping"):
+        ok, detail = check(ins, name)
+        assert (
+            ok
+            and detail.startswith("not applicable, not built yet")
+            and "kernel_pml4_phys" in detail
+        )
+    doc = ins.to_json()
+    assert doc["frames"]["initialized"] is False and clean.to_json()["frames"]["initialized"]
+    assert render._frames_line(doc["frames"]) == (
+        f"allocator not set up (km_frames at {frames_state} is all zero)"
+    )
+
+
 # -- 7. a core-info block of another version is named, not ignored ----------------------------------
 
 
