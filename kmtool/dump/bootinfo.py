@@ -76,3 +76,21 @@ def read_boot_info(memory: PhysicalMemory, pa: int) -> BootInfoView:
             f"{BOOT_INFO_VERSION}."
         )
     return BootInfoView(pa, info)
+
+
+def find_boot_info(memory: PhysicalMemory) -> BootInfoView | None:
+    """The boot info found by scanning for its magic, without the core-info block that points to it.
+
+    Only for dumps whose core-info block cannot be read: a hit counts when `read_boot_info` accepts
+    it (magic and version), and the answer is None unless exactly one hit counts, since the boot
+    info records no address of its own to tell a stale copy from the real one.
+    """
+    found: list[BootInfoView] = []
+    for pa in memory.scan(BOOT_INFO_MAGIC.to_bytes(8, "little")):
+        try:
+            found.append(read_boot_info(memory, pa))
+        except DumpError:
+            continue
+        if len(found) > 1:
+            return None
+    return found[0] if found else None

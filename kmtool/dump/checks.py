@@ -729,6 +729,16 @@ def no_wx(ins: Inspection) -> Check | None:
 # -- core info -------------------------------------------------------------------------------------
 
 
+def core_info_readable(ins: Inspection) -> Check | None:
+    """Fails when the dump holds our core-info block (magic and self_phys agree) in a version, or
+    of a length, this kmtool cannot read: named here, while the rest of the inspection goes on
+    without it (kmtool.dump.inspection)."""
+    err = ins.core_error
+    if err is None:
+        return None
+    return Check(err.check, False, str(err))
+
+
 def core_constants(ins: Inspection) -> Check | None:
     c = ins.core
     if c is None:
@@ -831,6 +841,7 @@ def build_id_matches(ins: Inspection) -> Check | None:
 
 
 CHECKS: tuple[Callable[[Inspection], Check | None], ...] = (
+    core_info_readable,
     kernel_ready,
     core_constants,
     core_symbols,

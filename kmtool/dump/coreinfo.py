@@ -6,8 +6,8 @@ Found, in this order:
 2. by scanning physical memory for its two magic words, first in the pages mapped in the kernel-image
    region (when a CR3 is known), then everywhere. A hit counts only when the block's `self_phys` equals
    the address it was found at: copies of the magic in code or stale memory never do. A hit that
-   counts but has another version (or a short length) is an error naming its address and version,
-   not a silent "no block": the dump is of a kmtool kernel this kmtool cannot read.
+   counts but has another version (or a short length) is an `UnreadableCoreInfo` naming its address
+   and version, not a silent "no block": the dump is of a kmtool kernel this kmtool cannot read.
 """
 
 from __future__ import annotations
@@ -92,19 +92,31 @@ def read_core_info(memory: PhysicalMemory, pa: int, found_by: str) -> CoreInfoBl
         )
     if block.version != CORE_INFO_VERSION:
         raise UnreadableCoreInfo(
+            "core-info version",
+            pa,
             f"The core-info block at {hex(pa)} has version {block.version} ({hex(block.version)})"
-            f"; this kmtool reads version {CORE_INFO_VERSION}."
+            f"; this kmtool reads version {CORE_INFO_VERSION}.",
         )
     if block.length < CoreInfo.sizeof():
         raise UnreadableCoreInfo(
+            "core-info length",
+            pa,
             f"The core-info block at {hex(pa)} says it is {block.length} bytes, shorter than "
-            f"struct km_core_info ({CoreInfo.sizeof()})."
+            f"struct km_core_info ({CoreInfo.sizeof()}).",
         )
     return CoreInfoBlock(pa, block, found_by)
 
 
 class UnreadableCoreInfo(DumpError):
-    """A genuine core-info block (magic and self_phys agree) that this kmtool cannot read."""
+    """A genuine core-info block (magic and self_phys agree) that this kmtool cannot read.
+
+    `check` names the failed check it becomes in `kmtool inspect` (which then goes on with what
+    needs no core-info), `address` is the block's physical address."""
+
+    def __init__(self, check: str, address: int, message: str) -> None:
+        super().__init__(message)
+        self.check = check
+        self.address = address
 
 
 def find_core_info(

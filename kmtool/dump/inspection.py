@@ -7,6 +7,11 @@ ready yet): with a CR3 the page tables are still decoded and the kernel parts ar
 ranges carry no region names (the names come from kmtool's layout table, which says nothing about
 another kernel's address space).
 
+A core-info block that is ours (magic and self_phys agree) but of a version this kmtool cannot read
+does not stop the inspection either: the "core-info version" check fails naming it, and what needs
+no core-info is still shown (CPUs, the page tables under the dump's CR3, and the boot info and memory
+map when a scan finds the boot info); the other kernel parts are null.
+
 A fault in the page tables (a table outside the dump, a walk limit) does not stop the inspection:
 the walk records it, `page_tables.error` carries it and the "page tables walked" check fails; the
 boot info, memory map and free list still decode. The heap, which is found through the kernel's
@@ -19,9 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kmtool.dump.bootinfo import BootInfoView, read_boot_info
+from kmtool.dump.bootinfo import BootInfoView, find_boot_info, read_boot_info
 from kmtool.dump.checks import Check, run_checks
-from kmtool.dump.coreinfo import CoreInfoBlock, find_core_info
+from kmtool.dump.coreinfo import CoreInfoBlock, UnreadableCoreInfo, find_core_info
 from kmtool.dump.frames import FreeList, read_free_list
 from kmtool.dump.heap import HeapView, heap_initialized, read_heap
 from kmtool.dump.kernel_elf import KernelSymbols, load_kernel_symbols
@@ -67,6 +72,7 @@ class Inspection:
     root_source: str | None = None
     tables: PageTables | None = None
     core: CoreInfoBlock | None = None
+    core_error: UnreadableCoreInfo | None = None  # ours, but a version this kmtool cannot read
     kernel_tables: PageTables | None = None
     boot: BootInfoView | None = None
     memmap: MemoryMap | None = None
@@ -101,6 +107,10 @@ class Inspection:
                 pages["stats"] = {k: v for k, v in self.page_stats.items() if not k.startswith("_")}
         source = self.source.to_json()
         source["core_info"] = None if self.core is None else self.core.to_json()
+        err = self.core_error
+        source["core_info_unreadable"] = (
+            None if err is None else {"address": hex(err.address), "detail": str(err)}
+        )
         source["kernel"] = None if self.kernel is None else str(self.kernel.path)
         kernel_id = None if self.kernel is None else self.kernel.build_id
         source["kernel_build_id"] = None if kernel_id is None else kernel_id.hex()
@@ -126,7 +136,13 @@ def inspect_dump(path: Path, options: Options) -> Inspection:
     ins.root, ins.root_source = _dump_root(source, options)
     if ins.root is not None:
         ins.tables = walk(memory, ins.root, keep_leaves=options.keep_leaves)
-    ins.core = find_core_info(memory, ins.kernel, ins.tables)
+    try:
+        ins.core = find_core_info(memory, ins.kernel, ins.tables)
+    except UnreadableCoreInfo as err:
+        if ins.root is None:
+            raise  # nothing else to show without a CR3
+        ins.core_error = err
+        _without_core_info(ins)
     if ins.core is None and ins.tables is not None:
         ins.tables.ranges = ins.tables.ranges.without_regions()
     if ins.core is None and ins.root is None:
@@ -162,6 +178,21 @@ def inspect_dump(path: Path, options: Options) -> Inspection:
         ins.walks.append(walk_address(memory, root, va))
     ins.checks = run_checks(ins)
     return ins
+
+
+def _without_core_info(ins: Inspection) -> None:
+    """What a dump with an unreadable core-info block still shows: the CPUs, the page tables under
+    CR3 (already walked), and the boot info and memory map when a magic scan finds exactly one boot
+    info (`find_boot_info`); the parts that need core-info stay None. A fault in the boot info or
+    memory map leaves both None rather than hiding the "core-info version" check behind it."""
+    memory = ins.source.memory
+    try:
+        boot = find_boot_info(memory)
+        if boot is not None:
+            ins.memmap = read_memory_map(memory, boot)
+            ins.boot = boot
+    except DumpError:
+        ins.boot = ins.memmap = None
 
 
 def _dump_root(source: DumpSource, options: Options) -> tuple[int | None, str | None]:

@@ -77,7 +77,10 @@ def _table(title: str, *columns: str, right: tuple[str, ...] = ()) -> Table:
     return table
 
 
-def _not_ours(what: str) -> Text:
+def _not_ours(what: str, doc: dict[str, Any]) -> Text:
+    if doc["source"]["core_info_unreadable"] is not None:
+        why = "this kmtool cannot read its core-info block: see the checks"
+        return Text(f"{what}: none ({why}).", style="dim")
     return Text(f"{what}: none (no kmtool core-info block in this dump).", style="dim")
 
 
@@ -99,6 +102,8 @@ def summary(doc: dict[str, Any]) -> RenderableType:
     if core is not None:
         _flow_row(grid, "Core info", _core_line(core))
         _flow_row(grid, "Build id", _build_id_line(core["build_id"], src))
+    elif src["core_info_unreadable"] is not None:
+        _flow_row(grid, "Core info", "unreadable: " + src["core_info_unreadable"]["detail"])
     else:
         _flow_row(grid, "Core info", "none: not a dump of a ready kmtool kernel")
     for cpu in doc["cpu"]:
@@ -243,7 +248,7 @@ def cpu(doc: dict[str, Any]) -> RenderableType:
 
 def boot(doc: dict[str, Any]) -> RenderableType:
     if doc["boot_info"] is None:
-        return _not_ours("Boot info")
+        return _not_ours("Boot info", doc)
     grid = _grid()
     for key, value in doc["boot_info"].items():
         grid.add_row(
@@ -255,7 +260,7 @@ def boot(doc: dict[str, Any]) -> RenderableType:
 def memmap(doc: dict[str, Any]) -> RenderableType:
     mm = doc["memory_map"]
     if mm is None:
-        return _not_ours("Memory map")
+        return _not_ours("Memory map", doc)
     table = _table(
         f"Memory map at {mm['address']}: {mm['count']} descriptors of "
         f"{mm['descriptor_size']} bytes",
@@ -347,7 +352,7 @@ def walks(doc: dict[str, Any]) -> RenderableType:
 def frames(doc: dict[str, Any]) -> RenderableType:
     fr = doc["frames"]
     if fr is None:
-        return _not_ours("Frames")
+        return _not_ours("Frames", doc)
     table = _table(
         f"Free spans (list head in km_frames at {fr['state_address']})",
         "#",
@@ -385,7 +390,7 @@ def frames(doc: dict[str, Any]) -> RenderableType:
 def heap(doc: dict[str, Any]) -> RenderableType:
     h = doc["heap"]
     if h is None:
-        return _not_ours("Heap")
+        return _not_ours("Heap", doc)
     table = _table(
         "Heap blocks by order",
         "order",

@@ -162,6 +162,43 @@ def test_failed_check_exits_1_and_says_which(work: Path, fx: F.Fixture) -> None:
     assert lines(part.stderr) == ["1 of 23 checks failed: `span count matches the kernel counter`."]
 
 
+def test_core_info_of_another_version_is_a_failed_check(work: Path, fx: F.Fixture) -> None:
+    other = F.Fixture(bytearray(fx.image), fx.cr3, fx.truth, dict(fx.addresses))
+    other.poke(other.field_pa("core", "version"), 0x1000099)
+    other.write_elf(work / "other-version.elf")
+    core = hex(fx.addresses["core"])
+    problem = (
+        f"The core-info block at {core} has version 16777369 (0x1000099); this kmtool reads "
+        f"version {F.CORE_INFO_VERSION}."
+    )
+    done = kmtool("inspect", "other-version.elf", "--json", cwd=work)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    doc = json.loads(done.stdout)
+    assert list(doc) == TOP_LEVEL
+    assert doc["checks"][0] == {"name": "core-info version", "ok": False, "detail": problem}
+    assert [c["name"] for c in doc["checks"] if not c["ok"]] == ["core-info version"]
+    # what needs no core-info is still there: CPUs, the tables under the note's CR3, the memory map
+    assert doc["cpu"][0]["cr3"] == hex(fx.cr3) and doc["page_tables"]["cr3"] == hex(fx.cr3)
+    assert doc["boot_info"]["address"] == hex(F.BOOT_INFO_PA)
+    assert len(doc["memory_map"]["entries"]) == len(F.MEMORY_MAP)
+    assert doc["frames"] is None and doc["heap"] is None and doc["source"]["core_info"] is None
+    assert doc["source"]["core_info_unreadable"] == {"address": core, "detail": problem}
+    human = kmtool("inspect", "other-version.elf", cwd=work)
+    assert human.returncode == 1
+    out = " ".join(lines(human.stdout))
+    assert f"Core info    unreadable: The core-info block at {core} has version" in out
+    assert "FAIL │ core-info version" in out
+    # boot info unreachable (no magic to scan for): the memory map is null, the rest as before
+    other.poke(F.BOOT_INFO_PA, 0)
+    other.write_elf(work / "other-version-no-boot.elf")
+    done = kmtool("inspect", "other-version-no-boot.elf", "--json", cwd=work)
+    assert done.returncode == 1
+    doc = json.loads(done.stdout)
+    assert doc["boot_info"] is None and doc["memory_map"] is None
+    assert doc["page_tables"]["cr3"] == hex(fx.cr3)
+    assert [c["name"] for c in doc["checks"]] == ["core-info version", "page tables walked"]
+
+
 def test_corrupt_dump_is_one_line_without_traceback(work: Path, fx: F.Fixture) -> None:
     broken = F.Fixture(bytearray(fx.image), fx.cr3, fx.truth, dict(fx.addresses))
     last = fx.truth["spans"][-1][0]

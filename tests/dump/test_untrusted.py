@@ -227,16 +227,43 @@ def test_early_panic_before_the_allocator_every_dependent_check_is_not_applicabl
 # -- 7. a core-info block of another version is named, not ignored ----------------------------------
 
 
-def test_core_info_of_another_version_is_an_error(fx: F.Fixture, tmp_path: Path) -> None:
+def test_core_info_of_another_version_is_a_failed_check(fx: F.Fixture, tmp_path: Path) -> None:
     other = copy(fx)
     other.poke(other.field_pa("core", "version"), 0x1000099)
     core = fx.addresses["core"]
-    with pytest.raises(DumpError) as err:
-        run(other, tmp_path)
-    assert str(err.value) == (
+    problem = (
         f"The core-info block at {hex(core)} has version 16777369 (0x1000099); this kmtool reads "
         f"version {CORE_INFO_VERSION}."
     )
+    # with the QEMU note's CR3: one failed check, and the parts that need no core-info
+    ins = inspect_dump(other.write_elf(tmp_path / "other.elf"), Options())
+    assert check(ins, "core-info version") == (False, problem)
+    assert ins.core is None and ins.frames is None and ins.heap is None
+    assert ins.tables is not None and ins.root == fx.cr3
+    assert ins.boot is not None and ins.boot.address == F.BOOT_INFO_PA and ins.memmap is not None
+    # a short block is named the same way
+    short = copy(fx)
+    short.poke(
+        short.field_pa("core", "version"), CORE_INFO_VERSION | 16 << 32
+    )  # u32 version, length
+    ok, detail = check(inspect_dump(short.write_elf(tmp_path / "short.elf"), Options()),
+                       "core-info length")  # fmt: skip
+    assert not ok and detail.startswith(f"The core-info block at {hex(core)} says it is 16 bytes")
+    # without any CR3 (a raw image) there is nothing else to show: the one-line error as before
+    with pytest.raises(DumpError) as err:
+        run(other, tmp_path)
+    assert str(err.value) == problem
+
+
+def test_boot_info_found_by_scan_only_when_unique(fx: F.Fixture, tmp_path: Path) -> None:
+    from kmtool.dump.bootinfo import BootInfo, find_boot_info
+    from kmtool.dump.source import open_dump
+
+    twice = copy(fx)
+    twice.put(0x5000, bytes(fx.image[F.BOOT_INFO_PA : F.BOOT_INFO_PA + BootInfo.sizeof()]))
+    one = find_boot_info(open_dump(fx.write_raw(tmp_path / "one.raw")).memory)
+    assert one is not None and one.address == F.BOOT_INFO_PA
+    assert find_boot_info(open_dump(twice.write_raw(tmp_path / "two.raw")).memory) is None
 
 
 # -- 8. ELF core headers -----------------------------------------------------------------------------
