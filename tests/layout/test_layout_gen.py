@@ -23,6 +23,18 @@ from kmtool.schemas import bootinfo, coreinfo
 TARGETS = ["x86_64-unknown-none-elf", "x86_64-unknown-windows"]  # kernel/ and efi/
 
 
+def _compile(
+    source: Path, include: Path, *warnings: str, target: str = TARGETS[0]
+) -> subprocess.CompletedProcess[str]:
+    """Compile `source` freestanding with -Werror against the headers under `include`."""
+    argv = ["clang", f"--target={target}", "-ffreestanding", "-std=c11", *warnings, "-Werror"]
+    return subprocess.run(
+        [*argv, "-I", str(include), "-c", str(source), "-o", str(source.with_suffix(".o"))],
+        capture_output=True,
+        text=True,
+    )
+
+
 def test_committed_headers_are_fresh() -> None:
     assert cgen.stale(REPO) == [], "run `kmtool layout gen` and commit include/km/"
 
@@ -71,26 +83,7 @@ def test_headers_compile_freestanding_with_werror(tmp_path: Path, target: str) -
         .replace("@BOOT_INFO@", str(bootinfo.BootInfo.sizeof()))
         .replace("@CORE_INFO@", str(coreinfo.CoreInfo.sizeof()))
     )
-    result = subprocess.run(
-        [
-            "clang",
-            f"--target={target}",
-            "-ffreestanding",
-            "-std=c11",
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            "-pedantic",
-            "-I",
-            str(REPO / "include"),
-            "-c",
-            str(source),
-            "-o",
-            str(tmp_path / "check.o"),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    result = _compile(source, REPO / "include", "-Wall", "-Wextra", "-pedantic", target=target)
     assert result.returncode == 0, result.stderr
 
 
@@ -99,23 +92,7 @@ def test_a_false_assertion_about_the_header_fails_the_compile(tmp_path: Path) ->
     require("clang")
     source = tmp_path / "bad.c"
     source.write_text('#include <km/layout.h>\n_Static_assert(KM_HEAP_BASE == 0, "x");\n')
-    result = subprocess.run(
-        [
-            "clang",
-            "--target=x86_64-unknown-none-elf",
-            "-ffreestanding",
-            "-std=c11",
-            "-Werror",
-            "-I",
-            str(REPO / "include"),
-            "-c",
-            str(source),
-            "-o",
-            str(tmp_path / "bad.o"),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    result = _compile(source, REPO / "include")
     assert result.returncode != 0 and "static_assert failed" in result.stderr
 
 
@@ -225,23 +202,7 @@ def test_one_number_in_the_table_reaches_header_linker_script_and_report(tmp_pat
     source.write_text(
         '#include <km/layout.h>\n_Static_assert(KM_HEAP_SIZE == 16ULL << 30, "heap");\n'
     )
-    cc = subprocess.run(
-        [
-            "clang",
-            "--target=x86_64-unknown-none-elf",
-            "-ffreestanding",
-            "-std=c11",
-            "-Werror",
-            "-I",
-            str(root / "include"),
-            "-c",
-            str(source),
-            "-o",
-            str(tmp_path / "use.o"),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    cc = _compile(source, root / "include")
     assert cc.returncode == 0, cc.stderr
     symbols = _linked_symbols(tmp_path, root / "include" / "km")
     assert symbols["km_empty"] == 0xFFFFFF0000200000
