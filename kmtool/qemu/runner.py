@@ -54,6 +54,7 @@ from kmtool.qemu.outcome import Outcome
 from kmtool.qemu.panic import PanicReport, panic_report
 from kmtool.qemu.qmp import Monitor
 from kmtool.schemas.bootinfo import CMDLINE_MAX
+from kmtool.schemas.gpt import GPT_SIGNATURE, MBR_SIGNATURE, SECTOR_SIZE
 
 REPORT_MARKER = "KM-REPORT "
 READY_MARKER = "KM-READY"
@@ -440,9 +441,6 @@ class Session:
         return outcome, ""
 
 
-MBR_SIGNATURE = b"\x55\xaa"  # at offset 510 of sector 0
-GPT_SIGNATURE = b"EFI PART"  # at the start of LBA 1
-SECTOR = 512
 CMDLINE_LIMIT = CMDLINE_MAX - 1  # bytes the loader keeps (the boot info's NUL-terminated field)
 
 
@@ -456,10 +454,12 @@ def check_image(image: Path) -> None:
         return
     try:
         with open(image, "rb") as f:
-            head = f.read(2 * SECTOR)
+            head = f.read(2 * SECTOR_SIZE)
     except OSError as err:
         raise RunError(f"The image `{image}` cannot be read: {err.strerror or err}.") from err
-    if head[SECTOR : SECTOR + 8] != GPT_SIGNATURE and head[510:512] != MBR_SIGNATURE:
+    gpt_header = head[SECTOR_SIZE : SECTOR_SIZE + len(GPT_SIGNATURE)]  # LBA 1
+    boot_signature = head[SECTOR_SIZE - 2 : SECTOR_SIZE]  # the last two bytes of sector 0
+    if gpt_header != GPT_SIGNATURE and boot_signature != MBR_SIGNATURE.to_bytes(2, "little"):
         raise RunError(
             f"`{image}` is not a disk image (no GPT header at LBA 1 and no MBR boot signature "
             "0x55AA), so it would not boot; pass the image `kmtool build` writes or a directory."
