@@ -138,20 +138,6 @@ def find_root(start: Path) -> Path:
     )
 
 
-def _write_if_changed(path: Path, text: str) -> bool:
-    """Write `text` to `path` atomically unless it already holds exactly that; True if written."""
-    try:
-        if path.read_text() == text:
-            return False
-    except (OSError, UnicodeDecodeError):
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-    return True
-
-
 def configure(paths: BuildPaths, *, release: bool) -> str:
     """Steps 1-3: check tools, regenerate headers, write build.ninja; return the ninja path."""
     from kmtool.build.toolchain import require
@@ -183,7 +169,7 @@ def configure(paths: BuildPaths, *, release: bool) -> str:
         release=release,
         epoch=default_epoch(),
     )
-    _write_if_changed(paths.ninja_file, text)
+    cgen.write_if_changed(paths.ninja_file, text)
     return ninja
 
 

@@ -14,6 +14,7 @@ file is easy to spot and `kmtool build` can tell when to regenerate.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -260,16 +261,23 @@ def stale(root: Path) -> list[str]:
     return out
 
 
+def write_if_changed(path: Path, text: str) -> bool:
+    """Write `text` to `path` atomically unless it already holds exactly that; True if written.
+
+    Leaving an unchanged file alone keeps its mtime, so ninja rebuilds nothing on a no-op build.
+    """
+    try:
+        if path.read_text() == text:
+            return False
+    except (OSError, UnicodeDecodeError):
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return True
+
+
 def write(root: Path) -> list[str]:
     """Write the generated files under `root` (atomically, only those that changed); return them."""
-    changed = []
-    for gen in generate():
-        path = root / gen.relpath
-        if path.is_file() and path.read_text() == gen.text:
-            continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(gen.text)
-        tmp.replace(path)
-        changed.append(gen.relpath)
-    return changed
+    return [gen.relpath for gen in generate() if write_if_changed(root / gen.relpath, gen.text)]
