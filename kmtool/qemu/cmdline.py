@@ -33,11 +33,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kmtool.errors import ValidationError
-from kmtool.layout.table import DEBUG_EXIT_PORT, DEBUGCON_PORT, FW_CFG_CMDLINE, GiB, KiB, MiB, TiB
+from kmtool.layout.table import (
+    DEBUG_EXIT_PORT,
+    DEBUGCON_PORT,
+    FW_CFG_CMDLINE,
+    OFFSET_MAP_SIZE,
+    GiB,
+    KiB,
+    MiB,
+    TiB,
+)
 
 QEMU = "qemu-system-x86_64"
 MIN_MEMORY = 64 * MiB  # OVMF itself needs most of this
-MAX_MEMORY = 512 * GiB  # what the kernel's offset map can reach (one PML4 entry)
+MAX_MEMORY = OFFSET_MAP_SIZE  # what the kernel's offset map can reach (one PML4 entry)
 GDB_PORT = 1234  # the default `--gdb-port` (the port QEMU's `-s` shorthand uses)
 GDB_HOST = "127.0.0.1"  # the stub is for the local debugger only
 
