@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from kmtool.errors import DumpError
-from kmtool.layout.table import PAGE_SIZE
+from kmtool.layout.table import ENTRIES_PER_TABLE, PAGE_SIZE
 
 WORD = 8
 MAX_PHYSICAL = 1 << 52  # x86-64 physical addresses have at most 52 bits
@@ -291,15 +291,16 @@ class PhysicalMemory:
         self._mm.madvise(_MADV_DONTNEED, first, r.file_offset + hi - first)
 
     def table(self, pa: int, what: str) -> np.ndarray:
-        """The 512 entries of the page-aligned page table at `pa` (a read-only uint64 array)."""
+        """The ENTRIES_PER_TABLE entries of the page-aligned page table at `pa` (a read-only uint64
+        array)."""
         i = self.range_index(pa)
         if i >= 0 and pa % WORD == 0:
             r = self.ranges[i]
             rel = pa - r.start
-            if rel + 4096 <= r.file_size:
+            if rel + PAGE_SIZE <= r.file_size:
                 start = rel // WORD
-                return self._words[i][start : start + 512]
-        return np.frombuffer(self.read(pa, 4096, what), dtype="<u8")
+                return self._words[i][start : start + ENTRIES_PER_TABLE]
+        return np.frombuffer(self.read(pa, PAGE_SIZE, what), dtype="<u8")
 
     def range_words(self, index: int) -> np.ndarray:
         """The file part of range `index` as a zero-copy uint64 array (word k = physical

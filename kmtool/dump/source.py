@@ -21,6 +21,7 @@ from kmtool.dump.cpu import CpuState
 from kmtool.dump.elfcore import is_elf, open_elf_core
 from kmtool.dump.memory import MemoryRange, PhysicalMemory
 from kmtool.errors import DumpError
+from kmtool.layout.table import PAGE_SIZE
 
 RAW_LAYOUT_FORMAT = "kmtool-raw-physical"
 RAW_LAYOUT_VERSION = 1
@@ -81,7 +82,7 @@ def open_dump(path: Path, base: int | None = None) -> DumpSource:
         except DumpError:
             pass  # --base is also the way around a broken layout file
     start = 0 if base is None else base
-    if start % 4096:
+    if start % PAGE_SIZE:
         raise DumpError(f"The raw image base {hex(start)} is not page aligned.")
     size = path.stat().st_size
     # `--base` overrides the layout file's RAM ranges, not its CPU state (CR3 is physical).
