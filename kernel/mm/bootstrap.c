@@ -16,6 +16,8 @@ extern char __rodata_start[], __rodata_end[], __data_start[], __bss_end[], __sta
 #define MiB2 (1ull << 21)
 #define LOW_LIMIT (4 * GiB)   // what the loader's offset map covered (2 MiB pages, PML4 511)
 #define CPUID_EXT_PDPE1GB (1u << 26)
+// The PML4 entry that maps the offset map (511).
+#define OFFSET_MAP_PML4 ((KM_OFFSET_MAP_BASE / KM_PML4_SPAN) % KM_ENTRIES_PER_TABLE)
 
 uint64_t kernel_virt_to_phys(const void *p)
 {
@@ -100,7 +102,7 @@ static void offset_map_init(const struct memmap *map)
     // Replace the loader's PML4 entry 511 (the low 4 GiB with 2 MiB pages) with ours, which maps
     // the same addresses the same way and more. Reloading CR3 flushes the old translations.
     uint64_t live = read_cr3() & PTE_ADDR;
-    table_at(live)[511] = offset_map.pdpt | PTE_P | PTE_W;
+    table_at(live)[OFFSET_MAP_PML4] = offset_map.pdpt | PTE_P | PTE_W;
     write_cr3(live);
 }
 
@@ -197,7 +199,7 @@ static uint64_t build_kernel_pml4(void)
     if (!pml4)
         panic("bootstrap: no frame for the kernel PML4");
     // PML4 511: the offset map. NX here covers the whole 512 GiB: nothing there is ever executed.
-    table_at(pml4)[511] = offset_map.pdpt | PTE_P | PTE_W | paging_nx;
+    table_at(pml4)[OFFSET_MAP_PML4] = offset_map.pdpt | PTE_P | PTE_W | paging_nx;
     // PML4 510: the image, segment by segment with its own permissions (W^X).
     map_kernel_range(pml4, __text_start, __text_end, 0);
     map_kernel_range(pml4, __rodata_start, __rodata_end, paging_nx);
