@@ -41,7 +41,7 @@ static inline void table_barrier(void)
 
 static unsigned index_at(uint64_t va, int level)
 {
-    return (unsigned)(va >> (KM_PAGE_SHIFT + 9 * (level - 1))) & 511u;
+    return (unsigned)(va >> (KM_PAGE_SHIFT + 9 * (level - 1))) & (KM_ENTRIES_PER_TABLE - 1);
 }
 
 static uint64_t level_span(int level)
@@ -52,7 +52,8 @@ static uint64_t level_span(int level)
 // Canonical form of a virtual address built from table indices.
 static uint64_t canonical(uint64_t va)
 {
-    return (va & (1ull << 47)) ? (va | 0xffff000000000000ull) : va;
+    uint64_t upper = ~((1ull << KM_VIRTUAL_ADDRESS_BITS) - 1);   // bits 63..48
+    return (va & (1ull << (KM_VIRTUAL_ADDRESS_BITS - 1))) ? (va | upper) : va;
 }
 
 uint64_t paging_table_alloc(void)
