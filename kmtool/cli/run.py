@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from kmtool.cli.app import console
+from kmtool.qemu.cmdline import GDB_PORT
 
 
 @click.command()
@@ -32,7 +33,7 @@ from kmtool.cli.app import console
 )
 @click.option(
     "--gdb-port",
-    default=1234,
+    default=GDB_PORT,
     show_default=True,
     type=click.IntRange(1, 65535),
     help="TCP port of the gdb stub (loopback only).",
@@ -82,6 +83,7 @@ def run(
     """
     from rich.text import Text
 
+    from kmtool.build.ninjafile import IMAGE, KERNEL_ELF
     from kmtool.cli.app import err_console, print_json
     from kmtool.qemu.cmdline import GDB_HOST, parse_size
     from kmtool.qemu.outcome import Outcome
@@ -99,9 +101,9 @@ def run(
         dump_format=dump_format,
         build_dir=build_dir,
     )
-    image = image if image is not None else build_dir / "kmtool.img"
+    image = image if image is not None else build_dir / IMAGE
     if gdb:
-        kernel = build_dir / "kernel.elf"
+        kernel = build_dir / KERNEL_ELF
         target = err_console if as_json else console
         target.print(Text(f"QEMU waits for gdb on {GDB_HOST}:{gdb_port}; in another terminal run:"))
         target.print(

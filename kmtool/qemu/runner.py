@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kmtool.build.ninjafile import KERNEL_ELF
 from kmtool.errors import RunError, ToolError
 from kmtool.layout.table import MiB
 from kmtool.qemu import outcome as outcomes
@@ -399,7 +400,7 @@ class Session:
         state = self.serial
         panic = None
         if outcome is Outcome.PANIC or state.saw_panic:
-            kernel = self.options.kernel or self.options.build_dir / "kernel.elf"
+            kernel = self.options.kernel or self.options.build_dir / KERNEL_ELF
             panic = panic_report(state.lines, kernel)
         return RunResult(
             outcome=outcome,
