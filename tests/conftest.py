@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -20,7 +21,11 @@ def require(*tools: str) -> None:
     """Skip (locally) or fail (under CI) unless every named executable or file path exists."""
     missing = [t for t in tools if not (Path(t).exists() if "/" in t else shutil.which(t))]
     if missing:
-        message = f"required tool(s) missing: {', '.join(missing)}"
-        if IN_CI:
-            pytest.fail(message + " (under CI a missing tool is a failure)")
-        pytest.skip(message)
+        unavailable(f"required tool(s) missing: {', '.join(missing)}")
+
+
+def unavailable(message: str) -> NoReturn:
+    """Skip the test (locally) or fail it (under CI): a host tool it needs is missing."""
+    if IN_CI:
+        pytest.fail(message + " (under CI a missing tool is a failure)")
+    pytest.skip(message)
