@@ -8,6 +8,8 @@
 // too; doing it again costs little and makes the kernel independent of that), switches to its own
 // stack in .bss and calls kmain(boot_info_phys). kmain never returns.
 
+#include <km/layout.h>
+
 #define KSTACK_SIZE 32768
 
     .section .text.entry, "ax"
@@ -39,9 +41,9 @@ _start:
     .size _start, . - _start
 
 // The boot stack lives in its own section so the linker script can put an unmapped guard page right
-// below it (see kernel.ld and mm/kmap.c): a stack overflow faults instead of corrupting .bss.
+// below it (see kernel.ld and mm/bootstrap.c): a stack overflow faults instead of corrupting .bss.
     .section .kstack, "aw", @nobits
-    .align 4096
+    .align KM_PAGE_SIZE
     .global boot_stack_bottom
 boot_stack_bottom:
     .skip KSTACK_SIZE
