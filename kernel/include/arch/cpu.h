@@ -53,10 +53,3 @@ _Noreturn static inline void cpu_halt_forever(void)
     for (;;)
         __asm__ volatile("cli; hlt");
 }
-
-static inline uint64_t read_rflags(void)
-{
-    uint64_t value;
-    __asm__ volatile("pushfq; popq %0" : "=r"(value));
-    return value;
-}
