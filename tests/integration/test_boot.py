@@ -18,6 +18,9 @@ import pytest
 from conftest import REPO, require
 from elftools.elf.elffile import ELFFile
 
+from kmtool.layout.table import EXIT_PASS
+from kmtool.qemu.outcome import qemu_status_for
+
 TOOLS = ("clang", "ld.lld", "lld-link", "mformat", "mcopy", "qemu-system-x86_64",
          "/usr/share/OVMF/OVMF_CODE_4M.fd")  # fmt: skip
 MEMORY_MAP_ROW = re.compile(r"^\s*\d+\s+\S+\s+0x[0-9a-f]{16}\s+0x[0-9a-f]{16}\s+\d+\s+0x[0-9a-f]+$")
@@ -46,7 +49,8 @@ def test_boot_passes_prints_the_memory_map_and_reports(build_dir: Path) -> None:
     done = kmtool("run", "--json", "--build-dir", str(build_dir), "--cmdline", "x=1,y=2 z é")
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads(done.stdout)
-    assert (result["outcome"], result["exit_status"], result["qemu_status"]) == ("pass", 0, 33)
+    expected = ("pass", 0, qemu_status_for(EXIT_PASS))
+    assert (result["outcome"], result["exit_status"], result["qemu_status"]) == expected
     assert result["held"] is False and result["report_error"] is None
     report = result["report"]
     assert isinstance(report, dict)
