@@ -154,6 +154,15 @@ def _entry_perm(entries: np.ndarray) -> np.ndarray:
     return w | u | x
 
 
+def _leaf_mask(level: Level, entries: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """Which of the `present` `entries` at `level` map a page (the level's LeafRule, in bulk)."""
+    if level.leaf is LeafRule.ALWAYS:
+        return present
+    if level.leaf is LeafRule.PS_BIT:
+        return present & ((entries & np.uint64(Pte.PS)) != 0)
+    return np.zeros_like(present)
+
+
 def _canonical(va: np.ndarray) -> np.ndarray:
     high = (va & np.uint64(1 << (VIRTUAL_ADDRESS_BITS - 1))) != 0
     return np.where(high, va | np.uint64(SIGN_EXTENSION), va)
@@ -368,12 +377,7 @@ def _walk(
                 memory, pas, level, depth, ancestors[lo : lo + CHUNK_TABLES], errors
             )
             present = (entries & np.uint64(Pte.PRESENT)) != 0
-            if level.leaf is LeafRule.ALWAYS:
-                leaf = present
-            elif level.leaf is LeafRule.PS_BIT:
-                leaf = present & ((entries & np.uint64(Pte.PS)) != 0)
-            else:
-                leaf = np.zeros_like(present)
+            leaf = _leaf_mask(level, entries, present)
             rows, cols = np.nonzero(leaf)
             if len(rows):
                 total += len(rows)
@@ -599,12 +603,7 @@ def translate_many(
         words, ok = memory.gather(table[active] + index * np.uint64(8), 1)
         e = words[:, 0]
         present = ok & ((e & np.uint64(Pte.PRESENT)) != 0)
-        if level.leaf is LeafRule.ALWAYS:
-            leaf = present
-        elif level.leaf is LeafRule.PS_BIT:
-            leaf = present & ((e & np.uint64(Pte.PS)) != 0)
-        else:
-            leaf = np.zeros_like(present)
+        leaf = _leaf_mask(level, e, present)
         low = np.uint64(level.page_size - 1)
         done = active[leaf]
         phys[done] = (e[leaf] & np.uint64(ADDRESS_MASK) & ~low) | (va[leaf] & low)
