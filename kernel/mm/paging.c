@@ -31,7 +31,7 @@ void paging_cpu_init(void)
     }
     uint64_t cr0 = read_cr0();
     if (!(cr0 & CR0_WP))
-        __asm__ volatile("mov %0, %%cr0" : : "r"(cr0 | CR0_WP) : "memory");
+        write_cr0(cr0 | CR0_WP);
 }
 
 static inline void table_barrier(void)

@@ -35,6 +35,11 @@ static inline uint64_t read_cr0(void)
     return value;
 }
 
+static inline void write_cr0(uint64_t value)
+{
+    __asm__ volatile("mov %0, %%cr0" : : "r"(value) : "memory");
+}
+
 static inline uint64_t read_cr4(void)
 {
     uint64_t value;
