@@ -45,13 +45,7 @@ TOOLS: tuple[Tool, ...] = (
     Tool("clang", _llvm("clang"), "clang", "compiles the kernel and the loader"),
     Tool("ld.lld", _llvm("ld.lld"), "lld", "links the kernel ELF"),
     Tool("lld-link", _llvm("lld-link"), "lld", "links the loader PE32+ (BOOTX64.EFI)"),
-    Tool(
-        "ninja",
-        ("ninja",),
-        "ninja-build",
-        "runs the incremental build",
-        version_args=("--version",),
-    ),
+    Tool("ninja", ("ninja",), "ninja-build", "runs the incremental build"),
     Tool("mformat", ("mformat",), "mtools", "formats the EFI system partition"),
     Tool("mcopy", ("mcopy",), "mtools", "copies files into the ESP"),
     Tool("mmd", ("mmd",), "mtools", "makes directories in the ESP"),
@@ -178,33 +172,20 @@ def probe_firmware() -> list[ToolStatus]:
     """Two rows, OVMF code and OVMF vars, from the runner's firmware discovery."""
     from kmtool.qemu import firmware
 
+    paths: tuple[str | None, str | None] = (None, None)
+    problem = None
     try:
         found = firmware.find_ovmf()
+        paths = (str(found.code), str(found.vars))
     except ToolError as err:
-        return [
-            ToolStatus(name, None, None, firmware.DEBIAN_PACKAGE, True, purpose, str(err))
-            for name, purpose in (
-                ("OVMF code", "UEFI firmware (read-only flash)"),
-                ("OVMF vars", "UEFI variable store template"),
-            )
-        ]
+        problem = str(err)
+    rows = (
+        ("OVMF code", "UEFI firmware (read-only flash)"),
+        ("OVMF vars", "UEFI variable store template"),
+    )
     return [
-        ToolStatus(
-            "OVMF code",
-            str(found.code),
-            None,
-            firmware.DEBIAN_PACKAGE,
-            True,
-            "UEFI firmware (read-only flash)",
-        ),
-        ToolStatus(
-            "OVMF vars",
-            str(found.vars),
-            None,
-            firmware.DEBIAN_PACKAGE,
-            True,
-            "UEFI variable store template",
-        ),
+        ToolStatus(name, path, None, firmware.DEBIAN_PACKAGE, True, purpose, problem)
+        for (name, purpose), path in zip(rows, paths, strict=True)
     ]
 
 
