@@ -37,17 +37,6 @@ from kmtool.dump.source import DumpSource, open_dump
 from kmtool.errors import DumpError
 from kmtool.schemas.paging import PageStats
 
-TOP_LEVEL_KEYS = (
-    "source",
-    "cpu",
-    "boot_info",
-    "memory_map",
-    "page_tables",
-    "frames",
-    "heap",
-    "checks",
-)
-
 
 @dataclass
 class Options:

@@ -156,12 +156,6 @@ class PhysicalMemory:
         """The little-endian 64-bit word at physical `pa`."""
         return int.from_bytes(self.read(pa, WORD, what), "little")
 
-    def c_string(self, pa: int, limit: int, what: str) -> bytes:
-        """Bytes at `pa` up to (not including) the first NUL, reading at most `limit` bytes."""
-        data = self.read(pa, limit, what)
-        end = data.find(b"\0")
-        return data if end < 0 else data[:end]
-
     # -- bulk reads -------------------------------------------------------------------------------
 
     def gather(self, pas: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:

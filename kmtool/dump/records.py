@@ -14,7 +14,6 @@ from typing import Any
 import construct
 import numpy as np
 
-from kmtool.dump.memory import WORD, PhysicalMemory
 from kmtool.errors import DumpError
 
 _NUMPY_CODES = {
@@ -93,13 +92,3 @@ def words_to_records(words: np.ndarray, struct: construct.Struct) -> np.ndarray:
     if raw.shape[1] == dtype.itemsize and raw.flags.writeable:
         return raw.view(dtype).reshape(-1)
     return raw[:, : dtype.itemsize].copy().view(dtype).reshape(-1)
-
-
-def gather_records(
-    memory: PhysicalMemory, pas: np.ndarray, struct: construct.Struct
-) -> tuple[np.ndarray, np.ndarray]:
-    """Decode one `struct` at each physical address in `pas`: (structured array, ok mask)."""
-    dtype = numpy_dtype(struct)
-    width = -(-dtype.itemsize // WORD)
-    words, ok = memory.gather(np.asarray(pas, dtype=np.uint64), width)
-    return words_to_records(words, struct), ok
