@@ -79,6 +79,16 @@ def _span(r: Region) -> str:
 Fault = tuple[tuple[str, ...], str]  # (names at fault, sentence without the final full stop)
 
 
+def find_region(regions: Sequence[Region], name: str) -> Region | None:
+    """The region of `regions` called `name`, or None (a broken plan may lack it)."""
+    return next((r for r in regions if r.name == name), None)
+
+
+def missing_region(check: str, name: str) -> Check:
+    """The failed `check` of a plan that has no region called `name`."""
+    return Check(check, False, f"The plan has no `{name}` region.", (name,))
+
+
 def verdict(name: str, faults: list[Fault], passed: str) -> Check:
     """A Check from `faults`: a pass saying `passed` when there are none; else one sentence."""
     if not faults:
@@ -197,12 +207,9 @@ def check_shared_pml4(
 def check_offset_map(regions: Sequence[Region], max_physical: int | None = None) -> Check:
     """The `offset-map` region exists and is at least as large as the declared physical maximum."""
     max_physical = table.MAX_PHYSICAL_MEMORY if max_physical is None else max_physical
-    found = [r for r in regions if r.name == "offset-map"]
-    if not found:
-        return Check(
-            "offset-map-coverage", False, "The plan has no `offset-map` region.", ("offset-map",)
-        )
-    om = found[0]
+    om = find_region(regions, "offset-map")
+    if om is None:
+        return missing_region("offset-map-coverage", "offset-map")
     if om.size < max_physical:
         return Check(
             "offset-map-coverage",
@@ -222,12 +229,9 @@ def check_offset_map(regions: Sequence[Region], max_physical: int | None = None)
 def check_link_base(regions: Sequence[Region], link_base: int | None = None) -> Check:
     """The kernel's link address is page-aligned and inside the `kernel-image` region."""
     link_base = table.KERNEL_LINK_BASE if link_base is None else link_base
-    found = [r for r in regions if r.name == "kernel-image"]
-    if not found:
-        return Check(
-            "link-base", False, "The plan has no `kernel-image` region.", ("kernel-image",)
-        )
-    image = found[0]
+    image = find_region(regions, "kernel-image")
+    if image is None:
+        return missing_region("link-base", "kernel-image")
     if link_base % table.PAGE_SIZE:
         return Check(
             "link-base",

@@ -26,7 +26,15 @@ from pathlib import Path
 
 from kmtool.errors import LayoutError
 from kmtool.layout import table
-from kmtool.layout.checks import Check, Fault, hexaddr, size_text, verdict
+from kmtool.layout.checks import (
+    Check,
+    Fault,
+    find_region,
+    hexaddr,
+    missing_region,
+    size_text,
+    verdict,
+)
 from kmtool.layout.table import Region
 
 IMAGE_START_SYMBOLS = ("__kernel_start", "_kernel_start", "__image_start", "kernel_start")
@@ -141,7 +149,7 @@ class ImageExtent:
 
 def image_extent(image: KernelImage, regions: Sequence[Region] | None = None) -> ImageExtent:
     """The extent of `image` from the link base up (see ImageExtent); empty without segments."""
-    region = _region(table.REGIONS if regions is None else regions, "kernel-image")
+    region = find_region(table.REGIONS if regions is None else regions, "kernel-image")
     floor = table.KERNEL_LINK_BASE if region is None else min(region.start, table.KERNEL_LINK_BASE)
     inside = [s for s in image.segments if s.vaddr >= floor]
     start = min([table.KERNEL_LINK_BASE, *(s.vaddr for s in inside)])
@@ -207,10 +215,6 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-def _region(regions: Sequence[Region], name: str) -> Region | None:
-    return next((r for r in regions if r.name == name), None)
-
-
 def check_format(image: KernelImage) -> Check:
     """ELF64 little-endian x86-64 executable with at least one PT_LOAD."""
     problems = []
@@ -237,14 +241,9 @@ def check_format(image: KernelImage) -> Check:
 
 def check_segments_in_image(image: KernelImage, regions: Sequence[Region]) -> Check:
     """Every PT_LOAD lies wholly inside the `kernel-image` region."""
-    region = _region(regions, "kernel-image")
+    region = find_region(regions, "kernel-image")
     if region is None:
-        return Check(
-            "kernel-segments-in-image",
-            False,
-            "The plan has no `kernel-image` region.",
-            ("kernel-image",),
-        )
+        return missing_region("kernel-segments-in-image", "kernel-image")
     faults: list[Fault] = [
         ((s.name,), f"{s.label} lies outside `kernel-image`")
         for s in image.segments
@@ -323,7 +322,7 @@ def check_symbols(image: KernelImage, regions: Sequence[Region]) -> Check:
     name = "kernel-symbols"
     if not image.has_symtab:
         return Check(name, False, f"`{image.path}` has no symbol table (stripped?).", ("symbols",))
-    region = _region(regions, "kernel-image")
+    region = find_region(regions, "kernel-image")
     faults: list[Fault] = []
     found = {
         "image start": image.symbol(IMAGE_START_SYMBOLS),
@@ -399,9 +398,9 @@ def check_image_size(image: KernelImage, regions: Sequence[Region]) -> Check:
     A segment below the region is named, not measured: counting from it would make the image span
     most of the address space.
     """
-    region = _region(regions, "kernel-image")
+    region = find_region(regions, "kernel-image")
     if region is None:
-        return Check("kernel-image-size", False, "The plan has no `kernel-image` region.")
+        return missing_region("kernel-image-size", "kernel-image")
     room = region.end + 1 - table.KERNEL_LINK_BASE
     extent = image_extent(image, regions)
     used = extent.size if image.segments else 0
