@@ -9,10 +9,12 @@ import dump_fixtures as F
 import pytest
 
 from kmtool.dump.inspection import Inspection, Options, inspect_dump
+from kmtool.dump.records import field_offset
 from kmtool.errors import DumpError
 from kmtool.layout.table import OFFSET_MAP_BASE, PAGE_SIZE, GiB, MiB
 from kmtool.schemas.frames import FrameSpan
 from kmtool.schemas.heap import Heap
+from kmtool.schemas.memmap import EfiMemoryDescriptor
 
 ALL_CHECKS = [
     "kernel reached ready",
@@ -73,12 +75,7 @@ def test_clean_fixture_passes_every_check(fx: F.Fixture, tmp_path: Path) -> None
 
 
 def node(fx: F.Fixture, start: int, field: str) -> int:
-    offset = 0
-    for sc in FrameSpan.subcons:
-        if sc.name == field:
-            return start + offset
-        offset += sc.sizeof()
-    raise KeyError(field)
+    return start + field_offset(FrameSpan, field)
 
 
 def spans(fx: F.Fixture) -> list[tuple[int, int]]:
@@ -86,8 +83,7 @@ def spans(fx: F.Fixture) -> list[tuple[int, int]]:
 
 
 def desc(index: int, field: str) -> int:
-    offsets = {"type": 0, "physical_start": 8, "number_of_pages": 24}
-    return F.MEMORY_MAP_PA + index * F.DESCRIPTOR_SIZE + offsets[field]
+    return F.MEMORY_MAP_PA + index * F.DESCRIPTOR_SIZE + field_offset(EfiMemoryDescriptor, field)
 
 
 def _pt_entry(fx: F.Fixture, va: int) -> int:
