@@ -70,9 +70,7 @@ static void map_kernel_page(uint64_t *pml4, uint64_t va, uint64_t pa, uint64_t f
 
 static bool cpu_has_nx(void)
 {
-    if (cpuid(0x80000000u, 0).eax < 0x80000001u)
-        return false;
-    return (cpuid(0x80000001u, 0).edx >> 20) & 1; /* EDX bit 20: execute disable */
+    return (cpuid_ext(CPUID_EXT_FEATURES).edx & CPUID_EXT_NX) != 0;
 }
 
 void paging_build(const struct kernel_image *image, uint64_t jump_code,

@@ -59,5 +59,18 @@ static inline struct cpuid_regs cpuid(uint32_t leaf, uint32_t subleaf)
     return r;
 }
 
+#define CPUID_EXT_MAX 0x80000000u     // EAX: the highest extended leaf
+#define CPUID_EXT_FEATURES 0x80000001u
+#define CPUID_EXT_NX (1u << 20)       // CPUID_EXT_FEATURES EDX: execute disable
+#define CPUID_EXT_ADDRESS 0x80000008u // EAX[7:0]: MAXPHYADDR
+
+// Extended CPUID leaf `leaf` (subleaf 0), or all zeros when the CPU does not implement it.
+static inline struct cpuid_regs cpuid_ext(uint32_t leaf)
+{
+    if (cpuid(CPUID_EXT_MAX, 0).eax < leaf)
+        return (struct cpuid_regs){0};
+    return cpuid(leaf, 0);
+}
+
 #define MSR_EFER 0xc0000080u
 #define EFER_NXE (1ull << 11)

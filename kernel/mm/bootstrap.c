@@ -78,9 +78,10 @@ static void offset_map_2m(uint64_t from, uint64_t to)
 
 static void offset_map_init(const struct memmap *map)
 {
-    struct cpuid_regs max_ext = cpuid(0x80000000u, 0);
-    int has_1g = max_ext.eax >= 0x80000001u && (cpuid(0x80000001u, 0).edx & CPUID_EXT_PDPE1GB);
-    offset_map.phys_bits = max_ext.eax >= 0x80000008u ? (cpuid(0x80000008u, 0).eax & 0xff) : 36;
+    int has_1g = (cpuid_ext(CPUID_EXT_FEATURES).edx & CPUID_EXT_PDPE1GB) != 0;
+    offset_map.phys_bits = cpuid_ext(CPUID_EXT_ADDRESS).eax & 0xff;
+    if (offset_map.phys_bits == 0)   // no leaf 0x80000008: the architectural minimum
+        offset_map.phys_bits = 36;
     // Entries must not point past MAXPHYADDR (those address bits are reserved).
     uint64_t cover = KM_OFFSET_MAP_SIZE;
     if (offset_map.phys_bits < 39)

@@ -18,12 +18,11 @@ struct vaddr_manager km_vaddr;
 uint64_t kernel_pml4;
 uint64_t paging_nx;
 
-#define CPUID_EXT_NX (1u << 20)
 #define CR0_WP (1ull << 16)
 
 void paging_cpu_init(void)
 {
-    if (cpuid(0x80000000u, 0).eax >= 0x80000001u && (cpuid(0x80000001u, 0).edx & CPUID_EXT_NX)) {
+    if (cpuid_ext(CPUID_EXT_FEATURES).edx & CPUID_EXT_NX) {
         uint64_t efer = rdmsr(MSR_EFER);
         if (!(efer & EFER_NXE))
             wrmsr(MSR_EFER, efer | EFER_NXE);
