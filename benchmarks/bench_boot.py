@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from hello_efi import build_hello  # noqa: E402
 
+from kmtool.build.ninjafile import ESP_LOADER_PATH, IMAGE  # noqa: E402
 from kmtool.image.assemble import build_image as assemble_image  # noqa: E402
 from kmtool.qemu.cmdline import parse_size  # noqa: E402
 from kmtool.qemu.outcome import Outcome  # noqa: E402
@@ -42,7 +43,7 @@ def build_image(build_dir: Path) -> Path:
         check=True,
         capture_output=True,
     )
-    return build_dir / "kmtool.img"
+    return build_dir / IMAGE
 
 
 def build_hello_image(work: Path) -> Path:
@@ -50,7 +51,7 @@ def build_hello_image(work: Path) -> Path:
     image assembler (a vvfat directory would boot by a different, slower firmware path)."""
     esp = build_hello(work, "pass")
     image = work / "hello.img"
-    assemble_image(image, {"EFI/BOOT/BOOTX64.EFI": esp / "EFI" / "BOOT" / "BOOTX64.EFI"})
+    assemble_image(image, {ESP_LOADER_PATH: esp / ESP_LOADER_PATH})
     return image
 
 

@@ -64,6 +64,7 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print JSON instead of markdown")
     args = parser.parse_args()
 
+    from kmtool.build.ninjafile import ESP_KERNEL_PATH, ESP_LOADER_PATH, KERNEL_ELF, LOADER_EFI
     from kmtool.image.assemble import build_image
 
     kmtool = kmtool_argv()
@@ -95,11 +96,11 @@ def main() -> int:
             name = f"one-header rebuild (touch {header.relative_to(src)})"
             results[name] = measure(args.runs, header_rebuild)
 
-        loader, kernel = build_dir / "BOOTX64.EFI", build_dir / "kernel.elf"
+        loader, kernel = build_dir / LOADER_EFI, build_dir / KERNEL_ELF
         image = tmp / "bench.img"
         image_argv = [
             sys.executable, "-m", "kmtool.image", str(image),
-            f"EFI/BOOT/BOOTX64.EFI={loader}", f"kernel.elf={kernel}",
+            f"{ESP_LOADER_PATH}={loader}", f"{ESP_KERNEL_PATH}={kernel}",
         ]  # fmt: skip
         results["image step (python -m kmtool.image)"] = measure(
             args.runs, lambda: timed(image_argv, src)
@@ -107,7 +108,7 @@ def main() -> int:
 
         def in_process() -> float:
             started = time.perf_counter()
-            build_image(image, {"EFI/BOOT/BOOTX64.EFI": loader, "kernel.elf": kernel})
+            build_image(image, {ESP_LOADER_PATH: loader, ESP_KERNEL_PATH: kernel})
             return time.perf_counter() - started
 
         results["image in-process (build_image)"] = measure(args.runs, in_process)
