@@ -22,9 +22,7 @@ from kmtool.dump.elfcore import is_elf, open_elf_core
 from kmtool.dump.memory import MemoryRange, PhysicalMemory
 from kmtool.errors import DumpError
 from kmtool.layout.table import PAGE_SIZE
-
-RAW_LAYOUT_FORMAT = "kmtool-raw-physical"
-RAW_LAYOUT_VERSION = 1
+from kmtool.qemu.dump import RAW_FORMAT_NAME, RAW_FORMAT_VERSION, layout_path_for
 
 
 @dataclass
@@ -71,7 +69,7 @@ def open_dump(path: Path, base: int | None = None) -> DumpSource:
             raise DumpError(f"`--base` applies to raw images only; `{path}` is an ELF core.")
         memory, cpus = open_elf_core(path)
         return DumpSource(path, "elf", memory, cpus)
-    layout_path = path.with_name(path.name + ".layout.json")
+    layout_path = layout_path_for(path)
     if base is None and layout_path.is_file():
         ranges, cpus = _read_layout(layout_path)
         return DumpSource(path, "raw", PhysicalMemory(path, ranges), cpus, layout_path=layout_path)
@@ -95,9 +93,9 @@ def open_dump(path: Path, base: int | None = None) -> DumpSource:
 def _read_layout(path: Path) -> tuple[list[MemoryRange], list[CpuState]]:
     try:
         doc = json.loads(path.read_text())
-        if doc.get("format") != RAW_LAYOUT_FORMAT or doc.get("version") != RAW_LAYOUT_VERSION:
+        if doc.get("format") != RAW_FORMAT_NAME or doc.get("version") != RAW_FORMAT_VERSION:
             raise DumpError(
-                f"Layout file `{path}` is not {RAW_LAYOUT_FORMAT} version {RAW_LAYOUT_VERSION} "
+                f"Layout file `{path}` is not {RAW_FORMAT_NAME} version {RAW_FORMAT_VERSION} "
                 f"(format {doc.get('format')!r}, version {doc.get('version')!r})."
             )
         ranges = []

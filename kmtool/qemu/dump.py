@@ -194,7 +194,7 @@ def _capture_raw(monitor: Monitor, path: Path, progress: Progress | None) -> tup
         ],
         "cpus": cpus,
     }
-    layout_path = path.with_name(path.name + ".layout.json")
+    layout_path = layout_path_for(path)
     layout_path.write_text(json.dumps(layout, indent=2) + "\n")
     os.replace(partial, path)
     return total, layout_path
@@ -215,6 +215,11 @@ def _copy_sparse(source: Path, out: BinaryIO, file_offset: int, length: int) -> 
                 out.seek(position)
                 out.write(block)
             position += len(block)
+
+
+def layout_path_for(path: Path) -> Path:
+    """The sidecar `FILE.layout.json` of the raw dump `path`."""
+    return path.with_name(path.name + ".layout.json")
 
 
 def _partial(path: Path) -> Path:
