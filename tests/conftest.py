@@ -1,7 +1,8 @@
 """Shared pytest helpers.
 
 `require(*tools)` skips a test when a host tool is missing -- except under CI (CI=true), where a missing
-tool is a failure, never a skip.
+tool is a failure, never a skip. `fresh_build` is the repository's own kernel, loader and image,
+built once per session into a temporary directory (never build/, which may be stale).
 """
 
 from __future__ import annotations
@@ -9,9 +10,12 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import pytest
+
+if TYPE_CHECKING:
+    from kmtool.build.driver import BuildPaths
 
 REPO = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -29,3 +33,12 @@ def unavailable(message: str) -> NoReturn:
     if IN_CI:
         pytest.fail(message + " (under CI a missing tool is a failure)")
     pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def fresh_build(tmp_path_factory: pytest.TempPathFactory) -> BuildPaths:
+    """The outputs of `driver.build` on this tree, shared by every test that only reads them."""
+    require("clang", "ld.lld", "lld-link", "mformat", "mmd", "mcopy")
+    from kmtool.build import driver
+
+    return driver.build(REPO, tmp_path_factory.mktemp("fresh") / "build").paths

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import layout_elves as elves
 import pytest
-from conftest import REPO, require
 
+from kmtool.build.driver import BuildPaths
 from kmtool.errors import LayoutError
 from kmtool.layout import kernel_checks, table
 
@@ -150,26 +147,8 @@ def test_files_that_are_not_elves_raise_layout_errors(tmp_path: Path) -> None:
         kernel_checks.load_kernel(truncated)
 
 
-def _real_kernel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """build/kernel.elf when it exists; otherwise a fresh `kmtool build` into a temporary dir."""
-    built = REPO / "build" / "kernel.elf"
-    if built.is_file():
-        return built
-    require("clang", "ld.lld", "lld-link", "mcopy")
-    out = tmp_path_factory.mktemp("build")
-    result = subprocess.run(
-        [sys.executable, "-m", "kmtool", "build", "--build-dir", str(out), "--root", str(REPO)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "NO_COLOR": "1"},
-    )
-    assert result.returncode == 0, f"`kmtool build` failed:\n{result.stdout}\n{result.stderr}"
-    return out / "kernel.elf"
-
-
-def test_the_real_kernel_passes_every_check(tmp_path_factory: pytest.TempPathFactory) -> None:
-    path = _real_kernel(tmp_path_factory)
-    image = kernel_checks.load_kernel(path)
+def test_the_real_kernel_passes_every_check(fresh_build: BuildPaths) -> None:
+    image = kernel_checks.load_kernel(fresh_build.kernel)
     results = kernel_checks.check_kernel(image)
     assert all(c.ok for c in results), [c for c in results if not c.ok]
     assert image.entry == image.symbols["_start"]
