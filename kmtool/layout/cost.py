@@ -30,7 +30,12 @@ from kmtool.layout import table
 from kmtool.layout.checks import Check, exact_size_text
 
 # Bytes of address space one table of each level covers (index = level: 1 PT ... 4 PML4).
-LEVEL_SPAN = {1: 2 * table.MiB, 2: table.GiB, 3: table.PML4_SPAN, 4: 1 << 48}
+LEVEL_SPAN = {
+    1: 2 * table.MiB,
+    2: table.GiB,
+    3: table.PML4_SPAN,
+    4: 1 << table.VIRTUAL_ADDRESS_BITS,
+}
 LEVEL_NAME = {1: "PT", 2: "PD", 3: "PDPT", 4: "PML4"}
 # The lowest table level a leaf of each page size needs (a 1 GiB leaf lives in a PDPT).
 LEAF_LEVEL = {4 * table.KiB: 1, 2 * table.MiB: 2, table.GiB: 3}
@@ -74,7 +79,7 @@ def tables_for(start: int, size: int, page_size: int) -> set[tuple[int, int]]:
     """
     if size <= 0:
         return set()
-    address = start & ((1 << 48) - 1)
+    address = start & ((1 << table.VIRTUAL_ADDRESS_BITS) - 1)
     last = address + size - 1
     out: set[tuple[int, int]] = set()
     for level in range(LEAF_LEVEL[page_size], 4):
