@@ -45,6 +45,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from kmtool.dump.pagetable import ADDRESS_MASK, Pte
 from kmtool.layout.table import (
     HEAP_BASE,
     HEAP_SIZE,
@@ -72,7 +73,7 @@ KERNEL_AREA = 0xF000_0000  # kernel image (64 KiB), then handoff data, then page
 KERNEL_PAGES = 16
 HANDOFF = KERNEL_AREA + 0x10_0000
 TABLES = KERNEL_AREA + 0x20_0000
-P, W, PS, NX = 1, 2, 0x80, 1 << 63
+P, W, NX = int(Pte.PRESENT), int(Pte.WRITABLE), int(Pte.NX)
 TRANSLATIONS = 100_000
 
 
@@ -101,7 +102,7 @@ class DumpWriter:
             i = (va >> shift) & 511
             if not self.tables[t][i] & P:
                 self.tables[t][i] = self.table() | P | W
-            t = int(self.tables[t][i]) & 0x000F_FFFF_FFFF_F000
+            t = int(self.tables[t][i]) & ADDRESS_MASK
         self.tables[t][(va >> 12) & 511] = pa | flags | P
 
     def close(self) -> None:
