@@ -13,12 +13,17 @@ from pathlib import Path
 import click
 
 from kmtool.cli.app import console
-from kmtool.qemu.cmdline import GDB_PORT
+from kmtool.qemu.cmdline import DEFAULT_MEMORY, GDB_PORT, format_size
 
 
 @click.command()
 @click.argument("image", required=False, type=click.Path(path_type=Path))
-@click.option("--memory", default="512M", show_default=True, help="Guest RAM, e.g. 128M, 3G, 256G.")
+@click.option(
+    "--memory",
+    default=format_size(DEFAULT_MEMORY),
+    show_default=True,
+    help="Guest RAM, e.g. 128M, 3G, 256G.",
+)
 @click.option("--cpus", default=1, show_default=True, type=click.IntRange(1, 64), help="vCPUs.")
 @click.option("--cmdline", default="", help="Kernel command line (e.g. `test`), via fw_cfg.")
 @click.option(

@@ -46,6 +46,7 @@ from kmtool.layout.table import (
 
 QEMU = "qemu-system-x86_64"
 MIN_MEMORY = 64 * MiB  # OVMF itself needs most of this
+DEFAULT_MEMORY = 512 * MiB  # the `--memory` default
 MAX_MEMORY = OFFSET_MAP_SIZE  # what the kernel's offset map can reach (one PML4 entry)
 GDB_PORT = 1234  # the default `--gdb-port` (the port QEMU's `-s` shorthand uses)
 GDB_HOST = "127.0.0.1"  # the stub is for the local debugger only
@@ -90,7 +91,7 @@ class MachineSpec:
     firmware_code: Path
     firmware_vars: Path  # the per-run copy, writable
     debugcon_log: Path
-    memory: int = 512 * MiB
+    memory: int = DEFAULT_MEMORY
     cpus: int = 1
     accel: str = "tcg"
     cpu: str = "max"

@@ -45,10 +45,16 @@ from typing import Any
 
 from kmtool.build.ninjafile import KERNEL_ELF
 from kmtool.errors import RunError, ToolError
-from kmtool.layout.table import MiB
 from kmtool.qemu import outcome as outcomes
 from kmtool.qemu.accel import Accel, detect
-from kmtool.qemu.cmdline import GDB_PORT, QEMU, MachineSpec, build_argv, kernel_cmdline
+from kmtool.qemu.cmdline import (
+    DEFAULT_MEMORY,
+    GDB_PORT,
+    QEMU,
+    MachineSpec,
+    build_argv,
+    kernel_cmdline,
+)
 from kmtool.qemu.dump import DumpInfo, Progress, capture
 from kmtool.qemu.firmware import find_ovmf
 from kmtool.qemu.outcome import Outcome
@@ -80,7 +86,7 @@ class RunOptions:
     """How to run. `memory` is in bytes (`cmdline.parse_size` reads "512M"); `timeout` is seconds
     (None: no limit); `accel`/`cpu` None means detect (KVM if it works) and its default model."""
 
-    memory: int = 512 * MiB
+    memory: int = DEFAULT_MEMORY
     cpus: int = 1
     cmdline: str = ""
     timeout: float | None = 60.0
