@@ -34,7 +34,7 @@ SELF_TESTS = ("frames_alloc_free", "frames_coalesce", "frames_partial", "frames_
 REPORT_KEYS = ("free_frames", "spans", "span_list", "span_hash", "heap_bytes_in_use",
                "heap_backed_pages", "page_faults", "offset_map_page_size", "kernel_pml4",
                "bootstrap_cycles", "build_id")  # fmt: skip
-GiB, MiB = 1 << 30, 1 << 20
+GiB, MiB = table.GiB, table.MiB
 
 
 @pytest.fixture(scope="module")

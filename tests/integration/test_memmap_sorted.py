@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 from conftest import REPO, require
 
+from kmtool.layout.table import GiB
+
 TOOLS = ("clang", "ld.lld", "lld-link", "mformat", "mcopy", "qemu-system-x86_64",
          "/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd")  # fmt: skip
-GiB = 1 << 30
 
 
 def kmtool(*args: str) -> subprocess.CompletedProcess[str]:

@@ -22,10 +22,11 @@ from typing import Any
 
 from conftest import REPO, require
 
+from kmtool.layout import table
 from kmtool.schemas.frames import SPAN_HASH_MULTIPLIER, FrameAllocator, FrameSpan
 from kmtool.schemas.heap import Heap
 
-PAGE = 4096
+PAGE = table.PAGE_SIZE
 SOURCES = ("kernel/mm/frame.c", "kernel/mm/heap.c", "kernel/mm/vaddr.c", "tests/kernel/host_shim.c")
 # KM_DEBUG=1: the debug-only invariant checks run under every host test (test_host_debug_checks.py).
 CFLAGS = ("-shared", "-fPIC", "-O2", "-g", "-std=c11", "-D_DEFAULT_SOURCE", "-DKM_HOST",

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from kmhost import PAGE, HeapArena, HostPanic
 
+from kmtool.layout.table import GiB, MiB
 from kmtool.schemas.heap import (
     HEAP_FREE_MAGIC,
     HEAP_UNTOUCHED_ORDERS,
@@ -25,8 +26,6 @@ from kmtool.schemas.heap import (
 
 HEADER = HeapBlock.sizeof()
 MIN_ORDER = 6
-GiB = 1 << 30
-MiB = 1 << 20
 
 
 def header(h: HeapArena, ptr: int) -> Any:
