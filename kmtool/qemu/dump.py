@@ -4,14 +4,20 @@ Both are written to `FILE.partial` and renamed to FILE when complete, so an inte
 sits under the final name.
 
 ELF (`--dump-format elf`): QMP `dump-guest-memory` with paging off (physical memory only),
-detached, polled with `query-dump` for progress. The file has one PT_LOAD per RAM block and the
-per-CPU "QEMU" notes (CR0-CR4) next to NT_PRSTATUS.
+detached, polled with `query-dump` for progress, written by QEMU into a pipe that kmtool copies to
+the file. The file has one PT_LOAD per RAM block and the per-CPU "QEMU" notes (CR0-CR4) next to
+NT_PRSTATUS.
+
+Both formats are written through kmtool.qemu.dumpfile's BlockWriter: whole 2 MiB blocks at aligned
+file offsets (so the page cache holds the dump in 2 MiB folios, which `kmtool inspect` maps
+cheaply), and all-zero blocks are left as holes (so both formats are sparse files).
 
 Raw (`--dump-format raw`): a flat image of guest-physical memory, **file offset == physical
 address** (base 0), written as a sparse file: RAM ranges hold the guest's bytes, everything else
-(the PCI hole between the end of low RAM and 4 GiB) is a hole that reads as zeros, and pages of RAM
-that are all zero are holes too. The RAM ranges come from QEMU's own memory tree (`info mtree`: the
-`ram-below-4g` and `ram-above-4g` aliases of q35). Bytes are read with `pmemsave` chunk by chunk.
+(the PCI hole between the end of low RAM and 4 GiB) is a hole that reads as zeros, and 2 MiB
+blocks of RAM that are all zero are holes too. The RAM ranges come from QEMU's own memory tree
+(`info mtree`: the `ram-below-4g` and `ram-above-4g` aliases of q35). Bytes are read with
+`pmemsave` chunk by chunk.
 Next to FILE kmtool writes the sidecar `FILE.layout.json` (kmtool inspect reads it):
 
     {
@@ -37,24 +43,28 @@ entry is a convenience: the kernel's core-info block remains the self-describing
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 from kmtool.errors import DumpError, RunError
 from kmtool.layout.table import MiB
+from kmtool.qemu.dumpfile import BlockWriter
 from kmtool.qemu.qmp import Monitor
 
 FORMATS = ("elf", "raw")
 RAW_FORMAT_NAME = "kmtool-raw-physical"
 RAW_FORMAT_VERSION = 1
 RAW_CHUNK = 256 * MiB  # bytes per pmemsave (also the temporary file's size bound)
-COPY_BLOCK = 1 * MiB  # sparse-copy granularity: an all-zero block becomes a hole
+PIPE_BYTES = 1 * MiB  # the ELF pipe's capacity (Linux's default pipe-max-size)
+_PIPE_NAME = "kmtool-dump"  # the name QEMU knows the ELF pipe by (`getfd`)
 POLL_SECONDS = 0.05
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes total)
@@ -106,24 +116,77 @@ def capture(monitor: Monitor, path: Path, fmt: str, progress: Progress | None = 
 
 
 def _capture_elf(monitor: Monitor, path: Path, progress: Progress | None) -> int:
+    """QEMU writes the ELF core into a pipe (`fd:` protocol) and a `_PipeCopy` thread writes it to
+    FILE.partial through a BlockWriter (kmtool.qemu.dumpfile): QEMU's own file writes go a page
+    at a time, which would leave the dump in 4 KiB folios and its all-zero pages on disk."""
     partial = _partial(path)
-    monitor.command("dump-guest-memory", paging=False, protocol=f"file:{partial}", detach=True)
-    total = 0
-    while True:
-        state = monitor.command("query-dump")
-        total = int(state.get("total", 0))
-        if progress is not None and total:
-            progress(int(state.get("completed", 0)), total)
-        status = state.get("status")
-        if status == "completed":
-            break
-        if status == "failed":
-            partial.unlink(missing_ok=True)
-            raise DumpError(f"QEMU could not write the ELF dump `{path}` (query-dump: failed).")
-        time.sleep(POLL_SECONDS)
-    os.chmod(partial, 0o644)  # QEMU creates it owner-read-only
+    read_end, write_end = os.pipe()
+    with contextlib.suppress(OSError):  # fewer, larger reads; the default 64 KiB works too
+        fcntl.fcntl(read_end, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    copy = _PipeCopy(read_end, partial)
+    copy.start()  # from here the thread owns read_end; it ends at EOF, when no write end is left
+    started = False
+    try:
+        try:
+            monitor.send_fd(write_end, _PIPE_NAME)
+        finally:
+            os.close(write_end)  # QEMU holds its own copy; EOF comes when it closes that
+        monitor.command("dump-guest-memory", paging=False, protocol=f"fd:{_PIPE_NAME}", detach=True)
+        started = True
+        total = 0
+        while True:
+            state = monitor.command("query-dump")
+            total = int(state.get("total", 0))
+            if progress is not None and total:
+                progress(int(state.get("completed", 0)), total)
+            status = state.get("status")
+            if status == "completed":
+                break
+            if status == "failed":
+                copy.join()
+                raise DumpError(
+                    f"QEMU could not write the ELF dump `{path}` (query-dump: failed"
+                    + (f"; kmtool's copy: {copy.error}" if copy.error else "")
+                    + ")."
+                )
+            time.sleep(POLL_SECONDS)
+        copy.join()
+        if copy.error is not None:
+            raise DumpError(f"Could not write the ELF dump `{path}`: {copy.error}.")
+    except BaseException:
+        if not started:  # QEMU still holds the pipe's write end: have it closed so the copy ends
+            with contextlib.suppress(Exception):
+                monitor.command("closefd", fdname=_PIPE_NAME)
+        copy.join()
+        partial.unlink(missing_ok=True)
+        raise
     os.replace(partial, path)
     return total
+
+
+class _PipeCopy(threading.Thread):
+    """Reads the pipe to EOF into a new file through a BlockWriter; keeps the first OSError as a
+    sentence in `error` and closes the pipe then, so QEMU's next write fails and its dump ends."""
+
+    def __init__(self, read_end: int, path: Path) -> None:
+        super().__init__(name="kmtool-dump-copy", daemon=True)
+        self.read_end = read_end
+        self.path = path
+        self.error: str | None = None
+
+    def run(self) -> None:
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                writer = BlockWriter(fd)
+                size = writer.copy_from(self.read_end)
+                writer.finish(size)
+            finally:
+                os.close(fd)
+        except OSError as err:
+            self.error = err.strerror or str(err)
+        finally:
+            os.close(self.read_end)
 
 
 def ram_ranges(monitor: Monitor) -> list[RamRange]:
@@ -166,7 +229,9 @@ def _capture_raw(monitor: Monitor, path: Path, progress: Progress | None) -> tup
     chunk_file = path.with_name(path.name + ".chunk")
     done = 0
     try:
-        with open(partial, "wb") as out:
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            writer = BlockWriter(fd)  # file offset == physical address; zero blocks stay holes
             for ram in ranges:
                 offset = 0
                 while offset < ram.size:
@@ -174,12 +239,18 @@ def _capture_raw(monitor: Monitor, path: Path, progress: Progress | None) -> tup
                     monitor.command(
                         "pmemsave", val=ram.phys + offset, size=length, filename=str(chunk_file)
                     )
-                    _copy_sparse(chunk_file, out, ram.phys + offset, length)
+                    writer.seek(ram.phys + offset)
+                    _copy_chunk(chunk_file, writer, ram.phys + offset, length)
                     offset += length
                     done += length
                     if progress is not None:
                         progress(done, total)
-            out.truncate(file_size)
+            writer.finish(file_size)
+        finally:
+            os.close(fd)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     finally:
         chunk_file.unlink(missing_ok=True)
     layout = {
@@ -200,21 +271,16 @@ def _capture_raw(monitor: Monitor, path: Path, progress: Progress | None) -> tup
     return total, layout_path
 
 
-def _copy_sparse(source: Path, out: BinaryIO, file_offset: int, length: int) -> None:
-    """Copy `source` (`length` bytes) into `out` at `file_offset`; all-zero blocks stay holes."""
-    zero = bytes(COPY_BLOCK)
+def _copy_chunk(source: Path, writer: BlockWriter, phys: int, length: int) -> None:
+    """Copy one pmemsave chunk (`length` bytes of guest memory from physical `phys`) to `writer`."""
     with open(source, "rb") as chunk:
-        if os.fstat(chunk.fileno()).st_size != length:
+        size = os.fstat(chunk.fileno()).st_size
+        if size != length:
             raise DumpError(
-                f"QEMU's pmemsave wrote {os.fstat(chunk.fileno()).st_size} bytes for the "
-                f"{length}-byte range at physical {file_offset:#x}."
+                f"QEMU's pmemsave wrote {size} bytes for the {length}-byte range at physical "
+                f"{phys:#x}."
             )
-        position = file_offset
-        while block := chunk.read(COPY_BLOCK):
-            if block != zero[: len(block)]:
-                out.seek(position)
-                out.write(block)
-            position += len(block)
+        writer.copy_from(chunk.fileno())
 
 
 def layout_path_for(path: Path) -> Path:

@@ -1,7 +1,8 @@
 """A small synchronous QMP client for a running QEMU (qemu.qmp underneath).
 
 Only what kmtool needs: stop the VM, ask for its status, run a human-monitor command (`info tlb`,
-`info mtree -f`, `info registers`), start and poll a guest-memory dump, save physical memory, quit.
+`info mtree -f`, `info registers`), pass a file descriptor, start and poll a guest-memory dump, save
+physical memory, quit.
 Every failure becomes a RunError naming the command; QEMU's own error text is kept.
 """
 
@@ -68,6 +69,17 @@ class Monitor:
         """The text output of a human-monitor command, e.g. `info tlb`."""
         result = self.command("human-monitor-command", **{"command-line": command_line})
         return str(result)
+
+    def send_fd(self, fd: int, name: str) -> None:
+        """Give QEMU a duplicate of file descriptor `fd` under `name` (SCM_RIGHTS, then `getfd`),
+        for commands that take `fd:NAME`; the caller keeps and closes its own `fd`."""
+        if self._client is None:
+            raise RunError("A file descriptor was sent after the monitor was closed.")
+        try:
+            self._client.send_fd_scm(fd)
+        except Exception as err:
+            raise RunError(f"Could not pass a file descriptor to QEMU: {_describe(err)}.") from err
+        self.command("getfd", fdname=name)
 
     def stop(self) -> None:
         """Pause every vCPU (the guest's memory and registers stay as they are)."""

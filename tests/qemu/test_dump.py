@@ -1,4 +1,4 @@
-"""Dump helpers without QEMU: the RAM layout from `info mtree`, registers, the sparse copy."""
+"""Dump helpers without QEMU: the RAM layout from `info mtree`, registers, the chunk copy."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 from kmtool.errors import DumpError, RunError
 from kmtool.qemu import dump
 from kmtool.qemu.dump import RamRange, parse_mtree, parse_registers
+from kmtool.qemu.dumpfile import BLOCK, BlockWriter
 
 # Excerpt of QEMU 7.2 `info mtree` for q35 with 3 GiB (RAM split around the PCI hole); the
 # aliases appear once per address space that shows system memory.
@@ -57,24 +58,33 @@ def test_registers_per_cpu() -> None:
     ]
 
 
-def test_sparse_copy_places_bytes_at_their_offset_and_leaves_zero_holes(tmp_path: Path) -> None:
-    block = dump.COPY_BLOCK
+def test_chunk_copy_places_bytes_at_their_offset_and_leaves_zero_holes(tmp_path: Path) -> None:
+    block = BLOCK
     chunk = tmp_path / "chunk"
     chunk.write_bytes(bytes(block) + b"\x5a" * block + bytes(block))
     out_path = tmp_path / "out"
-    with open(out_path, "wb") as out:
-        dump._copy_sparse(chunk, out, 4 * block, 3 * block)
-        out.truncate(8 * block)
+    fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        writer = BlockWriter(fd)
+        writer.seek(4 * block)
+        dump._copy_chunk(chunk, writer, 4 * block, 3 * block)
+        writer.finish(8 * block)
+    finally:
+        os.close(fd)
     data = out_path.read_bytes()
     assert len(data) == 8 * block
     assert data[5 * block : 6 * block] == b"\x5a" * block
     assert data.count(0) == 7 * block
     # Only the one non-zero block was written: the file is sparse where the filesystem allows.
-    assert os.stat(out_path).st_blocks * 512 <= 8 * block
+    assert os.stat(out_path).st_blocks * 512 <= 2 * block
 
 
-def test_sparse_copy_rejects_a_short_chunk(tmp_path: Path) -> None:
+def test_chunk_copy_rejects_a_short_chunk(tmp_path: Path) -> None:
     chunk = tmp_path / "chunk"
     chunk.write_bytes(b"\1" * 100)
-    with open(tmp_path / "out", "wb") as out, pytest.raises(DumpError, match="0x1000"):
-        dump._copy_sparse(chunk, out, 0x1000, 200)
+    fd = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        with pytest.raises(DumpError, match="0x1000"):
+            dump._copy_chunk(chunk, BlockWriter(fd), 0x1000, 200)
+    finally:
+        os.close(fd)
