@@ -29,9 +29,11 @@ class BlockWriter:
     """Writes one *new* file (opened with O_TRUNC) front to back in BLOCK-aligned blocks.
 
     The contract: the write position only moves forward (`seek`), every byte is written at most
-    once, and a byte never written reads as zero (which is what lets all-zero blocks stay holes).
-    Bytes are buffered until their block is complete, a `seek` leaves it, or `finish` is called; the
-    buffer is one BLOCK, so memory stays bounded whatever the size of the dump.
+    once, and a byte never written reads as zero. Each block that holds a non-zero byte is written
+    with one pwrite of the whole block at its aligned offset, the bytes skipped inside it as zeros;
+    only the file's last block may be shorter (it ends where the file does). A block of zeros is not
+    written at all. Bytes wait in a one-block buffer until their block is complete, a `seek` leaves
+    it, or `finish` is called, so memory stays bounded whatever the size of the dump.
     """
 
     def __init__(self, fd: int) -> None:
@@ -39,8 +41,7 @@ class BlockWriter:
         self._buf = bytearray(BLOCK)
         self._view = memoryview(self._buf)
         self._block = 0  # file offset of the block in the buffer (a multiple of BLOCK)
-        self._lo = 0  # buffer offset of the first byte of it to write (after a seek into it)
-        self._fill = 0  # buffer offset one past the last byte of it received
+        self._fill = 0  # bytes of the block received so far, skipped ones included (as zeros)
 
     @property
     def position(self) -> int:
@@ -48,18 +49,15 @@ class BlockWriter:
         return self._block + self._fill
 
     def seek(self, offset: int) -> None:
-        """Move the write position forward to `offset`; the skipped bytes stay holes."""
+        """Move the write position forward to `offset`; the skipped bytes are zeros (holes)."""
         if offset < self.position:
             raise ValueError(f"BlockWriter.seek({offset:#x}) behind position {self.position:#x}")
         if offset >= self._block + BLOCK:
+            self._pad(BLOCK)
             self._flush()
             self._block = offset - offset % BLOCK
-            self._lo = self._fill = offset - self._block
-        else:
-            # Inside the current block: the gap is zeros in the buffer, which read as the hole.
-            gap = offset - self._block
-            self._buf[self._fill : gap] = _ZERO[: gap - self._fill]
-            self._fill = gap
+            self._fill = 0
+        self._pad(offset - self._block)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Append `data` at the write position."""
@@ -90,12 +88,14 @@ class BlockWriter:
 
     def finish(self, size: int | None = None) -> None:
         """Write what is buffered; with `size`, set the file's length to it (a hole to the end)."""
-        self._flush()
         if size is not None:
             if size < self.position:
                 raise ValueError(
                     f"BlockWriter.finish({size:#x}) behind position {self.position:#x}"
                 )
+            self._pad(min(BLOCK, size - self._block))  # the file goes on: write the block whole
+        self._flush()
+        if size is not None:
             os.ftruncate(self._fd, size)
 
     # -- internals --------------------------------------------------------------------------------
@@ -127,17 +127,22 @@ class BlockWriter:
         os.lseek(fd, end, os.SEEK_SET)
         return end - start
 
+    def _pad(self, upto: int) -> None:
+        """Zeros in the buffer from what was received up to block offset `upto`."""
+        if upto > self._fill:
+            self._buf[self._fill : upto] = _ZERO[: upto - self._fill]
+            self._fill = upto
+
     def _next_block(self) -> None:
         self._flush()
         self._block += BLOCK
-        self._lo = self._fill = 0
+        self._fill = 0
 
     def _flush(self) -> None:
-        lo, hi = self._lo, self._fill
-        if hi > lo and self._buf[lo:hi] != _ZERO[: hi - lo]:
-            view = self._view[lo:hi]
-            at = self._block + lo
+        """Write the buffered block [0, fill) unless it is all zeros. (Called once per block.)"""
+        n = self._fill
+        if n and self._buf[:n] != _ZERO[:n]:
+            view, at = self._view[:n], self._block
             while len(view):
-                n = os.pwrite(self._fd, view, at)
-                view, at = view[n:], at + n
-        self._lo = self._fill = hi  # written (or a hole); later bytes of the block still come
+                done = os.pwrite(self._fd, view, at)
+                view, at = view[done:], at + done
