@@ -2,9 +2,9 @@
 
     .venv/bin/python benchmarks/bench_inspect.py [--runs 5] [--keep DIR [--reuse]] [--chase-only]
 
-The dump is generated in a temporary directory (never committed) as a sparse file where file offset
-== physical address. It is a dump of "our" kernel whose offset map uses 4 KiB pages, the worst case
-for a walker:
+The dump is generated in a temporary directory (never committed, deleted afterwards) as a sparse
+file where file offset == physical address. It is a dump of "our" kernel whose offset map uses
+4 KiB pages, the worst case for a walker:
 
 - kernel PML4 entry 511 -> 4 PDs -> 2048 PTs: 1,048,576 4 KiB leaves mapping physical 0..4 GiB at
   0xffffff8000000000; entry 510 maps a 64 KiB kernel image and one backed heap page;
@@ -19,9 +19,14 @@ Measured (medians of `--runs` runs, min and max alongside):
 - 100,000 random virtual-to-physical translations with the vectorised batch API (translate_many),
   and, for scale, one-at-a-time walks (walk_address);
 - the free-list chase with its structural and list checks (read_free_list plus the span checks),
-  bounded (the default) with the page cache as the generator left it (4 KiB folios) and again after
-  dropping the dump from the page cache and reading it back (large folios where the file system
-  has them), and with the list's pages kept mapped;
+  bounded (the default), in each state the page cache can hold the dump in:
+  - as kmtool writes a dump: the generator writes its records one by one, then copies the file
+    through kmtool.qemu.dumpfile's BlockWriter, as `kmtool run --dump` does with what QEMU gives it
+    (whole 2 MiB blocks, so 2 MiB folios);
+  - the record-by-record file itself (4 KiB folios: the state QEMU's own page-at-a-time file
+    writes leave a dump in);
+  - after dropping the dump from the page cache and reading it back (readahead's folios);
+  - with the list's pages kept mapped;
 - `kmtool --help` and a whole `kmtool inspect DUMP --json` as subprocesses (wall time; peak RSS of
   the inspect process from wait4).
 """
@@ -227,6 +232,24 @@ def generate(path: Path) -> dict[str, int]:
     return {"cr3": pml4, "frames": frames}
 
 
+def write_as_kmtool(source: Path, path: Path) -> None:
+    """Copy the generated dump to `path` the way `kmtool run --dump-format raw` copies QEMU's
+    pmemsave chunks (kmtool.qemu.dump): through a BlockWriter, in whole 2 MiB aligned blocks."""
+    from kmtool.qemu.dumpfile import BlockWriter
+
+    src = os.open(source, os.O_RDONLY)
+    out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        writer = BlockWriter(out)
+        writer.copy_from(src)
+        writer.finish(writer.position)
+    finally:
+        os.close(out)
+        os.close(src)
+    layout = source.with_name(source.name + ".layout.json")
+    shutil.copyfile(layout, path.with_name(path.name + ".layout.json"))
+
+
 def drop_from_page_cache(path: Path) -> None:
     """Write the dump back and drop it from the page cache (as a reboot or memory pressure would),
     so that it is read in again by readahead, in large folios where the file system has them."""
@@ -324,21 +347,26 @@ def main() -> None:
 
     from kmtool.dump import checks
     from kmtool.dump.coreinfo import magic_bytes
-    from kmtool.dump.frames import WINDOW, read_free_list
+    from kmtool.dump.frames import WINDOW, FreeList, read_free_list
+    from kmtool.dump.memory import PhysicalMemory
     from kmtool.dump.pagetable import translate_many, walk, walk_address
     from kmtool.dump.source import open_dump
 
     tmp = Path(tempfile.mkdtemp(prefix="kmtool-bench-inspect-")) if args.keep is None else args.keep
     tmp.mkdir(parents=True, exist_ok=True)
-    dump = tmp / "dump4g.raw"
+    pieces = tmp / "dump4g-pieces.raw"  # as the generator writes it: a record at a time
+    dump = tmp / "dump4g.raw"  # the same bytes, as kmtool writes a dump (kmtool.qemu.dumpfile)
     try:
         t = time.perf_counter()
-        generated = not (args.reuse and dump.exists())
+        generated = not (args.reuse and dump.exists() and pieces.exists())
         if not generated:
             roots = {"cr3": TABLES, "frames": KERNEL_AREA + 8 * PAGE_SIZE + 0x400}
         else:
-            roots = generate(dump)
-            print(f"generated {dump} (4 GiB sparse) in {time.perf_counter() - t:.1f} s")
+            roots = generate(pieces)
+            print(f"generated {pieces} (4 GiB sparse) in {time.perf_counter() - t:.1f} s")
+            t = time.perf_counter()
+            write_as_kmtool(pieces, dump)
+            print(f"copied it to {dump} as kmtool writes dumps in {time.perf_counter() - t:.1f} s")
         lines = [
             "| measurement | median | min | max | runs | notes |",
             "|---|---:|---:|---:|---:|---|",
@@ -406,43 +434,42 @@ def main() -> None:
             checks.spans_counter,
         )
 
-        def chase() -> object:
-            fl = read_free_list(mem, roots["frames"])
+        def chase(memory: PhysicalMemory) -> FreeList:
+            fl = read_free_list(memory, roots["frames"])
             ns = SimpleNamespace(frames=fl, core=None)  # checks in full, none "not built"
             results = [c(ns) for c in span_checks]  # type: ignore[arg-type]
             assert all(r is not None and r.ok for r in results), results
+            assert len(fl.nodes) == SPANS
             return fl
 
-        # The bounded chase maps and unmaps the 2 GiB the list spans; what that costs the kernel
-        # depends on the folios the dump sits in, so the rows name the page cache's state.
-        span_bytes = SPANS * 2 * PAGE_SIZE
-        folios, kernel = page_cache(dump, SPAN_BASE, span_bytes, WINDOW)
-        chase_t, fl = timed(chase, args.runs)
-        nodes = len(fl.nodes)  # type: ignore[attr-defined]
-        assert nodes == SPANS
-        lines.append(row(f"free-list chase with checks (bounded RSS; page cache "
-                         f"{'as written' if generated else 'as found'}, {folios})", chase_t,
-                         f"{nodes} nodes, {nodes / statistics.median(chase_t) / 1e6:.2f} M nodes/s;"
-                         f" mapping and unmapping the list's pages alone: {kernel:.3f} s"))  # fmt: skip
+        def chase_row(path: Path, memory: PhysicalMemory, state: str) -> None:
+            # The bounded chase maps and unmaps the 2 GiB the list spans; what that costs the
+            # kernel depends on the folios the file sits in, so each row names the page cache's
+            # state and what mapping and unmapping alone costs in it.
+            folios, kernel = page_cache(path, SPAN_BASE, SPANS * 2 * PAGE_SIZE, WINDOW)
+            chase(memory)  # not timed: the first pass also reads hole pages into the page cache
+            times, _ = timed(lambda: chase(memory), args.runs)
+            lines.append(row(f"free-list chase with checks (bounded RSS; {state}, {folios})",
+                             times, f"{SPANS} nodes, {SPANS / statistics.median(times) / 1e6:.2f} M"
+                             f" nodes/s; mapping and unmapping the list's pages alone: "
+                             f"{kernel:.3f} s"))  # fmt: skip
+
+        chase_row(dump, mem, "as kmtool wrote it" if generated else "as found")
         if not args.chase_only:
             needle = magic_bytes()
             scan_t, hits = timed(lambda: list(mem.scan(needle)), args.runs)
             lines.append(row("core-info scan of the whole dump (no CR3)", scan_t,
                              f"{len(hits)} hit(s)"))  # type: ignore[arg-type]  # fmt: skip
+        written_in_pieces = open_dump(pieces).memory
+        chase_row(pieces, written_in_pieces, "the same dump written a record at a time")
+        written_in_pieces.close()
         drop_from_page_cache(dump)
-        folios, kernel = page_cache(dump, SPAN_BASE, span_bytes, WINDOW)
-        # Not timed: the first pass over data just read from the disk is slow for any reader (0.4
-        # to 0.7 s for a plain numpy read of the page heads on the benchmark machine, a VM).
-        chase()
-        back_t, _ = timed(chase, args.runs)
-        lines.append(row(f"free-list chase with checks (bounded RSS; page cache read back, {folios})",
-                         back_t, f"{nodes / statistics.median(back_t) / 1e6:.2f} M nodes/s; mapping "
-                         f"and unmapping the list's pages alone: {kernel:.3f} s"))  # fmt: skip
+        chase_row(dump, mem, "page cache read back")
         mem.bounded = False
-        chase()  # maps the list's pages once; they stay mapped for the runs below
-        warm_t, _ = timed(chase, args.runs)
+        chase(mem)  # maps the list's pages once; they stay mapped for the runs below
+        warm_t, _ = timed(lambda: chase(mem), args.runs)
         lines.append(row("free-list chase with checks (pages already mapped)", warm_t,
-                         f"{nodes / statistics.median(warm_t) / 1e6:.2f} M nodes/s"))  # fmt: skip
+                         f"{SPANS / statistics.median(warm_t) / 1e6:.2f} M nodes/s"))  # fmt: skip
         mem.release_all()
         mem.close()
 
