@@ -109,9 +109,11 @@ class BlockWriter:
                 data = os.lseek(fd, pos, os.SEEK_DATA)
                 hole = os.lseek(fd, data, os.SEEK_HOLE)
             except OSError as err:
-                if err.errno != errno.ENXIO:  # ENXIO: only a hole is left
+                if err.errno == errno.ENXIO:  # only a hole is left
+                    break
+                if err.errno != errno.EINVAL:
                     raise
-                break
+                data, hole = pos, end  # no SEEK_DATA on this file system: read it all
             self.seek(base + data)
             while data < hole:
                 n = os.preadv(fd, [self._view[self._fill : self._fill + hole - data]], data)

@@ -203,3 +203,29 @@ def test_pipe_copy_failure_is_a_sentence_and_closes_the_pipe() -> None:
     copy.join(10)
     assert not copy.is_alive()
     assert copy.error == "No space left on device"
+
+
+def test_copy_from_a_file_system_without_seek_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "source"
+    source.write_bytes(bytes(BLOCK) + b"\x5a" * 100)
+    real = os.lseek
+
+    def lseek(fd: int, pos: int, how: int) -> int:
+        if how in (os.SEEK_DATA, os.SEEK_HOLE):
+            raise OSError(22, "Invalid argument")  # EINVAL, as a file system without them says
+        return real(fd, pos, how)
+
+    monkeypatch.setattr(dumpfile.os, "lseek", lseek)
+    out = tmp_path / "out"
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    src = os.open(source, os.O_RDONLY)
+    try:
+        writer = BlockWriter(fd)
+        assert writer.copy_from(src) == BLOCK + 100
+        writer.finish(writer.position)
+    finally:
+        os.close(src)
+        os.close(fd)
+    assert out.read_bytes() == source.read_bytes()
