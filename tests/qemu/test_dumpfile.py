@@ -71,6 +71,20 @@ def run_steps(path: Path, steps: list[tuple[int, int, int]]) -> tuple[bytearray,
     return model, tail
 
 
+def copy_file(source: Path, out: Path) -> int:
+    """`source` copied into the new file `out` by a BlockWriter; the bytes copy_from reports."""
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    src = os.open(source, os.O_RDONLY)
+    try:
+        writer = BlockWriter(fd)
+        copied = writer.copy_from(src)
+        writer.finish(writer.position)
+    finally:
+        os.close(src)
+        os.close(fd)
+    return copied
+
+
 @settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -174,15 +188,7 @@ def test_copy_from_a_sparse_file_reads_no_hole(
 
     monkeypatch.setattr(dumpfile.os, "preadv", preadv)
     out = tmp_path / "out"
-    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    src = os.open(source, os.O_RDONLY)
-    try:
-        writer = BlockWriter(fd)
-        assert writer.copy_from(src) == 16 * BLOCK
-        writer.finish(writer.position)
-    finally:
-        os.close(src)
-        os.close(fd)
+    assert copy_file(source, out) == 16 * BLOCK
     assert out.read_bytes() == source.read_bytes()
     # SEEK_DATA granularity is the file system's block: allow whole 4 KiB blocks, never a 2 MiB one.
     data = [(3 * BLOCK, 4 * BLOCK), (11 * BLOCK, 12 * BLOCK)]
@@ -219,13 +225,5 @@ def test_copy_from_a_file_system_without_seek_data(
 
     monkeypatch.setattr(dumpfile.os, "lseek", lseek)
     out = tmp_path / "out"
-    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    src = os.open(source, os.O_RDONLY)
-    try:
-        writer = BlockWriter(fd)
-        assert writer.copy_from(src) == BLOCK + 100
-        writer.finish(writer.position)
-    finally:
-        os.close(src)
-        os.close(fd)
+    assert copy_file(source, out) == BLOCK + 100
     assert out.read_bytes() == source.read_bytes()
