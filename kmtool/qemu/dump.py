@@ -56,6 +56,7 @@ from pathlib import Path
 
 from kmtool.errors import DumpError, RunError
 from kmtool.layout.table import MiB
+from kmtool.qemu import dumpfile
 from kmtool.qemu.dumpfile import BlockWriter
 from kmtool.qemu.qmp import Monitor
 
@@ -66,6 +67,7 @@ RAW_CHUNK = 256 * MiB  # bytes per pmemsave (also the temporary file's size boun
 PIPE_BYTES = 1 * MiB  # the ELF pipe's capacity (Linux's default pipe-max-size)
 _PIPE_NAME = "kmtool-dump"  # the name QEMU knows the ELF pipe by (`getfd`)
 POLL_SECONDS = 0.05
+DRAIN_SECONDS = 30.0  # the ELF copy's bound after QEMU's last byte (a pipe and a block)
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes total)
 
@@ -133,35 +135,43 @@ def _capture_elf(monitor: Monitor, path: Path, progress: Progress | None) -> int
             os.close(write_end)  # QEMU holds its own copy; EOF comes when it closes that
         monitor.command("dump-guest-memory", paging=False, protocol=f"fd:{_PIPE_NAME}", detach=True)
         started = True
-        total = 0
-        while True:
-            state = monitor.command("query-dump")
-            total = int(state.get("total", 0))
-            if progress is not None and total:
-                progress(int(state.get("completed", 0)), total)
-            status = state.get("status")
-            if status == "completed":
-                break
-            if status == "failed":
-                copy.join()
-                raise DumpError(
-                    f"QEMU could not write the ELF dump `{path}` (query-dump: failed"
-                    + (f"; kmtool's copy: {copy.error}" if copy.error else "")
-                    + ")."
-                )
-            time.sleep(POLL_SECONDS)
-        copy.join()
+        status, total = _wait_for_dump(monitor, progress)
+        copy.join(DRAIN_SECONDS)  # QEMU has closed the pipe or is about to: what is left is small
+        if copy.is_alive():
+            raise DumpError(
+                f"The copy of the ELF dump `{path}` had not ended {DRAIN_SECONDS:.0f} s after "
+                f"QEMU's dump {status}."
+            )
+        if status == "failed":
+            why = f"; kmtool's copy: {copy.error}" if copy.error else ""
+            raise DumpError(
+                f"QEMU could not write the ELF dump `{path}` (query-dump: failed{why})."
+            )
         if copy.error is not None:
             raise DumpError(f"Could not write the ELF dump `{path}`: {copy.error}.")
     except BaseException:
         if not started:  # QEMU still holds the pipe's write end: have it closed so the copy ends
             with contextlib.suppress(Exception):
                 monitor.command("closefd", fdname=_PIPE_NAME)
-        copy.join()
+        # Never wait out a dump here (an interrupt, say): the copy ends when QEMU quits.
+        copy.join(1.0)
         partial.unlink(missing_ok=True)
         raise
     os.replace(partial, path)
     return total
+
+
+def _wait_for_dump(monitor: Monitor, progress: Progress | None) -> tuple[str, int]:
+    """Poll `query-dump` until the dump is "completed" or "failed"; (status, total bytes)."""
+    while True:
+        state = monitor.command("query-dump")
+        total = int(state.get("total", 0))
+        if progress is not None and total:
+            progress(int(state.get("completed", 0)), total)
+        status = str(state.get("status"))
+        if status in ("completed", "failed"):
+            return status, total
+        time.sleep(POLL_SECONDS)
 
 
 class _PipeCopy(threading.Thread):
@@ -176,13 +186,8 @@ class _PipeCopy(threading.Thread):
 
     def run(self) -> None:
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                writer = BlockWriter(fd)
-                size = writer.copy_from(self.read_end)
-                writer.finish(size)
-            finally:
-                os.close(fd)
+            with dumpfile.create(self.path) as writer:
+                writer.finish(writer.copy_from(self.read_end))
         except OSError as err:
             self.error = err.strerror or str(err)
         finally:
@@ -229,9 +234,7 @@ def _capture_raw(monitor: Monitor, path: Path, progress: Progress | None) -> tup
     chunk_file = path.with_name(path.name + ".chunk")
     done = 0
     try:
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            writer = BlockWriter(fd)  # file offset == physical address; zero blocks stay holes
+        with dumpfile.create(partial) as writer:  # file offset == physical address
             for ram in ranges:
                 offset = 0
                 while offset < ram.size:
@@ -246,8 +249,6 @@ def _capture_raw(monitor: Monitor, path: Path, progress: Progress | None) -> tup
                     if progress is not None:
                         progress(done, total)
             writer.finish(file_size)
-        finally:
-            os.close(fd)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise

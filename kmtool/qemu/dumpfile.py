@@ -15,14 +15,28 @@ empty, and a 256 GiB guest's dump takes the disk space of what the guest used.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
+from collections.abc import Iterator
+from pathlib import Path
 
-from kmtool.layout.table import MiB
+from kmtool.layout.table import ENTRIES_PER_TABLE, PAGE_SIZE
 
-BLOCK = 2 * MiB  # the folio size to aim for: x86-64's 2 MiB page (PMD) size
+BLOCK = PAGE_SIZE * ENTRIES_PER_TABLE  # the folio size to aim for: one PD entry's 2 MiB page
 _ZERO = bytes(BLOCK)
+
+
+@contextlib.contextmanager
+def create(path: Path) -> Iterator[BlockWriter]:
+    """A BlockWriter on the new file `path` (created or truncated, mode 0644), closed on exit. The
+    caller ends with `finish`; what is still buffered when the block is left early is dropped."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        yield BlockWriter(fd)
+    finally:
+        os.close(fd)
 
 
 class BlockWriter:

@@ -88,3 +88,56 @@ def test_chunk_copy_rejects_a_short_chunk(tmp_path: Path) -> None:
             dump._copy_chunk(chunk, BlockWriter(fd), 0x1000, 200)
     finally:
         os.close(fd)
+
+
+class PipeQemu:
+    """Stands in for QEMU's side of the ELF pipe in `_capture_elf`: keeps a duplicate of the fd it
+    is sent, writes `data` into it for `dump-guest-memory` and closes it, as QEMU's dump thread
+    does; `closefd` closes it unused. (The real QEMU path is tests/integration's oracle.)"""
+
+    def __init__(self, data: bytes, status: str = "completed", refuse: bool = False) -> None:
+        self.data, self.status, self.refuse = data, status, refuse
+        self.fd: int | None = None
+        self.commands: list[str] = []
+
+    def send_fd(self, fd: int, name: str) -> None:
+        self.fd = os.dup(fd)
+
+    def command(self, name: str, **arguments: object) -> dict[str, object]:
+        self.commands.append(name)
+        assert self.fd is not None
+        if name == "closefd":
+            os.close(self.fd)
+        elif name == "dump-guest-memory":
+            if self.refuse:
+                raise RunError("The QMP command `dump-guest-memory` failed: no.")
+            with os.fdopen(self.fd, "wb") as out:
+                out.write(self.data)
+        elif name == "query-dump":
+            return {"status": self.status, "completed": len(self.data), "total": len(self.data)}
+        return {}
+
+
+def test_elf_capture_writes_what_qemu_sends(tmp_path: Path) -> None:
+    data = b"\x7fELF" + bytes(BLOCK) + b"\x5a" * 5000
+    qemu = PipeQemu(data)
+    assert dump._capture_elf(qemu, tmp_path / "d.elf", None) == len(data)  # type: ignore[arg-type]
+    assert (tmp_path / "d.elf").read_bytes() == data
+    assert not (tmp_path / "d.elf.partial").exists()
+
+
+def test_elf_capture_refused_by_qemu_closes_the_pipe_and_leaves_no_file(tmp_path: Path) -> None:
+    qemu = PipeQemu(b"", refuse=True)
+    with pytest.raises(RunError, match="dump-guest-memory"):
+        dump._capture_elf(qemu, tmp_path / "d.elf", None)  # type: ignore[arg-type]
+    assert qemu.commands == ["dump-guest-memory", "closefd"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_elf_capture_failed_in_qemu_is_one_sentence(tmp_path: Path) -> None:
+    qemu = PipeQemu(b"\1" * 100, status="failed")
+    with pytest.raises(
+        DumpError, match=r"^QEMU could not write the ELF dump `.*d\.elf` \(query-dump: failed\)\.$"
+    ):
+        dump._capture_elf(qemu, tmp_path / "d.elf", None)  # type: ignore[arg-type]
+    assert list(tmp_path.iterdir()) == []
