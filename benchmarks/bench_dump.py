@@ -86,7 +86,7 @@ def main() -> int:
                     row["seconds"].append(seconds)
                     row["size"].append(st.st_size / MiB)
                     row["disk"].append(st.st_blocks * 512 / MiB)
-                    row["pmd"].append(float(share.split("%")[0]))
+                    row["pmd"].append(share)
                     row["map"].append(cost)
                     path.unlink()
                     path.with_name(path.name + ".layout.json").unlink(missing_ok=True)
@@ -99,7 +99,7 @@ def main() -> int:
         s = row["seconds"]
         print(f"| {name} | {statistics.median(s):.2f} s [{min(s):.2f}-{max(s):.2f}] | "
               f"{statistics.median(row['size']):.0f} MiB | {statistics.median(row['disk']):.0f} MiB | "
-              f"{statistics.median(row['pmd']):.0f}% | {statistics.median(row['map']):.3f} s |")  # fmt: skip
+              f"{statistics.median(row['pmd']):.0%} | {statistics.median(row['map']):.3f} s |")  # fmt: skip
     return 0
 
 

@@ -235,16 +235,14 @@ def generate(path: Path) -> dict[str, int]:
 def write_as_kmtool(source: Path, path: Path) -> None:
     """Copy the generated dump to `path` the way `kmtool run --dump-format raw` copies QEMU's
     pmemsave chunks (kmtool.qemu.dump): through a BlockWriter, in whole 2 MiB aligned blocks."""
-    from kmtool.qemu.dumpfile import BlockWriter
+    from kmtool.qemu import dumpfile
 
     src = os.open(source, os.O_RDONLY)
-    out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        writer = BlockWriter(out)
-        writer.copy_from(src)
-        writer.finish(writer.position)
+        with dumpfile.create(path) as writer:
+            writer.copy_from(src)
+            writer.finish(writer.position)
     finally:
-        os.close(out)
         os.close(src)
     layout = source.with_name(source.name + ".layout.json")
     shutil.copyfile(layout, path.with_name(path.name + ".layout.json"))
@@ -261,9 +259,9 @@ def drop_from_page_cache(path: Path) -> None:
         os.close(fd)
 
 
-def page_cache(path: Path, start: int, length: int, window: int) -> tuple[str, float]:
+def page_cache(path: Path, start: int, length: int, window: int) -> tuple[float, float]:
     """Read [start, start + length) of the dump into the page cache (it may come from the disk);
-    return how much of it the kernel maps with 2 MiB entries (from /proc/self/smaps_rollup), and
+    return the share of it the kernel maps with 2 MiB entries (0..1, from /proc/self/smaps_rollup), and
     what mapping and unmapping it `window` bytes at a time costs alone (median of 3), which is the
     kernel's share of a bounded chase over it: with 4 KiB folios that is two updates a page."""
 
@@ -286,7 +284,7 @@ def page_cache(path: Path, start: int, length: int, window: int) -> tuple[str, f
                 mm.madvise(mmap.MADV_DONTNEED, at, min(window, start + length - at))
 
         kernel, _ = timed(map_unmap, 3)
-    return f"{share:.0%} in 2 MiB folios", statistics.median(kernel)
+    return share, statistics.median(kernel)
 
 
 def timed(fn: Callable[[], object], runs: int) -> tuple[list[float], object]:
@@ -446,11 +444,13 @@ def main() -> None:
             # The bounded chase maps and unmaps the 2 GiB the list spans; what that costs the
             # kernel depends on the folios the file sits in, so each row names the page cache's
             # state and what mapping and unmapping alone costs in it.
-            folios, kernel = page_cache(path, SPAN_BASE, SPANS * 2 * PAGE_SIZE, WINDOW)
+            share, kernel = page_cache(path, SPAN_BASE, SPANS * 2 * PAGE_SIZE, WINDOW)
             chase(memory)  # not timed: the first pass also reads hole pages into the page cache
             times, _ = timed(lambda: chase(memory), args.runs)
-            lines.append(row(f"free-list chase with checks (bounded RSS; {state}, {folios})",
-                             times, f"{SPANS} nodes, {SPANS / statistics.median(times) / 1e6:.2f} M"
+            name = (
+                f"free-list chase with checks (bounded RSS; {state}, {share:.0%} in 2 MiB folios)"
+            )
+            lines.append(row(name, times, f"{SPANS} nodes, {SPANS / statistics.median(times) / 1e6:.2f} M"
                              f" nodes/s; mapping and unmapping the list's pages alone: "
                              f"{kernel:.3f} s"))  # fmt: skip
 

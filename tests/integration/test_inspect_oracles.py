@@ -34,7 +34,8 @@ from kmtool.dump.memmap import type_name
 from kmtool.dump.pagetable import Pte
 from kmtool.dump.records import field_offset
 from kmtool.errors import KmtoolError
-from kmtool.layout.table import MEMTYPE_HANDOFF, MEMTYPE_KERNEL, MEMTYPE_SCRATCH, PAGE_SIZE
+from kmtool.layout.table import MEMTYPE_HANDOFF, MEMTYPE_KERNEL, MEMTYPE_SCRATCH, PAGE_SIZE, MiB
+from kmtool.qemu.cmdline import DEFAULT_MEMORY
 from kmtool.schemas.frames import FrameAllocator, FrameSpan
 
 TOOLS = ("clang", "ld.lld", "lld-link", "mformat", "mcopy", "qemu-system-x86_64",
@@ -51,6 +52,7 @@ KERNEL_TYPE_NAMES = {
         "MMIOPortSpace", "PalCode", "Persistent", "Unaccepted"))},
     "KmKernel": MEMTYPE_KERNEL, "KmHandoff": MEMTYPE_HANDOFF, "KmScratch": MEMTYPE_SCRATCH,
 }  # fmt: skip
+COMPARE_CHUNK = 16 * MiB  # dumps are compared this much at a time (bounded memory)
 QEMU_ADDRESS_MASK = {4096: 0x3FFFFFFFFF000, 2 << 20: 0x3FFFFFFE00000, 1 << 30: 0x3FFFFC0000000}
 FLAG_LETTERS = (("X", Pte.NX), ("G", Pte.GLOBAL), ("P", Pte.PS), ("D", Pte.DIRTY),
                 ("A", Pte.ACCESSED), ("C", Pte.PCD), ("T", Pte.PWT), ("U", Pte.USER),
@@ -184,9 +186,9 @@ def test_elf_dump_equals_qemus_own_file(held: dict[str, object]) -> None:
     ours, theirs = work / "dump.elf", work / "dump.qemu.elf"
     assert ours.stat().st_size == theirs.stat().st_size
     with open(ours, "rb") as a, open(theirs, "rb") as b:
-        while chunk := a.read(16 << 20):
+        while chunk := a.read(COMPARE_CHUNK):
             assert chunk == b.read(len(chunk)), (
-                f"differs in the 16 MiB from {a.tell() - len(chunk):#x}"
+                f"differs in the chunk from {a.tell() - len(chunk):#x}"
             )
     # Most of a freshly booted 512 MiB guest is zeros, which kmtool leaves as holes.
     assert ours.stat().st_blocks * 512 < ours.stat().st_size // 2
@@ -199,10 +201,10 @@ def test_raw_dump_equals_qemus_elf_loads(held: dict[str, object]) -> None:
     work: Path = held["work"]  # type: ignore[assignment]
     with open(work / "dump.qemu.elf", "rb") as elf_file, open(work / "dump.raw", "rb") as raw:
         loads = [s for s in ELFFile(elf_file).iter_segments() if s["p_type"] == "PT_LOAD"]
-        assert sum(s["p_filesz"] for s in loads) == 512 << 20
+        assert sum(s["p_filesz"] for s in loads) == DEFAULT_MEMORY  # the held VM's RAM
         for seg in loads:
-            for at in range(0, seg["p_filesz"], 16 << 20):
-                n = min(16 << 20, seg["p_filesz"] - at)
+            for at in range(0, seg["p_filesz"], COMPARE_CHUNK):
+                n = min(COMPARE_CHUNK, seg["p_filesz"] - at)
                 elf_file.seek(seg["p_offset"] + at)
                 raw.seek(seg["p_paddr"] + at)
                 assert elf_file.read(n) == raw.read(n), f"phys {seg['p_paddr'] + at:#x}"
