@@ -5,6 +5,7 @@
 #include <stdarg.h>
 
 #include "arch/cpu.h"
+#include "lib/fault.h"
 #include "lib/printf.h"
 
 int kernel_hold;
@@ -18,6 +19,7 @@ static void panic_vbegin(const char *fmt, va_list ap)
         kprintf("\npanic: nested panic, halting\n");
         cpu_halt_forever();
     }
+    fault_record_message(fmt, ap);
     kprintf("\npanic: ");
     kvprintf(fmt, ap);
     kprintf("\n");
@@ -40,31 +42,22 @@ _Noreturn void panic_end(void)
     kernel_exit(KM_EXIT_PANIC);
 }
 
-extern char __text_start[], __text_end[], __bss_start[], __bss_end[];
-
 void print_backtrace(uint64_t rbp)
 {
-    // Frames live on the boot stack or the IST stack, both inside .bss.
-    uint64_t lo = (uint64_t)(uintptr_t)__bss_start, hi = (uint64_t)(uintptr_t)__bss_end;
-    uint64_t text_lo = (uint64_t)(uintptr_t)__text_start, text_hi = (uint64_t)(uintptr_t)__text_end;
+    uint64_t frames[KM_FAULT_MAX_FRAMES];
+    int n = backtrace_collect(rbp, frames, KM_FAULT_MAX_FRAMES);
     kprintf("  backtrace");
-    for (int depth = 0; depth < 16; depth++) {
-        if (rbp < lo || rbp + 16 > hi || (rbp & 7))
-            break;
-        const uint64_t *frame = (const uint64_t *)(uintptr_t)rbp;
-        uint64_t ret = frame[1];
-        if (ret < text_lo || ret >= text_hi)
-            break;
-        kprintf(" 0x%lx", ret);
-        if (frame[0] <= rbp)
-            break;   // frames only go up the stack
-        rbp = frame[0];
-    }
+    for (int i = 0; i < n; i++)
+        kprintf(" 0x%lx", frames[i]);
     kprintf("\n");
 }
 
 _Noreturn void panic(const char *fmt, ...)
 {
+    uint64_t rsp;
+    __asm__ volatile("mov %%rsp, %0" : "=r"(rsp));
+    fault_record_panic((uint64_t)(uintptr_t)__builtin_return_address(0), rsp,
+                       (uint64_t)(uintptr_t)__builtin_frame_address(0));
     va_list ap;
     va_start(ap, fmt);
     panic_vbegin(fmt, ap);

@@ -15,6 +15,7 @@ STATE_SYMBOLS = {
     "frame_state_phys": "km_frames",
     "heap_state_phys": "km_heap",
     "page_state_phys": "km_page_stats",
+    "fault_phys": "km_fault_record",
 }
 
 

@@ -22,10 +22,10 @@ from pathlib import Path
 import construct
 
 from kmtool.layout import table
-from kmtool.schemas import bootinfo, coreinfo, frames, heap, memmap, paging
+from kmtool.schemas import bootinfo, coreinfo, fault, frames, heap, memmap, paging
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
-_SCHEMA_MODULES = (bootinfo, coreinfo, frames, heap, memmap, paging)
+_SCHEMA_MODULES = (bootinfo, coreinfo, fault, frames, heap, memmap, paging)
 INPUT_FILES = [
     PACKAGE_DIR / "layout" / "table.py",
     PACKAGE_DIR / "layout" / "cgen.py",
@@ -37,6 +37,7 @@ STRUCTS: list[tuple[str, construct.Construct]] = [
     ("km_boot_info", bootinfo.BootInfo),
     ("km_efi_memory_descriptor", memmap.EfiMemoryDescriptor),
     ("km_core_info", coreinfo.CoreInfo),
+    ("km_fault_record", fault.FaultRecord),
     ("km_frame_span", frames.FrameSpan),
     ("km_frame_allocator", frames.FrameAllocator),
     ("km_heap_block", heap.HeapBlock),
@@ -208,6 +209,11 @@ def _structs_h(digest: str) -> str:
         ("KM_CORE_INFO_MAGIC", coreinfo.CORE_INFO_MAGIC),
         ("KM_CORE_INFO_MAGIC2", coreinfo.CORE_INFO_MAGIC2),
         ("KM_CORE_INFO_VERSION", coreinfo.CORE_INFO_VERSION),
+        ("KM_FAULT_KIND_NONE", fault.FAULT_KIND_NONE),
+        ("KM_FAULT_KIND_EXCEPTION", fault.FAULT_KIND_EXCEPTION),
+        ("KM_FAULT_KIND_PANIC", fault.FAULT_KIND_PANIC),
+        ("KM_FAULT_MESSAGE_BYTES", fault.FAULT_MESSAGE_BYTES),
+        ("KM_FAULT_MAX_FRAMES", fault.FAULT_MAX_FRAMES),
         ("KM_FRAME_SPAN_MAGIC", frames.FRAME_SPAN_MAGIC),
         ("KM_SPAN_HASH_MULTIPLIER", frames.SPAN_HASH_MULTIPLIER),
         ("KM_HEAP_FREE_MAGIC", heap.HEAP_FREE_MAGIC),

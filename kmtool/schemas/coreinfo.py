@@ -10,7 +10,7 @@ from construct import Bytes, Int32ul, Int64ul, Struct
 
 CORE_INFO_MAGIC = int.from_bytes(b"KMCORE\x00\x01", "little")
 CORE_INFO_MAGIC2 = int.from_bytes(b"\x7fINFO\x00\x00\x01", "little")
-CORE_INFO_VERSION = 1
+CORE_INFO_VERSION = 2  # 2: fault_phys (the fault record)
 
 CoreInfo = Struct(
     "magic" / Int64ul * "KM_CORE_INFO_MAGIC",
@@ -35,4 +35,5 @@ CoreInfo = Struct(
     "entry_tsc" / Int64ul * "TSC at kernel entry",
     "ready_tsc" / Int64ul * "TSC when the kernel reported ready (0 before)",
     "build_id" / Bytes(16) * "first 16 bytes of kernel.elf's GNU build id (ld.lld --build-id=sha1)",
+    "fault_phys" / Int64ul * "physical address of struct km_fault_record (kmtool/schemas/fault.py)",
 )

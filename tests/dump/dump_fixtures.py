@@ -108,6 +108,7 @@ SYMBOLS = {
     "km_frames": DATA_VA + 0x400,
     "km_heap": DATA_VA + 0x800,
     "km_page_stats": DATA_VA + 0xC00,
+    "km_fault_record": DATA_VA + 0x1000,
 }
 HEAP_MIN_ORDER = 6
 HEAP_MAX_ORDER = HEAP_SIZE.bit_length() - 1
@@ -506,6 +507,7 @@ def build(offset_page: int = GiB, cr3: str = "kernel") -> Fixture:
         frames=sym_pa("km_frames"),
         heap=sym_pa("km_heap"),
         stats=sym_pa("km_page_stats"),
+        fault=sym_pa("km_fault_record"),
     )
     fx.put(
         fx.addresses["frames"],
@@ -561,6 +563,7 @@ def build(offset_page: int = GiB, cr3: str = "kernel") -> Fixture:
                 "entry_tsc": 2000,
                 "ready_tsc": 9000,
                 "build_id": BUILD_ID[:16],
+                "fault_phys": fx.addresses["fault"],
             }
         ),
     )

@@ -2,6 +2,7 @@
 #include "arch/trap.h"
 
 #include "arch/cpu.h"
+#include "lib/fault.h"
 #include "lib/panic.h"
 #include "lib/printf.h"
 #include "mm/paging.h"
@@ -36,6 +37,7 @@ static void describe_page_fault(uint64_t error, char *buf, size_t n)
 _Noreturn static void fault_report(struct trap_frame *f, uint64_t cr2)
 {
     const char *name = f->vector < 32 ? exception_names[f->vector] : "unexpected interrupt";
+    fault_record_trap(f, cr2);   // before anything is printed: the report may not get out
     if (f->vector == 14) {
         char what[96];
         describe_page_fault(f->error, what, sizeof(what));

@@ -1,0 +1,47 @@
+"""The fault record: what the CPU and the kernel knew when the kernel gave up (docs/design.md §11).
+
+The kernel keeps one `FaultRecord` (C `struct km_fault_record km_fault_record`) and publishes its
+physical address in the core-info block (`fault_phys`). It fills the record *before* it prints the
+panic report, on every CPU exception it cannot handle (kind `FAULT_KIND_EXCEPTION`) and on every
+`panic()` (kind `FAULT_KIND_PANIC`), so a dump taken with `hold` holds the state even when the
+report never reached the console.
+
+The first fault wins: `seq` counts every fault and panic since boot, but the registers, message and
+frames are those of the first one, since a later fault (a fault while reporting) is a consequence.
+`seq` 0 means nothing went wrong. For a panic, `vector` and `error_code` are 0 and meaningless,
+`rip` is the address panic() returns to (inside its caller) and `rsp`/`rbp` are panic()'s own frame.
+"""
+
+from construct import Array, Bytes, Int32ul, Int64ul, Struct
+
+FAULT_KIND_NONE = 0
+FAULT_KIND_EXCEPTION = 1
+FAULT_KIND_PANIC = 2
+#: Bytes of the panic message kept, including the terminating NUL (longer messages are cut).
+FAULT_MESSAGE_BYTES = 160
+#: Frame-pointer return addresses kept, innermost first.
+FAULT_MAX_FRAMES = 16
+
+#: General registers in the record's order (the trap frame's names).
+GENERAL_REGISTERS = (
+    "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp",
+    "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15",
+)  # fmt: skip
+
+FaultRecord = Struct(
+    "seq" / Int64ul * "faults and panics since boot; 0 when none (the state is the first one's)",
+    "kind" / Int32ul * "KM_FAULT_KIND_NONE, KM_FAULT_KIND_EXCEPTION or KM_FAULT_KIND_PANIC",
+    "frame_count" / Int32ul * "valid entries of frames[]",
+    "vector" / Int64ul * "exception vector (0-255); 0 for a panic",
+    "error_code" / Int64ul * "the error code the CPU pushed (0 when the vector has none)",
+    "cr2" / Int64ul * "CR2 at the fault: the faulting address of a #PF",
+    "cr3" / Int64ul * "CR3 in effect at the fault (the page tables CR2 was walked under)",
+    "rip" / Int64ul * "instruction pointer of the fault (for a panic: the caller's return address)",
+    "rsp" / Int64ul * "stack pointer at the fault",
+    "rflags" / Int64ul * "RFLAGS at the fault",
+    "cs" / Int64ul * "code segment selector at the fault",
+    "ss" / Int64ul * "stack segment selector at the fault",
+    *(name / Int64ul * f"general register {name} at the fault" for name in GENERAL_REGISTERS),
+    "message" / Bytes(FAULT_MESSAGE_BYTES) * "the panic message, NUL-terminated, cut to fit",
+    "frames" / Array(FAULT_MAX_FRAMES, Int64ul) * "frame-pointer return addresses, innermost first",
+)
