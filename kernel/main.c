@@ -14,6 +14,7 @@
 #include "mm/bootstrap.h"
 #include "mm/memmap.h"
 #include "mm/paging.h"
+#include "test/bugs.h"
 #include "test/selftest.h"
 
 uint64_t kernel_entry_tsc;   // written by _start before anything else runs
@@ -71,8 +72,10 @@ _Noreturn void kmain(uint64_t boot_info_phys)
     }
     if (cmdline_has(kernel_cmdline, "test"))
         selftest_run(&tests);
+    bugs_before_ready(kernel_cmdline);
 
     report_ready(firmware_map.count, cycles, mm_cycles, &tests);
+    bugs_after_ready(kernel_cmdline);
     if (kernel_hold) {
         kprintf("KM-READY\n");
         cpu_halt_forever();
