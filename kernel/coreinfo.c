@@ -5,6 +5,7 @@
 #include "lib/bootinfo.h"
 #include "lib/fault.h"
 #include "lib/string.h"
+#include "mm/aspace.h"
 #include "mm/bootstrap.h"
 #include "mm/paging.h"
 
@@ -64,6 +65,7 @@ void coreinfo_init(void)
     ci->heap_state_phys = kernel_virt_to_phys(&km_heap);
     ci->page_state_phys = kernel_virt_to_phys(&km_page_stats);
     ci->fault_phys = kernel_virt_to_phys(&km_fault_record);
+    ci->aspaces_phys = kernel_virt_to_phys(&km_aspaces);
     ci->kernel_phys_base = boot_info->kernel_phys_base;
     ci->kernel_virt_base = (uint64_t)(uintptr_t)__kernel_start;
     ci->kernel_size = (uint64_t)(__kernel_end - __kernel_start);

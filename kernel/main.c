@@ -16,6 +16,7 @@
 #include "mm/paging.h"
 #include "test/bugs.h"
 #include "test/selftest.h"
+#include "test/workload.h"
 
 uint64_t kernel_entry_tsc;   // written by _start before anything else runs
 
@@ -72,6 +73,7 @@ _Noreturn void kmain(uint64_t boot_info_phys)
     }
     if (cmdline_has(kernel_cmdline, "test"))
         selftest_run(&tests);
+    workloads_run(kernel_cmdline);
     bugs_before_ready(kernel_cmdline);
 
     report_ready(firmware_map.count, cycles, mm_cycles, &tests);

@@ -6,8 +6,38 @@
 
 #define USER_HALF_ENTRIES 256   // PML4 entries 0-255 map the lower canonical half
 
+struct km_aspace_list km_aspaces;
+
+static void list_add(struct aspace *as)
+{
+    struct km_aspace_list *l = &km_aspaces;
+    as->id = ++l->created;
+    l->pml4[l->count] = as->pml4;
+    l->id[l->count] = as->id;
+    l->count++;
+}
+
+static void list_remove(const struct aspace *as)
+{
+    struct km_aspace_list *l = &km_aspaces;
+    for (uint64_t i = 0; i < l->count; i++) {
+        if (l->pml4[i] != as->pml4)
+            continue;
+        for (uint64_t j = i + 1; j < l->count; j++) {
+            l->pml4[j - 1] = l->pml4[j];
+            l->id[j - 1] = l->id[j];
+        }
+        l->count--;
+        l->pml4[l->count] = l->id[l->count] = 0;
+        return;
+    }
+}
+
 int aspace_create(struct aspace *as)
 {
+    as->pml4 = 0;
+    if (km_aspaces.count >= KM_ASPACE_MAX)
+        return KM_EFULL;
     as->pml4 = paging_table_alloc();
     if (!as->pml4)
         return KM_ENOMEM;
@@ -16,6 +46,7 @@ int aspace_create(struct aspace *as)
     const uint64_t *kernel = table_at(kernel_pml4);
     for (unsigned i = KM_SHARED_PML4_FIRST; i <= KM_SHARED_PML4_LAST; i++)
         mine[i] = kernel[i];
+    list_add(as);
 
     uint64_t stack, got;
     if (frames_alloc(&km_frames, 1, &stack, &got) != KM_OK) {
@@ -66,6 +97,7 @@ void aspace_destroy(struct aspace *as)
         return;
     if ((read_cr3() & PTE_ADDR) == as->pml4)
         write_cr3(kernel_pml4);
+    list_remove(as);
     free_user_tables(as->pml4, 4);
     frames_free(&km_frames, as->pml4, 1);
     km_page_stats.tables_freed++;

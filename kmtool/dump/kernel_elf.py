@@ -16,6 +16,7 @@ STATE_SYMBOLS = {
     "heap_state_phys": "km_heap",
     "page_state_phys": "km_page_stats",
     "fault_phys": "km_fault_record",
+    "aspaces_phys": "km_aspaces",
 }
 
 

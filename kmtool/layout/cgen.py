@@ -22,10 +22,10 @@ from pathlib import Path
 import construct
 
 from kmtool.layout import table
-from kmtool.schemas import bootinfo, coreinfo, fault, frames, heap, memmap, paging
+from kmtool.schemas import aspace, bootinfo, coreinfo, fault, frames, heap, memmap, paging
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
-_SCHEMA_MODULES = (bootinfo, coreinfo, fault, frames, heap, memmap, paging)
+_SCHEMA_MODULES = (aspace, bootinfo, coreinfo, fault, frames, heap, memmap, paging)
 INPUT_FILES = [
     PACKAGE_DIR / "layout" / "table.py",
     PACKAGE_DIR / "layout" / "cgen.py",
@@ -43,6 +43,7 @@ STRUCTS: list[tuple[str, construct.Construct]] = [
     ("km_heap_block", heap.HeapBlock),
     ("km_heap", heap.Heap),
     ("km_page_stats", paging.PageStats),
+    ("km_aspace_list", aspace.AspaceList),
 ]
 
 _C_INT_TYPES = {"<B": "uint8_t", "<H": "uint16_t", "<L": "uint32_t", "<Q": "uint64_t"}
@@ -209,6 +210,7 @@ def _structs_h(digest: str) -> str:
         ("KM_CORE_INFO_MAGIC", coreinfo.CORE_INFO_MAGIC),
         ("KM_CORE_INFO_MAGIC2", coreinfo.CORE_INFO_MAGIC2),
         ("KM_CORE_INFO_VERSION", coreinfo.CORE_INFO_VERSION),
+        ("KM_ASPACE_MAX", aspace.ASPACE_MAX),
         ("KM_FAULT_KIND_NONE", fault.FAULT_KIND_NONE),
         ("KM_FAULT_KIND_EXCEPTION", fault.FAULT_KIND_EXCEPTION),
         ("KM_FAULT_KIND_PANIC", fault.FAULT_KIND_PANIC),

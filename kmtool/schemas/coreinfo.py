@@ -10,7 +10,7 @@ from construct import Bytes, Int32ul, Int64ul, Struct
 
 CORE_INFO_MAGIC = int.from_bytes(b"KMCORE\x00\x01", "little")
 CORE_INFO_MAGIC2 = int.from_bytes(b"\x7fINFO\x00\x00\x01", "little")
-CORE_INFO_VERSION = 2  # 2: fault_phys (the fault record)
+CORE_INFO_VERSION = 3  # 2: fault_phys (the fault record); 3: aspaces_phys
 
 CoreInfo = Struct(
     "magic" / Int64ul * "KM_CORE_INFO_MAGIC",
@@ -36,4 +36,5 @@ CoreInfo = Struct(
     "ready_tsc" / Int64ul * "TSC when the kernel reported ready (0 before)",
     "build_id" / Bytes(16) * "first 16 bytes of kernel.elf's GNU build id (ld.lld --build-id=sha1)",
     "fault_phys" / Int64ul * "physical address of struct km_fault_record (kmtool/schemas/fault.py)",
+    "aspaces_phys" / Int64ul * "physical address of struct km_aspace_list (schemas/aspace.py)",
 )

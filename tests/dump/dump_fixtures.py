@@ -109,6 +109,7 @@ SYMBOLS = {
     "km_heap": DATA_VA + 0x800,
     "km_page_stats": DATA_VA + 0xC00,
     "km_fault_record": DATA_VA + 0x1000,
+    "km_aspaces": DATA_VA + 0x1400,
 }
 HEAP_MIN_ORDER = 6
 HEAP_MAX_ORDER = HEAP_SIZE.bit_length() - 1
@@ -508,6 +509,7 @@ def build(offset_page: int = GiB, cr3: str = "kernel") -> Fixture:
         heap=sym_pa("km_heap"),
         stats=sym_pa("km_page_stats"),
         fault=sym_pa("km_fault_record"),
+        aspaces=sym_pa("km_aspaces"),
     )
     fx.put(
         fx.addresses["frames"],
@@ -564,6 +566,7 @@ def build(offset_page: int = GiB, cr3: str = "kernel") -> Fixture:
                 "ready_tsc": 9000,
                 "build_id": BUILD_ID[:16],
                 "fault_phys": fx.addresses["fault"],
+                "aspaces_phys": fx.addresses["aspaces"],
             }
         ),
     )
