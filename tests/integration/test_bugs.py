@@ -19,8 +19,10 @@ from pathlib import Path
 import pytest
 from conftest import REPO, require
 
+from kmtool.dump.accounting import FrameAccounting, account_frames
 from kmtool.dump.coreinfo import find_core_info
 from kmtool.dump.fault import FaultRecordView, read_fault_record
+from kmtool.dump.inspection import Options, inspect_dump
 from kmtool.dump.source import open_dump
 from kmtool.schemas.frames import FrameSpan
 
@@ -140,6 +142,7 @@ def test_leak_runs_on_and_the_frames_stay_allocated(build_dir: Path, boot: type[
     assert last + 1 - first == count * 4096 and count >= 1
     spans = [s for s in frame_spans(b) if s[0] < last + 1 and first < s[0] + s[1] * 4096]
     assert spans == [], "leaked frames are on the free list"
+    assert accounting(b).unaccounted_ranges() == [(first, last)]  # exactly those frames leak
 
 
 @pytest.mark.qemu
@@ -161,6 +164,15 @@ def test_wx_maps_a_page_writable_and_executable(build_dir: Path, boot: type[Boot
     checks = {c["name"]: c for c in json.loads(done.stdout)["checks"]}
     wx = [c for name, c in checks.items() if "writable and executable" in name]
     assert len(wx) == 1 and not wx[0]["ok"] and hex(va) in wx[0]["detail"]
+
+
+def accounting(b: Boot) -> FrameAccounting:
+    """The frame accounting of the boot's dump (the kernel's tables; no address spaces)."""
+    assert b.dump is not None
+    ins = inspect_dump(b.dump, Options())
+    assert ins.memmap is not None and ins.frames is not None and ins.kernel_tables is not None
+    f = ins.frames
+    return account_frames(ins.memmap, f.starts, f.ends, [ins.kernel_tables], f.state.limit)
 
 
 def frame_spans(b: Boot, stop_at: int | None = None) -> list[tuple[int, int]]:

@@ -115,3 +115,35 @@ def test_heap_and_fragment_state_is_what_inspect_decodes(run: dict[str, Any]) ->
     (pairs,) = map(int, groups(r"^(\d+) frames kept", fragment_line))
     assert doc["frames"]["spans"] == spans == run["result"]["report"]["spans"]
     assert spans >= pairs
+
+
+@pytest.mark.qemu
+def test_address_spaces_decode_and_every_frame_has_an_owner(run: dict[str, Any]) -> None:
+    from kmtool.dump.accounting import account_frames
+    from kmtool.dump.aspace_checks import (
+        kernel_half_shared,
+        no_leaked_frames,
+        user_half_is_user,
+        user_not_in_kernel_frames,
+    )
+    from kmtool.dump.aspaces import read_address_spaces
+    from kmtool.dump.inspection import Options, inspect_dump
+
+    ins = inspect_dump(run["dump"], Options())
+    assert ins.core is not None and ins.frames is not None and ins.memmap is not None
+    assert ins.kernel_tables is not None
+    memory = ins.source.memory
+    spaces = read_address_spaces(memory, ins.core.aspaces_phys, ins.core.kernel_pml4_phys)
+    (pages,) = map(int, groups(r"(\d+) user pages", run["said"]["processes"]))
+    assert sum(s.user_pages for s in spaces.spaces) == pages + 2  # + the two copy-on-write aliases
+    walks = [ins.kernel_tables, *(s.tables for s in spaces.spaces)]
+    limit = ins.frames.state.limit
+    acc = account_frames(ins.memmap, ins.frames.starts, ins.frames.ends, walks, limit)
+    assert acc.by_owner["free"] == run["result"]["report"]["free_frames"]
+    checks = [
+        no_leaked_frames(acc),
+        kernel_half_shared(spaces),
+        user_half_is_user(spaces),
+        user_not_in_kernel_frames(ins.kernel_tables, spaces, ins.memmap),
+    ]
+    assert all(c.ok for c in checks), checks

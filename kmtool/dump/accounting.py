@@ -1,0 +1,177 @@
+"""Frame accounting, an fsck of physical memory (docs/design.md §10).
+
+Every frame the kernel can own (the RAM its memory map gives the frame allocator, plus the
+loader's kernel image, handoff data and scratch pages) must belong to exactly one owner, taken in
+this order:
+
+    free         on the frame allocator's free list
+    page-table   a page-table page of the kernel's tables or of a listed address space
+    mapped       the target of a leaf outside the offset map: kernel image, kernel-vspace, heap
+                 backing, user pages
+    kernel-image the rest of the loader's kernel image (memory type km-kernel): the one page
+                 left unmapped on purpose, the guard page below the boot stack
+    handoff      the loader's boot info and memory map (memory type km-handoff)
+
+A frame owned by none is *unaccounted*: the kernel took it from the allocator and nothing reaches
+it any more, which is a leak. Everything here is interval arithmetic over sorted [start, end)
+arrays (numpy), so the cost follows the number of spans, tables and ranges, never the number of
+frames: a 256 GiB guest costs no more than a 256 MiB one with the same state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from kmtool.dump.memmap import USABLE_TYPES, MemoryMap, merge_intervals
+from kmtool.dump.pagetable import PageTables
+from kmtool.layout.table import (
+    MEMTYPE_HANDOFF,
+    MEMTYPE_KERNEL,
+    MEMTYPE_SCRATCH,
+    OFFSET_MAP_BASE,
+    OFFSET_MAP_SIZE,
+    PAGE_SIZE,
+)
+
+OWNERS = ("free", "page-table", "mapped", "kernel-image", "handoff")
+#: Unaccounted ranges listed in JSON and by the check (the totals always count all of them).
+UNACCOUNTED_LISTED = 64
+
+
+@dataclass(frozen=True)
+class Intervals:
+    """Sorted, disjoint, non-adjacent [start, end) byte intervals (uint64 arrays)."""
+
+    start: np.ndarray
+    end: np.ndarray
+
+    @classmethod
+    def of(cls, start: np.ndarray, end: np.ndarray) -> Intervals:
+        """The union of any intervals (overlapping, unsorted, empty ones dropped)."""
+        start, end = np.asarray(start, dtype=np.uint64), np.asarray(end, dtype=np.uint64)
+        keep = end > start
+        return cls(*merge_intervals(start[keep], end[keep]))
+
+    @property
+    def total(self) -> int:
+        """Bytes covered (exact: summed as Python ints past 2^63)."""
+        return int(np.sum(self.end - self.start, dtype=np.uint64)) if len(self.start) else 0
+
+    def minus(self, other: Intervals) -> Intervals:
+        """The parts of these intervals that `other` does not cover."""
+        if not len(self.start) or not len(other.start):
+            return self
+        points = np.concatenate((self.start, self.end, other.start, other.end))
+        n, m = len(self.start), len(other.start)
+        mine = np.concatenate((np.ones(n), -np.ones(n), np.zeros(2 * m))).astype(np.int64)
+        theirs = np.concatenate((np.zeros(2 * n), np.ones(m), -np.ones(m))).astype(np.int64)
+        order = np.argsort(points, kind="stable")
+        points, mine, theirs = points[order], np.cumsum(mine[order]), np.cumsum(theirs[order])
+        # The coverage after the last event at each distinct point holds up to the next point.
+        last = np.flatnonzero(np.concatenate((points[1:] != points[:-1], [True])))
+        at, mine, theirs = points[last], mine[last], theirs[last]
+        keep = (mine[:-1] > 0) & (theirs[:-1] == 0)
+        return Intervals.of(at[:-1][keep], at[1:][keep])
+
+    def clip(self, low: int, high: int) -> Intervals:
+        """These intervals cut to [low, high)."""
+        start = np.maximum(self.start, np.uint64(low))
+        end = np.minimum(self.end, np.uint64(high))
+        return Intervals.of(start, end)
+
+
+@dataclass(frozen=True)
+class FrameAccounting:
+    """Frames by owner (`by_owner`, in OWNERS order) out of the `ownable` ones, and the
+    unaccounted ones. (`ownable` is more than the kernel's managed_frames counter: it includes
+    the loader's kernel image and handoff data, which the allocator never holds.)"""
+
+    ownable: int
+    by_owner: dict[str, int]
+    unaccounted: Intervals
+
+    @property
+    def unaccounted_frames(self) -> int:
+        return self.unaccounted.total // PAGE_SIZE
+
+    def unaccounted_ranges(self, limit: int = UNACCOUNTED_LISTED) -> list[tuple[int, int]]:
+        """Up to `limit` unaccounted ranges as (first byte, last byte), lowest first."""
+        u = self.unaccounted
+        return [(int(s), int(e) - 1) for s, e in zip(u.start[:limit], u.end[:limit], strict=True)]
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "ownable_frames": self.ownable,
+            "by_owner": {**self.by_owner, "unaccounted": self.unaccounted_frames},
+            "unaccounted_ranges": [
+                {"start": hex(s), "end": hex(e), "frames": (e + 1 - s) // PAGE_SIZE}
+                for s, e in self.unaccounted_ranges()
+            ],
+            "unaccounted_ranges_total": len(self.unaccounted.start),
+        }
+
+
+def ownable(memmap: MemoryMap, limit: int) -> Intervals:
+    """What the kernel can own: usable RAM and the loader's own types, from 4 KiB (frame 0 is never
+    managed) up to `limit` (the allocator's) and the end of the offset map."""
+    start, end = memmap.intervals(USABLE_TYPES | {MEMTYPE_KERNEL, MEMTYPE_HANDOFF, MEMTYPE_SCRATCH})
+    return Intervals.of(start, end).clip(PAGE_SIZE, min(limit, OFFSET_MAP_SIZE))
+
+
+def mapped_outside_offset_map(tables: PageTables) -> Intervals:
+    """Physical targets of every range of `tables` that is not in the offset map."""
+    r = tables.ranges
+    base, top = np.uint64(OFFSET_MAP_BASE), np.uint64(OFFSET_MAP_BASE + OFFSET_MAP_SIZE - 1)
+    outside = (r.start < base) | (r.start > top)
+    return Intervals.of(r.phys[outside], r.phys[outside] + r.size[outside])
+
+
+def table_pages(tables: PageTables) -> Intervals:
+    t = np.asarray(tables.tables, dtype=np.uint64)
+    return Intervals.of(t, t + np.uint64(PAGE_SIZE))
+
+
+def account(ownable_memory: Intervals, owners: dict[str, Intervals]) -> FrameAccounting:
+    """Each frame of `ownable_memory` given to the first owner (in OWNERS order) that covers it."""
+    rest = ownable_memory
+    by_owner: dict[str, int] = {}
+    for name in OWNERS:
+        left = rest.minus(owners.get(name, Intervals.of(np.zeros(0), np.zeros(0))))
+        by_owner[name] = (rest.total - left.total) // PAGE_SIZE
+        rest = left
+    return FrameAccounting(ownable_memory.total // PAGE_SIZE, by_owner, rest)
+
+
+def account_frames(
+    memmap: MemoryMap,
+    free_start: np.ndarray,
+    free_end: np.ndarray,
+    walks: list[PageTables],
+    limit: int,
+) -> FrameAccounting:
+    """The accounting of a dump of our kernel: `free_*` are the free list's [start, end) runs,
+    `walks` the kernel's tables and every listed address space's, `limit` the allocator's."""
+    handoff = Intervals.of(*memmap.intervals({MEMTYPE_HANDOFF}))
+    image = Intervals.of(*memmap.intervals({MEMTYPE_KERNEL}))
+    tables = [table_pages(t) for t in walks]
+    mapped = [mapped_outside_offset_map(t) for t in walks]
+    return account(
+        ownable(memmap, limit),
+        {
+            "free": Intervals.of(free_start, free_end),
+            "page-table": _union(tables),
+            "mapped": _union(mapped),
+            "kernel-image": image,
+            "handoff": handoff,
+        },
+    )
+
+
+def _union(parts: list[Intervals]) -> Intervals:
+    if not parts:
+        return Intervals.of(np.zeros(0), np.zeros(0))
+    return Intervals.of(
+        np.concatenate([p.start for p in parts]), np.concatenate([p.end for p in parts])
+    )

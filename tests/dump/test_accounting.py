@@ -1,0 +1,67 @@
+"""Frame accounting (kmtool.dump.accounting): the interval arithmetic against a frame-by-frame
+model, and the owner order. The real kernel's accounting is checked in tests/integration."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
+from kmtool.dump.accounting import OWNERS, Intervals, account
+from kmtool.layout.table import PAGE_SIZE
+
+FRAMES = 64
+runs = st.lists(st.tuples(st.integers(0, FRAMES), st.integers(0, 8)), max_size=8)
+
+
+def intervals(pairs: list[tuple[int, int]]) -> Intervals:
+    """Frame runs (first frame, count) as byte intervals; overlaps and empty runs allowed."""
+    start = np.array([f * PAGE_SIZE for f, _ in pairs], dtype=np.uint64)
+    end = np.array([(f + n) * PAGE_SIZE for f, n in pairs], dtype=np.uint64)
+    return Intervals.of(start, end)
+
+
+def frames(iv: Intervals) -> set[int]:
+    return {
+        f
+        for s, e in zip(iv.start, iv.end, strict=True)
+        for f in range(int(s) // PAGE_SIZE, int(e) // PAGE_SIZE)
+    }
+
+
+@given(runs)
+def test_of_is_a_sorted_disjoint_non_adjacent_union(pairs: list[tuple[int, int]]) -> None:
+    iv = intervals(pairs)
+    assert frames(iv) == {f + i for f, n in pairs for i in range(n)}
+    assert all(iv.start[1:] > iv.end[:-1]) and all(iv.end > iv.start)
+    assert iv.total == len(frames(iv)) * PAGE_SIZE
+
+
+@given(runs, runs)
+def test_minus_is_set_difference(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> None:
+    left = intervals(a).minus(intervals(b))
+    assert frames(left) == frames(intervals(a)) - frames(intervals(b))
+    assert all(left.start[1:] > left.end[:-1])
+
+
+@given(runs, st.lists(runs, min_size=len(OWNERS), max_size=len(OWNERS)))
+def test_each_frame_goes_to_the_first_owner_that_covers_it(
+    ownable: list[tuple[int, int]], owned: list[list[tuple[int, int]]]
+) -> None:
+    owners = {name: intervals(o) for name, o in zip(OWNERS, owned, strict=True)}
+    result = account(intervals(ownable), owners)
+    left = frames(intervals(ownable))
+    assert result.ownable == len(left)
+    for name in OWNERS:
+        mine = left & frames(owners[name])
+        assert result.by_owner[name] == len(mine)
+        left -= mine
+    assert frames(result.unaccounted) == left
+    assert result.unaccounted_frames == len(left)
+
+
+def test_json_lists_unaccounted_ranges_as_inclusive_ends() -> None:
+    result = account(intervals([(1, 10)]), {"free": intervals([(1, 3), (6, 5)])})
+    doc = result.to_json()
+    assert doc["by_owner"] == {name: 0 for name in OWNERS} | {"free": 8, "unaccounted": 2}
+    assert doc["unaccounted_ranges"] == [{"start": "0x4000", "end": "0x5fff", "frames": 2}]
