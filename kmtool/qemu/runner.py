@@ -308,9 +308,8 @@ def _result(
     ended = process.ended or time.monotonic()
     panic = None
     if outcome is Outcome.PANIC or serial.saw_panic:
-        panic = panic_report(
-            serial.lines, boot.options.kernel or boot.options.build_dir / KERNEL_ELF
-        )
+        kernel = boot.options.kernel or boot.options.build_dir / KERNEL_ELF
+        panic = panic_report(serial.lines, kernel)
     return RunResult(
         outcome=outcome,
         seconds=ended - process.started,
