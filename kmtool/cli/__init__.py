@@ -55,8 +55,11 @@ def cli() -> None:
 
 
 def main() -> None:
-    """Console-script entry: run the CLI, turning a `KmtoolError` into one red line and status 1."""
+    """Console-script entry: run the CLI and exit with a status from the one table
+    (kmtool/exitstatus.py): a `KmtoolError` or a usage error is one red line and status 1, a bug
+    one red line and status 70 (a traceback with KMTOOL_DEBUG=1)."""
     from kmtool.errors import KmtoolError
+    from kmtool.exitstatus import ExitStatus
 
     try:
         code = cli.main(prog_name="kmtool", standalone_mode=False)
@@ -64,32 +67,32 @@ def main() -> None:
             sys.exit(code)
     except KmtoolError as err:
         _report_error(str(err))
-        sys.exit(1)
+        sys.exit(ExitStatus.USER_ERROR)
     except click.exceptions.Abort:
         _report_error("Interrupted.")
-        sys.exit(130)
+        sys.exit(ExitStatus.INTERRUPTED)
     except click.ClickException as err:
         # Usage errors (unknown option, bad value) are user errors like any other: one line, status 1
-        # (status 2 and up belong to `kmtool run`'s outcomes).
+        # (click's own status 2 is `kmtool run`'s outcome fail).
         message = err.format_message().rstrip(".")
         command = getattr(getattr(err, "ctx", None), "command_path", None)
         hint = f" (see `{command} --help`)" if command and isinstance(err, click.UsageError) else ""
         _report_error(f"{message}{hint}.")
-        sys.exit(1)
+        sys.exit(ExitStatus.USER_ERROR)
     except click.exceptions.Exit as err:
         sys.exit(err.exit_code)
     except KeyboardInterrupt:
         _report_error("Interrupted.")
-        sys.exit(130)
+        sys.exit(ExitStatus.INTERRUPTED)
     except BrokenPipeError:
-        sys.exit(1)
+        sys.exit(ExitStatus.USER_ERROR)
     except Exception as err:  # a bug: hide the traceback unless asked for it
         if os.environ.get("KMTOOL_DEBUG") == "1":
             raise
         _report_error(
             f"Internal error: {type(err).__name__}: {err} (set KMTOOL_DEBUG=1 for a traceback)."
         )
-        sys.exit(2)
+        sys.exit(ExitStatus.INTERNAL_ERROR)
 
 
 def _report_error(message: str) -> None:

@@ -1,7 +1,8 @@
 """`kmtool run`: boot the image in QEMU with OVMF, show the serial output live, report the outcome.
 
 Exit status = the outcome's (pass 0, fail 2, panic 3, reset 4, timeout 5, qemu-error 6); 1 stays
-for user errors (a missing image, a bad --memory). The work is done by kmtool.qemu.runner.
+for user errors (a missing image, a bad --memory), 70 for a kmtool bug (kmtool/exitstatus.py has
+the table). The work is done by kmtool.qemu.runner; this module parses options and prints.
 """
 
 from __future__ import annotations
@@ -9,11 +10,18 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from kmtool.cli.app import console
 from kmtool.qemu.cmdline import DEFAULT_MEMORY, GDB_PORT, format_size
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.text import Text
+
+    from kmtool.qemu.runner import RunResult
 
 
 @click.command()
@@ -86,12 +94,9 @@ def run(
     BUILD_DIR/serial.log (debugcon to BUILD_DIR/debugcon.log). Exit status: pass 0, fail 2,
     panic 3, reset 4, timeout 5, qemu-error 6.
     """
-    from rich.text import Text
-
     from kmtool.build.ninjafile import IMAGE, KERNEL_ELF
     from kmtool.cli.app import err_console, print_json
-    from kmtool.qemu.cmdline import GDB_HOST, parse_size
-    from kmtool.qemu.outcome import Outcome
+    from kmtool.qemu.cmdline import parse_size
     from kmtool.qemu.runner import RunOptions, run_image
 
     options = RunOptions(
@@ -109,11 +114,7 @@ def run(
     image = image if image is not None else build_dir / IMAGE
     if gdb:
         kernel = build_dir / KERNEL_ELF
-        target = err_console if as_json else console
-        target.print(Text(f"QEMU waits for gdb on {GDB_HOST}:{gdb_port}; in another terminal run:"))
-        target.print(
-            Text(f"  gdb {kernel} -ex 'target remote {GDB_HOST}:{gdb_port}'"), soft_wrap=True
-        )
+        _print_gdb_hint(err_console if as_json else console, kernel, gdb_port)
 
     def echo(line: str) -> None:
         console.out(line, highlight=False)
@@ -123,7 +124,42 @@ def run(
 
     if as_json:
         print_json(result.to_json())
-        return result.exit_status
+    else:
+        _print_result(result)
+    return result.exit_status
+
+
+def _print_gdb_hint(target: Console, kernel: Path, port: int) -> None:
+    """The gdb command that attaches to the waiting stub and loads the kernel's symbols."""
+    from rich.text import Text
+
+    from kmtool.qemu.cmdline import GDB_HOST
+
+    target.print(Text(f"QEMU waits for gdb on {GDB_HOST}:{port}; in another terminal run:"))
+    target.print(Text(f"  gdb {kernel} -ex 'target remote {GDB_HOST}:{port}'"), soft_wrap=True)
+
+
+def _print_result(result: RunResult) -> None:
+    """The end of a run for a terminal: the message, the dump, the outcome line, the panic."""
+    from rich.text import Text
+
+    if result.message:
+        console.print(Text(result.message), soft_wrap=True)
+    if result.report_error:
+        console.print(Text(result.report_error, style="yellow"), soft_wrap=True)
+    if result.dump is not None:
+        console.print(Text(_dump_line(result)), soft_wrap=True)
+    console.print(_summary(result), soft_wrap=True)
+    if result.panic is not None:
+        for line in result.panic.lines():
+            console.print(Text(line), soft_wrap=True)
+
+
+def _summary(result: RunResult) -> Text:
+    """`outcome NAME: what it means (how QEMU ended, seconds, accelerator); exit status N`."""
+    from rich.text import Text
+
+    from kmtool.qemu.outcome import Outcome
 
     style = "green" if result.outcome is Outcome.PASS else "red"
     if result.held:
@@ -139,26 +175,19 @@ def run(
         f": {result.outcome.description} ({status}, {result.seconds:.1f} s, {result.accel}); "
         f"exit status {result.exit_status}"
     )
-    if result.message:
-        console.print(Text(result.message), soft_wrap=True)
-    if result.report_error:
-        console.print(Text(result.report_error, style="yellow"), soft_wrap=True)
-    if result.dump is not None:
-        info = result.dump
-        extra = f" + {info.layout_path}" if info.layout_path else ""
-        when = {"timeout": " (taken when the time limit ran out)", "panic": " (after the panic)"}
-        console.print(
-            Text(
-                f"dump {info.path}{extra}: {info.format}, {info.bytes_written >> 20} MiB of RAM "
-                f"in {info.seconds:.1f} s{when.get(result.dump_reason or '', '')}"
-            ),
-            soft_wrap=True,
-        )
-    console.print(summary, soft_wrap=True)
-    if result.panic is not None:
-        for line in result.panic.lines():
-            console.print(Text(line), soft_wrap=True)
-    return result.exit_status
+    return summary
+
+
+def _dump_line(result: RunResult) -> str:
+    """What was dumped, where, how much and when."""
+    info = result.dump
+    assert info is not None
+    extra = f" + {info.layout_path}" if info.layout_path else ""
+    when = {"timeout": " (taken when the time limit ran out)", "panic": " (after the panic)"}
+    return (
+        f"dump {info.path}{extra}: {info.format}, {info.bytes_written >> 20} MiB of RAM "
+        f"in {info.seconds:.1f} s{when.get(result.dump_reason or '', '')}"
+    )
 
 
 @contextlib.contextmanager
@@ -167,8 +196,10 @@ def _terminate_cleanly() -> Iterator[None]:
     remove the temp directory) happens; Linux kills QEMU by itself if kmtool dies harder."""
     import signal
 
+    from kmtool.exitstatus import ExitStatus
+
     def on_term(signum: int, frame: object) -> None:
-        raise SystemExit(128 + signum)
+        raise SystemExit(ExitStatus.TERMINATED)
 
     previous = signal.signal(signal.SIGTERM, on_term)
     try:

@@ -1,4 +1,4 @@
-"""Named run outcomes and the exit statuses `kmtool run` returns for them (CONTEXT.md contract).
+"""Named run outcomes and the exit statuses `kmtool run` returns for them (docs/design.md §6).
 
 | outcome    | status | how QEMU ended                                                      |
 |------------|--------|---------------------------------------------------------------------|
@@ -9,8 +9,9 @@
 | timeout    | 5      | kmtool killed QEMU when the time limit ran out                      |
 | qemu-error | 6      | anything else: QEMU failed to start, died, or exited some other way |
 
-Status 1 stays kmtool's own usage/user error. QEMU turns a value v written to the exit port into
-(v << 1) | 1, which is why a pass is odd and never 0 or 1. A run that was *held* on purpose
+The statuses come from the one table in kmtool/exitstatus.py, where 1 is a user error and 70 an
+internal error (a kmtool bug), neither of them an outcome. QEMU turns a value v written to the
+exit port into (v << 1) | 1, which is why a pass is odd and never 0 or 1. A run that was *held* on purpose
 (`--dump`) ends with kmtool's `quit`; its outcome comes from the serial markers instead (see
 `from_held_run`).
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 from enum import Enum
 
+from kmtool.exitstatus import ExitStatus
 from kmtool.layout.table import EXIT_FAIL, EXIT_PANIC, EXIT_PASS
 
 
@@ -38,7 +40,7 @@ class Outcome(Enum):
     QEMU_ERROR = "qemu-error"
 
     @property
-    def exit_status(self) -> int:
+    def exit_status(self) -> ExitStatus:
         return EXIT_STATUS[self]
 
     @property
@@ -46,13 +48,13 @@ class Outcome(Enum):
         return DESCRIPTION[self]
 
 
-EXIT_STATUS: dict[Outcome, int] = {
-    Outcome.PASS: 0,
-    Outcome.FAIL: 2,
-    Outcome.PANIC: 3,
-    Outcome.RESET: 4,
-    Outcome.TIMEOUT: 5,
-    Outcome.QEMU_ERROR: 6,
+EXIT_STATUS: dict[Outcome, ExitStatus] = {
+    Outcome.PASS: ExitStatus.OK,
+    Outcome.FAIL: ExitStatus.FAIL,
+    Outcome.PANIC: ExitStatus.PANIC,
+    Outcome.RESET: ExitStatus.RESET,
+    Outcome.TIMEOUT: ExitStatus.TIMEOUT,
+    Outcome.QEMU_ERROR: ExitStatus.QEMU_ERROR,
 }
 
 DESCRIPTION: dict[Outcome, str] = {

@@ -1,4 +1,4 @@
-"""Outcome mapping: QEMU exit status -> named outcome -> kmtool exit status (CONTEXT.md)."""
+"""Outcome mapping: QEMU exit status -> named outcome -> kmtool exit status (docs/design.md §6)."""
 
 from __future__ import annotations
 
@@ -51,3 +51,11 @@ def test_held_run_outcomes() -> None:
     assert from_held_run(saw_report=True, saw_panic=True) is Outcome.PANIC
     assert from_held_run(saw_report=False, saw_panic=True) is Outcome.PANIC
     assert from_held_run(saw_report=False, saw_panic=False) is Outcome.QEMU_ERROR
+
+
+def test_statuses_come_from_the_one_exit_table() -> None:
+    from kmtool.exitstatus import MEANING, ExitStatus
+
+    for outcome in Outcome:
+        assert isinstance(outcome.exit_status, ExitStatus) and outcome.exit_status in MEANING
+    assert ExitStatus.INTERNAL_ERROR not in [o.exit_status for o in Outcome]

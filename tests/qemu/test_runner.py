@@ -1,6 +1,7 @@
 """The runner end to end on the "hello" EFI application (no kernel needed): outcomes, exit
 statuses, --json, the time limit, held VMs with QMP, ELF and raw dumps, no QEMU left behind.
-Four short TCG boots and one cut short at once."""
+Four short TCG boots and one cut short at once; the run policy also with a stand-in program in
+QEMU's place (no boot at all)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import REPO, require
@@ -22,7 +24,8 @@ from elftools.elf.elffile import ELFFile
 from kmtool.errors import RunError
 from kmtool.layout.table import MiB
 from kmtool.qemu.outcome import Outcome
-from kmtool.qemu.runner import RunOptions, check_cmdline, check_image, held_vm, run_image
+from kmtool.qemu.preflight import check_cmdline, check_image
+from kmtool.qemu.runner import RunOptions, RunResult, held_vm, run_image
 from kmtool.schemas.bootinfo import CMDLINE_MAX
 
 HelloEsp = Callable[[str], Path]
@@ -292,3 +295,59 @@ def test_held_vm_info_tlb_and_dumps(hello_esp: HelloEsp, tmp_path: Path) -> None
                     continue
                 f.seek(seg["p_offset"])
                 assert f.read(size) == raw[start : start + size], hex(start)
+
+
+def _stand_in_qemu(tmp_path: Path, body: str) -> str:
+    """An executable that takes QEMU's place: it ignores its arguments and runs `body`."""
+    program = tmp_path / "fake-qemu"
+    program.write_text(f"#!{sys.executable}\nimport sys, time\n{body}\n")
+    program.chmod(0o755)
+    return str(program)
+
+
+def _policy_run(tmp_path: Path, body: str, **options: Any) -> RunResult:
+    require("/usr/share/OVMF/OVMF_CODE_4M.fd")  # the run still finds and copies the firmware
+    qemu = _stand_in_qemu(tmp_path, body)
+    image = tmp_path / "esp"
+    image.mkdir(exist_ok=True)
+    settings = RunOptions(qemu=qemu, accel="tcg", build_dir=tmp_path, **options)
+    return run_image(image, settings)
+
+
+def test_policy_an_exit_status_is_the_outcome(tmp_path: Path) -> None:
+    body = "print('fail heap: lost 4 bytes'); print('KM-REPORT {\"n\": 1}'); sys.exit(35)"
+    result = _policy_run(tmp_path, body, cmdline="test")
+    assert result.outcome is Outcome.FAIL and result.exit_status == 2
+    assert (result.qemu_status, result.message, result.held, result.killed) == (
+        35,
+        "",
+        False,
+        False,
+    )
+    assert result.report == {"n": 1} and result.cmdline == "test"
+    assert result.ready_seconds is not None and 0 <= result.ready_seconds <= result.seconds
+    assert "-qmp" not in result.command  # no QMP without hold
+
+
+def test_policy_qemu_error_carries_stderr(tmp_path: Path) -> None:
+    result = _policy_run(tmp_path, "sys.stderr.write('qemu: no such model\\n'); sys.exit(1)")
+    assert result.outcome is Outcome.QEMU_ERROR and result.exit_status == 6
+    assert result.message == "QEMU exited with status 1.\nqemu: no such model"
+
+
+def test_policy_the_time_limit_kills(tmp_path: Path) -> None:
+    result = _policy_run(tmp_path, "time.sleep(60)", timeout=0.5)
+    assert result.outcome is Outcome.TIMEOUT and result.killed
+    assert result.message == "No exit within 0.5 s; QEMU was killed."
+
+
+def test_policy_a_panic_before_ready_explains_the_missing_dump(tmp_path: Path) -> None:
+    body = "print('panic: oops'); print('  rip      0xffffffff80001000'); sys.exit(37)"
+    result = _policy_run(tmp_path, body, dump=tmp_path / "d.elf")
+    assert result.outcome is Outcome.PANIC and result.dump is None
+    assert result.cmdline == "hold" and "-qmp" in result.command  # held, with a monitor
+    assert result.message == (
+        "The guest ended (outcome panic) without reporting ready, so no dump was written."
+    )
+    assert result.panic is not None and result.panic.message == "oops"
+    assert result.panic.rip is not None and result.panic.rip.address == 0xFFFFFFFF80001000
