@@ -62,9 +62,9 @@ from kmtool.qemu.cmdline import DEFAULT_MEMORY, GDB_PORT, format_size
 @click.option(
     "--build-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    default=Path("build"),
-    show_default=True,
-    help="Where the image is and the serial/debugcon logs go.",
+    default=None,
+    help="Where the image is and the serial/debugcon logs go [default: build/ in the source tree "
+    "containing the current directory].",
 )
 def run(
     image: Path | None,
@@ -78,7 +78,7 @@ def run(
     dump: Path | None,
     dump_format: str,
     cpu_model: str | None,
-    build_dir: Path,
+    build_dir: Path | None,
 ) -> int:
     """Boot the image in QEMU with OVMF and report the outcome.
 
@@ -88,12 +88,14 @@ def run(
     """
     from rich.text import Text
 
-    from kmtool.build.ninjafile import IMAGE, KERNEL_ELF
+    from kmtool.artifacts import IMAGE, KERNEL_ELF
+    from kmtool.artifacts import build_dir as default_build_dir
     from kmtool.cli.app import err_console, print_json
     from kmtool.qemu.cmdline import GDB_HOST, parse_size
     from kmtool.qemu.outcome import Outcome
     from kmtool.qemu.runner import RunOptions, run_image
 
+    build_dir = build_dir if build_dir is not None else default_build_dir()
     options = RunOptions(
         memory=parse_size(memory),
         cpus=cpus,
