@@ -31,6 +31,11 @@ class RunError(KmtoolError):
     """QEMU could not be started or controlled."""
 
 
+class KernelElfError(KmtoolError):
+    """The kernel ELF (`--kernel`, build/kernel.elf) is missing, unreadable or not the kernel kmtool
+    expects; raised by kmtool.elf, the one reader of it."""
+
+
 class DumpError(KmtoolError):
     """A memory dump (or a structure inside it) is truncated, malformed or inconsistent."""
 

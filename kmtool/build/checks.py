@@ -25,14 +25,14 @@ from kmtool.errors import BuildError, KmtoolError
 
 def check_kernel(path: Path, name: str | None = None) -> None:
     """Raise BuildError unless `path` is a kernel ELF the loader accepts; `name` labels it."""
-    from kmtool.errors import LayoutError
+    from kmtool.errors import KernelElfError
     from kmtool.layout import kernel_checks as kc
     from kmtool.layout import table
 
     label = name or str(path)
     try:
         image = kc.load_kernel(path)
-    except LayoutError as err:
+    except KernelElfError as err:
         raise BuildError(str(err).replace(str(path), label)) from None
     image = dataclasses.replace(image, path=label)
     regions = table.REGIONS

@@ -26,6 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kmtool.artifacts import BUILD_DIR_NAME, NINJA_FILE
+from kmtool.artifacts import find_root as find_root  # re-exported; the rule is kmtool.artifacts'
 from kmtool.build import ninjafile
 from kmtool.errors import BuildError
 
@@ -91,7 +93,7 @@ class BuildPaths:
 
     @property
     def ninja_file(self) -> Path:
-        return self.build_dir / "build.ninja"
+        return self.build_dir / NINJA_FILE
 
     @property
     def kernel(self) -> Path:
@@ -124,18 +126,6 @@ class BuildResult:
     @property
     def up_to_date(self) -> bool:
         return not self.steps
-
-
-def find_root(start: Path) -> Path:
-    """The nearest directory at or above `start` holding both `kernel/` and `efi/`."""
-    start = start.resolve()
-    for candidate in (start, *start.parents):
-        if (candidate / "kernel").is_dir() and (candidate / "efi").is_dir():
-            return candidate
-    raise BuildError(
-        f"No kmtool source tree (a directory with `kernel/` and `efi/`) contains `{start}`; "
-        "run in the repository or pass `--root`."
-    )
 
 
 def configure(paths: BuildPaths, *, release: bool) -> str:
@@ -258,7 +248,7 @@ def build(
     """Build the kernel, the loader and the disk image of the source tree at `root`."""
     started = time.perf_counter()
     root = root.resolve()
-    paths = BuildPaths(root, (build_dir or root / "build").resolve())
+    paths = BuildPaths(root, (build_dir or root / BUILD_DIR_NAME).resolve())
     ninja = configure(paths, release=release)
     steps = run_ninja(ninja, paths, verbose=verbose, on_event=on_event)
     return BuildResult(paths, tuple(steps), time.perf_counter() - started)

@@ -15,7 +15,9 @@ pass (deleting it when they fail); the image step writes atomically itself. So n
 half-written or unchecked under its final name. The image
 step also depends on kmtool's own image code, so changing it rebuilds the image.
 
-Nothing here runs a tool; `render` is a pure function of its inputs (tested as such).
+Nothing here runs a tool; `render` is a pure function of its inputs (tested as such). The output
+names come from kmtool.artifacts (re-exported here for the callers that import them from this
+module).
 """
 
 from __future__ import annotations
@@ -25,13 +27,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from kmtool.artifacts import ESP_KERNEL_PATH, ESP_LOADER_PATH, IMAGE, KERNEL_ELF, LOADER_EFI
 from kmtool.build import flags
-
-KERNEL_ELF = "kernel.elf"
-LOADER_EFI = "BOOTX64.EFI"
-IMAGE = "kmtool.img"
-ESP_LOADER_PATH = "EFI/BOOT/BOOTX64.EFI"
-ESP_KERNEL_PATH = "kernel.elf"
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent  # kmtool/
 

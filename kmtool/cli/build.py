@@ -29,9 +29,10 @@ def build(build_dir: Path | None, release: bool, verbose: bool, root: Path | Non
     Outputs: kernel.elf, BOOTX64.EFI and kmtool.img in the build directory. Incremental: ninja
     rebuilds only what changed, and a build with nothing to do runs no compiler.
     """
+    from kmtool.artifacts import find_root
     from kmtool.build import driver
 
-    source_root = root if root is not None else driver.find_root(Path.cwd())
+    source_root = root if root is not None else find_root(Path.cwd())
     progress = _Progress(verbose)
     try:
         with progress:
@@ -102,13 +103,13 @@ def _size(path: Path) -> str:
 
 
 def _shown(path: Path) -> str:
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
+    from kmtool.artifacts import shown
+
+    return str(shown(path))
 
 
 def _summary(result: object, release: bool) -> None:
+    from kmtool.artifacts import KERNEL_ELF, LOADER_EFI
     from kmtool.build.driver import BuildResult
 
     assert isinstance(result, BuildResult)
@@ -118,7 +119,7 @@ def _summary(result: object, release: bool) -> None:
         return
     mode = "release" if release else "debug"
     console.print(
-        f"Built {_shown(p.image)} ({_size(p.image)}, {mode}): kernel.elf {_size(p.kernel)}, "
-        f"BOOTX64.EFI {_size(p.loader)}; {len(result.steps)} steps in {result.seconds:.2f} s.",
+        f"Built {_shown(p.image)} ({_size(p.image)}, {mode}): {KERNEL_ELF} {_size(p.kernel)}, "
+        f"{LOADER_EFI} {_size(p.loader)}; {len(result.steps)} steps in {result.seconds:.2f} s.",
         soft_wrap=True,
     )

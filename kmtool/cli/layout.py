@@ -25,7 +25,7 @@ def layout() -> None:
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 when a generated file is stale.")
 def gen(root: Path | None, check: bool) -> None:
     """Generate include/km/*.h and layout.ld from the region table and the schemas."""
-    from kmtool.build.driver import find_root
+    from kmtool.artifacts import find_root
     from kmtool.cli.app import abort
     from kmtool.layout import cgen
 
@@ -44,15 +44,13 @@ def gen(root: Path | None, check: bool) -> None:
         console.print("Generated files are up to date.")
 
 
-DEFAULT_KERNEL = Path("build/kernel.elf")
-
-
 @layout.command()
 @click.option(
     "--kernel",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help=f"Kernel ELF to check against the plan [default: {DEFAULT_KERNEL} when it exists].",
+    help="Kernel ELF to check against the plan [default: build/kernel.elf in the source tree "
+    "containing the current directory, when it exists].",
 )
 @click.option("--no-kernel", is_flag=True, help="Check only the plan, even when a kernel is built.")
 @click.option(
@@ -75,6 +73,7 @@ def report(
 
     Exits with status 1 when a check fails, naming the regions or segments at fault.
     """
+    from kmtool.artifacts import KERNEL_ELF, build_dir
     from kmtool.cli.app import print_json
     from kmtool.errors import LayoutError
     from kmtool.layout import report as layout_report
@@ -82,8 +81,8 @@ def report(
 
     if no_kernel and kernel is not None:
         raise LayoutError("Give either `--kernel` or `--no-kernel`, not both.")
-    if kernel is None and not no_kernel and DEFAULT_KERNEL.is_file():
-        kernel = DEFAULT_KERNEL
+    if kernel is None and not no_kernel and (build_dir() / KERNEL_ELF).is_file():
+        kernel = build_dir() / KERNEL_ELF
     ram = parse_size(memory) if memory is not None else None
     result = layout_report.build_report(kernel, ram)
     if svg is not None:

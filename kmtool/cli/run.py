@@ -70,9 +70,9 @@ if TYPE_CHECKING:
 @click.option(
     "--build-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    default=Path("build"),
-    show_default=True,
-    help="Where the image is and the serial/debugcon logs go.",
+    default=None,
+    help="Where the image is and the serial/debugcon logs go [default: build/ in the source tree "
+    "containing the current directory].",
 )
 def run(
     image: Path | None,
@@ -86,7 +86,7 @@ def run(
     dump: Path | None,
     dump_format: str,
     cpu_model: str | None,
-    build_dir: Path,
+    build_dir: Path | None,
 ) -> int:
     """Boot the image in QEMU with OVMF and report the outcome.
 
@@ -94,11 +94,13 @@ def run(
     BUILD_DIR/serial.log (debugcon to BUILD_DIR/debugcon.log). Exit status: pass 0, fail 2,
     panic 3, reset 4, timeout 5, qemu-error 6.
     """
-    from kmtool.build.ninjafile import IMAGE, KERNEL_ELF
+    from kmtool.artifacts import IMAGE, KERNEL_ELF
+    from kmtool.artifacts import build_dir as default_build_dir
     from kmtool.cli.app import err_console, print_json
     from kmtool.qemu.cmdline import parse_size
     from kmtool.qemu.runner import RunOptions, run_image
 
+    build_dir = build_dir if build_dir is not None else default_build_dir()
     options = RunOptions(
         memory=parse_size(memory),
         cpus=cpus,

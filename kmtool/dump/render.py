@@ -20,6 +20,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
+from kmtool.elf.kernel import build_ids_match
 from kmtool.layout.checks import size_text
 from kmtool.layout.table import PAGE_SIZE
 
@@ -143,8 +144,8 @@ def _build_id_line(build_id: str, src: dict[str, Any]) -> str:
     elf = src["kernel_build_id"]
     if elf is None:
         return f"{text} (kernel ELF: none)"
-    same = bytes.fromhex(elf)[: len(build_id) // 2].ljust(len(build_id) // 2, b"\0").hex()
-    return f"{text} (kernel ELF: {'the same' if same == build_id else elf})"
+    same = build_ids_match(bytes.fromhex(build_id), bytes.fromhex(elf))
+    return f"{text} (kernel ELF: {'the same' if same else elf})"
 
 
 def _cpu_line(cpu: dict[str, Any]) -> str:

@@ -1,8 +1,9 @@
 """Checks of a built kernel ELF against the plan (`kmtool layout report --kernel ELF`).
 
-`load_kernel(path)` reads what the checks need with pyelftools (program headers, entry point, a
-few symbols) into a `KernelImage` and closes the file; it raises `LayoutError` when the file is
-missing or not an ELF at all. `check_kernel(image)` then returns named `Check`s:
+`load_kernel(path)` reads what the checks need (program headers, entry point, a few symbols) into
+a `KernelImage` through kmtool.elf.kernel, the one reader of the kernel ELF; it raises its
+`KernelElfError` when the file is missing or not an ELF at all. `check_kernel(image)` then returns
+named `Check`s:
 
     kernel-format             ELF64, little-endian, x86-64, ET_EXEC, at least one PT_LOAD
     kernel-segments-in-image  every PT_LOAD lies inside the `kernel-image` region
@@ -24,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kmtool.errors import LayoutError
+from kmtool.elf.kernel import EM_X86_64, Segment, read_kernel
 from kmtool.layout import table
 from kmtool.layout.checks import (
     Check,
@@ -42,51 +43,6 @@ IMAGE_END_SYMBOLS = ("__kernel_end", "_kernel_end", "__image_end", "kernel_end",
 BSS_START_SYMBOLS = ("__bss_start", "_bss_start", "__bss_begin")
 BSS_END_SYMBOLS = ("__bss_end", "_bss_end", "__bss_stop")
 ENTRY_SYMBOL = "_start"
-
-PF_X, PF_W, PF_R = 1, 2, 4
-EM_X86_64 = "EM_X86_64"
-
-
-@dataclass(frozen=True)
-class Segment:
-    """One PT_LOAD program header; `index` is its position in the program header table."""
-
-    index: int
-    vaddr: int
-    memsz: int
-    filesz: int
-    offset: int
-    flags: int
-
-    @property
-    def end(self) -> int:
-        """The last byte of the segment in memory (inclusive)."""
-        return self.vaddr + max(self.memsz, 1) - 1
-
-    @property
-    def flags_text(self) -> str:
-        """`RWX` with `-` for each permission the segment lacks."""
-        return "".join(
-            c if self.flags & bit else "-" for c, bit in (("R", PF_R), ("W", PF_W), ("X", PF_X))
-        )
-
-    @property
-    def writable(self) -> bool:
-        return bool(self.flags & PF_W)
-
-    @property
-    def executable(self) -> bool:
-        return bool(self.flags & PF_X)
-
-    @property
-    def name(self) -> str:
-        """`program header 2`: the ELF program-header index, as readelf numbers it (from 0)."""
-        return f"program header {self.index}"
-
-    @property
-    def label(self) -> str:
-        """How a check describes this segment: `program header 2 (0x...-0x..., RW-)`."""
-        return f"{self.name} ({hexaddr(self.vaddr)}-{hexaddr(self.end)}, {self.flags_text})"
 
 
 @dataclass(frozen=True)
@@ -158,57 +114,21 @@ def image_extent(image: KernelImage, regions: Sequence[Region] | None = None) ->
 
 
 def load_kernel(path: Path) -> KernelImage:
-    """Read `path` with pyelftools; LayoutError when it is missing, unreadable or not an ELF."""
-    from elftools.elf.elffile import ELFFile
-    from elftools.elf.sections import SymbolTableSection
-
-    if not path.is_file():
-        raise LayoutError(f"The kernel ELF `{path}` does not exist.")
-    try:
-        with path.open("rb") as stream:
-            if stream.read(4) != b"\x7fELF":
-                raise LayoutError(f"The kernel file `{path}` is not an ELF file (no ELF magic).")
-            stream.seek(0)
-            elf = ELFFile(stream)
-            segments = []
-            for index, seg in enumerate(elf.iter_segments()):
-                if seg["p_type"] != "PT_LOAD":
-                    continue
-                segments.append(
-                    Segment(
-                        index,
-                        seg["p_vaddr"],
-                        seg["p_memsz"],
-                        seg["p_filesz"],
-                        seg["p_offset"],
-                        seg["p_flags"],
-                    )
-                )
-            symbols: dict[str, int] = {}
-            symtab = elf.get_section_by_name(".symtab")
-            if isinstance(symtab, SymbolTableSection):
-                for sym in symtab.iter_symbols():
-                    if sym.name in WANTED_SYMBOLS and sym["st_shndx"] != "SHN_UNDEF":
-                        symbols.setdefault(sym.name, sym["st_value"])
-            return KernelImage(
-                path=str(path),
-                elf_class=elf.elfclass,
-                little_endian=elf.little_endian,
-                machine=elf["e_machine"],
-                elf_type=elf["e_type"],
-                entry=elf["e_entry"],
-                segments=tuple(segments),
-                symbols=symbols,
-                has_symtab=isinstance(symtab, SymbolTableSection),
-            )
-    except LayoutError:
-        raise
-    except OSError as err:
-        raise LayoutError(f"The kernel ELF `{path}` cannot be read: {err.strerror}.") from err
-    except Exception as err:  # pyelftools raises ELFError, construct and struct errors
-        raise LayoutError(
-            f"The kernel ELF `{path}` is truncated or malformed (pyelftools: {err})."
-        ) from err
+    """The checks' view of the kernel ELF at `path`, read by kmtool.elf.kernel (of any machine, so
+    that `kernel-format` names a wrong one); KernelElfError when it is missing or not an ELF."""
+    elf = read_kernel(path, any_machine=True)
+    symbols = {name: sym.value for name in WANTED_SYMBOLS if (sym := elf.symbol(name)) is not None}
+    return KernelImage(
+        path=str(path),
+        elf_class=elf.elf_class,
+        little_endian=elf.little_endian,
+        machine=elf.machine,
+        elf_type=elf.elf_type,
+        entry=elf.entry,
+        segments=elf.segments,
+        symbols=symbols,
+        has_symtab=elf.has_symtab,
+    )
 
 
 def _count(n: int, noun: str) -> str:

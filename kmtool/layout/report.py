@@ -181,7 +181,7 @@ def build_report(
 ) -> Report:
     """Check the plan, and `kernel` (an ELF path) and the cost for `memory` bytes when given.
 
-    Raises LayoutError when `kernel` is missing or not an ELF; a failed check is not an error here.
+    Raises KernelElfError when `kernel` is missing or not an ELF; a failed check is not an error here.
     """
     plan = tuple(table.REGIONS if regions is None else regions)
     found: list[Check] = checks.check_plan(plan)

@@ -10,22 +10,25 @@ What the kernel prints (kernel/lib/panic.c `panic`, kernel/arch/x86_64/trap.c `f
       backtrace 0xffffffff80012400 0xffffffff80010000   return addresses, innermost first
 
 `rip` is the trap's rip, or for a panic() call the caller line. Symbols come from the ELF's symbol
-table (pyelftools): the function symbol containing the address (or, for a symbol of unknown size,
-the nearest one below it) plus the offset. A return address is looked up one byte earlier, so a
-call that is the last instruction of its function is charged to that function.
+table (kmtool.elf.kernel, the one reader of the kernel ELF): the function symbol containing the
+address (or, for a symbol of unknown size, the nearest one below it) plus the offset. A return
+address is looked up one byte earlier, so a call that is the last instruction of its function is
+charged to that function.
 """
 
 from __future__ import annotations
 
-import bisect
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kmtool.elf.kernel import FunctionIndex, build_ids_match, read_kernel
+from kmtool.errors import KernelElfError
+
 _FIELD = re.compile(r"^  (rip|caller)\s+0x([0-9a-f]+)\b")
 _BACKTRACE = re.compile(r"^  backtrace((?: 0x[0-9a-f]+)*)\s*$")
-_BUILD_ID = re.compile(r"kmtool kernel \(build id ([0-9a-f]+)\)")
+_BUILD_ID = re.compile(r"kmtool kernel \(build id ((?:[0-9a-f]{2})+)\)")
 
 
 @dataclass(frozen=True)
@@ -72,43 +75,10 @@ class PanicReport:
         return out
 
 
-class FunctionSymbols:
-    """The function symbols of an ELF, sorted by address, for address -> symbol + offset."""
-
-    def __init__(self, symbols: list[tuple[int, int, str]]) -> None:
-        self._symbols = sorted(symbols)
-        self._starts = [start for start, _, _ in self._symbols]
-
-    @classmethod
-    def from_elf(cls, path: Path) -> tuple[FunctionSymbols, str | None]:
-        """The STT_FUNC symbols of the ELF at `path` and its GNU build id as hex (None if none).
-        Raises OSError or pyelftools' errors for an unreadable file."""
-        from elftools.elf.elffile import ELFFile
-        from elftools.elf.sections import NoteSection, SymbolTableSection
-
-        found: list[tuple[int, int, str]] = []
-        build_id = None
-        with open(path, "rb") as f:
-            for section in ELFFile(f).iter_sections():
-                if isinstance(section, SymbolTableSection):
-                    for sym in section.iter_symbols():
-                        if sym["st_info"]["type"] == "STT_FUNC" and sym["st_value"] and sym.name:
-                            found.append((sym["st_value"], sym["st_size"], sym.name))
-                elif isinstance(section, NoteSection) and build_id is None:
-                    for note in section.iter_notes():
-                        if note["n_type"] == "NT_GNU_BUILD_ID":
-                            build_id = str(note["n_desc"])
-        return cls(found), build_id
-
-    def lookup(self, address: int, return_address: bool = False) -> Frame:
-        """`address` with the function symbol it falls in."""
-        probe = address - 1 if return_address else address
-        at = bisect.bisect_right(self._starts, probe) - 1
-        if at >= 0:
-            start, size, name = self._symbols[at]
-            if size == 0 or probe < start + size:
-                return Frame(address, name, address - start)
-        return Frame(address)
+def frame_at(functions: FunctionIndex, address: int, return_address: bool = False) -> Frame:
+    """`address` with the function symbol it falls in (kmtool.elf.kernel.FunctionIndex.lookup)."""
+    found = functions.lookup(address, return_address)
+    return Frame(address) if found is None else Frame(address, *found)
 
 
 def parse_panic(lines: list[str]) -> tuple[str, int | None, bool, list[int]] | None:
@@ -145,22 +115,28 @@ def panic_report(lines: list[str], kernel: Path | None) -> PanicReport | None:
     if parsed is None:
         return None
     message, rip, rip_returns, backtrace = parsed
-    symbols = None
-    if kernel is not None and kernel.is_file():
-        try:
-            symbols, build_id = FunctionSymbols.from_elf(kernel)
-        except Exception:  # an unreadable ELF only costs the symbols  # noqa: BLE001
-            symbols, build_id = None, None
-        printed = next((m.group(1) for line in lines if (m := _BUILD_ID.search(line))), None)
-        if printed and build_id and not build_id.startswith(printed):
-            symbols = None
+    symbols = None if kernel is None else _matching_functions(kernel, lines)
     if symbols is None:
         return PanicReport(
             message, None if rip is None else Frame(rip), [Frame(a) for a in backtrace]
         )
     return PanicReport(
         message,
-        None if rip is None else symbols.lookup(rip, return_address=rip_returns),
-        [symbols.lookup(address, return_address=True) for address in backtrace],
+        None if rip is None else frame_at(symbols, rip, return_address=rip_returns),
+        [frame_at(symbols, address, return_address=True) for address in backtrace],
         kernel,
     )
+
+
+def _matching_functions(kernel: Path, lines: list[str]) -> FunctionIndex | None:
+    """The function symbols of `kernel`, or None when it is unreadable (that only costs the
+    symbols) or its build id differs from the one the booted kernel printed in `lines` (a stale ELF
+    would name wrong functions)."""
+    try:
+        elf = read_kernel(kernel)
+    except KernelElfError:
+        return None
+    printed = next((m.group(1) for line in lines if (m := _BUILD_ID.search(line))), None)
+    if printed and elf.build_id and not build_ids_match(bytes.fromhex(printed), elf.build_id):
+        return None
+    return elf.functions

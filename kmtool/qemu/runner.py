@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kmtool.build.ninjafile import KERNEL_ELF
+from kmtool.artifacts import BUILD_DIR_NAME, DEBUGCON_LOG, KERNEL_ELF, SERIAL_LOG
 from kmtool.errors import RunError
 from kmtool.qemu import outcome as outcomes
 from kmtool.qemu.accel import Accel, detect
@@ -72,7 +72,7 @@ class RunOptions:
     dump: Path | None = None
     dump_format: str = "elf"
     hold: bool = False  # append `hold` even without a dump (held_vm sets it)
-    build_dir: Path = Path("build")
+    build_dir: Path = Path(BUILD_DIR_NAME)
     qemu: str = QEMU
     kernel: Path | None = None  # the ELF that symbolizes a panic; None: BUILD_DIR/kernel.elf
 
@@ -201,7 +201,7 @@ def _launch(
     if cmdline:
         cmdline_file = temp / "cmdline.txt"
         cmdline_file.write_bytes(cmdline.encode("utf-8"))
-    debugcon_log = options.build_dir / "debugcon.log"
+    debugcon_log = options.build_dir / DEBUGCON_LOG
     qmp_socket = temp / "qmp.sock" if hold else None
     spec = MachineSpec(
         image=image,
@@ -218,7 +218,7 @@ def _launch(
         gdb_port=options.gdb_port,
         qemu=options.qemu,
     )
-    return Launch(build_argv(spec), options.build_dir / "serial.log", debugcon_log, qmp_socket)
+    return Launch(build_argv(spec), options.build_dir / SERIAL_LOG, debugcon_log, qmp_socket)
 
 
 def run_image(

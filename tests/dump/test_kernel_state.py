@@ -14,7 +14,7 @@ from kmtool.dump.kernel_elf import load_kernel_symbols
 from kmtool.dump.memmap import merge_intervals, read_memory_map, type_name
 from kmtool.dump.pagetable import walk
 from kmtool.dump.source import open_dump
-from kmtool.errors import DumpError
+from kmtool.errors import DumpError, KernelElfError
 from kmtool.layout.table import HEAP_BASE, MEMTYPE_KERNEL, PAGE_SIZE
 from kmtool.schemas.bootinfo import BOOT_INFO_MAGIC
 from kmtool.schemas.coreinfo import CoreInfo
@@ -65,11 +65,11 @@ def test_unmapped_symbol(fx: F.Fixture, tmp_path: Path) -> None:
 
 
 def test_kernel_without_the_symbol(fx: F.Fixture, tmp_path: Path) -> None:
-    with pytest.raises(DumpError, match=r"has no `km_core_info` symbol \(stripped\?\)"):
+    with pytest.raises(KernelElfError, match=r"has no `km_core_info` symbol \(stripped\?\)"):
         load_kernel_symbols(fx.write_kernel_elf(tmp_path / "k.elf", {"km_heap": 1}))
     junk = tmp_path / "junk.elf"
     junk.write_bytes(b"not an elf at all")
-    with pytest.raises(DumpError, match=r"is not a readable ELF file"):
+    with pytest.raises(KernelElfError, match=r"is not an ELF file"):
         load_kernel_symbols(junk)
 
 

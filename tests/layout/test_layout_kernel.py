@@ -8,7 +8,7 @@ import layout_elves as elves
 import pytest
 
 from kmtool.build.driver import BuildPaths
-from kmtool.errors import LayoutError
+from kmtool.errors import KernelElfError
 from kmtool.layout import kernel_checks, table
 
 
@@ -134,16 +134,16 @@ def test_a_32_bit_elf_fails_the_format_check(elf_dir: Path) -> None:
     assert "ELF32, not ELF64" in check.detail and "EM_386" in check.detail
 
 
-def test_files_that_are_not_elves_raise_layout_errors(tmp_path: Path) -> None:
-    with pytest.raises(LayoutError, match=r"`.*missing\.elf` does not exist\.$"):
+def test_files_that_are_not_elves_raise_kernel_elf_errors(tmp_path: Path) -> None:
+    with pytest.raises(KernelElfError, match=r"`.*missing\.elf` does not exist\.$"):
         kernel_checks.load_kernel(tmp_path / "missing.elf")
     text = tmp_path / "notes.txt"
     text.write_text("not an ELF\n")
-    with pytest.raises(LayoutError, match="is not an ELF file"):
+    with pytest.raises(KernelElfError, match="is not an ELF file"):
         kernel_checks.load_kernel(text)
     truncated = tmp_path / "truncated.elf"
     truncated.write_bytes(b"\x7fELF\x02\x01\x01" + bytes(9))
-    with pytest.raises(LayoutError, match="is truncated or malformed"):
+    with pytest.raises(KernelElfError, match="is truncated or malformed"):
         kernel_checks.load_kernel(truncated)
 
 

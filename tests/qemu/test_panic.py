@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kmtool.qemu.panic import Frame, FunctionSymbols, PanicReport, panic_report, parse_panic
+from kmtool.elf.kernel import FunctionIndex
+from kmtool.qemu.panic import Frame, PanicReport, frame_at, panic_report, parse_panic
 
 TRAP = [
     "kmtool kernel (build id 00112233445566778899aabbccddeeff): entered at TSC 1",
@@ -42,21 +43,23 @@ def test_parse_a_trap_and_a_panic_call() -> None:
 
 
 def test_lookup_nearest_function_and_offset() -> None:
-    symbols = FunctionSymbols(
+    symbols = FunctionIndex(
         [
             (0xFFFFFFFF80001000, 0x100, "selftest_fault"),
             (0xFFFFFFFF80000100, 0x5, "kmain"),
             (0xFFFFFFFF80002000, 0, "isr_common"),
         ]  # fmt: skip
     )
-    assert symbols.lookup(0xFFFFFFFF80001010) == Frame(0xFFFFFFFF80001010, "selftest_fault", 0x10)
+    assert frame_at(symbols, 0xFFFFFFFF80001010) == Frame(
+        0xFFFFFFFF80001010, "selftest_fault", 0x10
+    )
     # a return address just past a function's last call belongs to that function
-    assert symbols.lookup(0xFFFFFFFF80000105, return_address=True) == Frame(
+    assert frame_at(symbols, 0xFFFFFFFF80000105, return_address=True) == Frame(
         0xFFFFFFFF80000105, "kmain", 5
     )
-    assert symbols.lookup(0xFFFFFFFF80000105) == Frame(0xFFFFFFFF80000105)  # past kmain's size
-    assert symbols.lookup(0xFFFFFFFF80002345) == Frame(0xFFFFFFFF80002345, "isr_common", 0x345)
-    assert symbols.lookup(0x1000) == Frame(0x1000)
+    assert frame_at(symbols, 0xFFFFFFFF80000105) == Frame(0xFFFFFFFF80000105)  # past kmain's size
+    assert frame_at(symbols, 0xFFFFFFFF80002345) == Frame(0xFFFFFFFF80002345, "isr_common", 0x345)
+    assert frame_at(symbols, 0x1000) == Frame(0x1000)
 
 
 def test_report_json_and_lines_without_a_kernel(tmp_path: Path) -> None:
