@@ -173,18 +173,29 @@ def run_ninja(
 ) -> list[str]:
     """Step 4: run ninja in the source root; return the steps it ran; raise BuildFailure."""
     argv = [ninja, "-f", str(paths.ninja_file), *(["-v"] if verbose else []), *extra_args]
+    log = _NinjaLog(on_event or (lambda event: None))
+    proc = _start_ninja(argv, paths.root)
+    assert proc.stdout is not None
+    try:
+        for raw in proc.stdout:
+            log.feed(raw.rstrip("\n"))
+        code = proc.wait()
+    except BaseException:
+        proc.terminate()  # ninja removes the outputs of the steps it interrupts
+        proc.wait()
+        raise
+    if code != 0:
+        raise log.failure(code)
+    return log.steps
+
+
+def _start_ninja(argv: list[str], root: Path) -> subprocess.Popen[str]:
+    """Ninja started in `root` with our NINJA_STATUS, its stdout and stderr as one text pipe."""
     env = dict(os.environ, NINJA_STATUS=NINJA_STATUS)
     env.pop("CLICOLOR_FORCE", None)
-    emit = on_event or (lambda event: None)
-    steps: list[str] = []
-    failures: list[Failure] = []
-    messages: list[str] = []
-    current: Failure | None = None
-    expect_command = False
-    last_status = ""
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         argv,
-        cwd=paths.root,
+        cwd=root,
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -193,48 +204,61 @@ def run_ninja(
         errors="replace",
         bufsize=1,
     )
-    assert proc.stdout is not None
-    try:
-        for raw in proc.stdout:
-            line = raw.rstrip("\n")
-            status = _STATUS_RE.match(line)
-            if status:
-                current, expect_command = None, False
-                last_status = status.group(3)
-                steps.append(last_status)
-                emit(Status(int(status.group(1)), int(status.group(2)), last_status))
-                continue
-            failed = _FAILED_RE.match(line)
-            if failed:
-                current = Failure(what=last_status, outputs=failed.group(1))
-                failures.append(current)
-                expect_command = True
-                continue
-            if line.startswith("ninja: "):
-                current, expect_command = None, False
-                messages.append(line[len("ninja: ") :])
-                continue
-            if current is not None:
-                if expect_command:
-                    current.command, expect_command = line, False
-                else:
-                    current.lines.append(line)
-                continue
-            emit(Output(line))
-        code = proc.wait()
-    except BaseException:
-        proc.terminate()  # ninja removes the outputs of the steps it interrupts
-        proc.wait()
-        raise
-    if code != 0:
-        if failures:
-            first = failures[0]
-            more = f" (and {len(failures) - 1} more steps)" if len(failures) > 1 else ""
-            raise BuildFailure(f"{first.summary()}{more}; the tool's messages are above.", failures)
-        errors = [m[len("error: ") :] for m in messages if m.startswith("error: ")]
-        detail = errors[0] if errors else (messages[-1] if messages else f"exit status {code}")
-        raise BuildFailure(f"ninja stopped the build: {detail.rstrip('.')}.", [])
-    return steps
+
+
+@dataclass
+class _NinjaLog:
+    """Ninja's output, read one line at a time: the steps it finished, the steps that failed
+    (each with the command and the lines printed under its `FAILED:` line) and ninja's own
+    `ninja: ...` messages. Lines that belong to no failure are passed on as `Output` events."""
+
+    emit: Callable[[Event], None]
+    steps: list[str] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+    current: Failure | None = None  # the failure the next lines belong to
+    expect_command: bool = False  # the line after `FAILED:` is the failed command
+    last_status: str = ""
+
+    def feed(self, line: str) -> None:
+        """Take one line of ninja's output (without its newline)."""
+        status = _STATUS_RE.match(line)
+        if status:
+            self.current, self.expect_command = None, False
+            self.last_status = status.group(3)
+            self.steps.append(self.last_status)
+            self.emit(Status(int(status.group(1)), int(status.group(2)), self.last_status))
+            return
+        failed = _FAILED_RE.match(line)
+        if failed:
+            self.current = Failure(what=self.last_status, outputs=failed.group(1))
+            self.failures.append(self.current)
+            self.expect_command = True
+            return
+        if line.startswith("ninja: "):
+            self.current, self.expect_command = None, False
+            self.messages.append(line[len("ninja: ") :])
+            return
+        if self.current is not None:
+            if self.expect_command:
+                self.current.command, self.expect_command = line, False
+            else:
+                self.current.lines.append(line)
+            return
+        self.emit(Output(line))
+
+    def failure(self, code: int) -> BuildFailure:
+        """The error for ninja exiting with status `code` (not 0) after the lines fed so far."""
+        if self.failures:
+            first = self.failures[0]
+            count = len(self.failures)
+            more = f" (and {count - 1} more steps)" if count > 1 else ""
+            message = f"{first.summary()}{more}; the tool's messages are above."
+            return BuildFailure(message, self.failures)
+        errors = [m[len("error: ") :] for m in self.messages if m.startswith("error: ")]
+        last = self.messages[-1] if self.messages else f"exit status {code}"
+        detail = errors[0] if errors else last
+        return BuildFailure(f"ninja stopped the build: {detail.rstrip('.')}.", [])
 
 
 def build(
