@@ -18,9 +18,10 @@ import hashlib
 import os
 import tempfile
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 from kmtool.errors import ImageError
 from kmtool.image import fat, gpt
@@ -116,17 +117,14 @@ def build_image(
     """
     from kmtool.build.toolchain import require
 
-    mformat, mmd, mcopy = require("mformat"), require("mmd"), require("mcopy")
-    epoch = fat.default_epoch() if epoch is None else epoch
-    if epoch < fat.FAT_EPOCH:
-        raise ImageError(f"The time stamp `{epoch}` is before 1980-01-01, which FAT cannot record.")
-    if esp_size % (1 << 20):
-        raise ImageError(f"The ESP size `{esp_size}` is not a whole number of MiB.")
+    mtools = _Mtools(require("mformat"), require("mmd"), require("mcopy"))
+    epoch = _checked_epoch(epoch, esp_size)
     contents = _load(files)
     digest = _content_digest(contents, epoch, esp_size)
     layout = gpt.GptLayout.for_partition(esp_size // gpt.SECTOR)
     disk_guid, part_guid = _guid(digest, "disk"), _guid(digest, "partition")
     head, tail = gpt.render(layout, disk_guid, part_guid, PARTITION_NAME)
+    names = sorted(contents)  # copy order is part of the image bytes
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -134,22 +132,8 @@ def build_image(
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as disk:
-            disk.truncate(layout.total_sectors * gpt.SECTOR)
-            disk.write(head)
-            disk.seek((layout.last_lba - gpt.ENTRY_ARRAY_SECTORS) * gpt.SECTOR)
-            disk.write(tail)
-        offset = layout.part_offset
-        fat.format_fat32(
-            mformat, tmp, offset, layout.part_sectors,
-            label=ESP_LABEL, serial=ESP_SERIAL, epoch=epoch,
-        )  # fmt: skip
-        names = sorted(contents)  # copy order is part of the image bytes
-        fat.make_dirs(mmd, tmp, offset, _parent_dirs(names), epoch=epoch)
-        with tempfile.TemporaryDirectory(prefix="kmtool-esp-") as staging:
-            for index, name in enumerate(names):
-                source = Path(staging) / f"file{index}"
-                source.write_bytes(contents[name])
-                fat.copy_file(mcopy, tmp, offset, source, name, epoch=epoch)
+            _write_gpt(disk, layout, head, tail)
+        _fill_esp(mtools, tmp, layout, contents, names, epoch)
         with open(tmp, "rb+") as disk:
             os.fsync(disk.fileno())
         os.chmod(tmp, 0o644)
@@ -166,3 +150,54 @@ def build_image(
         partition_size=layout.part_sectors * gpt.SECTOR,
         files=tuple(names),
     )
+
+
+@dataclass(frozen=True)
+class _Mtools:
+    """Paths of the three mtools programs the ESP is made with."""
+
+    mformat: str
+    mmd: str
+    mcopy: str
+
+
+def _checked_epoch(epoch: int | None, esp_size: int) -> int:
+    """The time stamp to use (the default when None); ImageError for one FAT cannot record or
+    an ESP size that is not a whole number of MiB."""
+    epoch = fat.default_epoch() if epoch is None else epoch
+    if epoch < fat.FAT_EPOCH:
+        raise ImageError(f"The time stamp `{epoch}` is before 1980-01-01, which FAT cannot record.")
+    if esp_size % (1 << 20):
+        raise ImageError(f"The ESP size `{esp_size}` is not a whole number of MiB.")
+    return epoch
+
+
+def _write_gpt(disk: BinaryIO, layout: gpt.GptLayout, head: bytes, tail: bytes) -> None:
+    """Size the (sparse) disk and write the primary and backup GPT structures into it."""
+    disk.truncate(layout.total_sectors * gpt.SECTOR)
+    disk.write(head)
+    disk.seek((layout.last_lba - gpt.ENTRY_ARRAY_SECTORS) * gpt.SECTOR)
+    disk.write(tail)
+
+
+def _fill_esp(
+    mtools: _Mtools,
+    disk: Path,
+    layout: gpt.GptLayout,
+    contents: Mapping[str, bytes],
+    names: Sequence[str],
+    epoch: int,
+) -> None:
+    """Format the ESP inside `disk` as FAT32, make the directories, then copy the files `names`
+    (keys of `contents`) in that order, which is part of the image bytes."""
+    offset = layout.part_offset
+    fat.format_fat32(
+        mtools.mformat, disk, offset, layout.part_sectors,
+        label=ESP_LABEL, serial=ESP_SERIAL, epoch=epoch,
+    )  # fmt: skip
+    fat.make_dirs(mtools.mmd, disk, offset, _parent_dirs(list(names)), epoch=epoch)
+    with tempfile.TemporaryDirectory(prefix="kmtool-esp-") as staging:
+        for index, name in enumerate(names):
+            source = Path(staging) / f"file{index}"
+            source.write_bytes(contents[name])
+            fat.copy_file(mtools.mcopy, disk, offset, source, name, epoch=epoch)
