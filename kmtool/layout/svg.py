@@ -190,86 +190,112 @@ class _Canvas:
 
     def draw(self, box: Box, x0: float, x1: float, y: float, depth: int) -> None:
         """Draw `box` with its top edge at `y` between x0 and x1."""
-        h = box.height
-        r = box.region
         group = ET.SubElement(self.body, "g")
-        if r is None:
-            group.set("class", "unused")
-            group.set("data-start", hexaddr(box.start))
-            group.set("data-end", hexaddr(box.end))
-            group.set("data-size", str(box.size))
-            self.rect(
-                group,
-                x0,
-                y,
-                x1 - x0,
-                h,
-                fill="url(#hatch)",
-                stroke=UNUSED[1],
-                stroke_width="1",
-                rx="3",
-            )
-            lo, hi = table.pml4_index(box.start), table.pml4_index(box.end)
-            entries = f"PML4 {lo}" if lo == hi else f"PML4 {lo}-{hi}"
-            self.text(group, x0 + 12, y + h / 2 - 2, "unused", 13, bold=True, colour=MUTED)
-            self.text(
-                group,
-                x0 + 12,
-                y + h / 2 + 13,
-                f"{hexaddr(box.start)} · {size_text(box.size)}",
-                11,
-                mono=True,
-                colour=MUTED,
-            )
-            self.note(y + h / 2 + 4, [(f"{entries}: no region claims it", MUTED, False)])
+        if box.region is None:
+            self._unused(group, box, x0, x1, y)
         else:
-            group.set("class", "region")
-            group.set("data-name", r.name)
-            group.set("data-start", hexaddr(r.start))
-            group.set("data-end", hexaddr(r.end))
-            group.set("data-size", str(r.size))
-            fill, accent = COLOURS.get(r.backing, UNUSED)
-            faults = self.faults.get(r.name, [])
-            stroke = FAULT if faults else accent
-            self.rect(
-                group,
-                x0,
-                y,
-                x1 - x0,
-                h,
-                fill=fill,
-                stroke=stroke,
-                stroke_width="2.5" if faults else "1.2",
-                rx="4",
-            )
-            self.rect(group, x0, y, 6, h, fill=accent, rx="2")
-            label = f"{hexaddr(r.start)} · {size_text(r.size)}"
-            details = f"{r.backing.value} · {size_text(r.page_size)} pages · PML4 {pml4_text(r)}"
-            lines = [(details, MUTED, False), (r.description, INK, False)]
-            lines += [(note, INK, False) for note in self.notes.get(r.name, [])]
-            if faults:
-                wrapped = textwrap.wrap("fails: " + ", ".join(faults), 58, break_on_hyphens=False)
-                lines += [(line, FAULT, True) for line in wrapped]
-            if box.children:
-                self.text(group, x0 + 14, y + 17, r.name, 13, bold=True)
-                self.text(group, x1 - 10, y + 17, label, 11, mono=True, colour=MUTED, anchor="end")
-                self.note(y + 13, lines)
-            else:
-                mid = y + h / 2
-                self.text(group, x0 + 14, mid - 3, r.name, 13, bold=True)
-                self.text(group, x0 + 14, mid + 12, label, 11, mono=True)
-                self.note(mid - 3, lines)
+            self._region(group, box, box.region, x0, x1, y)
         # Children: highest address at the top.
         cy = y + (HEADER if box.children else 0)
         for child in reversed(box.children):
             self.draw(child, x0 + INSET, x1 - INSET, cy, depth + 1)
             cy += child.height
         if not box.children:
-            self.address(y + h, box.start)
+            self.address(y + box.height, box.start)
+
+    def _unused(self, group: ET.Element, box: Box, x0: float, x1: float, y: float) -> None:
+        """An address range no region claims: hatched, with its PML4 entries in the note."""
+        h = box.height
+        group.set("class", "unused")
+        group.set("data-start", hexaddr(box.start))
+        group.set("data-end", hexaddr(box.end))
+        group.set("data-size", str(box.size))
+        self.rect(
+            group,
+            x0,
+            y,
+            x1 - x0,
+            h,
+            fill="url(#hatch)",
+            stroke=UNUSED[1],
+            stroke_width="1",
+            rx="3",
+        )
+        lo, hi = table.pml4_index(box.start), table.pml4_index(box.end)
+        entries = f"PML4 {lo}" if lo == hi else f"PML4 {lo}-{hi}"
+        self.text(group, x0 + 12, y + h / 2 - 2, "unused", 13, bold=True, colour=MUTED)
+        self.text(
+            group,
+            x0 + 12,
+            y + h / 2 + 13,
+            f"{hexaddr(box.start)} · {size_text(box.size)}",
+            11,
+            mono=True,
+            colour=MUTED,
+        )
+        self.note(y + h / 2 + 4, [(f"{entries}: no region claims it", MUTED, False)])
+
+    def _region(
+        self, group: ET.Element, box: Box, r: Region, x0: float, x1: float, y: float
+    ) -> None:
+        """A region's box (outlined in red when a check blames it), its label and its note."""
+        h = box.height
+        group.set("class", "region")
+        group.set("data-name", r.name)
+        group.set("data-start", hexaddr(r.start))
+        group.set("data-end", hexaddr(r.end))
+        group.set("data-size", str(r.size))
+        fill, accent = COLOURS.get(r.backing, UNUSED)
+        faults = self.faults.get(r.name, [])
+        stroke = FAULT if faults else accent
+        self.rect(
+            group,
+            x0,
+            y,
+            x1 - x0,
+            h,
+            fill=fill,
+            stroke=stroke,
+            stroke_width="2.5" if faults else "1.2",
+            rx="4",
+        )
+        self.rect(group, x0, y, 6, h, fill=accent, rx="2")
+        label = f"{hexaddr(r.start)} · {size_text(r.size)}"
+        lines = self._note_lines(r, faults)
+        if box.children:
+            self.text(group, x0 + 14, y + 17, r.name, 13, bold=True)
+            self.text(group, x1 - 10, y + 17, label, 11, mono=True, colour=MUTED, anchor="end")
+            self.note(y + 13, lines)
+        else:
+            mid = y + h / 2
+            self.text(group, x0 + 14, mid - 3, r.name, 13, bold=True)
+            self.text(group, x0 + 14, mid + 12, label, 11, mono=True)
+            self.note(mid - 3, lines)
+
+    def _note_lines(self, r: Region, faults: list[str]) -> list[tuple[str, str, bool]]:
+        """The note beside a region: its details, description, extra notes, failed checks."""
+        details = f"{r.backing.value} · {size_text(r.page_size)} pages · PML4 {pml4_text(r)}"
+        lines = [(details, MUTED, False), (r.description, INK, False)]
+        lines += [(note, INK, False) for note in self.notes.get(r.name, [])]
+        if faults:
+            wrapped = textwrap.wrap("fails: " + ", ".join(faults), 58, break_on_hyphens=False)
+            lines += [(line, FAULT, True) for line in wrapped]
+        return lines
 
 
 def render(report: Report) -> str:
     """The SVG document for `report` (regions from the report; failed checks outline culprits)."""
+    canvas = _Canvas(_faults(report), _notes(report))
+    y = _title(canvas, MARGIN)
+    y = _halves(canvas, report.regions, y)
+    y += 22
+    y = _legend(canvas, y)
+    y = _summary(canvas, report, y)
+    return _document(canvas, y + MARGIN)
+
+
+def _faults(report: Report) -> dict[str, list[str]]:
+    """Region name -> the failed checks that blame it (kernel segments blame kernel-image)."""
     faults: dict[str, list[str]] = {}
     names = {r.name for r in report.regions}
     for check in report.failed:
@@ -279,6 +305,11 @@ def render(report: Report) -> str:
                 culprit = "kernel-image"
             if check.name not in faults.setdefault(culprit, []):
                 faults[culprit].append(check.name)
+    return faults
+
+
+def _notes(report: Report) -> dict[str, list[str]]:
+    """Region name -> extra note lines: the kernel ELF's extent beside kernel-image."""
     notes: dict[str, list[str]] = {}
     if report.kernel is not None and report.extent is not None and report.kernel.segments:
         k, extent = report.kernel, report.extent
@@ -286,12 +317,11 @@ def render(report: Report) -> str:
             f"kernel ELF: {size_text(extent.size)} at {hexaddr(extent.start)}, "
             f"{len(k.segments)} PT_LOAD segment{'' if len(k.segments) == 1 else 's'}"
         ]
-    canvas = _Canvas(faults, notes)
-    regions = report.regions
-    upper = half_boxes(regions, UPPER_HALF)
-    lower = half_boxes(regions, LOWER_HALF)
+    return notes
 
-    y: float = MARGIN
+
+def _title(canvas: _Canvas, y: float) -> float:
+    """The title and the two subtitle lines from `y`; return the y below them."""
     canvas.text(canvas.body, MARGIN, y + 18, "Virtual address-space plan", 22, bold=True)
     subtitle = (
         "x86-64, 4-level paging, 48-bit canonical addresses, high addresses at the top.",
@@ -299,25 +329,30 @@ def render(report: Report) -> str:
     )
     for i, line in enumerate(subtitle):
         canvas.text(canvas.body, MARGIN, y + 42 + 16 * i, line, 12, colour=MUTED)
-    y += 92
+    return y + 92
 
+
+def _halves(canvas: _Canvas, regions: Sequence[Region], y: float) -> float:
+    """Both canonical halves, upper first, with the hole between; return the y below them."""
     halves = (
-        ("Upper canonical half: the kernel (PML4 256-511)", upper, UPPER_HALF),
-        ("Lower canonical half: user space (PML4 0-255)", lower, LOWER_HALF),
+        ("Upper canonical half: the kernel (PML4 256-511)", UPPER_HALF),
+        ("Lower canonical half: user space (PML4 0-255)", LOWER_HALF),
     )
-    for number, (title, boxes, (_, hi)) in enumerate(halves):
+    for number, (title, half) in enumerate(halves):
         y += 14 if number else 0
         canvas.text(canvas.body, BAR_LEFT, y, title, 14, bold=True)
         y += 14
-        canvas.address(y, hi)
-        for box in reversed(boxes):
+        canvas.address(y, half[1])
+        for box in reversed(half_boxes(regions, half)):
             canvas.draw(box, BAR_LEFT, BAR_RIGHT, y, 0)
             y += box.height
         if number == 0:
             y = _hole(canvas, y)
-    y += 22
-    y = _legend(canvas, y)
+    return y
 
+
+def _summary(canvas: _Canvas, report: Report, y: float) -> float:
+    """One line saying whether every check passed; return the y of its baseline."""
     summary = (
         f"All {len(report.checks)} checks passed."
         if report.ok
@@ -327,8 +362,11 @@ def render(report: Report) -> str:
     canvas.text(
         canvas.body, MARGIN, y + 14, summary, 12, bold=True, colour=MUTED if report.ok else FAULT
     )
-    height = y + 14 + MARGIN
+    return y + 14
 
+
+def _document(canvas: _Canvas, height: float) -> str:
+    """The whole SVG text: title, the hatch pattern, a white background, then the drawing."""
     svg = ET.Element(
         "svg",
         {
