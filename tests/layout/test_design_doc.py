@@ -1,9 +1,10 @@
 """docs/design.md against the code: the numbers it quotes are the table's, its references resolve.
 
 The design document restates a few numbers for readers (the region overview of §2, the loader
-memory types, the exit values); these tests read them back out of the Markdown and compare them with
-kmtool/layout/table.py and kmtool/qemu/outcome.py, so the document cannot drift from the plan. They
-also check that every `§N` the document or the code cites names a section the document has.
+memory types, the exit values and statuses); these tests read them back out of the Markdown and
+compare them with kmtool/layout/table.py, kmtool/qemu/outcome.py and kmtool/exitstatus.py, so the
+document cannot drift from the code. They also check that every `§N` the document or the code
+cites names a section the document has.
 """
 
 from __future__ import annotations
@@ -100,6 +101,19 @@ def test_outcome_table_is_the_outcome_mapping() -> None:
         exit_value = re.match(r"(\d+): `(EXIT_[A-Z]+)`", ended)
         if exit_value:
             assert int(exit_value[1]) == qemu_status_for(getattr(table, exit_value[2])), name
+
+
+def test_exit_statuses_are_the_exit_status_table() -> None:
+    from kmtool.exitstatus import ExitStatus
+
+    text = " ".join(_section("6.2").split())
+    quoted = re.search(r"status 1, a user error .*?, or (\d+), an internal error", text)
+    assert quoted is not None
+    assert ExitStatus.USER_ERROR == 1
+    assert int(quoted[1]) == ExitStatus.INTERNAL_ERROR
+    signals = re.search(r"Ctrl-C exits (\d+) and SIGTERM (\d+)", text)
+    assert signals is not None
+    assert (int(signals[1]), int(signals[2])) == (ExitStatus.INTERRUPTED, ExitStatus.TERMINATED)
 
 
 def _sections() -> set[str]:
