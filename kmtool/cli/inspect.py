@@ -7,10 +7,15 @@ Exit status: 0 when every check passes, 1 when one fails or the dump cannot be d
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from kmtool.cli.app import console, err_console, print_json
+from kmtool.errors import KmtoolError
+
+if TYPE_CHECKING:
+    from kmtool.dump.inspection import Inspection
 
 PART_CHOICES = ("summary", "cpu", "boot", "memmap", "pagetables", "frames", "heap", "checks", "all")
 
@@ -70,6 +75,14 @@ ADDRESS = Address()
     metavar="PA",
     help="List every virtual address that maps physical PA (repeatable).",
 )
+@click.option(
+    "--print",
+    "expressions",
+    multiple=True,
+    metavar="EXPR",
+    help="Print a kernel global with its C type (needs --kernel): NAME, then any .member, "
+    "->member or [index] (repeatable).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print everything as one JSON object.")
 @click.pass_context
 def inspect(
@@ -81,6 +94,7 @@ def inspect(
     parts: tuple[str, ...],
     walk_vas: tuple[int, ...],
     pas: tuple[int, ...],
+    expressions: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Decode a memory dump: CPU, boot info, page tables, frames, heap.
@@ -94,7 +108,12 @@ def inspect(
     from kmtool.dump.inspection import Options, inspect_dump
 
     options = Options(kernel=kernel, cr3=cr3, base=base, walk=list(walk_vas), pa=list(pas))
+    if expressions and kernel is None:
+        raise KmtoolError("`--print` reads the kernel's types from its ELF: pass `--kernel ELF`.")
     ins = inspect_dump(dump, options)
+    if expressions:
+        _print(ins, list(expressions), as_json)
+        return
     doc = ins.to_json()
     if as_json:
         print_json(doc)
@@ -116,3 +135,29 @@ def inspect(
             names = ", ".join(f"`{c.name}`" for c in failed)
             err_console.print(f"[red]{len(failed)} of {len(ins.checks)} checks failed:[/] {names}.")
         ctx.exit(1)
+
+
+def _print(ins: Inspection, expressions: list[str], as_json: bool) -> None:
+    """`--print`: each expression's value, read through the kernel's tables (or the dump's)."""
+    from rich.text import Text
+
+    from kmtool.dump.printer import print_expressions, virtual_reader
+    from kmtool.elf.dwarf import read_dwarf
+
+    assert ins.options.kernel is not None
+    tables = ins.kernel_tables or ins.tables
+    if tables is None:
+        raise KmtoolError("`--print` needs page tables to read through, and the dump has none.")
+    read = virtual_reader(ins.source.memory, tables.translate)
+    elf = ins.kernel.elf if ins.kernel is not None else None
+
+    def symbolize(address: int) -> str | None:
+        found = None if elf is None else elf.function_at(address)
+        return None if found is None else f"{found[0]}+{found[1]:#x}" if found[1] else found[0]
+
+    printed = print_expressions(read_dwarf(ins.options.kernel), read, expressions, symbolize)
+    if as_json:
+        print_json({"print": [p.to_json() for p in printed]})
+        return
+    for p in printed:
+        console.print(Text(p.text()), soft_wrap=True)
