@@ -358,3 +358,16 @@ def test_dump_of_an_early_panic(fx: F.Fixture, tmp_path: Path) -> None:
     assert ok and text.startswith("not applicable, not built yet:")
     with pytest.raises(DumpError, match=r"records no kernel PML4 yet \(raw kernel_pml4_phys 0x0\)"):
         run(early, tmp_path)  # raw, no CR3 anywhere
+
+
+def test_registry_reads_what_each_check_takes() -> None:
+    # every check is declared once, and takes exactly the parts it declares it reads, by name
+    import inspect
+
+    from kmtool.dump.checks import CHECKS
+
+    names = [spec.name for spec in CHECKS]
+    assert len(set(names)) == len(names)
+    for spec in CHECKS:
+        assert tuple(inspect.signature(spec.run).parameters) == spec.reads, spec.name
+        assert set(spec.optional) <= set(spec.reads), spec.name

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import dump_fixtures as F
 import numpy as np
 import pytest
 
-from kmtool.dump import checks
-from kmtool.dump.checks import _u64
+from kmtool.dump.checks.common import u64 as _u64
+from kmtool.dump.checks.treap import address_index, span_treap
 from kmtool.dump.frames import FreeList, read_free_list
 from kmtool.dump.records import numpy_dtype
 from kmtool.dump.source import open_dump
@@ -93,7 +92,7 @@ def test_long_dense_and_sparse_list(tmp_path: Path) -> None:
         assert (fl.nodes["prev"][1:] == fl.addresses[:-1]).all()
     # the vectorised span hash has no cap: it equals the word-by-word definition
     assert bounded.span_hash() == horner(spans)
-    treap = checks.span_treap(SimpleNamespace(frames=bounded, core=None))  # type: ignore[arg-type]
+    treap = span_treap(bounded)
     assert treap is not None and treap.ok, treap
 
 
@@ -106,7 +105,7 @@ def test_address_index_both_ways(dense: bool) -> None:
     key = key[rng.permutation(len(key))]
     queries = np.concatenate((key, key + np.uint64(8), key + np.uint64(PAGE_SIZE), _u64([0, 1,
                               (1 << 64) - 1, (1 << 64) - PAGE_SIZE])))  # fmt: skip
-    got = checks._address_index(key)(queries)
+    got = address_index(key)(queries)
     expected = [int(np.flatnonzero(key == q)[0]) if q in key else -1 for q in queries.tolist()]
     assert got.tolist() == expected
 

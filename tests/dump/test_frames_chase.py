@@ -8,14 +8,14 @@ error. Windows are made tiny here so that a small image has many of them.
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kmtool.dump import checks, frames
+from kmtool.dump import frames
+from kmtool.dump.checks.spans import spans_sorted
 from kmtool.dump.memory import MemoryRange, PhysicalMemory
 from kmtool.dump.records import field_offset
 from kmtool.errors import DumpError
@@ -162,5 +162,5 @@ def test_unsorted_list_is_decoded_and_fails_the_check(tmp_path: Path) -> None:
     addresses, records = chase(mem, chain[0])
     assert addresses.tolist() == chain
     fl = frames.FreeList(0, None, records, addresses)
-    result = checks.spans_sorted(SimpleNamespace(frames=fl, core=None))  # type: ignore[arg-type]
+    result = spans_sorted(fl)
     assert result is not None and not result.ok and "span 0x5000 follows 0x16000" in result.detail

@@ -1,0 +1,104 @@
+"""Checks of the page tables: the walk itself, the shared kernel PML4 entries, the offset map, and
+W^X in kernel space (docs/design.md §2)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from kmtool.dump.checks.common import SHOWN, Verdict, contained, listing, offenders
+from kmtool.dump.memmap import RAM_TYPES, MemoryMap, merge_intervals
+from kmtool.dump.pagetable import ADDRESS_MASK, PERM_W, PERM_X, PageTables, Pte, perm_text
+from kmtool.layout.table import (
+    KERNEL_SPACE_BASE,
+    OFFSET_MAP_BASE,
+    PAGE_SIZE,
+    SHARED_PML4_FIRST,
+    SHARED_PML4_LAST,
+)
+
+if TYPE_CHECKING:
+    from kmtool.dump.coreinfo import CoreInfoBlock
+    from kmtool.dump.source import DumpSource
+
+
+def offset_mapped(kernel_tables: PageTables) -> tuple[np.ndarray, np.ndarray]:
+    """Physical intervals the kernel's offset map maps correctly (va == pa + base)."""
+    r = kernel_tables.ranges_in("offset-map")
+    good = (r.start - np.uint64(OFFSET_MAP_BASE)) == r.phys
+    return merge_intervals(r.phys[good], r.phys[good] + r.size[good])
+
+
+def page_tables_walked(
+    tables: PageTables, kernel_tables: PageTables | None, foreign: bool
+) -> Verdict:
+    """The walk under CR3 (and the kernel PML4) met no table outside the dump and no limit.
+
+    Recursive entries (kmtool.dump.pagetable) are skipped by the walk: a failure on a dump of our
+    kernel, which makes none; a note on a foreign dump, where they are a common design.
+    """
+    walked = {t.root: t for t in (tables, kernel_tables) if t is not None}
+    errors = [e for t in walked.values() for e in t.errors]
+    recursive = [r for t in walked.values() for r in t.recursive]
+    if errors:
+        return Verdict(False, listing(errors[:SHOWN], len(errors)))
+    if recursive and not foreign:
+        return Verdict(False, "recursive mapping (kmtool's kernel makes none): "
+                       + listing(recursive[:SHOWN], len(recursive)))  # fmt: skip
+    roots = ", ".join(hex(r) for r in walked)
+    note = "; skipped recursive " + listing(recursive[:SHOWN], len(recursive)) if recursive else ""
+    leaves = sum(t.leaf_total for t in walked.values())
+    return Verdict(True, f"{leaves} pages under {roots}{note}")
+
+
+def shared_entries(core: CoreInfoBlock, source: DumpSource, root: int | None) -> Verdict:
+    """The kernel PML4's shared entries are present, and CR3's table (`root`, when another one)
+    points them at the same tables."""
+    pml4 = core.kernel_pml4_phys & ADDRESS_MASK
+    memory = source.memory
+    if not memory.contains(pml4, PAGE_SIZE):
+        return Verdict(False, f"the kernel PML4 at {hex(pml4)} is outside the dump")
+    live_root = root if root is not None and root != pml4 else None
+    if live_root is not None and not memory.contains(live_root, PAGE_SIZE):
+        live_root = None  # "page tables walked" names it
+    found = []
+    for index in range(SHARED_PML4_FIRST, SHARED_PML4_LAST + 1):
+        entry = memory.u64(pml4 + index * 8, f"kernel PML4 entry {index}")
+        if not entry & Pte.PRESENT:
+            found.append(f"entry {index} is {hex(entry)} (not present)")
+        if live_root is not None:
+            live = memory.u64(live_root + index * 8, f"PML4 entry {index} under CR3")
+            if live & ADDRESS_MASK != entry & ADDRESS_MASK:
+                found.append(f"CR3's entry {index} is {hex(live)}, the kernel's {hex(entry)}")
+    return Verdict(not found, "; ".join(found) if found else f"PML4 at {hex(pml4)}")
+
+
+def offset_map(memmap: MemoryMap, kernel_tables: PageTables) -> Verdict:
+    """Every offset-map leaf maps physical = virtual - base, and every RAM range is mapped so."""
+    r = kernel_tables.ranges_in("offset-map")
+    wrong = np.flatnonzero((r.start - np.uint64(OFFSET_MAP_BASE)) != r.phys)
+    found = [f"{hex(int(r.start[k]))} maps physical {hex(int(r.phys[k]))}" for k in wrong[:SHOWN]]
+    rs, re_ = memmap.intervals(RAM_TYPES)
+    os_, oe = offset_mapped(kernel_tables)
+    missing = np.flatnonzero(~contained(rs, re_, os_, oe))
+    found += [
+        f"RAM {hex(int(rs[k]))}-{hex(int(re_[k]) - 1)} is not offset-mapped"
+        for k in missing[:SHOWN]
+    ]
+    total = len(wrong) + len(missing)
+    ram = int((re_ - rs).sum()) if len(rs) else 0
+    return Verdict(
+        not total, listing(found, total) if total else f"{ram >> 20} MiB of RAM in {len(rs)} ranges"
+    )
+
+
+def no_wx(kernel_tables: PageTables) -> Verdict:
+    r = kernel_tables.ranges
+    kernel = r.start >= np.uint64(KERNEL_SPACE_BASE)
+    return offenders(
+        np.flatnonzero(kernel & ((r.perm & (PERM_W | PERM_X)) == (PERM_W | PERM_X))),
+        lambda k: f"{hex(int(r.start[k]))} (+{int(r.size[k])} bytes, {perm_text(int(r.perm[k]))})",
+        f"{int(kernel.sum())} kernel ranges, none W+X",
+        " writable and executable",
+    )

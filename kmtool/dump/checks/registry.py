@@ -1,0 +1,147 @@
+"""The registry of inspect checks: each declared once, as data, in `CHECKS`, and applied by
+`run_checks` in that order.
+
+A check is a plain function of the inspection parts it reads (`reads`, the names of `Inspection`
+attributes, passed in that order) that returns a `Verdict`; its row's name is stated here only. The
+registry applies, for every check, the rules each check used to open with:
+
+- A part it reads is None (a foreign dump has no frames, a dump without `--kernel` no kernel
+  symbols): no row. Parts in `optional` are passed even when None.
+- One of its `built` structures (keys of `not_built`) is not built yet on a dump of our kernel:
+  the row passes with "not applicable, ..." and the reason, without calling the check, so an empty
+  allocator never "passes" and no row silently vanishes. A part whose absence that explains (no
+  kernel PML4: no kernel tables; no heap) yields this row rather than none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from kmtool.check import Check
+from kmtool.dump.checks import core, heap, memmap, pagetables, spans, treap
+from kmtool.dump.checks.common import Verdict
+from kmtool.dump.pagetable import ADDRESS_MASK
+from kmtool.layout.table import OFFSET_MAP_BASE, SHARED_PML4_FIRST, SHARED_PML4_LAST
+
+if TYPE_CHECKING:
+    from kmtool.dump.inspection import Inspection
+
+# The parts of an `Inspection` a check may read, and the structures `not_built` names.
+Part = Literal[
+    "source", "kernel", "root", "tables", "core", "core_error", "kernel_tables", "boot",
+    "memmap", "frames", "heap", "foreign",
+]  # fmt: skip
+Built = Literal["kernel_pml4", "frames", "heap"]
+
+# The detail of a check whose structure the kernel had not built when the dump was taken: it passes
+# (nothing to contradict) without reading anything; "kernel reached ready" is the one that fails.
+NOT_BUILT_YET = "not applicable, not built yet: the kernel did not reach ready"
+NOT_BUILT = "not applicable, not built"  # the same, when ready_tsc says the kernel did reach ready
+# The part that is None because a structure is not built (see the module docstring).
+EXPLAINED: dict[Built, Part] = {"kernel_pml4": "kernel_tables", "heap": "heap"}
+
+
+@dataclass(frozen=True)
+class InspectCheck:
+    """One check of `kmtool inspect`: its row's `name`, the function `run` of the parts it `reads`,
+    the structures it needs `built`, and the read parts that may be None (`optional`).
+
+    `run` returns a Verdict; a run that returns a whole Check names its own row (the core-info
+    block that cannot be read, whose decoder names the fault).
+    """
+
+    name: str
+    run: Callable[..., Verdict | Check]
+    reads: tuple[Part, ...]
+    built: tuple[Built, ...] = ()
+    optional: tuple[Part, ...] = ()
+
+
+C = InspectCheck
+CHECKS: tuple[InspectCheck, ...] = (
+    C("core-info readable", core.core_info_readable, ("core_error",)),
+    C("kernel reached ready", core.kernel_ready, ("core", "frames", "kernel_tables", "heap"),
+      optional=("frames", "kernel_tables", "heap")),
+    C("core-info constants match the layout table", core.core_constants, ("core",)),
+    C("core-info agrees with kernel symbols", core.core_symbols,
+      ("core", "kernel", "kernel_tables"), ("kernel_pml4",)),
+    C("build id matches the kernel ELF", core.build_id_matches, ("core", "kernel")),
+    C("memory map sorted", memmap.memory_map_sorted, ("memmap",)),
+    C("memory map non-overlapping", memmap.memory_map_disjoint, ("memmap",)),
+    C("memory map stepped by descriptor size", memmap.memory_map_stepping, ("memmap",)),
+    C("page tables walked", pagetables.page_tables_walked,
+      ("tables", "kernel_tables", "foreign"), optional=("kernel_tables",)),
+    C(f"kernel PML4 entries {SHARED_PML4_FIRST} and {SHARED_PML4_LAST} present",
+      pagetables.shared_entries, ("core", "source", "root"), ("kernel_pml4",), ("root",)),
+    C(f"offset map is physical + {hex(OFFSET_MAP_BASE)}", pagetables.offset_map,
+      ("memmap", "kernel_tables"), ("kernel_pml4",)),
+    C("no writable and executable kernel mapping", pagetables.no_wx, ("kernel_tables",),
+      ("kernel_pml4",)),
+    C("spans page aligned", spans.spans_aligned, ("frames",), ("frames",)),
+    C("spans sorted and non-overlapping", spans.spans_sorted, ("frames",), ("frames",)),
+    C("spans coalesced", spans.spans_coalesced, ("frames",), ("frames",)),
+    C("span links consistent", spans.span_links, ("frames",), ("frames",)),
+    C("span treap matches the list", treap.span_treap, ("frames",), ("frames",)),
+    C("spans inside usable memory", spans.spans_usable, ("frames", "memmap"), ("frames",)),
+    C("spans inside the offset map", spans.spans_offset_mapped, ("frames", "kernel_tables"),
+      ("frames", "kernel_pml4")),
+    C("spans hold no page table", spans.spans_no_tables,
+      ("frames", "tables", "kernel_tables"), ("frames",), ("kernel_tables",)),
+    C("spans hold no mapped kernel page", spans.spans_no_kernel_pages,
+      ("frames", "kernel_tables"), ("frames", "kernel_pml4")),
+    C("spans hold no handoff data", spans.spans_no_handoff, ("frames", "boot", "memmap"),
+      ("frames",)),
+    C("free frames match the kernel counter", spans.free_frames_counter, ("frames",), ("frames",)),
+    C("span count matches the kernel counter", spans.spans_counter, ("frames",), ("frames",)),
+    C("heap headers consistent", heap.heap_headers, ("heap",), ("heap",)),
+    C("heap counters match", heap.heap_counters, ("heap",), ("heap",)),
+)  # fmt: skip
+
+
+def not_built(ins: Inspection) -> dict[Built, str]:
+    """The kernel structures a dump of our kernel does not hold yet, each with the reason:
+    "kernel_pml4" (kernel_pml4_phys is 0), "frames" (km_frames all zero), "heap" (km_heap all zero,
+    or no kernel PML4 to reach it through). Empty for a foreign dump."""
+    c = ins.core
+    if c is None:
+        return {}
+    out: dict[Built, str] = {}
+    if not c.kernel_pml4_phys & ADDRESS_MASK:
+        out["kernel_pml4"] = "kernel_pml4_phys is 0"
+        out["heap"] = "kernel_pml4_phys is 0, and the heap is read through the kernel's tables"
+    fl = ins.frames
+    if fl is not None and not fl.initialized:
+        out["frames"] = (
+            f"km_frames at {hex(fl.state_address)} is all zero: the frame allocator was not set up"
+        )
+    kt = ins.kernel_tables
+    if kt is not None and not kt.errors and ins.heap is None:
+        out["heap"] = f"km_heap at {hex(c.heap_state_phys)} is all zero: the heap was not set up"
+    return out
+
+
+def run_checks(ins: Inspection) -> list[Check]:
+    """The row of every check in `CHECKS` that applies to `ins`, in `CHECKS` order."""
+    missing = not_built(ins)
+    prefix = NOT_BUILT if ins.core is not None and ins.core.ready_tsc else NOT_BUILT_YET
+    rows = (_row(spec, ins, missing, prefix) for spec in CHECKS)
+    return [row for row in rows if row is not None]
+
+
+def _row(
+    spec: InspectCheck, ins: Inspection, missing: dict[Built, str], prefix: str
+) -> Check | None:
+    """The row of `spec` on `ins` by the rules of the module docstring (None: no row)."""
+    parts = [getattr(ins, part) for part in spec.reads]
+    absent = {p for p, v in zip(spec.reads, parts, strict=True) if v is None} - set(spec.optional)
+    if absent - {EXPLAINED[b] for b in spec.built if b in EXPLAINED}:
+        return None
+    for b in spec.built:
+        if b in missing:
+            return Check(spec.name, True, f"{prefix} ({missing[b]})")
+    if absent:
+        return None
+    result = spec.run(*parts)
+    return result if isinstance(result, Check) else Check(spec.name, result.ok, result.detail)
