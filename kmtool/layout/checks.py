@@ -16,22 +16,12 @@ whose `culprits` name the regions at fault and whose `detail` says what is wrong
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
+from kmtool.check import Check
 from kmtool.layout import table
 from kmtool.layout.table import Region
 
 PAGE_SIZES = (4 * table.KiB, 2 * table.MiB, table.GiB)
-
-
-@dataclass(frozen=True)
-class Check:
-    """One named row of the report: `ok`, a one-sentence `detail`, and the names at fault."""
-
-    name: str
-    ok: bool
-    detail: str
-    culprits: tuple[str, ...] = ()
 
 
 def hexaddr(address: int) -> str:

@@ -25,9 +25,10 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
+from kmtool.check import Check
 from kmtool.errors import ValidationError
 from kmtool.layout import table
-from kmtool.layout.checks import Check, exact_size_text
+from kmtool.layout.checks import exact_size_text
 
 # Bytes of address space one table of each level covers (index = level: 1 PT ... 4 PML4).
 LEVEL_SPAN = {

@@ -25,10 +25,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kmtool.check import Check
 from kmtool.elf.kernel import EM_X86_64, Segment, read_kernel
 from kmtool.layout import table
 from kmtool.layout.checks import (
-    Check,
     Fault,
     find_region,
     hexaddr,
@@ -237,79 +237,97 @@ def check_segment_pages(image: KernelImage) -> Check:
     )
 
 
+SYMBOL_KINDS = (
+    ("image start", IMAGE_START_SYMBOLS),
+    ("image end", IMAGE_END_SYMBOLS),
+    ("BSS start", BSS_START_SYMBOLS),
+    ("BSS end", BSS_END_SYMBOLS),
+)
+
+Found = tuple[str, int] | None  # the symbol found for one kind: (name, value), or None
+
+
 def check_symbols(image: KernelImage, regions: Sequence[Region]) -> Check:
     """Image start/end symbols bracket the segments; BSS symbols lie in zero-filled memory."""
     name = "kernel-symbols"
     if not image.has_symtab:
         return Check(name, False, f"`{image.path}` has no symbol table (stripped?).", ("symbols",))
+    found = {what: image.symbol(names) for what, names in SYMBOL_KINDS}
+    faults: list[Fault] = [
+        ((names[0],), f"no {what} symbol (`{names[0]}`)")
+        for what, names in SYMBOL_KINDS
+        if found[what] is None
+    ]
     region = find_region(regions, "kernel-image")
-    faults: list[Fault] = []
-    found = {
-        "image start": image.symbol(IMAGE_START_SYMBOLS),
-        "image end": image.symbol(IMAGE_END_SYMBOLS),
-        "BSS start": image.symbol(BSS_START_SYMBOLS),
-        "BSS end": image.symbol(BSS_END_SYMBOLS),
-    }
-    for what, names in (
-        ("image start", IMAGE_START_SYMBOLS),
-        ("image end", IMAGE_END_SYMBOLS),
-        ("BSS start", BSS_START_SYMBOLS),
-        ("BSS end", BSS_END_SYMBOLS),
-    ):
-        if found[what] is None:
-            faults.append(((names[0],), f"no {what} symbol (`{names[0]}`)"))
-    start, end = found["image start"], found["image end"]
-    if start is not None:
-        if start[1] != table.KERNEL_LINK_BASE:
-            faults.append(
-                (
-                    (start[0],),
-                    f"`{start[0]}` is {hexaddr(start[1])}, not the link base "
-                    f"{hexaddr(table.KERNEL_LINK_BASE)}",
-                )
-            )
-        elif image.segments and start[1] > image.start:
-            faults.append(
-                ((start[0],), f"`{start[0]}` is above the first segment at {hexaddr(image.start)}")
-            )
-    if end is not None:
-        if image.segments and end[1] < image.end:
-            faults.append(
-                (
-                    (end[0],),
-                    f"`{end[0]}` {hexaddr(end[1])} is below the end of the last segment "
-                    f"{hexaddr(image.end)}",
-                )
-            )
-        if region is not None and end[1] > region.end + 1:
-            faults.append(((end[0],), f"`{end[0]}` {hexaddr(end[1])} is beyond `kernel-image`"))
-    bss_start, bss_end = found["BSS start"], found["BSS end"]
-    if bss_start is not None and bss_end is not None:
-        lo, hi = bss_start[1], bss_end[1]
-        pair = (bss_start[0], bss_end[0])
-        if lo > hi:
-            faults.append((pair, f"`{pair[0]}` {hexaddr(lo)} is above `{pair[1]}` {hexaddr(hi)}"))
-        else:
-            home = next(
-                (
-                    s
-                    for s in image.segments
-                    if s.writable and s.vaddr + s.filesz <= lo and hi <= s.vaddr + s.memsz
-                ),
-                None,
-            )
-            if home is None:
-                faults.append(
-                    (
-                        pair,
-                        f"the BSS {hexaddr(lo)}-{hexaddr(hi)} is not in the zero-filled part of a "
-                        "writable segment",
-                    )
-                )
+    faults += _image_start_faults(image, found["image start"])
+    faults += _image_end_faults(image, region, found["image end"])
+    faults += _bss_faults(image, found["BSS start"], found["BSS end"])
     passed = "Symbols in place: " + ", ".join(
         f"`{v[0]}` {hexaddr(v[1])}" for v in found.values() if v is not None
     )
     return verdict(name, faults, passed + ".")
+
+
+def _image_start_faults(image: KernelImage, start: Found) -> list[Fault]:
+    """The image start symbol is the link base, and no segment lies below it."""
+    if start is None:
+        return []
+    if start[1] != table.KERNEL_LINK_BASE:
+        return [
+            (
+                (start[0],),
+                f"`{start[0]}` is {hexaddr(start[1])}, not the link base "
+                f"{hexaddr(table.KERNEL_LINK_BASE)}",
+            )
+        ]
+    if image.segments and start[1] > image.start:
+        return [((start[0],), f"`{start[0]}` is above the first segment at {hexaddr(image.start)}")]
+    return []
+
+
+def _image_end_faults(image: KernelImage, region: Region | None, end: Found) -> list[Fault]:
+    """The image end symbol is at or past the last segment and inside `kernel-image`."""
+    if end is None:
+        return []
+    faults: list[Fault] = []
+    if image.segments and end[1] < image.end:
+        faults.append(
+            (
+                (end[0],),
+                f"`{end[0]}` {hexaddr(end[1])} is below the end of the last segment "
+                f"{hexaddr(image.end)}",
+            )
+        )
+    if region is not None and end[1] > region.end + 1:
+        faults.append(((end[0],), f"`{end[0]}` {hexaddr(end[1])} is beyond `kernel-image`"))
+    return faults
+
+
+def _bss_faults(image: KernelImage, bss_start: Found, bss_end: Found) -> list[Fault]:
+    """The BSS symbols are in order and bound the zero-filled part of one writable segment."""
+    if bss_start is None or bss_end is None:
+        return []
+    lo, hi = bss_start[1], bss_end[1]
+    pair = (bss_start[0], bss_end[0])
+    if lo > hi:
+        return [(pair, f"`{pair[0]}` {hexaddr(lo)} is above `{pair[1]}` {hexaddr(hi)}")]
+    home = next(
+        (
+            s
+            for s in image.segments
+            if s.writable and s.vaddr + s.filesz <= lo and hi <= s.vaddr + s.memsz
+        ),
+        None,
+    )
+    if home is None:
+        return [
+            (
+                pair,
+                f"the BSS {hexaddr(lo)}-{hexaddr(hi)} is not in the zero-filled part of a "
+                "writable segment",
+            )
+        ]
+    return []
 
 
 def check_image_size(image: KernelImage, regions: Sequence[Region]) -> Check:

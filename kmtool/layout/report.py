@@ -24,14 +24,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kmtool.check import REPORT, Check, check_table
 from kmtool.layout import checks, cost, kernel_checks, table
-from kmtool.layout.checks import Check, exact_size_text, hexaddr, size_text
+from kmtool.layout.checks import exact_size_text, hexaddr, size_text
 from kmtool.layout.cost import MemoryCost
 from kmtool.layout.kernel_checks import KernelImage
 from kmtool.layout.table import Region
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.table import Table
 
 
 def pml4_text(region: Region) -> str:
@@ -118,10 +120,7 @@ class Report:
                 }
                 for r, _ in tree_order(self.regions)
             ],
-            "checks": [
-                {"name": c.name, "ok": c.ok, "detail": c.detail, "culprits": list(c.culprits)}
-                for c in self.checks
-            ],
+            "checks": [c.to_json(culprits=True) for c in self.checks],
             "ok": self.ok,
             "constants": {
                 "page_size": table.PAGE_SIZE,
@@ -214,30 +213,56 @@ def print_unclipped(console: Console, renderable: Any) -> None:
 
 def render(report: Report, console: Console) -> None:
     """Print the report as tables: regions, kernel segments, memory cost, checks, then a summary."""
-    from rich import box
-    from rich.table import Table
     from rich.text import Text
 
-    sections: list[str] = []
+    _heading(console, "Virtual address-space plan (4-level paging, 48-bit canonical addresses)")
+    print_unclipped(console, _regions_table(report.regions))
+    if report.kernel is not None:
+        k = report.kernel
+        size = 0 if report.extent is None else report.extent.size
+        _heading(console, f"Kernel {k.path} (entry {hexaddr(k.entry)}, {size_text(size)})", True)
+        print_unclipped(console, _segments_table(k))
+    if report.memory is not None:
+        _print_cost(console, report.memory)
+    _heading(console, "Checks", True)
+    console.print(check_table(report.checks, REPORT))
+    failed = len(report.failed)
+    if failed:
+        console.print(Text(f"{failed} of {len(report.checks)} checks failed.", style="bold red"))
+    else:
+        console.print(Text(f"All {len(report.checks)} checks passed.", style="green"))
 
-    def new_table(title: str) -> Table:
-        if sections:
-            console.print()
-        sections.append(title)
-        console.print(Text(title, style="bold"))
-        return Table(
-            box=box.SIMPLE_HEAD,
-            padding=(0, 1, 0, 0),
-            pad_edge=False,
-            header_style="bold",
-            show_edge=False,
-        )
 
-    regions = new_table("Virtual address-space plan (4-level paging, 48-bit canonical addresses)")
-    for name in ("region", "start", "end (incl.)", "size", "PML4", "backing", "page"):
-        regions.add_column(name, no_wrap=True, justify="right" if name == "size" else "left")
-    for r, depth in tree_order(report.regions):
-        regions.add_row(
+def _heading(console: Console, title: str, after: bool = False) -> None:
+    """The bold title of a section, `after` a blank line when another section came before it."""
+    from rich.text import Text
+
+    if after:
+        console.print()
+    console.print(Text(title, style="bold"))
+
+
+def _table(*columns: str, right: tuple[str, ...] = (), wrap: tuple[str, ...] = ()) -> Table:
+    """A report table: a rule under bold headers, no outer edge, one space between columns;
+    `right` columns right-justified, and only the `wrap` columns may wrap."""
+    from rich import box
+    from rich.table import Table
+
+    out = Table(
+        box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False, header_style="bold",
+        show_edge=False,
+    )  # fmt: skip
+    for name in columns:
+        out.add_column(name, no_wrap=name not in wrap, justify="right" if name in right else "left")
+    return out
+
+
+def _regions_table(regions: Sequence[Region]) -> Table:
+    out = _table(
+        "region", "start", "end (incl.)", "size", "PML4", "backing", "page", right=("size",)
+    )
+    for r, depth in tree_order(regions):
+        out.add_row(
             "  " * depth + r.name,
             hexaddr(r.start),
             hexaddr(r.end),
@@ -246,75 +271,58 @@ def render(report: Report, console: Console) -> None:
             r.backing.value,
             size_text(r.page_size),
         )
-    print_unclipped(console, regions)
+    return out
 
-    if report.kernel is not None:
-        k = report.kernel
-        size = 0 if report.extent is None else report.extent.size
-        segments = new_table(f"Kernel {k.path} (entry {hexaddr(k.entry)}, {size_text(size)})")
-        for name in ("program header", "start", "end (incl.)", "memory", "file", "flags"):
-            right = name in ("memory", "file")
-            segments.add_column(name, no_wrap=True, justify="right" if right else "left")
-        for s in k.segments:
-            segments.add_row(
-                str(s.index),
-                hexaddr(s.vaddr),
-                hexaddr(s.end),
-                size_text(s.memsz),
-                size_text(s.filesz),
-                s.flags_text,
-            )
-        print_unclipped(console, segments)
 
-    if report.memory is not None:
-        m = report.memory
-        exact = exact_size_text  # every size here takes part in arithmetic: never truncate
-        title = f"Page-table cost for {exact(m.ram)} of RAM"
-        if m.unmanaged:
-            title += f" (costed for the {exact(m.managed)} `offset-map` reaches)"
-        costs = new_table(title)
-        costs.add_column("item", no_wrap=True)
-        costs.add_column("tables", justify="right", no_wrap=True)
-        costs.add_column("size", justify="right", no_wrap=True)
-        costs.add_column("detail")
-        for item in m.items:
-            costs.add_row(item.name, str(item.tables), exact(item.bytes), item.detail)
-        if m.unmanaged:
-            costs.add_row(
-                Text("unmanaged RAM", style="bold red"),
-                "-",
-                exact(m.unmanaged),
-                "past `offset-map`: never mapped or used",
-            )
-        console.print(costs)
-        image = f"{exact(m.image_bytes)} of pages" if m.image_known else "not counted: no ELF"
-        managed = exact(m.managed)
-        console.print(f"Fixed costs: kernel image ({image}), PML4, image tables, offset map.")
-        console.print("The frame allocator adds nothing: its free list lives in the free frames.")
-        if m.unmanaged:
-            console.print(
-                f"Only {managed} of the {exact(m.ram)} can be managed: {exact(m.unmanaged)} would "
-                "be unmanaged."
-            )
-        console.print(
-            f"Memory left with 1 GiB pages:         {managed} - {exact(m.fixed_1g)} = "
-            f"{exact(m.left_1g)}"
+def _segments_table(k: KernelImage) -> Table:
+    columns = ("program header", "start", "end (incl.)", "memory", "file", "flags")
+    out = _table(*columns, right=("memory", "file"))
+    for s in k.segments:
+        out.add_row(
+            str(s.index),
+            hexaddr(s.vaddr),
+            hexaddr(s.end),
+            size_text(s.memsz),
+            size_text(s.filesz),
+            s.flags_text,
         )
-        console.print(
-            f"Memory left with the 2 MiB fallback:  {managed} - {exact(m.fixed_2m)} = "
-            f"{exact(m.left_2m)}"
-        )
+    return out
 
-    results = new_table("Checks")
-    results.add_column("check", no_wrap=True)
-    results.add_column("result", no_wrap=True)
-    results.add_column("detail")
-    for c in report.checks:
-        verdict = Text("PASS", style="green") if c.ok else Text("FAIL", style="bold red")
-        results.add_row(c.name, verdict, c.detail)
-    console.print(results)
-    failed = len(report.failed)
-    if failed:
-        console.print(Text(f"{failed} of {len(report.checks)} checks failed.", style="bold red"))
-    else:
-        console.print(Text(f"All {len(report.checks)} checks passed.", style="green"))
+
+def _print_cost(console: Console, m: MemoryCost) -> None:
+    """The page-table cost table and the arithmetic under it."""
+    from rich.text import Text
+
+    exact = exact_size_text  # every size here takes part in arithmetic: never truncate
+    title = f"Page-table cost for {exact(m.ram)} of RAM"
+    if m.unmanaged:
+        title += f" (costed for the {exact(m.managed)} `offset-map` reaches)"
+    _heading(console, title, True)
+    costs = _table("item", "tables", "size", "detail", right=("tables", "size"), wrap=("detail",))
+    for item in m.items:
+        costs.add_row(item.name, str(item.tables), exact(item.bytes), item.detail)
+    if m.unmanaged:
+        costs.add_row(
+            Text("unmanaged RAM", style="bold red"),
+            "-",
+            exact(m.unmanaged),
+            "past `offset-map`: never mapped or used",
+        )
+    console.print(costs)
+    image = f"{exact(m.image_bytes)} of pages" if m.image_known else "not counted: no ELF"
+    managed = exact(m.managed)
+    console.print(f"Fixed costs: kernel image ({image}), PML4, image tables, offset map.")
+    console.print("The frame allocator adds nothing: its free list lives in the free frames.")
+    if m.unmanaged:
+        console.print(
+            f"Only {managed} of the {exact(m.ram)} can be managed: {exact(m.unmanaged)} would "
+            "be unmanaged."
+        )
+    console.print(
+        f"Memory left with 1 GiB pages:         {managed} - {exact(m.fixed_1g)} = "
+        f"{exact(m.left_1g)}"
+    )
+    console.print(
+        f"Memory left with the 2 MiB fallback:  {managed} - {exact(m.fixed_2m)} = "
+        f"{exact(m.left_2m)}"
+    )
