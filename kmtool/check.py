@@ -15,9 +15,9 @@ This module is a leaf: it imports nothing of kmtool, and rich only inside `check
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NotRequired, TypedDict
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -49,8 +49,8 @@ class Check:
         return out
 
     @classmethod
-    def from_json(cls, doc: CheckJson) -> Check:
-        """The check `to_json` described (renderers draw from the JSON document)."""
+    def from_json(cls, doc: Mapping[str, Any]) -> Check:
+        """The check `to_json` described, a `CheckJson` (renderers draw from the JSON document)."""
         return cls(doc["name"], doc["ok"], doc["detail"], tuple(doc.get("culprits", ())))
 
 

@@ -20,6 +20,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
+from kmtool.check import INSPECT, Check, check_table
 from kmtool.elf.kernel import build_ids_match
 from kmtool.layout.checks import size_text
 from kmtool.layout.table import PAGE_SIZE
@@ -434,13 +435,8 @@ def checks(doc: dict[str, Any]) -> RenderableType:
 
 
 def checks_table(rows: list[dict[str, Any]], title: str) -> Table:
-    table = _table(title, "", "check", "detail")
-    table.columns[2].no_wrap = False
-    table.columns[2].overflow = "fold"
-    for c in rows:
-        mark = Text("ok", style="green") if c["ok"] else Text("FAIL", style="red")
-        table.add_row(mark, c["name"], c["detail"])
-    return table
+    """The document's check rows, drawn by the one check renderer in the inspect style."""
+    return check_table([Check.from_json(c) for c in rows], INSPECT, title)
 
 
 RENDERERS = {
