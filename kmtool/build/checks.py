@@ -5,7 +5,8 @@ kernel.elf  ELF64 little-endian x86-64 ET_EXEC; every PT_LOAD and the entry poin
             by two segments; the image fits the region. These are the checks of
             kmtool.layout.kernel_checks that a loadable kernel must pass (the symbol checks stay
             in `kmtool layout report`).
-BOOTX64.EFI PE32+ for x86-64, an executable image, subsystem 10 (EFI application), an entry point.
+BOOTX64.EFI PE32+ for x86-64, an executable image, subsystem 10 (EFI application), an entry point
+            (`loader_checks`).
 
 build.ninja runs `python -m kmtool.build.checks kernel|loader FILE --name NAME` on the linker's
 temporary output before renaming it into place, so a file that fails never appears under its
@@ -20,6 +21,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from kmtool.check import Check
 from kmtool.errors import BuildError, KmtoolError
 
 
@@ -95,25 +97,36 @@ def read_pe(path: Path, name: str | None = None) -> PeInfo:
     )
 
 
-def check_loader(path: Path, name: str | None = None) -> PeInfo:
-    """Raise BuildError unless `path` is a PE32+ x86-64 EFI application; return its headers."""
+def loader_checks(info: PeInfo) -> list[Check]:
+    """Every check of a loader's PE headers, in order: what the firmware needs to start it."""
     from kmtool.build import pe
 
+    def check(name: str, ok: bool, passed: str, failed: str) -> Check:
+        return Check(name, ok, passed if ok else failed)
+
+    return [
+        check("loader-machine", info.machine == pe.IMAGE_FILE_MACHINE_AMD64, "machine x86-64",
+              f"machine {info.machine:#06x}, not x86-64 (0x8664)"),
+        check("loader-pe32-plus", info.magic == pe.PE32_PLUS_MAGIC, "a PE32+ optional header",
+              f"optional-header magic {info.magic:#05x}, not PE32+ (0x20b)"),
+        check("loader-executable", bool(info.characteristics & pe.IMAGE_FILE_EXECUTABLE_IMAGE),
+              "marked as an executable image", "not marked as an executable image"),
+        check("loader-subsystem", info.subsystem == pe.IMAGE_SUBSYSTEM_EFI_APPLICATION,
+              "subsystem EFI application (10)",
+              f"subsystem {info.subsystem}, not EFI application (10)"),
+        check("loader-entry", info.entry_rva != 0, f"entry point at RVA {info.entry_rva:#x}",
+              "no entry point"),
+    ]  # fmt: skip
+
+
+def check_loader(path: Path, name: str | None = None) -> PeInfo:
+    """Raise BuildError unless `path` is a PE32+ x86-64 EFI application; return its headers."""
     label = name or str(path)
     info = read_pe(path, name)
-    problems = []
-    if info.machine != pe.IMAGE_FILE_MACHINE_AMD64:
-        problems.append(f"machine {info.machine:#06x}, not x86-64 (0x8664)")
-    if info.magic != pe.PE32_PLUS_MAGIC:
-        problems.append(f"optional-header magic {info.magic:#05x}, not PE32+ (0x20b)")
-    if not info.characteristics & pe.IMAGE_FILE_EXECUTABLE_IMAGE:
-        problems.append("not marked as an executable image")
-    if info.subsystem != pe.IMAGE_SUBSYSTEM_EFI_APPLICATION:
-        problems.append(f"subsystem {info.subsystem}, not EFI application (10)")
-    if info.entry_rva == 0:
-        problems.append("no entry point")
-    if problems:
-        raise BuildError(f"The loader `{label}` is unusable: {'; '.join(problems)}.")
+    failed = [c for c in loader_checks(info) if not c.ok]
+    if failed:
+        details = "; ".join(c.detail for c in failed)
+        raise BuildError(f"The loader `{label}` is unusable: {details}.")
     return info
 
 
