@@ -12,6 +12,7 @@ Found, in this order:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,9 +135,9 @@ def find_core_info(
         return read_core_info(memory, int(pa[0]), "symbol")
     needle = magic_bytes()
     unreadable: UnreadableCoreInfo | None = None
-    for pa in _candidates(memory, needle, tables):
+    for candidate in _candidates(memory, needle, tables):
         try:
-            return read_core_info(memory, pa, "scan")
+            return read_core_info(memory, candidate, "scan")
         except UnreadableCoreInfo as err:
             unreadable = unreadable or err  # ours, but another version: say so unless one reads
         except DumpError:
@@ -146,7 +147,7 @@ def find_core_info(
     return None
 
 
-def _candidates(memory: PhysicalMemory, needle: bytes, tables: PageTables | None):  # type: ignore[no-untyped-def]
+def _candidates(memory: PhysicalMemory, needle: bytes, tables: PageTables | None) -> Iterator[int]:
     seen: set[int] = set()
     if tables is not None:
         image = tables.ranges_in("kernel-image")

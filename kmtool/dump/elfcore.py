@@ -10,6 +10,7 @@ the file, so a hostile n_descsz can neither read past the segment nor allocate g
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -173,7 +174,7 @@ def _cpus(memory: PhysicalMemory, path: Path, notes: list[tuple[int, int]]) -> l
     return cpus
 
 
-def _iter_notes(data: bytes, base: int):  # type: ignore[no-untyped-def]
+def _iter_notes(data: bytes, base: int) -> Iterator[tuple[str, int, bytes, int]]:
     """(name, type, descriptor bytes, file offset) for each note in a PT_NOTE segment's bytes."""
     header = Elf64Nhdr.sizeof()
     pos = 0
