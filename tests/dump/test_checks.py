@@ -362,10 +362,15 @@ def test_dump_of_an_early_panic(fx: F.Fixture, tmp_path: Path) -> None:
 
 def test_registry_reads_what_each_check_takes() -> None:
     # every check is declared once, and takes exactly the parts it declares it reads, by name
+    import dataclasses
     import inspect
+    from typing import get_args
 
     from kmtool.dump.checks import CHECKS
+    from kmtool.dump.checks.registry import Part
 
+    attributes = {f.name for f in dataclasses.fields(Inspection)} | {"foreign"}
+    assert set(get_args(Part)) <= attributes
     names = [spec.name for spec in CHECKS]
     assert len(set(names)) == len(names)
     for spec in CHECKS:

@@ -1,16 +1,18 @@
-"""The registry of inspect checks: each declared once, as data, in `CHECKS`, and applied by
-`run_checks` in that order.
+"""The registry of inspect checks: each declared once, as data, in `CHECKS`, whose order is the
+order of the rows.
 
-A check is a plain function of the inspection parts it reads (`reads`, the names of `Inspection`
-attributes, passed in that order) that returns a `Verdict`; its row's name is stated here only. The
-registry applies, for every check, the rules each check used to open with:
+A check is a plain function of the inspection parts it reads (`reads`, names of `Inspection`
+attributes, passed in that order) that returns a `Verdict`; its row's name is stated here only.
+`run_checks` applies to every check the rules each one used to open with, in this order:
 
-- A part it reads is None (a foreign dump has no frames, a dump without `--kernel` no kernel
-  symbols): no row. Parts in `optional` are passed even when None.
-- One of its `built` structures (keys of `not_built`) is not built yet on a dump of our kernel:
-  the row passes with "not applicable, ..." and the reason, without calling the check, so an empty
-  allocator never "passes" and no row silently vanishes. A part whose absence that explains (no
-  kernel PML4: no kernel tables; no heap) yields this row rather than none.
+1. A part it reads is None (a foreign dump has no frames, a dump without `--kernel` no kernel
+   symbols): no row. Except a part in `optional`, which is passed as None, and a part whose
+   absence a structure in `built` explains (no kernel PML4: no kernel tables; no heap), which
+   goes on to rule 2.
+2. One of its `built` structures (keys of `not_built`) is not built yet on a dump of our kernel:
+   the row passes with "not applicable, ..." and the reason, without calling the check, so an
+   empty allocator never "passes" and no row silently vanishes.
+3. Else the check runs on its parts.
 """
 
 from __future__ import annotations
