@@ -220,11 +220,13 @@ def render(report: Report, console: Console) -> None:
     if report.kernel is not None:
         k = report.kernel
         size = 0 if report.extent is None else report.extent.size
-        _heading(console, f"Kernel {k.path} (entry {hexaddr(k.entry)}, {size_text(size)})", True)
+        _heading(
+            console, f"Kernel {k.path} (entry {hexaddr(k.entry)}, {size_text(size)})", after=True
+        )
         print_unclipped(console, _segments_table(k))
     if report.memory is not None:
         _print_cost(console, report.memory)
-    _heading(console, "Checks", True)
+    _heading(console, "Checks", after=True)
     console.print(check_table(report.checks, REPORT))
     failed = len(report.failed)
     if failed:
@@ -297,7 +299,7 @@ def _print_cost(console: Console, m: MemoryCost) -> None:
     title = f"Page-table cost for {exact(m.ram)} of RAM"
     if m.unmanaged:
         title += f" (costed for the {exact(m.managed)} `offset-map` reaches)"
-    _heading(console, title, True)
+    _heading(console, title, after=True)
     costs = _table("item", "tables", "size", "detail", right=("tables", "size"), wrap=("detail",))
     for item in m.items:
         costs.add_row(item.name, str(item.tables), exact(item.bytes), item.detail)
