@@ -14,6 +14,16 @@ structural faults; the invariants the design promises are checked here, one modu
 """
 
 from kmtool.check import Check
+from kmtool.dump.checks.common import SHOWN, contained, overlapping
 from kmtool.dump.checks.registry import CHECKS, InspectCheck, not_built, run_checks
 
-__all__ = ["CHECKS", "Check", "InspectCheck", "not_built", "run_checks"]
+__all__ = [
+    "CHECKS",
+    "SHOWN",
+    "Check",
+    "InspectCheck",
+    "contained",
+    "not_built",
+    "overlapping",
+    "run_checks",
+]

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from kmtool.check import Check
 from kmtool.dump.checks.common import Verdict
 from kmtool.dump.kernel_elf import CORE_INFO_SYMBOL, STATE_SYMBOLS
+from kmtool.elf.kernel import build_ids_match
 from kmtool.layout.table import HEAP_BASE, HEAP_SIZE, KERNEL_SPACE_BASE, OFFSET_MAP_BASE, canonical
 
 if TYPE_CHECKING:
@@ -88,8 +89,8 @@ def core_symbols(core: CoreInfoBlock, kernel: KernelSymbols, kernel_tables: Page
 
 
 def build_id_matches(core: CoreInfoBlock, kernel: KernelSymbols) -> Verdict:
-    """The dump's km_core_info.build_id equals the start of the kernel ELF's NT_GNU_BUILD_ID note
-    (the kernel copies that many bytes at boot, zero-padding a shorter id)."""
+    """The dump's km_core_info.build_id is the start of the kernel ELF's NT_GNU_BUILD_ID note
+    (kmtool.elf.kernel.build_ids_match, the one rule for "this ELF is that kernel")."""
     dump_id = bytes(core.build_id)
     elf_id = kernel.build_id
     name = f"`{kernel.path.name}`"
@@ -97,8 +98,7 @@ def build_id_matches(core: CoreInfoBlock, kernel: KernelSymbols) -> Verdict:
         return Verdict(
             False, f"the kernel ELF {name} has no .note.gnu.build-id (linked without --build-id?)"
         )
-    expected = elf_id[: len(dump_id)].ljust(len(dump_id), b"\0")
-    if dump_id == expected:
+    if build_ids_match(dump_id, elf_id):
         return Verdict(True, f"{dump_id.hex()} in the dump and in {name}'s .note.gnu.build-id")
     problem = f"the dump's build id is {dump_id.hex()}, the kernel ELF {name} has {elf_id.hex()}"
     if not any(dump_id):
