@@ -94,7 +94,7 @@ class _Progress:
 
 
 def _size(path: Path) -> str:
-    from kmtool.layout.checks import size_text
+    from kmtool.units import size_text
 
     try:
         return size_text(path.stat().st_size)

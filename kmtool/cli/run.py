@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 import click
 
 from kmtool.cli.app import console
-from kmtool.qemu.cmdline import DEFAULT_MEMORY, GDB_PORT, format_size
+from kmtool.qemu.cmdline import DEFAULT_MEMORY, GDB_PORT
+from kmtool.units import suffix_size_text
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 @click.argument("image", required=False, type=click.Path(path_type=Path))
 @click.option(
     "--memory",
-    default=format_size(DEFAULT_MEMORY),
+    default=suffix_size_text(DEFAULT_MEMORY),
     show_default=True,
     help="Guest RAM, e.g. 128M, 3G, 256G.",
 )

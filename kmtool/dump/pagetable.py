@@ -55,6 +55,7 @@ from kmtool.layout.table import (
     canonical,
     is_canonical,
 )
+from kmtool.units import suffix_size_text
 
 
 class Pte(IntFlag):
@@ -126,14 +127,6 @@ def _levels() -> tuple[Level, ...]:
 
 
 LEVELS = _levels()
-
-
-def size_text(size: int) -> str:
-    """ "4K", "2M", "1G" style text for a power-of-two page size."""
-    for unit, shift in (("T", 40), ("G", 30), ("M", 20), ("K", 10)):
-        if size >= 1 << shift and size % (1 << shift) == 0:
-            return f"{size >> shift}{unit}"
-    return str(size)
 
 
 def perm_text(perm: int) -> str:
@@ -315,7 +308,7 @@ class PageTables:
             "regions": self.ranges.to_json(RANGES_LISTED),
             "regions_total": len(self.ranges),
             "leaves": self.leaf_total,
-            "leaf_counts": {size_text(s): n for s, n in sorted(self.leaf_counts.items())},
+            "leaf_counts": {suffix_size_text(s): n for s, n in sorted(self.leaf_counts.items())},
             "tables": len(self.tables),
             "error": self.error,
             "recursive_entries": self.recursive[:RECURSIVE_LISTED],

@@ -22,17 +22,12 @@ from rich.text import Text
 
 from kmtool.check import INSPECT, Check, check_table
 from kmtool.elf.kernel import build_ids_match
-from kmtool.layout.checks import size_text
 from kmtool.layout.table import PAGE_SIZE
+from kmtool.units import plural, size_text
 
 PARTS = ("summary", "cpu", "boot", "memmap", "pagetables", "frames", "heap", "checks")
 MEMMAP_TOTALS_SHOWN = 4
 RANGES_DRAWN = 500  # page-table ranges drawn as table rows (a wrong --cr3 can yield 65536 and more)
-
-
-def _n(count: int, noun: str) -> str:
-    """`count` and `noun`, plural unless the count is 1."""
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 # Where a summary value may break: after ", " "; " or ": ", and at a double space.
@@ -98,7 +93,7 @@ def summary(doc: dict[str, Any]) -> RenderableType:
         grid,
         "Dump",
         f"{src['path']}: {kind}, {size_text(src['ram_bytes'])} in "
-        f"{_n(len(src['ranges']), 'range')}",
+        f"{plural(len(src['ranges']), 'range')}",
     )
     core = src["core_info"]
     if core is not None:
@@ -182,7 +177,7 @@ def _pages_line(pt: dict[str, Any] | None) -> str:
         return "-"
     counts = ", ".join(f"{k} {v}" for k, v in pt["leaf_counts"].items())
     return (
-        f"CR3 {pt['cr3']} (from {pt['root_source']}): {_n(pt['regions_total'], 'range')}, "
+        f"CR3 {pt['cr3']} (from {pt['root_source']}): {plural(pt['regions_total'], 'range')}, "
         f"{pt['leaves']} pages ({counts or 'none'}), {pt['tables']} tables"
     )
 
@@ -202,15 +197,15 @@ def _frames_line(fr: dict[str, Any] | None) -> str:
         )
     )
     free = f"{fr['free_frames']} free ({size_text(fr['free_bytes'])})"
-    return f"{free} in {_n(fr['spans'], 'span')}{big}"
+    return f"{free} in {plural(fr['spans'], 'span')}{big}"
 
 
 def _heap_line(heap: dict[str, Any] | None) -> str:
     if heap is None:
         return "-"
     return (
-        f"{_n(heap['blocks'], 'block')}: {heap['used_blocks']} used ({heap['bytes_in_use']} "
-        f"bytes requested), {heap['free_blocks']} free; {_n(heap['backed_pages'], 'backed page')}"
+        f"{plural(heap['blocks'], 'block')}: {heap['used_blocks']} used ({heap['bytes_in_use']} "
+        f"bytes requested), {heap['free_blocks']} free; {plural(heap['backed_pages'], 'backed page')}"
     )
 
 
@@ -313,7 +308,7 @@ def pagetables(doc: dict[str, Any]) -> RenderableType:
         more = pt["regions_total"] - drawn
         listed = len(pt["regions"])
         rest = "all" if listed == pt["regions_total"] else f"the first {listed}"
-        items.append(Text(f"... and {_n(more, 'more range')}; use --json for {rest}."))
+        items.append(Text(f"... and {plural(more, 'more range')}; use --json for {rest}."))
     items.append(Text(_pages_line(pt)))
     if pt.get("error"):
         items.append(Text(f"error: {pt['error']}", style="red"))

@@ -20,46 +20,9 @@ from collections.abc import Sequence
 from kmtool.check import Check
 from kmtool.layout import table
 from kmtool.layout.table import Region
+from kmtool.units import hexaddr, size_text
 
 PAGE_SIZES = (4 * table.KiB, 2 * table.MiB, table.GiB)
-
-
-def hexaddr(address: int) -> str:
-    """`address` as a 16-digit `0x` string (callers pass canonical addresses)."""
-    return f"{address:#018x}"
-
-
-def size_text(size: int) -> str:
-    """`size` in the largest binary unit keeping it >= 1, with at most two decimals: `1.5 MiB`.
-
-    Decimals are truncated, never rounded up, so a size is never shown larger than it is.
-    """
-    units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"]
-    sign, size = ("-", -size) if size < 0 else ("", size)
-    unit = 0
-    while unit + 1 < len(units) and size >= 1024 << (10 * unit):
-        unit += 1
-    hundredths = size * 100 >> (10 * unit)
-    text = f"{hundredths // 100}.{hundredths % 100:02d}".rstrip("0").rstrip(".")
-    return f"{sign}{text} {units[unit]}"
-
-
-def exact_size_text(size: int) -> str:
-    """`size` exactly, in whole binary units from the largest down: `63 GiB 1023 MiB 748 KiB`.
-
-    For sizes that take part in arithmetic (the memory cost), where `size_text`'s truncation
-    would make `64 GiB - 20 KiB = 63.99 GiB` read false.
-    """
-    units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"]
-    sign, size = ("-", -size) if size < 0 else ("", size)
-    parts = []
-    for unit in reversed(range(len(units))):
-        amount = size >> (10 * unit)
-        if unit < len(units) - 1:
-            amount &= 1023
-        if amount:
-            parts.append(f"{amount} {units[unit]}")
-    return sign + (" ".join(parts) if parts else "0 B")
 
 
 def _span(r: Region) -> str:

@@ -28,7 +28,7 @@ from decimal import Decimal, InvalidOperation
 from kmtool.check import Check
 from kmtool.errors import ValidationError
 from kmtool.layout import table
-from kmtool.layout.checks import exact_size_text
+from kmtool.units import exact_size_text, plural
 
 # Bytes of address space one table of each level covers (index = level: 1 PT ... 4 PML4).
 LEVEL_SPAN = {
@@ -92,7 +92,7 @@ def tables_for(start: int, size: int, page_size: int) -> set[tuple[int, int]]:
 def describe(tables: set[tuple[int, int]]) -> str:
     """`1 PDPT + 2 PDs + 40 PTs` (highest level first); `none` for an empty set."""
     counts = {level: sum(1 for lv, _ in tables if lv == level) for level in (4, 3, 2, 1)}
-    parts = [f"{n} {LEVEL_NAME[level]}{'s' if n > 1 else ''}" for level, n in counts.items() if n]
+    parts = [plural(n, LEVEL_NAME[level]) for level, n in counts.items() if n]
     return " + ".join(parts) if parts else "none"
 
 

@@ -31,12 +31,11 @@ from kmtool.layout import table
 from kmtool.layout.checks import (
     Fault,
     find_region,
-    hexaddr,
     missing_region,
-    size_text,
     verdict,
 )
 from kmtool.layout.table import Region
+from kmtool.units import hexaddr, plural, size_text
 
 IMAGE_START_SYMBOLS = ("__kernel_start", "_kernel_start", "__image_start", "kernel_start")
 IMAGE_END_SYMBOLS = ("__kernel_end", "_kernel_end", "__image_end", "kernel_end", "_end")
@@ -131,10 +130,6 @@ def load_kernel(path: Path) -> KernelImage:
     )
 
 
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
-
-
 def check_format(image: KernelImage) -> Check:
     """ELF64 little-endian x86-64 executable with at least one PT_LOAD."""
     problems = []
@@ -155,7 +150,7 @@ def check_format(image: KernelImage) -> Check:
     return Check(
         "kernel-format",
         True,
-        f"ELF64 x86-64 executable with {_count(len(image.segments), 'PT_LOAD segment')}.",
+        f"ELF64 x86-64 executable with {plural(len(image.segments), 'PT_LOAD segment')}.",
     )
 
 

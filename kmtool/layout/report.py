@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, Any
 
 from kmtool.check import REPORT, Check, check_table
 from kmtool.layout import checks, cost, kernel_checks, table
-from kmtool.layout.checks import exact_size_text, hexaddr, size_text
 from kmtool.layout.cost import MemoryCost
 from kmtool.layout.kernel_checks import KernelImage
 from kmtool.layout.table import Region
+from kmtool.units import exact_size_text, hexaddr, size_text
 
 if TYPE_CHECKING:
     from rich.console import Console

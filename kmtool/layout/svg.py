@@ -24,9 +24,9 @@ from pathlib import Path
 
 from kmtool.errors import LayoutError
 from kmtool.layout import table
-from kmtool.layout.checks import hexaddr, size_text
 from kmtool.layout.report import Report, pml4_text
 from kmtool.layout.table import Backing, Region
+from kmtool.units import hexaddr, plural, size_text
 
 SANS = "DejaVu Sans, Helvetica, Arial, sans-serif"
 MONO = "DejaVu Sans Mono, Menlo, Consolas, monospace"
@@ -315,7 +315,7 @@ def _notes(report: Report) -> dict[str, list[str]]:
         k, extent = report.kernel, report.extent
         notes["kernel-image"] = [
             f"kernel ELF: {size_text(extent.size)} at {hexaddr(extent.start)}, "
-            f"{len(k.segments)} PT_LOAD segment{'' if len(k.segments) == 1 else 's'}"
+            f"{plural(len(k.segments), 'PT_LOAD segment')}"
         ]
     return notes
 

@@ -38,11 +38,9 @@ from kmtool.layout.table import (
     DEBUGCON_PORT,
     FW_CFG_CMDLINE,
     OFFSET_MAP_SIZE,
-    GiB,
-    KiB,
     MiB,
-    TiB,
 )
+from kmtool.units import suffix_size_text
 
 QEMU = "qemu-system-x86_64"
 MIN_MEMORY = 64 * MiB  # OVMF itself needs most of this
@@ -61,21 +59,13 @@ def parse_size(text: str) -> int:
     size = parse_any_size(text)
     if not MIN_MEMORY <= size <= MAX_MEMORY:
         raise ValidationError(
-            f"The memory size `{text}` is outside {format_size(MIN_MEMORY)}.."
-            f"{format_size(MAX_MEMORY)} (OVMF needs the minimum; the kernel's offset map reaches "
+            f"The memory size `{text}` is outside {suffix_size_text(MIN_MEMORY)}.."
+            f"{suffix_size_text(MAX_MEMORY)} (OVMF needs the minimum; the kernel's offset map reaches "
             "the maximum)."
         )
     if size % MiB:
         raise ValidationError(f"The memory size `{text}` is not a whole number of MiB.")
     return size
-
-
-def format_size(size: int) -> str:
-    """A size in QEMU's suffix notation, exact: 512M, 3G, 256G, or plain bytes."""
-    for suffix, unit in (("T", TiB), ("G", GiB), ("M", MiB), ("K", KiB)):
-        if size >= unit and size % unit == 0:
-            return f"{size // unit}{suffix}"
-    return str(size)
 
 
 def escape(value: str | Path) -> str:
@@ -104,7 +94,7 @@ class MachineSpec:
 
 def build_argv(spec: MachineSpec) -> list[str]:
     """The full QEMU argv (program first) for `spec`."""
-    size = format_size(spec.memory)
+    size = suffix_size_text(spec.memory)
     if spec.image.is_dir():
         disk = f"fat:{escape(spec.image)}"
     else:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import pytest
-
 from kmtool.layout import checks, table
 from kmtool.layout.table import GiB, KiB, MiB, Region
 
@@ -161,25 +159,3 @@ def test_check_plan_reports_every_broken_region() -> None:
         ("aligned", ("kernel-heap",)),
         ("no-overlap", ("kernel-heap", "offset-map")),
     ]
-
-
-@pytest.mark.parametrize(
-    ("size", "text"),
-    [
-        (0, "0 B"),
-        (1023, "1023 B"),
-        (1024, "1 KiB"),
-        (1536, "1.5 KiB"),
-        (4095, "3.99 KiB"),  # truncated, never rounded up
-        (479 * GiB, "479 GiB"),
-        (128 << 40, "128 TiB"),
-        (-48 * KiB, "-48 KiB"),
-    ],
-)
-def test_size_text(size: int, text: str) -> None:
-    assert checks.size_text(size) == text
-
-
-def test_hexaddr_is_sixteen_digits() -> None:
-    assert checks.hexaddr(0) == "0x0000000000000000"
-    assert checks.hexaddr(table.HEAP_BASE) == "0xffffff7800000000"

@@ -15,7 +15,7 @@ import layout_elves as elves
 import pytest
 
 from kmtool.layout import report, table
-from kmtool.layout.checks import hexaddr, size_text
+from kmtool.units import hexaddr, size_text
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -117,7 +117,7 @@ def test_memory_left_arithmetic_holds_exactly(tmp_path: Path, memory: str) -> No
     "size", [0, 1, 1023, 4096, 64 << 30, (64 << 30) - 20 * 1024, 16416 * 4096, (1 << 64) - 1]
 )
 def test_exact_size_text_loses_nothing(size: int) -> None:
-    from kmtool.layout.checks import exact_size_text
+    from kmtool.units import exact_size_text
 
     assert exact_bytes(exact_size_text(size)) == size
 

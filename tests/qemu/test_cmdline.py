@@ -12,10 +12,10 @@ from kmtool.qemu.cmdline import (
     MachineSpec,
     build_argv,
     escape,
-    format_size,
     kernel_cmdline,
     parse_size,
 )
+from kmtool.units import suffix_size_text
 
 
 def _spec(tmp_path: Path, **changes: object) -> MachineSpec:
@@ -115,8 +115,8 @@ def test_parse_size(text: str, size: int | None) -> None:
         assert parse_size(text) == size
 
 
-def test_format_size_and_escape() -> None:
-    assert [format_size(s) for s in (512 * MiB, 3 * GiB, 1536 * MiB, 4097)] == [
+def test_suffix_size_text_and_escape() -> None:
+    assert [suffix_size_text(s) for s in (512 * MiB, 3 * GiB, 1536 * MiB, 4097)] == [
         "512M", "3G", "1536M", "4097",
     ]  # fmt: skip
     assert escape("/a,b,,c") == "/a,,b,,,,c"

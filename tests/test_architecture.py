@@ -1,0 +1,127 @@
+"""The package graph of kmtool has no cycle, counting every import (function-local ones too).
+
+A package is `kmtool.<first component>`: kmtool/dump/source.py belongs to `kmtool.dump`, and a
+top-level module such as kmtool/units.py is a package of its own. An edge A -> B means some module of
+A imports something of B. Shared vocabulary lives in the leaves (kmtool.units, kmtool.schemas,
+kmtool.errors), so a cycle means a name sits one layer too high: move it down rather than hide the
+import inside a function.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import kmtool
+
+PACKAGE_ROOT = Path(kmtool.__file__).resolve().parent
+
+
+def _package_of(module: str) -> str | None:
+    """`kmtool.dump` for `kmtool.dump.source`; None outside kmtool or for `kmtool` itself."""
+    parts = module.split(".")
+    if parts[0] != "kmtool" or len(parts) < 2:
+        return None
+    return f"kmtool.{parts[1]}"
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(PACKAGE_ROOT.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """Every module `path` imports, anywhere in its body, as absolute dotted names.
+
+    `from kmtool import units` yields `kmtool.units` (the imported name may be a module);
+    relative imports are resolved against the module's own package.
+    """
+    module = _module_name(path)
+    is_package = path.name == "__init__.py"
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = module.split(".")
+                keep = len(base) - node.level + (1 if is_package else 0)
+                prefix = ".".join(base[:keep])
+                target = f"{prefix}.{node.module}" if node.module else prefix
+            else:
+                target = node.module or ""
+            found.add(target)
+            found.update(f"{target}.{alias.name}" for alias in node.names)
+    return found
+
+
+def package_graph() -> dict[str, set[str]]:
+    """Package -> the other kmtool packages its modules import."""
+    modules = {path: _module_name(path) for path in sorted(PACKAGE_ROOT.rglob("*.py"))}
+    graph: dict[str, set[str]] = {}
+    for module in modules.values():
+        package = _package_of(module)
+        if package is not None:
+            graph.setdefault(package, set())
+    for path, module in modules.items():
+        source = _package_of(module)
+        if source is None:
+            continue
+        for target in _imported_modules(path):
+            package = _package_of(target)
+            if package in graph and package != source:  # `from kmtool import X`: X may be a name
+                graph[source].add(package)
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of `graph` as [a, b, ..., a], or None when the graph is acyclic."""
+    done: set[str] = set()
+    stack: list[str] = []
+    on_stack: set[str] = set()
+
+    def visit(node: str) -> list[str] | None:
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(graph.get(node, ())):
+            if nxt in on_stack:
+                return stack[stack.index(nxt) :] + [nxt]
+            if nxt not in done:
+                cycle = visit(nxt)
+                if cycle is not None:
+                    return cycle
+        stack.pop()
+        on_stack.discard(node)
+        done.add(node)
+        return None
+
+    for start in sorted(graph):
+        if start not in done:
+            cycle = visit(start)
+            if cycle is not None:
+                return cycle
+    return None
+
+
+def test_graph_sees_the_packages() -> None:
+    graph = package_graph()
+    assert {"kmtool.cli", "kmtool.dump", "kmtool.layout", "kmtool.schemas"} <= set(graph)
+    assert "kmtool.layout" in graph["kmtool.cli"]  # a deferred import inside a command counts
+
+
+def test_no_import_cycle_between_packages() -> None:
+    cycle = find_cycle(package_graph())
+    assert cycle is None, "kmtool's packages import each other in a cycle: " + " -> ".join(cycle)
+
+
+def test_schemas_import_nothing_of_kmtool() -> None:
+    assert package_graph()["kmtool.schemas"] == set()
+
+
+def test_find_cycle_names_the_cycle() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert find_cycle(graph) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
