@@ -68,7 +68,7 @@ def read_pe(path: Path, name: str | None = None) -> PeInfo:
     """Parse the PE headers of `path`; raises BuildError when it is not a PE image."""
     import construct
 
-    from kmtool.build import pe
+    from kmtool.schemas import pe
 
     label = name or str(path)
     try:
@@ -99,7 +99,7 @@ def read_pe(path: Path, name: str | None = None) -> PeInfo:
 
 def loader_checks(info: PeInfo) -> list[Check]:
     """Every check of a loader's PE headers, in order: what the firmware needs to start it."""
-    from kmtool.build import pe
+    from kmtool.schemas import pe
 
     def check(name: str, ok: bool, passed: str, failed: str) -> Check:
         return Check(name, ok, passed if ok else failed)

@@ -2,10 +2,11 @@
 
 Raw images have no header. By default file offset == physical address (base 0); `--base` says the
 file starts at another physical address. When `FILE.layout.json` (written by `kmtool run --dump FILE
---dump-format raw`, see kmtool/qemu/dump.py) sits next to the file and no base was given, its RAM
-ranges and recorded control registers are used instead, so holes (the PCI hole) are known to be
-absent rather than read as zeros. With `--base` the image is one range from that base, and the
-layout file (when present) still gives the CPU state: CR3 is a physical address either way.
+--dump-format raw`, in the format of kmtool/schemas/rawdump.py) sits next to the file and no base
+was given, its RAM ranges and recorded control registers are used instead, so holes (the PCI hole)
+are known to be absent rather than read as zeros. With `--base` the image is one range from that
+base, and the layout file (when present) still gives the CPU state: CR3 is a physical address either
+way.
 
 Every "end" in the JSON document is inclusive (the range's last byte), like the layout table's.
 """
@@ -22,7 +23,7 @@ from kmtool.dump.elfcore import is_elf, open_elf_core
 from kmtool.dump.memory import MemoryRange, PhysicalMemory
 from kmtool.errors import DumpError
 from kmtool.layout.table import PAGE_SIZE
-from kmtool.qemu.dump import RAW_FORMAT_NAME, RAW_FORMAT_VERSION, layout_path_for
+from kmtool.schemas.rawdump import RAW_FORMAT_NAME, RAW_FORMAT_VERSION, layout_path_for
 
 
 @dataclass

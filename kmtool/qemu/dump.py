@@ -18,27 +18,9 @@ address** (base 0), written as a sparse file: RAM ranges hold the guest's bytes,
 blocks of RAM that are all zero are holes too. The RAM ranges come from QEMU's own memory tree
 (`info mtree`: the `ram-below-4g` and `ram-above-4g` aliases of q35). Bytes are read with
 `pmemsave` chunk by chunk.
-Next to FILE kmtool writes the sidecar `FILE.layout.json` (kmtool inspect reads it):
-
-    {
-      "format": "kmtool-raw-physical",      # fixed; anything else is not this format
-      "version": 1,
-      "machine": "q35",
-      "memory_size": "0x20000000",          # guest RAM in bytes (the --memory value)
-      "file_size": "0x20000000",            # == end of the highest range
-      "ranges": [                           # sorted by phys, non-overlapping
-        {"name": "ram-below-4g", "phys": "0x0", "size": "0x20000000", "file_offset": "0x0"},
-        {"name": "ram-above-4g", "phys": "0x100000000", "size": "0x40000000",
-         "file_offset": "0x100000000"}       # present only when RAM reaches past the PCI hole
-      ],
-      "cpus": [                             # from `info registers -a` of the stopped VM
-        {"index": 0, "cr0": "0x80010033", "cr3": "0x7e01000", "cr4": "0x6a0", "efer": "0xd00"}
-      ]
-    }
-
-All numbers are "0x..." strings except `version` and `index`; `file_offset` always equals `phys`.
-Legacy windows inside low RAM (0xa0000-0xbffff) hold whatever a non-SMM CPU read there. The `cpus`
-entry is a convenience: the kernel's core-info block remains the self-describing root of a raw dump.
+Next to FILE kmtool writes the sidecar `FILE.layout.json` (kmtool inspect reads it): the RAM ranges
+and each CPU's control registers, in the format kmtool/schemas/rawdump.py declares. Legacy windows
+inside low RAM (0xa0000-0xbffff) hold whatever a non-SMM CPU read there.
 """
 
 from __future__ import annotations
@@ -59,10 +41,9 @@ from kmtool.layout.table import MiB
 from kmtool.qemu import dumpfile
 from kmtool.qemu.dumpfile import BlockWriter
 from kmtool.qemu.qmp import Monitor
+from kmtool.schemas.rawdump import RawCpu, layout_document, layout_path_for
 
 FORMATS = ("elf", "raw")
-RAW_FORMAT_NAME = "kmtool-raw-physical"
-RAW_FORMAT_VERSION = 1
 RAW_CHUNK = 256 * MiB  # bytes per pmemsave (also the temporary file's size bound)
 PIPE_BYTES = 1 * MiB  # the ELF pipe's capacity (Linux's default pipe-max-size)
 _PIPE_NAME = "kmtool-dump"  # the name QEMU knows the ELF pipe by (`getfd`)
@@ -214,11 +195,11 @@ def parse_mtree(text: str) -> list[RamRange]:
     return sorted(found.values(), key=lambda r: r.phys)
 
 
-def parse_registers(text: str) -> list[dict[str, str | int]]:
+def parse_registers(text: str) -> list[RawCpu]:
     """CR0, CR3, CR4 and EFER per CPU from `info registers -a` output ("0x..." strings)."""
-    cpus: list[dict[str, str | int]] = []
+    cpus: list[RawCpu] = []
     for index, block in enumerate(re.split(r"^CPU#\d+\s*$", text, flags=re.MULTILINE)[1:]):
-        entry: dict[str, str | int] = {"index": index}
+        entry: RawCpu = {"index": index}
         for name, value in _REGISTER.findall(block):
             entry[name.lower()] = hex(int(value, 16))
         cpus.append(entry)
@@ -254,18 +235,7 @@ def _capture_raw(monitor: Monitor, path: Path, progress: Progress | None) -> tup
         raise
     finally:
         chunk_file.unlink(missing_ok=True)
-    layout = {
-        "format": RAW_FORMAT_NAME,
-        "version": RAW_FORMAT_VERSION,
-        "machine": "q35",
-        "memory_size": hex(total),
-        "file_size": hex(file_size),
-        "ranges": [
-            {"name": r.name, "phys": hex(r.phys), "size": hex(r.size), "file_offset": hex(r.phys)}
-            for r in ranges
-        ],
-        "cpus": cpus,
-    }
+    layout = layout_document([(r.name, r.phys, r.size) for r in ranges], cpus)
     layout_path = layout_path_for(path)
     layout_path.write_text(json.dumps(layout, indent=2) + "\n")
     os.replace(partial, path)
@@ -282,11 +252,6 @@ def _copy_chunk(source: Path, writer: BlockWriter, phys: int, length: int) -> No
                 f"{phys:#x}."
             )
         writer.copy_from(chunk.fileno())
-
-
-def layout_path_for(path: Path) -> Path:
-    """The sidecar `FILE.layout.json` of the raw dump `path`."""
-    return path.with_name(path.name + ".layout.json")
 
 
 def _partial(path: Path) -> Path:
