@@ -117,8 +117,11 @@ def test_no_import_cycle_between_packages() -> None:
     assert cycle is None, "kmtool's packages import each other in a cycle: " + " -> ".join(cycle)
 
 
-def test_schemas_import_nothing_of_kmtool() -> None:
-    assert package_graph()["kmtool.schemas"] == set()
+def test_the_leaves_import_nothing_of_kmtool() -> None:
+    graph = package_graph()
+    assert graph["kmtool.schemas"] == set()
+    assert graph["kmtool.units"] == set()
+    assert graph["kmtool.errors"] == set()
 
 
 def test_find_cycle_names_the_cycle() -> None:

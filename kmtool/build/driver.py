@@ -130,7 +130,7 @@ class BuildResult:
 
 def configure(paths: BuildPaths, *, release: bool) -> str:
     """Steps 1-3: check tools, regenerate headers, write build.ninja; return the ninja path."""
-    from kmtool.build.toolchain import require
+    from kmtool.toolchain import require
     from kmtool.image.fat import default_epoch
 
     for key in ("mformat", "mmd", "mcopy"):

@@ -14,9 +14,10 @@ def doctor(as_json: bool) -> int:
 
     Exits 1 when anything required is missing, naming the Debian package to install.
     """
-    from kmtool.build import toolchain
+    from kmtool import toolchain
+    from kmtool.qemu import firmware
 
-    rows = toolchain.probe_all()
+    rows = [*toolchain.probe_all(), *firmware.probe()]
     missing = [r for r in rows if r.required and not r.ok]
     packages = sorted({r.package for r in rows if not r.ok})
     if as_json:

@@ -115,7 +115,7 @@ def build_image(
     Raises ImageError when a file cannot be read, a path is unusable, the files do not fit, or
     an mtools command fails; ToolError when mtools is not installed.
     """
-    from kmtool.build.toolchain import require
+    from kmtool.toolchain import require
 
     mtools = _Mtools(require("mformat"), require("mmd"), require("mcopy"))
     epoch = _checked_epoch(epoch, esp_size)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from kmtool.errors import ToolError
+from kmtool.toolchain import ToolStatus
 
 DEBIAN_PACKAGE = "ovmf"
 
@@ -128,3 +129,22 @@ def _is_x86_64_q35(target: Any) -> bool:
     if not isinstance(target, dict) or target.get("architecture") != "x86_64":
         return False
     return any("q35" in str(m) for m in target.get("machines", []))
+
+
+def probe() -> list[ToolStatus]:
+    """`kmtool doctor`'s two rows, OVMF code and OVMF vars, from `find_ovmf()`."""
+    paths: tuple[str | None, str | None] = (None, None)
+    problem = None
+    try:
+        found = find_ovmf()
+        paths = (str(found.code), str(found.vars))
+    except ToolError as err:
+        problem = str(err)
+    rows = (
+        ("OVMF code", "UEFI firmware (read-only flash)"),
+        ("OVMF vars", "UEFI variable store template"),
+    )
+    return [
+        ToolStatus(name, path, None, DEBIAN_PACKAGE, True, purpose, problem)
+        for (name, purpose), path in zip(rows, paths, strict=True)
+    ]

@@ -12,7 +12,8 @@ import pytest
 from conftest import require
 from fixture_tree import make_tree
 
-from kmtool.build import driver, toolchain
+from kmtool import toolchain
+from kmtool.build import driver
 from kmtool.errors import BuildError, ToolError
 
 TOOLS = ("clang", "ld.lld", "lld-link", "mformat", "mmd", "mcopy")

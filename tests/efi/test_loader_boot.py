@@ -135,7 +135,8 @@ def loader(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """BOOTX64.EFI compiled from efi/*.c with the build's own loader flags (kmtool.build.flags);
     only the loader, so these tests do not depend on the kernel building."""
     require("clang", "lld-link")
-    from kmtool.build import flags, toolchain
+    from kmtool import toolchain
+    from kmtool.build import flags
 
     clang, lld_link = toolchain.require("clang"), toolchain.require("lld-link")
     out = tmp_path_factory.mktemp("loader")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kmtool.build import toolchain
+from kmtool import toolchain
 from kmtool.errors import ToolError
 
 

@@ -5,8 +5,9 @@ name first and then the versioned names Debian installs (`clang-14` ...). ninja 
 the `ninja` Python package (a dependency of kmtool) ships the binary next to the interpreter, and
 that copy is preferred over a system one so every machine runs the same ninja.
 
-`require(key)` is what the build uses (cheap: no subprocess); `probe_all()` is what `kmtool doctor`
-uses (runs each tool's version command, in parallel).
+`require(key)` is what the build and the image assembly use (cheap: no subprocess); `probe_all()` is
+what `kmtool doctor` uses (runs each tool's version command, in parallel). A leaf module (it imports
+only kmtool.errors), so kmtool.build, kmtool.image and kmtool.qemu can all depend on it.
 """
 
 from __future__ import annotations
@@ -168,31 +169,12 @@ def probe_tool(tool: Tool) -> ToolStatus:
     return ToolStatus(tool.key, path, version, tool.package, tool.required, tool.purpose, problem)
 
 
-def probe_firmware() -> list[ToolStatus]:
-    """Two rows, OVMF code and OVMF vars, from the runner's firmware discovery."""
-    from kmtool.qemu import firmware
-
-    paths: tuple[str | None, str | None] = (None, None)
-    problem = None
-    try:
-        found = firmware.find_ovmf()
-        paths = (str(found.code), str(found.vars))
-    except ToolError as err:
-        problem = str(err)
-    rows = (
-        ("OVMF code", "UEFI firmware (read-only flash)"),
-        ("OVMF vars", "UEFI variable store template"),
-    )
-    return [
-        ToolStatus(name, path, None, firmware.DEBIAN_PACKAGE, True, purpose, problem)
-        for (name, purpose), path in zip(rows, paths, strict=True)
-    ]
-
-
 def probe_all() -> list[ToolStatus]:
-    """Every tool and the firmware, in table order; version commands run in parallel."""
+    """Every tool, in table order; version commands run in parallel.
+
+    The firmware is no executable: `kmtool doctor` adds its rows from kmtool.qemu.firmware.probe.
+    """
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=8) as pool:
-        rows = list(pool.map(probe_tool, TOOLS))
-    return rows + probe_firmware()
+        return list(pool.map(probe_tool, TOOLS))
