@@ -16,12 +16,6 @@
 #include "cpu.h"
 #include "loader.h"
 
-#define PTE_P (1ull << 0)
-#define PTE_W (1ull << 1)
-#define PTE_PS (1ull << 7)
-#define PTE_NX (1ull << 63)
-#define PTE_ADDR 0x000ffffffffff000ull
-
 #define SIZE_2M 0x200000ull
 #define SIZE_1G 0x40000000ull
 #define LOW_SLOTS 4 /* 1 GiB slots of the shared PDPT that map 0..4 GiB */
@@ -40,9 +34,9 @@ static uint64_t *take_table(void)
 /* The table that entry `index` of `table` points to, created empty when absent. */
 static uint64_t *next_table(uint64_t *table, unsigned index)
 {
-    if (!(table[index] & PTE_P))
-        table[index] = (uint64_t)(uintptr_t)take_table() | PTE_P | PTE_W;
-    return (uint64_t *)(uintptr_t)(table[index] & PTE_ADDR);
+    if (!(table[index] & KM_PTE_PRESENT))
+        table[index] = (uint64_t)(uintptr_t)take_table() | KM_PTE_PRESENT | KM_PTE_WRITABLE;
+    return (uint64_t *)(uintptr_t)(table[index] & KM_PTE_ADDR);
 }
 
 static unsigned index_at(uint64_t va, unsigned shift)
@@ -53,11 +47,11 @@ static unsigned index_at(uint64_t va, unsigned shift)
 /* Map 1 GiB slot `slot` of the shared PDPT to physical slot * 1 GiB with 2 MiB pages. */
 static void map_low_slot(uint64_t *pdpt, unsigned slot)
 {
-    if (pdpt[slot] & PTE_P)
+    if (pdpt[slot] & KM_PTE_PRESENT)
         return;
     uint64_t *pd = next_table(pdpt, slot);
     for (unsigned i = 0; i < KM_ENTRIES_PER_TABLE; i++)
-        pd[i] = (slot * SIZE_1G + i * SIZE_2M) | PTE_P | PTE_W | PTE_PS;
+        pd[i] = (slot * SIZE_1G + i * SIZE_2M) | KM_PTE_PRESENT | KM_PTE_WRITABLE | KM_PTE_PS;
 }
 
 static void map_kernel_page(uint64_t *pml4, uint64_t va, uint64_t pa, uint64_t flags)
@@ -111,7 +105,8 @@ void paging_build(const struct kernel_image *image, uint64_t jump_code,
         }
         if (!mapped)
             continue; /* a gap between segments stays unmapped */
-        uint64_t flags = PTE_P | (writable ? PTE_W : 0) | (nx && !executable ? PTE_NX : 0);
+        uint64_t flags = KM_PTE_PRESENT | (writable ? KM_PTE_WRITABLE : 0) |
+                         (nx && !executable ? KM_PTE_NX : 0);
         map_kernel_page(pml4, va, image->phys_base + (va - image->virt_base), flags);
     }
 

@@ -3,11 +3,11 @@
 A leaf module: it imports nothing of kmtool, so the renderers, the build and the checks can all use
 it without importing one another.
 
-    size_text          1.5 MiB               for reading: largest unit, two decimals, truncated
-    exact_size_text    63 GiB 1023 MiB 748 KiB   for arithmetic: every unit, nothing lost
-    suffix_size_text   512M, 2M, 1G, 4097    QEMU's option syntax and page-size keys: exact
-    plural             1 check, 2 checks
-    hexaddr            0xffffff7800000000    a 64-bit address, always 16 digits
+    size_text          `1.5 MiB`             for reading: largest unit, two decimals, truncated
+    exact_size_text    `63 GiB 1023 MiB`     for arithmetic: every unit, nothing lost
+    suffix_size_text   `512M`, `2M`, `4097`  QEMU's option syntax and page-size keys, exact
+    plural             `1 check`, `2 checks`
+    hexaddr            `0xffffff7800000000`  a 64-bit address, always 16 digits
 """
 
 from __future__ import annotations

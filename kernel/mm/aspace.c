@@ -55,7 +55,7 @@ int aspace_create(struct aspace *as)
     }
     memset(table_at(stack), 0, KM_PAGE_SIZE);
     uint64_t va = KM_USER_STACK_TOP - KM_USER_STACK_SIZE;
-    if (paging_map(as->pml4, va, stack, PTE_W | PTE_U | paging_nx) != KM_OK) {
+    if (paging_map(as->pml4, va, stack, KM_PTE_WRITABLE | KM_PTE_USER | paging_nx) != KM_OK) {
         frames_free(&km_frames, stack, 1);
         aspace_destroy(as);
         return KM_ENOMEM;
@@ -75,17 +75,17 @@ static void free_user_tables(uint64_t table, int level)
     unsigned n = level == 4 ? USER_HALF_ENTRIES : 512;
     for (unsigned i = 0; i < n; i++) {
         uint64_t e = t[i];
-        if (!(e & PTE_P))
+        if (!(e & KM_PTE_PRESENT))
             continue;
         t[i] = 0;
         if (level == 1) {
-            frames_free(&km_frames, e & PTE_ADDR, 1);
-        } else if (level < 4 && (e & PTE_PS)) {
+            frames_free(&km_frames, e & KM_PTE_ADDR, 1);
+        } else if (level < 4 && (e & KM_PTE_PS)) {
             uint64_t span = 1ull << (KM_PAGE_SHIFT + 9 * (level - 1));
-            frames_free(&km_frames, e & PTE_ADDR & ~(span - 1), span / KM_PAGE_SIZE);
+            frames_free(&km_frames, e & KM_PTE_ADDR & ~(span - 1), span / KM_PAGE_SIZE);
         } else {
-            free_user_tables(e & PTE_ADDR, level - 1);
-            frames_free(&km_frames, e & PTE_ADDR, 1);
+            free_user_tables(e & KM_PTE_ADDR, level - 1);
+            frames_free(&km_frames, e & KM_PTE_ADDR, 1);
             km_page_stats.tables_freed++;
         }
     }
@@ -95,7 +95,7 @@ void aspace_destroy(struct aspace *as)
 {
     if (!as->pml4)
         return;
-    if ((read_cr3() & PTE_ADDR) == as->pml4)
+    if ((read_cr3() & KM_PTE_ADDR) == as->pml4)
         write_cr3(kernel_pml4);
     list_remove(as);
     free_user_tables(as->pml4, 4);

@@ -70,8 +70,8 @@ static void offset_map_2m(uint64_t from, uint64_t to)
         uint64_t pd = early_table();
         uint64_t *e = table_at(pd);
         for (unsigned i = 0; i < 512; i++)
-            e[i] = (gib + i * MiB2) | PTE_P | PTE_W | PTE_PS | paging_nx;
-        pdpt[gib / GiB] = pd | PTE_P | PTE_W;
+            e[i] = (gib + i * MiB2) | KM_PTE_PRESENT | KM_PTE_WRITABLE | KM_PTE_PS | paging_nx;
+        pdpt[gib / GiB] = pd | KM_PTE_PRESENT | KM_PTE_WRITABLE;
     }
     offset_map.size = to;
 }
@@ -92,7 +92,7 @@ static void offset_map_init(const struct memmap *map)
     if (has_1g) {
         offset_map.page_size = GiB;
         for (uint64_t gib = 0; gib < cover; gib += GiB)
-            pdpt[gib / GiB] = gib | PTE_P | PTE_W | PTE_PS | paging_nx;
+            pdpt[gib / GiB] = gib | KM_PTE_PRESENT | KM_PTE_WRITABLE | KM_PTE_PS | paging_nx;
         offset_map.size = cover;
     } else {
         // 2 MiB pages: first the low 4 GiB from scratch pages; the rest in offset_map_finish().
@@ -102,8 +102,8 @@ static void offset_map_init(const struct memmap *map)
     }
     // Replace the loader's PML4 entry 511 (the low 4 GiB with 2 MiB pages) with ours, which maps
     // the same addresses the same way and more. Reloading CR3 flushes the old translations.
-    uint64_t live = read_cr3() & PTE_ADDR;
-    table_at(live)[OFFSET_MAP_PML4] = offset_map.pdpt | PTE_P | PTE_W;
+    uint64_t live = read_cr3() & KM_PTE_ADDR;
+    table_at(live)[OFFSET_MAP_PML4] = offset_map.pdpt | KM_PTE_PRESENT | KM_PTE_WRITABLE;
     write_cr3(live);
 }
 
@@ -200,11 +200,12 @@ static uint64_t build_kernel_pml4(void)
     if (!pml4)
         panic("bootstrap: no frame for the kernel PML4");
     // PML4 511: the offset map. NX here covers the whole 512 GiB: nothing there is ever executed.
-    table_at(pml4)[OFFSET_MAP_PML4] = offset_map.pdpt | PTE_P | PTE_W | paging_nx;
+    table_at(pml4)[OFFSET_MAP_PML4] =
+        offset_map.pdpt | KM_PTE_PRESENT | KM_PTE_WRITABLE | paging_nx;
     // PML4 510: the image, segment by segment with its own permissions (W^X).
     map_kernel_range(pml4, __text_start, __text_end, 0);
     map_kernel_range(pml4, __rodata_start, __rodata_end, paging_nx);
-    map_kernel_range(pml4, __data_start, __bss_end, PTE_W | paging_nx);
+    map_kernel_range(pml4, __data_start, __bss_end, KM_PTE_WRITABLE | paging_nx);
     return pml4;
 }
 

@@ -26,7 +26,7 @@ void paging_cpu_init(void)
         uint64_t efer = rdmsr(MSR_EFER);
         if (!(efer & EFER_NXE))
             wrmsr(MSR_EFER, efer | EFER_NXE);
-        paging_nx = PTE_NX;
+        paging_nx = KM_PTE_NX;
     }
     uint64_t cr0 = read_cr0();
     if (!(cr0 & CR0_WP))
@@ -78,7 +78,7 @@ static uint64_t *pte_for(uint64_t pml4, uint64_t va, bool create, uint64_t user,
     uint64_t table = pml4;
     for (int level = 4; level > 1; level--) {
         uint64_t *e = &table_at(table)[index_at(va, level)];
-        if (!(*e & PTE_P)) {
+        if (!(*e & KM_PTE_PRESENT)) {
             if (!create)
                 return NULL;
             uint64_t t = paging_table_alloc();
@@ -86,12 +86,12 @@ static uint64_t *pte_for(uint64_t pml4, uint64_t va, bool create, uint64_t user,
                 *status = KM_ENOMEM;
                 return NULL;
             }
-            *e = t | PTE_P | PTE_W | user;
-        } else if (level < 4 && (*e & PTE_PS)) {
+            *e = t | KM_PTE_PRESENT | KM_PTE_WRITABLE | user;
+        } else if (level < 4 && (*e & KM_PTE_PS)) {
             *status = KM_EINVAL;
             return NULL;
         }
-        table = *e & PTE_ADDR;
+        table = *e & KM_PTE_ADDR;
     }
     return &table_at(table)[index_at(va, 1)];
 }
@@ -99,13 +99,13 @@ static uint64_t *pte_for(uint64_t pml4, uint64_t va, bool create, uint64_t user,
 int paging_map(uint64_t pml4, uint64_t va, uint64_t phys, uint64_t flags)
 {
     int status = KM_OK;
-    uint64_t *pte = pte_for(pml4, va, true, flags & PTE_U, &status);
+    uint64_t *pte = pte_for(pml4, va, true, flags & KM_PTE_USER, &status);
     if (!pte)
         return status;
     uint64_t old = *pte;
-    *pte = (phys & PTE_ADDR) | flags | PTE_P;
+    *pte = (phys & KM_PTE_ADDR) | flags | KM_PTE_PRESENT;
     table_barrier();
-    if (old & PTE_P)
+    if (old & KM_PTE_PRESENT)
         invlpg(va);
     return KM_OK;
 }
@@ -114,9 +114,9 @@ uint64_t paging_unmap(uint64_t pml4, uint64_t va)
 {
     int status = KM_OK;
     uint64_t *pte = pte_for(pml4, va, false, 0, &status);
-    if (!pte || !(*pte & PTE_P))
+    if (!pte || !(*pte & KM_PTE_PRESENT))
         return 0;
-    uint64_t phys = *pte & PTE_ADDR;
+    uint64_t phys = *pte & KM_PTE_ADDR;
     *pte = 0;
     table_barrier();
     invlpg(va);
@@ -127,7 +127,7 @@ static bool table_empty(uint64_t table)
 {
     const uint64_t *t = table_at(table);
     for (unsigned i = 0; i < 512; i++) {
-        if (t[i] & PTE_P)
+        if (t[i] & KM_PTE_PRESENT)
             return false;
     }
     return true;
@@ -146,21 +146,21 @@ static uint64_t unmap_level(uint64_t table, int level, uint64_t base, uint64_t s
         if (lo >= end)
             break;
         uint64_t e = t[i];
-        if (!(e & PTE_P))
+        if (!(e & KM_PTE_PRESENT))
             continue;
         if (level == 1) {
             t[i] = 0;
             table_barrier();
             invlpg(canonical(lo));
             if (free_frames)
-                frames_free(&km_frames, e & PTE_ADDR, 1);
+                frames_free(&km_frames, e & KM_PTE_ADDR, 1);
             count++;
             continue;
         }
-        if (level < 4 && (e & PTE_PS))
+        if (level < 4 && (e & KM_PTE_PS))
             panic("paging_unmap_range: large page at 0x%lx in range 0x%lx-0x%lx", canonical(lo),
                   start, end);
-        uint64_t child = e & PTE_ADDR;
+        uint64_t child = e & KM_PTE_ADDR;
         count += unmap_level(child, level - 1, lo, start > lo ? start : lo, end < hi ? end : hi,
                              free_frames);
         if (level <= 3 && table_empty(child)) {
@@ -188,17 +188,17 @@ bool paging_translate(uint64_t pml4, uint64_t va, uint64_t *phys, uint64_t *flag
     uint64_t table = pml4;
     for (int level = 4; level >= 1; level--) {
         uint64_t e = table_at(table)[index_at(va, level)];
-        if (!(e & PTE_P))
+        if (!(e & KM_PTE_PRESENT))
             return false;
-        if (level == 1 || (level < 4 && (e & PTE_PS))) {
+        if (level == 1 || (level < 4 && (e & KM_PTE_PS))) {
             uint64_t span = level_span(level);
             // Bit 12 of a large-page entry is PAT, not an address bit.
-            uint64_t base = (level == 1) ? (e & PTE_ADDR) : (e & PTE_ADDR & ~(span - 1));
+            uint64_t base = (level == 1) ? (e & KM_PTE_ADDR) : (e & KM_PTE_ADDR & ~(span - 1));
             *phys = base + (va & (span - 1));
-            *flags = e & ~PTE_ADDR;
+            *flags = e & ~KM_PTE_ADDR;
             return true;
         }
-        table = e & PTE_ADDR;
+        table = e & KM_PTE_ADDR;
     }
     return false;
 }
@@ -217,7 +217,7 @@ bool paging_handle_fault(struct trap_frame *f)
     if (frames_alloc(&km_frames, 1, &frame, &got) != KM_OK)
         panic("page fault at 0x%lx (%s): no free frame to back it", addr, region_name(addr));
     memset(table_at(frame), 0, KM_PAGE_SIZE);
-    int status = paging_map(kernel_pml4, page, frame, PTE_W | paging_nx);
+    int status = paging_map(kernel_pml4, page, frame, KM_PTE_WRITABLE | paging_nx);
     if (status != KM_OK)
         panic("page fault at 0x%lx: cannot map a frame there (status %d)", addr, status);
     km_page_stats.demand_maps++;

@@ -92,7 +92,7 @@ static void wx(void)
 {
     uint64_t phys;
     uint64_t va = backed_page("wx", &phys);
-    int status = paging_map(kernel_pml4, va, phys, PTE_W);
+    int status = paging_map(kernel_pml4, va, phys, KM_PTE_WRITABLE);
     if (status != KM_OK)
         panic("bug wx: cannot remap 0x%lx (status %d)", va, status);
     kprintf("bug wx: kernel page 0x%lx (frame 0x%lx) mapped writable and executable\n", va, phys);
@@ -104,7 +104,7 @@ static void bad_pte(void)
         panic("bug bad-pte: MAXPHYADDR is 52, so no address bit of a PTE is reserved");
     uint64_t phys, reserved = 1ull << 51;
     uint64_t va = backed_page("bad-pte", &phys);
-    int status = paging_map(kernel_pml4, va, phys | reserved, PTE_W | paging_nx);
+    int status = paging_map(kernel_pml4, va, phys | reserved, KM_PTE_WRITABLE | paging_nx);
     if (status != KM_OK)
         panic("bug bad-pte: cannot remap 0x%lx (status %d)", va, status);
     kprintf("bug bad-pte: reserved bit 51 set in the PTE of 0x%lx (MAXPHYADDR %lu), then read\n", va,

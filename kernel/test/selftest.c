@@ -292,7 +292,7 @@ static void test_kvm_demand(struct test *t)
     CHECK(t, km_page_stats.demand_maps - maps0 == 2, "%lu demand maps, expected 2",
           km_page_stats.demand_maps - maps0);
     CHECK(t, paging_translate(kernel_pml4, (uint64_t)(uintptr_t)p, &phys, &flags) &&
-                 (flags & PTE_W) && !(flags & PTE_U),
+                 (flags & KM_PTE_WRITABLE) && !(flags & KM_PTE_USER),
           "touched page not mapped writable supervisor-only");
     CHECK(t, *(volatile uint64_t *)phys_to_virt(phys) == 0x1234, "offset map alias disagrees");
     kvm_release((void *)p);
@@ -312,10 +312,10 @@ static void test_tlb_remap(struct test *t)
     *(volatile uint64_t *)phys_to_virt(b) = 0xbbbb;
     volatile uint64_t *va = kvm_reserve(KM_PAGE_SIZE);
     CHECK(t, va != NULL, "kvm_reserve failed");
-    paging_map(kernel_pml4, (uint64_t)(uintptr_t)va, a, PTE_W | paging_nx);
+    paging_map(kernel_pml4, (uint64_t)(uintptr_t)va, a, KM_PTE_WRITABLE | paging_nx);
     uint64_t first = *va;
     fault_barrier();
-    paging_map(kernel_pml4, (uint64_t)(uintptr_t)va, b, PTE_W | paging_nx);   // live change
+    paging_map(kernel_pml4, (uint64_t)(uintptr_t)va, b, KM_PTE_WRITABLE | paging_nx); // live change
     uint64_t second = *va;
     uint64_t old = paging_unmap(kernel_pml4, (uint64_t)(uintptr_t)va);
     kvm_release((void *)va);
@@ -335,7 +335,9 @@ static void test_offset_map(struct test *t)
         CHECK(t, paging_translate(kernel_pml4, KM_OFFSET_MAP_BASE + probes[i], &phys, &flags),
               "offset map hole at phys 0x%lx", probes[i]);
         CHECK(t, phys == probes[i], "offset map sends 0x%lx to 0x%lx", probes[i], phys);
-        CHECK(t, (flags & PTE_PS) && (flags & PTE_W) && (flags & paging_nx) == paging_nx,
+        CHECK(t,
+              (flags & KM_PTE_PS) && (flags & KM_PTE_WRITABLE) &&
+                  (flags & paging_nx) == paging_nx,
               "offset map entry flags 0x%lx", flags);
     }
     CHECK(t, offset_map.page_size == (1ull << 30) || offset_map.page_size == (1ull << 21),
@@ -348,13 +350,13 @@ static void test_kernel_wx(struct test *t)
 {
     uint64_t phys, flags;
     CHECK(t, paging_translate(kernel_pml4, (uint64_t)(uintptr_t)__text_start, &phys, &flags) &&
-                 !(flags & PTE_W) && !(flags & PTE_NX),
+                 !(flags & KM_PTE_WRITABLE) && !(flags & KM_PTE_NX),
           "text not read-only executable (0x%lx)", flags);
     CHECK(t, paging_translate(kernel_pml4, (uint64_t)(uintptr_t)__rodata_start, &phys, &flags) &&
-                 !(flags & PTE_W) && (flags & PTE_NX) == paging_nx,
+                 !(flags & KM_PTE_WRITABLE) && (flags & KM_PTE_NX) == paging_nx,
           "rodata not read-only no-execute (0x%lx)", flags);
     CHECK(t, paging_translate(kernel_pml4, (uint64_t)(uintptr_t)__data_start, &phys, &flags) &&
-                 (flags & PTE_W) && (flags & PTE_NX) == paging_nx,
+                 (flags & KM_PTE_WRITABLE) && (flags & KM_PTE_NX) == paging_nx,
           "data not writable no-execute (0x%lx)", flags);
     CHECK(t, !paging_translate(kernel_pml4, (uint64_t)(uintptr_t)__stack_guard, &phys, &flags),
           "stack guard page is mapped");
@@ -395,7 +397,7 @@ static void test_aspaces(struct test *t)
     for (int i = 0; i < ASPACES; i++) {
         uint64_t phys, flags;
         CHECK(t, paging_translate(spaces[i].pml4, KM_USER_STACK_TOP - 8, &phys, &flags) &&
-                     (flags & PTE_U) && (flags & PTE_W),
+                     (flags & KM_PTE_USER) && (flags & KM_PTE_WRITABLE),
               "user stack of space %d not mapped user-writable", i);
         CHECK(t, *(volatile uint64_t *)phys_to_virt(phys) == 0x5000 + (uint64_t)i,
               "user stack of space %d holds the wrong value", i);

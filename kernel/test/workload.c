@@ -36,7 +36,7 @@ static uint64_t user_frame(uint8_t fill)
 
 static void map_user(const struct aspace *as, uint64_t va, uint64_t phys, uint64_t flags)
 {
-    int status = paging_map(as->pml4, va, phys, flags | PTE_U);
+    int status = paging_map(as->pml4, va, phys, flags | KM_PTE_USER);
     if (status != KM_OK)
         panic("workload processes: cannot map 0x%lx in address space %lu (status %d)", va, as->id,
               status);
@@ -45,7 +45,7 @@ static void map_user(const struct aspace *as, uint64_t va, uint64_t phys, uint64
 // Data, heap and the second stack page of process `k`, each page a frame of its own.
 static uint64_t map_private(const struct aspace *as, int k)
 {
-    uint64_t pages = 0, rw = PTE_W | paging_nx;
+    uint64_t pages = 0, rw = KM_PTE_WRITABLE | paging_nx;
     for (uint64_t i = 0; i < DATA_PAGES; i++, pages++)
         map_user(as, USER_DATA + i * KM_PAGE_SIZE, user_frame((uint8_t)(0x10 + k)), rw);
     for (uint64_t i = 0; i < 2 + (uint64_t)k; i++, pages++)
@@ -137,7 +137,7 @@ static void workload_fragment(void)
     // keeping every other one leaves each freed frame between two that are in use.
     for (int i = 0; i < FRAGMENT_PAIRS; i++) {
         int status = paging_map(kernel_pml4, pool + (uint64_t)i * KM_PAGE_SIZE, frames[2 * i],
-                                PTE_W | paging_nx);
+                                KM_PTE_WRITABLE | paging_nx);
         if (status != KM_OK)
             panic("workload fragment: cannot map the pool (status %d)", status);
         frames_free(&km_frames, frames[2 * i + 1], 1);

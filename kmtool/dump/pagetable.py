@@ -38,12 +38,11 @@ permissions and the same region of the layout table. Addresses are canonical (si
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum, IntFlag
+from enum import Enum
 from typing import Any
 
 import numpy as np
 
-from kmtool.dump.cpu import CR3_ADDRESS_MASK
 from kmtool.dump.memory import PhysicalMemory
 from kmtool.dump.regions import NO_REGION, region_ids, region_name
 from kmtool.errors import DumpError
@@ -55,25 +54,10 @@ from kmtool.layout.table import (
     canonical,
     is_canonical,
 )
+from kmtool.schemas.paging import PTE_ADDR, Pte
 from kmtool.units import suffix_size_text
 
-
-class Pte(IntFlag):
-    """Bits of a page-table entry (every level shares the low bits and NX)."""
-
-    PRESENT = 1 << 0
-    WRITABLE = 1 << 1
-    USER = 1 << 2
-    PWT = 1 << 3  # page-level write-through (a caching bit, nothing else)
-    PCD = 1 << 4
-    ACCESSED = 1 << 5
-    DIRTY = 1 << 6
-    PS = 1 << 7  # page size at PDPT/PD; PAT at PT
-    GLOBAL = 1 << 8
-    NX = 1 << 63
-
-
-ADDRESS_MASK = CR3_ADDRESS_MASK  # bits 51:12 of an entry (and of CR3)
+ADDRESS_MASK = PTE_ADDR  # bits 51:12 of an entry (and of CR3)
 INDEX_BITS = ENTRIES_PER_TABLE.bit_length() - 1
 TABLE_BYTES = ENTRIES_PER_TABLE * 8
 MAX_LEAVES = 1 << 25  # 32 Mi pages (128 GiB of 4 KiB pages): the bound on one walk's work

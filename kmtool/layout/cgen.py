@@ -4,7 +4,8 @@ Inputs: the region table (kmtool/layout/table.py) and the construct schemas (kmt
 committed to git and checked for freshness by a test:
 
     include/km/layout.h    regions, paging constants, loader memory types, exit values
-    include/km/structs.h   one C struct per schema, with _Static_assert on sizeof and offsetof
+    include/km/structs.h   one C struct per schema, with _Static_assert on sizeof and offsetof, and
+                           the page-table entry bits (kmtool/schemas/paging.py)
     include/km/layout.ld   symbol assignments the kernel linker script INCLUDEs
 
 Each file opens with a "generated, do not edit" banner carrying a hash of the input files, so a stale
@@ -126,79 +127,90 @@ def _defines(pairs: Iterable[tuple[str, int | str]]) -> str:
     return "\n".join(out) + "\n"
 
 
-def _layout_h(digest: str) -> str:
-    t = table
-    regions = []
-    for r in t.REGIONS:
-        regions += [
+def _region_defines() -> str:
+    """Start, size and inclusive end of every region, their count, and an array initializer."""
+    pairs: list[tuple[str, int | str]] = []
+    for r in table.REGIONS:
+        pairs += [
             (f"KM_REGION_{r.c_name}_START", r.start),
             (f"KM_REGION_{r.c_name}_SIZE", r.size),
             (f"KM_REGION_{r.c_name}_END", r.end),
         ]
-    region_names = "\n".join(
-        f'    {{ {r.start:#x}ULL, {r.end:#x}ULL, "{r.name}" }}, \\' for r in t.REGIONS
+    names = "".join(
+        f'    {{ {r.start:#x}ULL, {r.end:#x}ULL, "{r.name}" }}, \\\n' for r in table.REGIONS
     )
     return (
-        _banner(
-            "//", "Regions and constants of the address-space plan (DESIGN §2, §3, §6).", digest
-        )
-        + "#pragma once\n\n"
-        + "/* Paging. */\n"
-        + _defines(
-            [
-                ("KM_PAGE_SIZE", t.PAGE_SIZE),
-                ("KM_PAGE_SHIFT", t.PAGE_SHIFT),
-                ("KM_PAGING_LEVELS", t.PAGING_LEVELS),
-                ("KM_ENTRIES_PER_TABLE", t.ENTRIES_PER_TABLE),
-                ("KM_VIRTUAL_ADDRESS_BITS", t.VIRTUAL_ADDRESS_BITS),
-                ("KM_PML4_SPAN", t.PML4_SPAN),
-                ("KM_SHARED_PML4_FIRST", t.SHARED_PML4_FIRST),
-                ("KM_SHARED_PML4_LAST", t.SHARED_PML4_LAST),
-            ]
-        )
-        + "\n/* Bases and sizes. */\n"
-        + _defines(
-            [
-                ("KM_KERNEL_SPACE_BASE", t.KERNEL_SPACE_BASE),
-                ("KM_KERNEL_LINK_BASE", t.KERNEL_LINK_BASE),
-                ("KM_KERNEL_IMAGE_SIZE", t.KERNEL_IMAGE_SIZE),
-                ("KM_KERNEL_VSPACE_BASE", t.KERNEL_VSPACE_BASE),
-                ("KM_HEAP_BASE", t.HEAP_BASE),
-                ("KM_HEAP_SIZE", t.HEAP_SIZE),
-                ("KM_OFFSET_MAP_BASE", t.OFFSET_MAP_BASE),
-                ("KM_OFFSET_MAP_SIZE", t.OFFSET_MAP_SIZE),
-                ("KM_USER_SPACE_TOP", t.USER_SPACE_TOP),
-                ("KM_USER_STACK_TOP", t.USER_STACK_TOP),
-                ("KM_USER_STACK_SIZE", t.USER_STACK_SIZE),
-            ]
-        )
-        + "\n/* Regions (start, size, inclusive end). */\n"
-        + _defines(regions)
-        + f"#define KM_REGION_COUNT {len(t.REGIONS)}\n"
+        _defines(pairs)
+        + f"#define KM_REGION_COUNT {len(table.REGIONS)}\n"
         + "/* Initializer for an array of { start, end, name }, innermost regions last. */\n"
         + "#define KM_REGION_TABLE_INIT \\\n"
-        + region_names
-        + "\n\n/* Loader memory types and scratch pages (DESIGN §3). */\n"
-        + _defines(
-            [
-                ("KM_MEMTYPE_KERNEL", t.MEMTYPE_KERNEL),
-                ("KM_MEMTYPE_HANDOFF", t.MEMTYPE_HANDOFF),
-                ("KM_MEMTYPE_SCRATCH", t.MEMTYPE_SCRATCH),
-                ("KM_SCRATCH_PAGES", t.SCRATCH_PAGES),
-            ]
-        )
-        + "\n/* Run protocol (DESIGN §6). */\n"
-        + _defines(
-            [
-                ("KM_DEBUG_EXIT_PORT", t.DEBUG_EXIT_PORT),
-                ("KM_EXIT_PASS", t.EXIT_PASS),
-                ("KM_EXIT_FAIL", t.EXIT_FAIL),
-                ("KM_EXIT_PANIC", t.EXIT_PANIC),
-                ("KM_DEBUGCON_PORT", t.DEBUGCON_PORT),
-                ("KM_FW_CFG_CMDLINE", t.FW_CFG_CMDLINE),
-            ]
-        )
+        + names
     )
+
+
+def _layout_sections() -> list[tuple[str, str]]:
+    """(comment, body) of each part of layout.h, in order."""
+    t = table
+    paging_constants: list[tuple[str, int | str]] = [
+        ("KM_PAGE_SIZE", t.PAGE_SIZE),
+        ("KM_PAGE_SHIFT", t.PAGE_SHIFT),
+        ("KM_PAGING_LEVELS", t.PAGING_LEVELS),
+        ("KM_ENTRIES_PER_TABLE", t.ENTRIES_PER_TABLE),
+        ("KM_VIRTUAL_ADDRESS_BITS", t.VIRTUAL_ADDRESS_BITS),
+        ("KM_PML4_SPAN", t.PML4_SPAN),
+        ("KM_SHARED_PML4_FIRST", t.SHARED_PML4_FIRST),
+        ("KM_SHARED_PML4_LAST", t.SHARED_PML4_LAST),
+    ]
+    bases: list[tuple[str, int | str]] = [
+        ("KM_KERNEL_SPACE_BASE", t.KERNEL_SPACE_BASE),
+        ("KM_KERNEL_LINK_BASE", t.KERNEL_LINK_BASE),
+        ("KM_KERNEL_IMAGE_SIZE", t.KERNEL_IMAGE_SIZE),
+        ("KM_KERNEL_VSPACE_BASE", t.KERNEL_VSPACE_BASE),
+        ("KM_HEAP_BASE", t.HEAP_BASE),
+        ("KM_HEAP_SIZE", t.HEAP_SIZE),
+        ("KM_OFFSET_MAP_BASE", t.OFFSET_MAP_BASE),
+        ("KM_OFFSET_MAP_SIZE", t.OFFSET_MAP_SIZE),
+        ("KM_USER_SPACE_TOP", t.USER_SPACE_TOP),
+        ("KM_USER_STACK_TOP", t.USER_STACK_TOP),
+        ("KM_USER_STACK_SIZE", t.USER_STACK_SIZE),
+    ]
+    loader: list[tuple[str, int | str]] = [
+        ("KM_MEMTYPE_KERNEL", t.MEMTYPE_KERNEL),
+        ("KM_MEMTYPE_HANDOFF", t.MEMTYPE_HANDOFF),
+        ("KM_MEMTYPE_SCRATCH", t.MEMTYPE_SCRATCH),
+        ("KM_SCRATCH_PAGES", t.SCRATCH_PAGES),
+    ]
+    run: list[tuple[str, int | str]] = [
+        ("KM_DEBUG_EXIT_PORT", t.DEBUG_EXIT_PORT),
+        ("KM_EXIT_PASS", t.EXIT_PASS),
+        ("KM_EXIT_FAIL", t.EXIT_FAIL),
+        ("KM_EXIT_PANIC", t.EXIT_PANIC),
+        ("KM_DEBUGCON_PORT", t.DEBUGCON_PORT),
+        ("KM_FW_CFG_CMDLINE", t.FW_CFG_CMDLINE),
+    ]
+    return [
+        ("Paging.", _defines(paging_constants)),
+        ("Bases and sizes.", _defines(bases)),
+        ("Regions (start, size, inclusive end).", _region_defines()),
+        ("Loader memory types and scratch pages (DESIGN §3).", _defines(loader)),
+        ("Run protocol (DESIGN §6).", _defines(run)),
+    ]
+
+
+def _layout_h(digest: str) -> str:
+    what = "Regions and constants of the address-space plan (DESIGN §2, §3, §6)."
+    sections = "".join(f"\n/* {title} */\n{body}" for title, body in _layout_sections())
+    return _banner("//", what, digest) + "#pragma once\n" + sections
+
+
+def _pte_defines() -> str:
+    """`KM_PTE_<NAME>` for every bit of `paging.Pte` and `KM_PTE_ADDR`, each with its meaning."""
+    pairs = [
+        (f"KM_PTE_{name} (1ull << {flag.value.bit_length() - 1})", paging.PTE_DOCS[flag])
+        for name, flag in paging.Pte.__members__.items()
+    ]
+    pairs.append((f"KM_PTE_ADDR {paging.PTE_ADDR:#018x}ULL", "bits 51:12, the physical address"))
+    return "".join(f"#define {define:<34} /* {doc} */\n" for define, doc in pairs)
 
 
 def _structs_h(digest: str) -> str:
@@ -228,6 +240,8 @@ def _structs_h(digest: str) -> str:
         _banner("//", "Binary structures shared by the loader, the kernel and kmtool.", digest)
         + "#pragma once\n\n#include <stddef.h>\n#include <stdint.h>\n\n"
         + _defines(consts)
+        + "\n/* Page-table entry bits (kmtool/schemas/paging.py `Pte`). */\n"
+        + _pte_defines()
         + "\n"
         + body
     )

@@ -18,7 +18,7 @@ import pytest
 from conftest import REPO, require
 
 from kmtool.layout import cgen, table
-from kmtool.schemas import bootinfo, coreinfo
+from kmtool.schemas import bootinfo, coreinfo, paging
 
 TARGETS = ["x86_64-unknown-none-elf", "x86_64-unknown-windows"]  # kernel/ and efi/
 
@@ -94,6 +94,46 @@ def test_a_false_assertion_about_the_header_fails_the_compile(tmp_path: Path) ->
     source.write_text('#include <km/layout.h>\n_Static_assert(KM_HEAP_BASE == 0, "x");\n')
     result = _compile(source, REPO / "include")
     assert result.returncode != 0 and "static_assert failed" in result.stderr
+
+
+def test_pte_bits_in_the_header_come_from_the_schema() -> None:
+    structs = next(g.text for g in cgen.generate() if g.relpath == "include/km/structs.h")
+    assert set(paging.PTE_DOCS) == set(paging.Pte)  # every bit has its meaning written down
+    for name, flag in paging.Pte.__members__.items():
+        bit = flag.value.bit_length() - 1
+        line = f"#define KM_PTE_{name} (1ull << {bit})"
+        assert re.search(
+            rf"^{re.escape(line)} +/\* {re.escape(paging.PTE_DOCS[flag])} \*/$", structs, re.M
+        )
+    assert f"#define KM_PTE_ADDR {paging.PTE_ADDR:#018x}ULL " in structs
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_pte_bits_compile_to_the_schema_values(tmp_path: Path, target: str) -> None:
+    require("clang")
+    source = tmp_path / "pte.c"
+    asserts = [
+        f'_Static_assert(KM_PTE_{name} == {flag.value:#x}ULL, "KM_PTE_{name}");'
+        for name, flag in paging.Pte.__members__.items()
+    ]
+    asserts.append(f'_Static_assert(KM_PTE_ADDR == {paging.PTE_ADDR:#x}ULL, "KM_PTE_ADDR");')
+    source.write_text("#include <km/structs.h>\n" + "\n".join(asserts) + "\n")
+    result = _compile(source, REPO / "include", "-Wall", "-Wextra", "-pedantic", target=target)
+    assert result.returncode == 0, result.stderr
+
+
+def test_kernel_and_loader_define_no_pte_bits_of_their_own() -> None:
+    # The bits are declared once, in kmtool/schemas/paging.py; C reads them from <km/structs.h>.
+    sources = [
+        p
+        for d in ("kernel", "efi")
+        for p in (REPO / d).rglob("*")
+        if p.suffix in (".c", ".h", ".S")
+    ]
+    assert sources
+    for path in sources:
+        found = re.findall(r"^\s*#\s*define\s+(\w*PTE_\w*)", path.read_text(), re.M)
+        assert found == [], f"{path.relative_to(REPO)} defines {found}"
 
 
 def _linked_symbols(tmp_path: Path, include_dir: Path) -> dict[str, int]:

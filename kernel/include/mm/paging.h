@@ -16,21 +16,11 @@
 #include "mm/heap.h"
 #include "mm/vaddr.h"
 
-// Page-table entry bits. Bit 3 is PWT (write-through) and nothing else.
-#define PTE_P (1ull << 0)     // present
-#define PTE_W (1ull << 1)     // writable
-#define PTE_U (1ull << 2)     // user accessible
-#define PTE_PWT (1ull << 3)   // page write-through
-#define PTE_PCD (1ull << 4)   // page cache disable
-#define PTE_A (1ull << 5)     // accessed
-#define PTE_D (1ull << 6)     // dirty
-#define PTE_PS (1ull << 7)    // page size: a leaf at PDPT (1 GiB) or PD (2 MiB) level
-#define PTE_G (1ull << 8)     // global
-#define PTE_NX (1ull << 63)   // no execute (needs EFER.NXE)
-#define PTE_ADDR 0x000ffffffffff000ull
+// Page-table entry bits: KM_PTE_* and KM_PTE_ADDR in <km/structs.h>, generated from
+// kmtool/schemas/paging.py.
 
-// PTE_NX when the CPU supports no-execute (EFER.NXE is then on), else 0: on a CPU without NX, bit 63
-// is reserved and setting it would fault. Set by paging_cpu_init().
+// KM_PTE_NX when the CPU supports no-execute (EFER.NXE is then on), else 0: on a CPU without NX,
+// bit 63 is reserved and setting it would fault. Set by paging_cpu_init().
 extern uint64_t paging_nx;
 
 // Checks CPU paging features: turns on EFER.NXE when NX exists and CR0.WP so that read-only kernel
@@ -52,10 +42,10 @@ static inline uint64_t *table_at(uint64_t phys)
 // A zeroed frame for a page table, from the frame allocator; 0 when no frame is free.
 uint64_t paging_table_alloc(void);
 
-// Maps the 4 KiB page at `va` to `phys` with `flags` (PTE_P is implied) in the tables under `pml4`,
-// creating tables as needed (intermediate entries get P|W, plus U when `flags` has U). Replacing a
-// present mapping invalidates its TLB entry. Returns KM_OK, KM_ENOMEM (no frame for a table) or
-// KM_EINVAL (a large page is in the way).
+// Maps the 4 KiB page at `va` to `phys` with `flags` (KM_PTE_PRESENT is implied) in the tables
+// under `pml4`, creating tables as needed (intermediate entries get P|W, plus U when `flags` has
+// U). Replacing a present mapping invalidates its TLB entry. Returns KM_OK, KM_ENOMEM (no frame
+// for a table) or KM_EINVAL (a large page is in the way).
 int paging_map(uint64_t pml4, uint64_t va, uint64_t phys, uint64_t flags);
 
 // Removes the mapping of the page at `va` and invalidates it; returns the physical address it had,
