@@ -15,7 +15,8 @@ import pytest
 from conftest import REPO, require
 from oracles import readelf_program_headers
 
-from kmtool.build import checks, driver, pe
+from kmtool.build import checks, driver
+from kmtool.schemas import pe
 from kmtool.dump.kernel_elf import load_kernel_symbols
 from kmtool.image import assemble
 from kmtool.layout import table

@@ -12,7 +12,8 @@ from conftest import require
 from fixture_tree import make_tree
 from oracles import readelf_program_headers
 
-from kmtool.build import checks, driver, pe
+from kmtool.build import checks, driver
+from kmtool.schemas import pe
 from kmtool.errors import BuildError
 from kmtool.layout import table
 from kmtool.layout.kernel_checks import load_kernel
