@@ -25,6 +25,7 @@ from typing import Any
 
 from kmtool.elf.kernel import FunctionIndex, build_ids_match, read_kernel
 from kmtool.errors import KernelElfError
+from kmtool.units import hexaddr
 
 _FIELD = re.compile(r"^  (rip|caller)\s+0x([0-9a-f]+)\b")
 _BACKTRACE = re.compile(r"^  backtrace((?: 0x[0-9a-f]+)*)\s*$")
@@ -41,7 +42,7 @@ class Frame:
 
     def __str__(self) -> str:
         where = f" {self.symbol}+{self.offset:#x}" if self.symbol is not None else ""
-        return f"{self.address:#018x}{where}"
+        return f"{hexaddr(self.address)}{where}"
 
     def to_json(self) -> dict[str, Any]:
         return {"address": f"{self.address:#x}", "symbol": self.symbol, "offset": self.offset}
