@@ -30,6 +30,7 @@ LOADER_EFI = "BOOTX64.EFI"
 IMAGE = "kmtool.img"
 SERIAL_LOG = "serial.log"
 DEBUGCON_LOG = "debugcon.log"
+EXCEPTIONS_LOG = "exceptions.log"  # the tail of QEMU's exception log after a triple fault
 
 ESP_LOADER_PATH = "EFI/BOOT/BOOTX64.EFI"  # where UEFI looks for the default x86-64 boot loader
 ESP_KERNEL_PATH = "kernel.elf"  # where the loader looks for the kernel (efi/main.c)

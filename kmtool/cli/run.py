@@ -167,8 +167,10 @@ def _summary(result: RunResult) -> Text:
     style = "green" if result.outcome is Outcome.PASS else "red"
     if result.held:
         status = "held, then stopped by kmtool"
-    elif result.dump_reason == "timeout":
+    elif result.outcome is Outcome.TIMEOUT and not result.killed:
         status = "stopped by kmtool at the time limit"
+    elif result.reset_chain is not None:
+        status = "paused by QEMU at the reset, then quit by kmtool"
     elif result.killed:
         status = "killed by kmtool"
     else:

@@ -90,6 +90,10 @@ class MachineSpec:
     gdb: bool = False  # gdb stub on GDB_HOST:gdb_port, CPUs start stopped
     gdb_port: int = GDB_PORT
     qemu: str = QEMU
+    # Where QEMU logs every exception it delivers (`-d int,cpu_reset`), usually a FIFO
+    # (kmtool/qemu/exceptions.py). With one, a reset pauses the VM instead of ending QEMU, so a
+    # triple fault keeps its state for QMP; None: `-no-reboot`, QEMU exits on a reset.
+    exception_log: Path | None = None
 
 
 def build_argv(spec: MachineSpec) -> list[str]:
@@ -126,6 +130,10 @@ def build_argv(spec: MachineSpec) -> list[str]:
         argv += ["-qmp", f"unix:{escape(spec.qmp_socket)},server=on,wait=off"]
     if spec.gdb:
         argv += ["-gdb", f"tcp:{GDB_HOST}:{spec.gdb_port}", "-S"]
+    if spec.exception_log is not None:
+        argv[argv.index("-no-reboot")] = "-action"
+        argv.insert(argv.index("-action") + 1, "reboot=shutdown,shutdown=pause")
+        argv += ["-d", "int,cpu_reset", "-D", escape(spec.exception_log)]
     return argv
 
 

@@ -61,8 +61,8 @@ DESCRIPTION: dict[Outcome, str] = {
     Outcome.PASS: "the kernel reported success",
     Outcome.FAIL: "the guest reported failure",
     Outcome.PANIC: "the kernel panicked",
-    Outcome.RESET: "the guest reset (a triple fault under -no-reboot)",
-    Outcome.TIMEOUT: "the time limit ran out and QEMU was killed",
+    Outcome.RESET: "the guest reset (a triple fault)",
+    Outcome.TIMEOUT: "the time limit ran out",
     Outcome.QEMU_ERROR: "QEMU failed or exited unexpectedly",
 }
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from kmtool.errors import RunError
+from kmtool.qemu.exceptions import ExceptionLog
 from kmtool.qemu.qmp import Monitor
 from kmtool.qemu.serial import Event, SerialWatcher
 
@@ -48,6 +49,7 @@ class Launch:
     serial_log: Path
     debugcon_log: Path
     qmp_socket: Path | None = None
+    exception_log: Path | None = None  # the FIFO of `-D` (cmdline.MachineSpec.exception_log)
 
 
 class Stop(Enum):
@@ -55,6 +57,7 @@ class Stop(Enum):
 
     EXITED = "exited"  # QEMU ended by itself; `returncode` is its status
     HELD = "held"  # the kernel reported it is held; QEMU still runs
+    RESET = "reset"  # a triple fault: QEMU paused the VM at it (exception log) and still runs
     TIME_LIMIT = "time-limit"  # the limit ran out; QEMU was killed, or still runs if asked to
     KVM_FAILED = "kvm-failed"  # QEMU reported a KVM internal error and kmtool killed it
 
@@ -117,6 +120,9 @@ class QemuProcess:
         self.killed = False  # kmtool ended QEMU (time limit, KVM failure, clean-up)
         self._monitor: Monitor | None = None
         self._threads: list[threading.Thread] = []
+        self.exceptions = (
+            None if launch.exception_log is None else ExceptionLog(launch.exception_log)
+        )
 
     @property
     def argv(self) -> list[str]:
@@ -138,6 +144,8 @@ class QemuProcess:
     def start(self) -> None:
         """Start QEMU and its two reader threads; RunError when it cannot be started."""
         self.launch.debugcon_log.write_bytes(b"")
+        if self.exceptions is not None:
+            self.exceptions.open()
         try:
             self.process = subprocess.Popen(
                 self.argv,
@@ -166,6 +174,9 @@ class QemuProcess:
         while self.process.poll() is None:
             if until_held and self.held.is_set():
                 return Stop.HELD
+            if self.exceptions is not None and self.exceptions.triple.is_set():
+                self.mark_ended()
+                return Stop.RESET
             if self.kvm_failed.is_set():
                 self.kill()
                 stop = Stop.KVM_FAILED
@@ -230,6 +241,8 @@ class QemuProcess:
             self._monitor = None
         self.kill()
         self._join_readers()
+        if self.exceptions is not None:
+            self.exceptions.close()
 
     def _spawn(self, target: Callable[..., None], *args: Any) -> None:
         thread = threading.Thread(target=target, args=args, daemon=True)

@@ -18,14 +18,20 @@ serial output the watcher reads (serial.py) and the caller's `echo` sees line by
   serial markers give the outcome.
 - The time limit covers booting up to the exit or the held marker; a dump afterwards is not
   limited. With `gdb` there is no time limit (the VM waits for the debugger).
-- With a dump asked for, a run that reaches the time limit is not killed: kmtool stops the VM,
-  dumps it (the state of a hang is the dump worth having) and quits QEMU; the outcome stays timeout.
+- A run that reaches the time limit is not killed: kmtool stops the VM, says where its CPU was
+  (RIP, symbolized), dumps it if asked (the state of a hang is the dump worth having) and quits
+  QEMU; the outcome stays timeout. (A QEMU without a working QMP socket is killed.)
+- A reset does not end QEMU: `-action reboot=shutdown,shutdown=pause` pauses the VM at the triple
+  fault, and QEMU's exception log (exceptions.py) gives the chain of exceptions that led there.
+  kmtool reports it as the outcome reset, dumps the paused VM if asked, keeps the log's tail in
+  `exceptions.log` and quits QEMU.
 - A run with a dump that ends otherwise says in its message why no dump was written.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 import tempfile
 import time
@@ -34,9 +40,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kmtool.artifacts import BUILD_DIR_NAME, DEBUGCON_LOG, KERNEL_ELF, SERIAL_LOG
+from kmtool.artifacts import BUILD_DIR_NAME, DEBUGCON_LOG, EXCEPTIONS_LOG, KERNEL_ELF, SERIAL_LOG
 from kmtool.errors import RunError
 from kmtool.qemu import outcome as outcomes
+from kmtool.qemu import symbolize
 from kmtool.qemu.accel import Accel, detect
 from kmtool.qemu.cmdline import (
     DEFAULT_MEMORY,
@@ -47,6 +54,7 @@ from kmtool.qemu.cmdline import (
     kernel_cmdline,
 )
 from kmtool.qemu.dump import DumpInfo, Progress, capture
+from kmtool.qemu.exceptions import Delivery, describe, triple_fault_chain
 from kmtool.qemu.firmware import Firmware, find_ovmf
 from kmtool.qemu.outcome import Outcome
 from kmtool.qemu.panic import PanicReport, panic_report
@@ -98,8 +106,11 @@ class RunResult:
     held: bool = False  # the kernel halted at KM-READY/KM-PANIC-HELD and kmtool stopped QEMU
     killed: bool = False  # kmtool killed QEMU (timeout, or KVM failed); qemu_status is moot
     dump: DumpInfo | None = None
-    dump_reason: str | None = None  # when the dump was taken: "ready", "panic" or "timeout"
+    dump_reason: str | None = None  # when: "ready", "panic", "timeout" or "reset"
     panic: PanicReport | None = None  # the kernel's panic report, symbolized
+    stopped_at: int | None = None  # RIP where kmtool found the CPU (time limit, reset)
+    reset_chain: list[Delivery] | None = None  # the exceptions that ended in a triple fault
+    exceptions_log: Path | None = None  # the tail of QEMU's exception log, after a reset
 
     @property
     def exit_status(self) -> int:
@@ -129,6 +140,11 @@ class RunResult:
             if self.dump is None or self.dump.layout_path is None
             else str(self.dump.layout_path),
             "panic": None if self.panic is None else self.panic.to_json(),
+            "stopped_at": None if self.stopped_at is None else hex(self.stopped_at),
+            "reset_chain": None
+            if self.reset_chain is None
+            else [d.to_json() for d in self.reset_chain],
+            "exceptions_log": None if self.exceptions_log is None else str(self.exceptions_log),
             "command": self.command,
         }
 
@@ -202,7 +218,8 @@ def _launch(
         cmdline_file = temp / "cmdline.txt"
         cmdline_file.write_bytes(cmdline.encode("utf-8"))
     debugcon_log = options.build_dir / DEBUGCON_LOG
-    qmp_socket = temp / "qmp.sock" if hold else None
+    qmp_socket = temp / "qmp.sock"  # every run: a hang or a triple fault is inspected through it
+    exception_log = temp / "exceptions.fifo"
     spec = MachineSpec(
         image=image,
         firmware_code=firmware.code,
@@ -217,8 +234,10 @@ def _launch(
         gdb=options.gdb,
         gdb_port=options.gdb_port,
         qemu=options.qemu,
+        exception_log=exception_log,
     )
-    return Launch(build_argv(spec), options.build_dir / SERIAL_LOG, debugcon_log, qmp_socket)
+    serial_log = options.build_dir / SERIAL_LOG
+    return Launch(build_argv(spec), serial_log, debugcon_log, qmp_socket, exception_log)
 
 
 def run_image(
@@ -234,9 +253,11 @@ def run_image(
     that fails is the outcome qemu-error.
     """
     with _boot(image, options, echo) as boot:
-        boot.wait(until_held=boot.hold, keep_at_limit=options.dump is not None)
-        if options.dump is not None and boot.ended_by is Stop.TIME_LIMIT and boot.process.running:
-            return _dump_the_hang(boot, options.dump, progress)
+        boot.wait(until_held=boot.hold, keep_at_limit=True)
+        if boot.ended_by is Stop.RESET:
+            return _finish_reset(boot, progress)
+        if boot.ended_by is Stop.TIME_LIMIT and boot.process.running:
+            return _finish_hang(boot, progress)
         if not boot.process.held.is_set():
             outcome, message = _exit_outcome(boot)
             if options.dump is not None:
@@ -245,15 +266,61 @@ def run_image(
         return _finish_held(boot, progress)
 
 
-def _dump_the_hang(boot: _Boot, path: Path, progress: Progress | None) -> RunResult:
-    """A hang: the VM as it is at the time limit is the most useful dump there is."""
-    dump = capture(boot.stop_vm(), path, boot.options.dump_format, progress)
+def _finish_hang(boot: _Boot, progress: Progress | None) -> RunResult:
+    """A hang: stop the VM, say where the CPU was, dump it if asked (the state of a hang is the
+    most useful dump there is), quit QEMU. A QEMU whose QMP socket does not answer is killed."""
+    limit = f"No exit within {boot.options.timeout:g} s;"
+    try:
+        monitor = boot.stop_vm()
+        rip = _rip(monitor)
+    except RunError:
+        boot.process.kill()
+        return _result(boot, Outcome.TIMEOUT, f"{limit} QEMU was killed.")
+    dump = None
+    if boot.options.dump is not None:
+        dump = capture(monitor, boot.options.dump, boot.options.dump_format, progress)
     boot.process.quit()
-    message = (
-        f"No exit within {boot.options.timeout:g} s; kmtool stopped the VM, dumped it and "
-        "quit QEMU."
-    )
-    return _result(boot, Outcome.TIMEOUT, message, dump=dump, dump_reason="timeout")
+    done = "kmtool stopped the VM, dumped it and quit QEMU" if dump else "kmtool stopped the VM"
+    where = "" if rip is None else f" The CPU was at {_where(boot, rip)}."
+    message = f"{limit} {done}.{where}"
+    reason = None if dump is None else "timeout"
+    return _result(boot, Outcome.TIMEOUT, message, dump=dump, dump_reason=reason, rip=rip)
+
+
+def _finish_reset(boot: _Boot, progress: Progress | None) -> RunResult:
+    """A triple fault, the VM paused at it: name the chain, keep the log, dump it if asked."""
+    log = boot.process.exceptions
+    assert log is not None
+    text = log.text()
+    chain = triple_fault_chain(text) or []
+    saved = boot.options.build_dir / EXCEPTIONS_LOG
+    saved.write_text(text, encoding="utf-8")
+    monitor = boot.process.monitor()
+    rip = _rip(monitor)
+    dump = None
+    if boot.options.dump is not None:
+        dump = capture(monitor, boot.options.dump, boot.options.dump_format, progress)
+    boot.process.quit()
+    elf = symbolize.load(_kernel(boot))
+    what = describe(chain, lambda a: symbolize.code_location(elf, a)) if chain else "triple fault"
+    message = f"The CPU triple-faulted: {what} (QEMU's exception log: `{saved}`)."
+    return _result(boot, Outcome.RESET, message, dump=dump, dump_reason="reset", rip=rip,
+                   chain=chain, exceptions_log=saved)  # fmt: skip
+
+
+def _rip(monitor: Monitor) -> int | None:
+    """CPU 0's RIP (EIP in 32-bit mode) from `info registers` on the stopped VM, or None when it
+    does not say."""
+    m = re.search(r"\b[RE]IP=([0-9a-f]{8,16})\b", monitor.hmp("info registers"))
+    return None if m is None else int(m.group(1), 16)
+
+
+def _kernel(boot: _Boot) -> Path:
+    return boot.options.kernel or boot.options.build_dir / KERNEL_ELF
+
+
+def _where(boot: _Boot, rip: int) -> str:
+    return symbolize.code_location(symbolize.load(_kernel(boot)), rip)
 
 
 def _finish_held(boot: _Boot, progress: Progress | None) -> RunResult:
@@ -303,13 +370,15 @@ def _result(
     dump: DumpInfo | None = None,
     held: bool = False,
     dump_reason: str | None = None,
+    rip: int | None = None,
+    chain: list[Delivery] | None = None,
+    exceptions_log: Path | None = None,
 ) -> RunResult:
     process, serial = boot.process, boot.process.serial
     ended = process.ended or time.monotonic()
     panic = None
     if outcome is Outcome.PANIC or serial.saw_panic:
-        kernel = boot.options.kernel or boot.options.build_dir / KERNEL_ELF
-        panic = panic_report(serial.lines, kernel)
+        panic = panic_report(serial.lines, _kernel(boot))
     return RunResult(
         outcome=outcome,
         seconds=ended - process.started,
@@ -330,6 +399,9 @@ def _result(
         dump=dump,
         dump_reason=dump_reason,
         panic=panic,
+        stopped_at=rip,
+        reset_chain=chain,
+        exceptions_log=exceptions_log,
     )
 
 

@@ -125,10 +125,25 @@ def test_bad_pte_faults_with_rsvd(build_dir: Path, boot: type[Boot]) -> None:
 
 
 @pytest.mark.qemu
-def test_idt_limit_zero_triple_faults(build_dir: Path, boot: type[Boot]) -> None:
-    b = boot(build_dir, "idt", dump=False)
-    assert b.result["outcome"] == "reset"
-    assert "given limit 0" in b.said
+def test_idt_limit_zero_triple_faults_and_keeps_the_evidence(
+    build_dir: Path, boot: type[Boot]
+) -> None:
+    b = boot(build_dir, "idt")
+    (idt_base,) = addresses(b.said)[:1]
+    r = b.result
+    assert (r["outcome"], r["exit_status"], r["dump_reason"]) == ("reset", 4, "reset")
+    chain = r["reset_chain"]
+    assert [d["name"] for d in chain] == ["#BP", "#GP", "#DF"]
+    assert chain[0]["software"] is True and int(chain[0]["rip"], 16) == int(r["stopped_at"], 16)
+    assert all(d["idt_base"] == hex(idt_base) and d["idt_limit"] == "0x0" for d in chain[1:])
+    assert re.fullmatch(
+        r"The CPU triple-faulted: #BP at idt\+0x[0-9a-f]+ \(kernel/test/bugs\.c:\d+\) -> #GP "
+        r"error 0x[0-9a-f]+: vector 3 is beyond the IDT limit 0x0 -> #DF -> triple fault "
+        r"\(QEMU's exception log: `.*exceptions\.log`\)\.",
+        r["message"],
+    ), r["message"]
+    assert Path(r["exceptions_log"]).read_text().rstrip().endswith("Triple fault")
+    assert b.fault() is None  # no handler ever ran: the evidence is QEMU's, in the paused VM
 
 
 @pytest.mark.qemu
