@@ -24,6 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from kmtool.schemas.fault import SELECTOR_ERROR_VECTORS, exception_mnemonic
+
 TRIPLE_FAULT = "Triple fault"
 TAIL_BYTES = 1 << 20  # the log kept: the last 1 MiB (a delivery is about 1.2 KiB of it)
 IDT_GATE_BYTES = 16  # a 64-bit IDT gate
@@ -34,19 +36,6 @@ _DELIVERY = re.compile(
 )
 _NESTED = re.compile(r"^check_exception old: 0x(?P<old>[0-9a-f]+) new 0x(?P<new>[0-9a-f]+)$")
 _IDT = re.compile(r"^IDT=\s+(?P<base>[0-9a-f]+) (?P<limit>[0-9a-f]+)$")
-
-#: Mnemonics of the architectural exceptions (Intel SDM vol. 3, table 6-1).
-EXCEPTION_NAMES = {
-    0: "#DE", 1: "#DB", 2: "NMI", 3: "#BP", 4: "#OF", 5: "#BR", 6: "#UD", 7: "#NM", 8: "#DF",
-    10: "#TS", 11: "#NP", 12: "#SS", 13: "#GP", 14: "#PF", 16: "#MF", 17: "#AC", 18: "#MC",
-    19: "#XM", 20: "#VE", 21: "#CP",
-}  # fmt: skip
-#: Vectors whose error code is a selector error code (EXT, IDT, TI, index).
-SELECTOR_ERRORS = {10, 11, 12, 13}
-
-
-def exception_name(vector: int) -> str:
-    return EXCEPTION_NAMES.get(vector, f"vector {vector}")
 
 
 @dataclass(frozen=True)
@@ -65,7 +54,7 @@ class Delivery:
     def to_json(self) -> dict[str, object]:
         return {
             "vector": self.vector,
-            "name": exception_name(self.vector),
+            "name": exception_mnemonic(self.vector),
             "error_code": hex(self.error),
             "software": self.software,
             "rip": hex(self.rip),
@@ -122,10 +111,10 @@ def describe(chain: list[Delivery], where: Callable[[int], str]) -> str:
     vector 3 is beyond the IDT limit 0x0 -> #DF -> triple fault`. `where` names a code address."""
     parts = []
     for k, d in enumerate(chain):
-        text = exception_name(d.vector)
+        text = exception_mnemonic(d.vector)
         if k == 0:
             text += f" at {where(d.rip)}"
-        if d.vector in SELECTOR_ERRORS or d.vector == 14 or d.error:
+        if d.vector in SELECTOR_ERROR_VECTORS or d.vector == 14 or d.error:
             text += f" error {d.error:#x}"
         cause = _cause(chain[k - 1], d) if k else None
         parts.append(text + (f": {cause}" if cause else ""))
@@ -134,7 +123,7 @@ def describe(chain: list[Delivery], where: Callable[[int], str]) -> str:
 
 def _cause(previous: Delivery, d: Delivery) -> str | None:
     """Why delivering `previous` raised `d`, when the log says: a gate beyond the IDT limit."""
-    if d.vector not in SELECTOR_ERRORS or not d.error & 2 or d.idt_limit is None:
+    if d.vector not in SELECTOR_ERROR_VECTORS or not d.error & 2 or d.idt_limit is None:
         return None
     if (previous.vector + 1) * IDT_GATE_BYTES - 1 > d.idt_limit:
         return f"vector {previous.vector} is beyond the IDT limit {d.idt_limit:#x}"

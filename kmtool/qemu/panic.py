@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kmtool.elf.kernel import FunctionIndex, build_ids_match, read_kernel
+from kmtool.elf.kernel import FunctionIndex, KernelElf, build_ids_match, read_kernel
 from kmtool.errors import KernelElfError
 from kmtool.units import hexaddr
 
@@ -34,18 +34,26 @@ _BUILD_ID = re.compile(r"kmtool kernel \(build id ((?:[0-9a-f]{2})+)\)")
 
 @dataclass(frozen=True)
 class Frame:
-    """One code address and where it falls: `symbol` + `offset`, or None when no symbol does."""
+    """One code address and where it falls: `symbol` + `offset`, or None when no symbol does; and
+    its source line (`kernel/main.c:73`) from the DWARF line table, when that knows it."""
 
     address: int
     symbol: str | None = None
     offset: int | None = None
+    line: str | None = None
 
     def __str__(self) -> str:
         where = f" {self.symbol}+{self.offset:#x}" if self.symbol is not None else ""
-        return f"{hexaddr(self.address)}{where}"
+        source = f" ({self.line})" if self.line else ""
+        return f"{hexaddr(self.address)}{where}{source}"
 
     def to_json(self) -> dict[str, Any]:
-        return {"address": f"{self.address:#x}", "symbol": self.symbol, "offset": self.offset}
+        return {
+            "address": f"{self.address:#x}",
+            "symbol": self.symbol,
+            "offset": self.offset,
+            "line": self.line,
+        }
 
 
 @dataclass(frozen=True)
@@ -116,23 +124,35 @@ def panic_report(lines: list[str], kernel: Path | None) -> PanicReport | None:
     if parsed is None:
         return None
     message, rip, rip_returns, backtrace = parsed
-    symbols = None if kernel is None else _matching_functions(kernel, lines)
-    if symbols is None:
+    elf = None if kernel is None else _matching_kernel(kernel, lines)
+    if elf is None:
         return PanicReport(
             message, None if rip is None else Frame(rip), [Frame(a) for a in backtrace]
         )
     return PanicReport(
         message,
-        None if rip is None else frame_at(symbols, rip, return_address=rip_returns),
-        [frame_at(symbols, address, return_address=True) for address in backtrace],
+        None if rip is None else _located(elf, rip, rip_returns),
+        [_located(elf, address, True) for address in backtrace],
         kernel,
     )
 
 
-def _matching_functions(kernel: Path, lines: list[str]) -> FunctionIndex | None:
-    """The function symbols of `kernel`, or None when it is unreadable (that only costs the
-    symbols) or its build id differs from the one the booted kernel printed in `lines` (a stale ELF
-    would name wrong functions)."""
+def _located(elf: KernelElf, address: int, return_address: bool) -> Frame:
+    """`frame_at` plus the source line (a line table that cannot be read costs only the line)."""
+    frame = frame_at(elf.functions, address, return_address)
+    try:
+        line = elf.source_line(address, return_address=return_address)
+    except KernelElfError:
+        line = None
+    if line is None or not line.line:
+        return frame
+    return Frame(frame.address, frame.symbol, frame.offset, str(line))
+
+
+def _matching_kernel(kernel: Path, lines: list[str]) -> KernelElf | None:
+    """The kernel ELF at `kernel`, or None when it is unreadable (that only costs the symbols) or
+    its build id differs from the one the booted kernel printed in `lines` (a stale ELF would name
+    wrong functions)."""
     try:
         elf = read_kernel(kernel)
     except KernelElfError:
@@ -140,4 +160,4 @@ def _matching_functions(kernel: Path, lines: list[str]) -> FunctionIndex | None:
     printed = next((m.group(1) for line in lines if (m := _BUILD_ID.search(line))), None)
     if printed and elf.build_id and not build_ids_match(bytes.fromhex(printed), elf.build_id):
         return None
-    return elf.functions
+    return elf

@@ -45,3 +45,33 @@ FaultRecord = Struct(
     "message" / Bytes(FAULT_MESSAGE_BYTES) * "the panic message, NUL-terminated, cut to fit",
     "frames" / Array(FAULT_MAX_FRAMES, Int64ul) * "frame-pointer return addresses, innermost first",
 )
+
+
+#: The architectural exceptions by vector (Intel SDM vol. 3, table 6-1): mnemonic and name.
+EXCEPTIONS = {
+    0: ("#DE", "divide error"), 1: ("#DB", "debug"), 2: ("NMI", "non-maskable interrupt"),
+    3: ("#BP", "breakpoint"), 4: ("#OF", "overflow"), 5: ("#BR", "bound range exceeded"),
+    6: ("#UD", "invalid opcode"), 7: ("#NM", "device not available"), 8: ("#DF", "double fault"),
+    10: ("#TS", "invalid TSS"), 11: ("#NP", "segment not present"), 12: ("#SS", "stack fault"),
+    13: ("#GP", "general protection"), 14: ("#PF", "page fault"), 16: ("#MF", "x87 error"),
+    17: ("#AC", "alignment check"), 18: ("#MC", "machine check"), 19: ("#XM", "SIMD error"),
+    20: ("#VE", "virtualization exception"), 21: ("#CP", "control protection"),
+}  # fmt: skip
+#: Vectors whose error code is a selector error code (EXT bit 0, IDT bit 1, TI bit 2, index).
+SELECTOR_ERROR_VECTORS = frozenset({10, 11, 12, 13})
+PAGE_FAULT = 14
+#: Page-fault error code bits, low to high (SDM vol. 3, 4.7).
+PAGE_FAULT_BITS = (
+    (0, "P", "the page was present (a protection fault)"),
+    (1, "W", "a write"),
+    (2, "U", "from user mode"),
+    (3, "RSVD", "a reserved bit was set in a paging entry"),
+    (4, "I", "an instruction fetch"),
+    (5, "PK", "a protection-key violation"),
+    (6, "SS", "a shadow-stack access"),
+)
+
+
+def exception_mnemonic(vector: int) -> str:
+    """`#PF`, or `vector 32` for what has no mnemonic."""
+    return EXCEPTIONS[vector][0] if vector in EXCEPTIONS else f"vector {vector}"

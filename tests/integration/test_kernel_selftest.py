@@ -145,9 +145,16 @@ def test_fault_outside_handed_out_ranges_panics(build_dir: Path) -> None:
     assert [frame.symbol for frame in panic.backtrace][:1] == ["kmain"], panic.lines()
     assert all(frame.symbol is not None for frame in panic.backtrace)
     data = result.to_json()["panic"]
+    # ... and file:line from the DWARF line table
+    assert panic.rip.line is not None and re.fullmatch(
+        r"kernel/test/selftest\.c:\d+", panic.rip.line
+    )
+    assert panic.backtrace[0].line is not None and panic.backtrace[0].line.startswith(
+        "kernel/main.c:"
+    )
     assert data["rip"] == {"address": hex(panic.rip.address), "symbol": "selftest_fault",
-                           "offset": panic.rip.offset}  # fmt: skip
+                           "offset": panic.rip.offset, "line": panic.rip.line}  # fmt: skip
     assert data["backtrace"][0]["symbol"] == "kmain"
-    assert (
-        panic.lines()[1] == f"  rip 0x{panic.rip.address:016x} selftest_fault+{panic.rip.offset:#x}"
+    assert panic.lines()[1] == (
+        f"  rip 0x{panic.rip.address:016x} selftest_fault+{panic.rip.offset:#x} ({panic.rip.line})"
     )

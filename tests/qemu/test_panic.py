@@ -67,10 +67,10 @@ def test_report_json_and_lines_without_a_kernel(tmp_path: Path) -> None:
     assert isinstance(report, PanicReport) and report.kernel is None
     assert report.to_json() == {
         "message": parse_panic(TRAP)[0],  # type: ignore[index]
-        "rip": {"address": "0xffffffff80001010", "symbol": None, "offset": None},
+        "rip": {"address": "0xffffffff80001010", "symbol": None, "offset": None, "line": None},
         "backtrace": [
-            {"address": "0xffffffff80002000", "symbol": None, "offset": None},
-            {"address": "0xffffffff80000105", "symbol": None, "offset": None},
+            {"address": "0xffffffff80002000", "symbol": None, "offset": None, "line": None},
+            {"address": "0xffffffff80000105", "symbol": None, "offset": None, "line": None},
         ],
         "kernel": None,
     }
