@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from kmtool.dump.document import BootInfoDoc
 from kmtool.dump.memory import PhysicalMemory
 from kmtool.dump.records import parse
 from kmtool.errors import DumpError
@@ -14,18 +15,6 @@ from kmtool.schemas.bootinfo import (
     BOOT_INFO_MAGIC,
     BOOT_INFO_VERSION,
     BootInfo,
-)
-
-_HEX_FIELDS = (
-    "memory_map",
-    "kernel_phys_base",
-    "kernel_virt_base",
-    "kernel_entry",
-    "scratch_base",
-    "rsdp",
-    "fb_base",
-    "magic",
-    "flags",
 )
 
 
@@ -45,21 +34,39 @@ class BootInfoView:
         end = raw.find(b"\0")
         return (raw if end < 0 else raw[:end]).decode("utf-8", "replace")
 
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"address": hex(self.address)}
-        for name, value in self.fields.items():
-            if name.startswith("_") or name.startswith("reserved"):
-                continue
-            if name == "cmdline":
-                out[name] = self.cmdline_text
-            elif name in ("kernel_virt_base", "kernel_entry"):
-                out[name] = hex(canonical(value))
-            elif name in _HEX_FIELDS:
-                out[name] = hex(value)
-            else:
-                out[name] = value
-        out["cmdline_truncated"] = bool(self.fields.flags & BOOT_FLAG_CMDLINE_TRUNCATED)
-        return out
+    def to_json(self) -> BootInfoDoc:
+        """Every field but the reserved ones, in schema order; addresses, magic and flags as hex,
+        virtual addresses canonical."""
+        f = self.fields
+        return {
+            "address": hex(self.address),
+            "magic": hex(f.magic),
+            "version": f.version,
+            "length": f.length,
+            "memory_map": hex(f.memory_map),
+            "memory_map_size": f.memory_map_size,
+            "descriptor_size": f.descriptor_size,
+            "descriptor_version": f.descriptor_version,
+            "flags": hex(f.flags),
+            "kernel_phys_base": hex(f.kernel_phys_base),
+            "kernel_phys_size": f.kernel_phys_size,
+            "kernel_virt_base": hex(canonical(f.kernel_virt_base)),
+            "kernel_entry": hex(canonical(f.kernel_entry)),
+            "scratch_base": hex(f.scratch_base),
+            "scratch_count": f.scratch_count,
+            "scratch_used": f.scratch_used,
+            "rsdp": hex(f.rsdp),
+            "fb_base": hex(f.fb_base),
+            "fb_size": f.fb_size,
+            "fb_width": f.fb_width,
+            "fb_height": f.fb_height,
+            "fb_pitch": f.fb_pitch,
+            "fb_format": f.fb_format,
+            "loader_tsc": f.loader_tsc,
+            "cmdline_length": f.cmdline_length,
+            "cmdline": self.cmdline_text,
+            "cmdline_truncated": bool(f.flags & BOOT_FLAG_CMDLINE_TRUNCATED),
+        }
 
 
 def read_boot_info(memory: PhysicalMemory, pa: int) -> BootInfoView:

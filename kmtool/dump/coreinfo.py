@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from kmtool.dump.document import CoreInfoDoc
 from kmtool.dump.kernel_elf import CORE_INFO_SYMBOL, KernelSymbols
 from kmtool.dump.memory import PhysicalMemory
 from kmtool.dump.pagetable import PageTables, translate_many
@@ -28,20 +29,6 @@ from kmtool.schemas.coreinfo import (
     CORE_INFO_MAGIC2,
     CORE_INFO_VERSION,
     CoreInfo,
-)
-
-_ADDRESS_FIELDS = (
-    "self_phys",
-    "boot_info_phys",
-    "kernel_pml4_phys",
-    "frame_state_phys",
-    "heap_state_phys",
-    "page_state_phys",
-    "kernel_phys_base",
-    "kernel_virt_base",
-    "offset_map_base",
-    "kernel_space_base",
-    "heap_base",
 )
 
 
@@ -56,18 +43,36 @@ class CoreInfoBlock:
     def __getattr__(self, name: str) -> Any:
         return self.fields[name]
 
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"address": hex(self.address), "found_by": self.found_by}
-        for name, value in self.fields.items():
-            if name.startswith("_"):
-                continue
-            if name in _ADDRESS_FIELDS or name.endswith(("magic", "magic2")):
-                out[name] = hex(value)
-            elif isinstance(value, bytes):
-                out[name] = value.hex()
-            else:
-                out[name] = value
-        return out
+    def to_json(self) -> CoreInfoDoc:
+        """Every field in schema order: addresses and magics as hex (as recorded, not made
+        canonical), the build id as bare hex digits."""
+        f = self.fields
+        return {
+            "address": hex(self.address),
+            "found_by": self.found_by,
+            "magic": hex(f.magic),
+            "magic2": hex(f.magic2),
+            "version": f.version,
+            "length": f.length,
+            "self_phys": hex(f.self_phys),
+            "boot_info_phys": hex(f.boot_info_phys),
+            "kernel_pml4_phys": hex(f.kernel_pml4_phys),
+            "frame_state_phys": hex(f.frame_state_phys),
+            "heap_state_phys": hex(f.heap_state_phys),
+            "page_state_phys": hex(f.page_state_phys),
+            "kernel_phys_base": hex(f.kernel_phys_base),
+            "kernel_virt_base": hex(f.kernel_virt_base),
+            "kernel_size": f.kernel_size,
+            "offset_map_base": hex(f.offset_map_base),
+            "offset_map_page_size": f.offset_map_page_size,
+            "offset_map_size": f.offset_map_size,
+            "kernel_space_base": hex(f.kernel_space_base),
+            "heap_base": hex(f.heap_base),
+            "heap_size": f.heap_size,
+            "entry_tsc": f.entry_tsc,
+            "ready_tsc": f.ready_tsc,
+            "build_id": bytes(f.build_id).hex(),
+        }
 
 
 def magic_bytes() -> bytes:

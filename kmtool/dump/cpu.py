@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
+from kmtool.dump.document import CpuDoc, DescriptorTableDoc
 from kmtool.layout.table import canonical
 
 CR0_PG = 1 << 31
@@ -51,13 +51,13 @@ class CpuState:
             return "legacy"
         return "5-level" if self.cr4 & CR4_LA57 else "4-level"
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> CpuDoc:
         """A JSON-ready dict: addresses and registers as "0x..." strings, absent ones null."""
 
         def hx(value: int | None) -> str | None:
             return None if value is None else hex(value)
 
-        def table(value: tuple[int, int] | None) -> dict[str, str] | None:
+        def table(value: tuple[int, int] | None) -> DescriptorTableDoc | None:
             return (
                 None
                 if value is None

@@ -24,6 +24,7 @@ from typing import Any
 import construct
 import numpy as np
 
+from kmtool.dump.document import FrameCountersDoc, FramesDoc
 from kmtool.dump.memory import MAX_PHYSICAL, WORD, PhysicalMemory
 from kmtool.dump.records import field_offset, parse, words_to_records
 from kmtool.errors import DumpError
@@ -35,7 +36,6 @@ from kmtool.schemas.frames import (
     FrameSpan,
 )
 
-ADDRESS_COUNTERS = ("head", "root", "limit")  # FrameAllocator fields shown as "0x..." addresses
 SPAN_LIST_LIMIT = 1 << 16  # spans listed in JSON
 WINDOW = 16 << 20  # bytes of physical address space the chase maps at a time
 DENSE_PAGES_PER_NODE = 64  # a window with at most this many pages per node is prefetched whole
@@ -110,10 +110,10 @@ class FreeList:
         h = int(np.sum(words * powers[::-1], dtype=np.uint64))
         return f"0x{h:016x}"
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> FramesDoc:
         largest = self.largest()
         free = self.free_frames
-        spans = [
+        spans: list[list[str | int]] = [
             [hex(s), c]
             for s, c in zip(
                 self.starts[:SPAN_LIST_LIMIT].tolist(),
@@ -136,11 +136,21 @@ class FreeList:
             "fragmentation": 0.0
             if not free or largest is None
             else round(1 - largest[1] / free, 6),
-            "counters": {
-                name: (hex(v) if name in ADDRESS_COUNTERS else v)
-                for name, v in self.state.items()
-                if not name.startswith("_")
-            },
+            "counters": self.counters(),
+        }
+
+    def counters(self) -> FrameCountersDoc:
+        """km_frames field by field, its physical addresses as hex."""
+        s = self.state
+        return {
+            "head": hex(s.head),
+            "free_frames": s.free_frames,
+            "spans": s.spans,
+            "managed_frames": s.managed_frames,
+            "alloc_calls": s.alloc_calls,
+            "free_calls": s.free_calls,
+            "root": hex(s.root),
+            "limit": hex(s.limit),
         }
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from kmtool.dump.document import HeapBlockDoc, HeapCountersDoc, HeapDoc, HeapOrderDoc
 from kmtool.dump.memory import PhysicalMemory
 from kmtool.dump.pagetable import PageTables
 from kmtool.dump.records import parse
@@ -72,8 +73,8 @@ class HeapView:
     def untouched(self) -> list[HeapBlockView]:
         return [b for b in self.blocks if b.untouched]
 
-    def by_order(self) -> list[dict[str, int]]:
-        rows: dict[int, dict[str, int]] = {}
+    def by_order(self) -> list[HeapOrderDoc]:
+        rows: dict[int, HeapOrderDoc] = {}
         for b in self.blocks:
             row = rows.setdefault(
                 b.order,
@@ -94,7 +95,7 @@ class HeapView:
                 row["untouched"] += b.untouched
         return [rows[o] for o in sorted(rows)]
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> HeapDoc:
         used = self.used
         return {
             "state_address": hex(self.state_address),
@@ -109,23 +110,34 @@ class HeapView:
             "bytes_in_use": sum(b.size for b in used),
             "backed_pages": self.backed_pages,
             "by_order": self.by_order(),
-            "block_list": [
-                {
-                    "va": hex(b.va),
-                    "order": b.order,
-                    "state": "used" if b.used else "free",
-                    "untouched": b.untouched,
-                    "size": b.size,
-                }
-                for b in self.blocks[:BLOCKS_LISTED]
-            ],
-            "counters": {
-                name: (hex(canonical(v)) if name == "base" else v)
-                for name, v in self.state.items()
-                if not name.startswith("_") and name not in ("free_heads", "untouched")
-            },
+            "block_list": [_block_doc(b) for b in self.blocks[:BLOCKS_LISTED]],
+            "counters": self.counters(),
             "problems": self.problems,
         }
+
+    def counters(self) -> HeapCountersDoc:
+        """km_heap's fields but the per-order arrays (free_heads, untouched), base canonical."""
+        s = self.state
+        return {
+            "base": hex(canonical(s.base)),
+            "size": s.size,
+            "min_order": s.min_order,
+            "max_order": s.max_order,
+            "bytes_in_use": s.bytes_in_use,
+            "blocks_in_use": s.blocks_in_use,
+            "free_blocks": s.free_blocks,
+            "backed_pages": s.backed_pages,
+        }
+
+
+def _block_doc(b: HeapBlockView) -> HeapBlockDoc:
+    return {
+        "va": hex(b.va),
+        "order": b.order,
+        "state": "used" if b.used else "free",
+        "untouched": b.untouched,
+        "size": b.size,
+    }
 
 
 def heap_initialized(memory: PhysicalMemory, state_pa: int) -> bool:

@@ -27,6 +27,14 @@ from typing import Any
 from kmtool.dump.bootinfo import BootInfoView, find_boot_info, read_boot_info
 from kmtool.dump.checks import Check, run_checks
 from kmtool.dump.coreinfo import CoreInfoBlock, UnreadableCoreInfo, find_core_info
+from kmtool.dump.document import (
+    CheckDoc,
+    InspectionDoc,
+    PageStatsDoc,
+    PageTablesDoc,
+    SourceDoc,
+    WalkDoc,
+)
 from kmtool.dump.frames import FreeList, read_free_list
 from kmtool.dump.heap import HeapView, heap_initialized, read_heap
 from kmtool.dump.kernel_elf import KernelSymbols, load_kernel_symbols
@@ -68,7 +76,7 @@ class Inspection:
     frames: FreeList | None = None
     heap: HeapView | None = None
     page_stats: Any = None
-    walks: list[dict[str, Any]] = field(default_factory=list)
+    walks: list[WalkDoc] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
 
     @property
@@ -80,39 +88,63 @@ class Inspection:
     def failed(self) -> list[Check]:
         return [c for c in self.checks if not c.ok]
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> InspectionDoc:
         """The `kmtool inspect --json` document (the eight stable top-level keys)."""
-        pages = None
-        if self.tables is not None:
-            pages = self.tables.to_json()
-            pages["root_source"] = self.root_source
-            if self.kernel_tables is not None:
-                pages["kernel_pml4"] = hex(self.kernel_tables.root)
-            if self.walks:
-                pages["walks"] = self.walks
-            if self.options.pa:
-                pages["aliases"] = {hex(pa): self.tables.aliases(pa) for pa in self.options.pa}
-            if self.page_stats is not None:
-                pages["stats"] = {k: v for k, v in self.page_stats.items() if not k.startswith("_")}
-        source = self.source.to_json()
-        source["core_info"] = None if self.core is None else self.core.to_json()
-        err = self.core_error
-        source["core_info_unreadable"] = (
-            None if err is None else {"address": hex(err.address), "detail": str(err)}
-        )
-        source["kernel"] = None if self.kernel is None else str(self.kernel.path)
-        kernel_id = None if self.kernel is None else self.kernel.build_id
-        source["kernel_build_id"] = None if kernel_id is None else kernel_id.hex()
+        tables, root_source = self.tables, self.root_source
         return {
-            "source": source,
+            "source": self._source_doc(),
             "cpu": [c.to_json() for c in self.source.cpus],
             "boot_info": None if self.boot is None else self.boot.to_json(),
             "memory_map": None if self.memmap is None else self.memmap.to_json(),
-            "page_tables": pages,
+            "page_tables": (
+                None
+                if tables is None or root_source is None
+                else self._page_tables_doc(tables, root_source)
+            ),
             "frames": None if self.frames is None else self.frames.to_json(),
             "heap": None if self.heap is None else self.heap.to_json(),
-            "checks": [c.to_json() for c in self.checks],
+            "checks": [_check_doc(c) for c in self.checks],
         }
+
+    def _source_doc(self) -> SourceDoc:
+        err = self.core_error
+        kernel_id = None if self.kernel is None else self.kernel.build_id
+        return {
+            **self.source.to_json(),
+            "core_info": None if self.core is None else self.core.to_json(),
+            "core_info_unreadable": (
+                None if err is None else {"address": hex(err.address), "detail": str(err)}
+            ),
+            "kernel": None if self.kernel is None else str(self.kernel.path),
+            "kernel_build_id": None if kernel_id is None else kernel_id.hex(),
+        }
+
+    def _page_tables_doc(self, tables: PageTables, root_source: str) -> PageTablesDoc:
+        doc: PageTablesDoc = {**tables.to_json(), "root_source": root_source}
+        if self.kernel_tables is not None:
+            doc["kernel_pml4"] = hex(self.kernel_tables.root)
+        if self.walks:
+            doc["walks"] = self.walks
+        if self.options.pa:
+            doc["aliases"] = {hex(pa): tables.aliases(pa) for pa in self.options.pa}
+        if self.page_stats is not None:
+            doc["stats"] = _page_stats_doc(self.page_stats)
+        return doc
+
+
+def _check_doc(check: Check) -> CheckDoc:
+    return {"name": check.name, "ok": check.ok, "detail": check.detail}
+
+
+def _page_stats_doc(stats: Any) -> PageStatsDoc:
+    """struct km_page_stats (a construct Container of PageStats) field by field."""
+    return {
+        "page_faults": stats.page_faults,
+        "demand_maps": stats.demand_maps,
+        "tables_allocated": stats.tables_allocated,
+        "tables_freed": stats.tables_freed,
+        "address_spaces": stats.address_spaces,
+    }
 
 
 def inspect_dump(path: Path, options: Options) -> Inspection:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from kmtool.dump.bootinfo import BootInfoView
+from kmtool.dump.document import MemoryDescriptorDoc, MemoryMapDoc
 from kmtool.dump.memory import PhysicalMemory
 from kmtool.dump.records import numpy_dtype
 from kmtool.errors import DumpError
@@ -94,8 +94,8 @@ class MemoryMap:
             sizes[type_name(t)] = sizes.get(type_name(t), 0) + pages * PAGE_SIZE
         return dict(sorted(sizes.items(), key=lambda kv: -kv[1]))
 
-    def to_json(self) -> dict[str, Any]:
-        rows = []
+    def to_json(self) -> MemoryMapDoc:
+        rows: list[MemoryDescriptorDoc] = []
         for e in self.entries.tolist():
             t, _pad, start, virt, pages, attr = e
             rows.append(

@@ -39,10 +39,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
 
 import numpy as np
 
+from kmtool.dump.document import AliasDoc, RangeDoc, WalkDoc, WalkedTablesDoc, WalkStepDoc
 from kmtool.dump.memory import PhysicalMemory
 from kmtool.dump.regions import NO_REGION, region_ids, region_name
 from kmtool.errors import DumpError
@@ -198,8 +198,8 @@ class Ranges:
         out.size = end[last] - self.start[first]
         return out
 
-    def to_json(self, limit: int | None = None) -> list[dict[str, Any]]:
-        rows = []
+    def to_json(self, limit: int | None = None) -> list[RangeDoc]:
+        rows: list[RangeDoc] = []
         for i in range(len(self) if limit is None else min(limit, len(self))):
             start, size = int(self.start[i]), int(self.size[i])
             rows.append(
@@ -239,7 +239,6 @@ class PageTables:
     leaf_counts: dict[int, int]  # page size -> leaves
     tables: np.ndarray  # physical addresses of every distinct table page (uint64, sorted)
     leaves: Leaves | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)  # tables outside the dump, limits hit
     recursive: list[str] = field(default_factory=list)  # recursive entries, not followed
 
@@ -269,11 +268,11 @@ class PageTables:
         off = va - int(self.ranges.start[i])
         return int(self.ranges.phys[i]) + off if off < int(self.ranges.size[i]) else None
 
-    def aliases(self, pa: int) -> list[dict[str, Any]]:
+    def aliases(self, pa: int) -> list[AliasDoc]:
         """Every virtual address that maps physical `pa`, with its range's attributes."""
         phys = self.ranges.phys
         hit = np.flatnonzero((phys <= np.uint64(pa)) & (np.uint64(pa) - phys < self.ranges.size))
-        out = []
+        out: list[AliasDoc] = []
         for i in hit:
             va = int(self.ranges.start[i]) + pa - int(phys[i])
             out.append(
@@ -286,7 +285,7 @@ class PageTables:
             )
         return out
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> WalkedTablesDoc:
         return {
             "cr3": hex(self.root),
             "regions": self.ranges.to_json(RANGES_LISTED),
@@ -296,7 +295,6 @@ class PageTables:
             "tables": len(self.tables),
             "error": self.error,
             "recursive_entries": self.recursive[:RECURSIVE_LISTED],
-            **self.extra,
         }
 
 
@@ -479,40 +477,22 @@ def _pointing_entry(memory: PhysicalMemory, table: int, child: int, level: Level
 # -- single addresses ------------------------------------------------------------------------------
 
 
-def walk_address(memory: PhysicalMemory, root: int, va: int) -> dict[str, Any]:
-    """Each level's table, index and raw entry on the way to `va`, and where it ends.
-
-    Returns {"va", "steps": [{"level", "table", "index", "entry_address", "entry", "flags"}...],
-    "phys" ("0x..." or None), "page_size" (or None), "flags" (effective, or None), "stopped"
-    (why the walk ended early, or None)}.
+def walk_address(memory: PhysicalMemory, root: int, va: int) -> WalkDoc:
+    """Each level's table, index and raw entry on the way to `va`, and where it ends: the physical
+    address, page size and effective flags of the page, or (all three None) why the walk stopped.
+    DumpError when `va` is not canonical; a table outside the dump only stops the walk.
     """
     if not is_canonical(va):
         raise DumpError(f"The virtual address {hex(va)} is not canonical (bits 63..47 differ).")
     table = root & ADDRESS_MASK
     perm = PERM_ALL
-    steps: list[dict[str, Any]] = []
-    result: dict[str, Any] = {
-        "va": hex(va),
-        "steps": steps,
-        "phys": None,
-        "page_size": None,
-        "flags": None,
-        "stopped": None,
-    }
+    steps: list[WalkStepDoc] = []
     for level in LEVELS:
         index = (va >> level.shift) & (ENTRIES_PER_TABLE - 1)
         address = table + index * 8
         if not memory.contains(address, 8):
-            last = steps[-1] if steps else None
-            named = (
-                "CR3"
-                if last is None
-                else f"{last['level']} entry {last['index']} ({last['entry']})"
-            )
-            result["stopped"] = (
-                f"the {level.name} table at {hex(table)} (named by {named}) is outside the dump"
-            )
-            return result
+            where = f"the {level.name} table at {hex(table)} (named by {_named_by(steps)})"
+            return _unmapped(va, steps, f"{where} is outside the dump")
         entry = memory.u64(address, f"{level.name} entry {index} of the table at {hex(table)}")
         steps.append(
             {
@@ -525,22 +505,29 @@ def walk_address(memory: PhysicalMemory, root: int, va: int) -> dict[str, Any]:
             }
         )
         if not entry & Pte.PRESENT:
-            result["stopped"] = f"{level.name} entry {index} is not present"
-            return result
+            return _unmapped(va, steps, f"{level.name} entry {index} is not present")
         perm &= int(_entry_perm(np.array([entry], dtype=np.uint64))[0])
-        is_leaf = level.leaf is LeafRule.ALWAYS or (
-            level.leaf is LeafRule.PS_BIT and bool(entry & Pte.PS)
-        )
-        if is_leaf:
-            base = entry & ADDRESS_MASK & ~(level.page_size - 1)
-            result.update(
-                phys=hex(base + (va & (level.page_size - 1))),
-                page_size=level.page_size,
-                flags=perm_text(perm),
-            )
-            return result
+        if level.leaf is LeafRule.ALWAYS or (level.leaf is LeafRule.PS_BIT and entry & Pte.PS):
+            offset = va & (level.page_size - 1)
+            phys = (entry & ADDRESS_MASK & ~(level.page_size - 1)) + offset
+            return {"va": hex(va), "steps": steps, "phys": hex(phys),
+                    "page_size": level.page_size, "flags": perm_text(perm), "stopped": None}  # fmt: skip
         table = entry & ADDRESS_MASK
     raise AssertionError("the last level always maps a page")
+
+
+def _unmapped(va: int, steps: list[WalkStepDoc], stopped: str) -> WalkDoc:
+    """A walk that ended before a page: the steps taken and why it stopped."""
+    return {"va": hex(va), "steps": steps, "phys": None, "page_size": None, "flags": None,
+            "stopped": stopped}  # fmt: skip
+
+
+def _named_by(steps: list[WalkStepDoc]) -> str:
+    """What named the table a walk reached: CR3, or the last entry followed."""
+    if not steps:
+        return "CR3"
+    last = steps[-1]
+    return f"{last['level']} entry {last['index']} ({last['entry']})"
 
 
 def entry_flags_text(entry: int, level: Level) -> str:

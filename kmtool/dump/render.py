@@ -2,7 +2,8 @@
 
 Rendering from the document (not from the decoders) keeps the two outputs saying the same thing.
 Every function takes the document (`Inspection.to_json()`) and returns rich renderables; the CLI
-prints them through the one console.
+prints them through the one console. The document is read through its declared types
+(kmtool.dump.document), so a key renamed there is a mypy error here.
 
 Narrow terminals (80 columns and up): no value is ever cut short. Summary values wrap only between
 their items (`Flow`), table cells fold onto more lines rather than end in "...", and the CPU part is
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Any
 
 from rich.console import Console, ConsoleOptions, Group, RenderableType
 from rich.measure import Measurement
@@ -21,6 +21,19 @@ from rich.table import Table
 from rich.text import Text
 
 from kmtool.check import INSPECT, Check, check_table
+from kmtool.dump.document import (
+    BootInfoDoc,
+    CheckDoc,
+    CoreInfoDoc,
+    CpuDoc,
+    DescriptorTableDoc,
+    FramesDoc,
+    HeapDoc,
+    InspectionDoc,
+    MemoryMapDoc,
+    PageTablesDoc,
+    SourceDoc,
+)
 from kmtool.elf.kernel import build_ids_match
 from kmtool.layout.table import PAGE_SIZE
 from kmtool.units import plural, size_text
@@ -74,7 +87,7 @@ def _table(title: str, *columns: str, right: tuple[str, ...] = ()) -> Table:
     return table
 
 
-def _not_ours(what: str, doc: dict[str, Any]) -> Text:
+def _not_ours(what: str, doc: InspectionDoc) -> Text:
     if doc["source"]["core_info_unreadable"] is not None:
         why = "this kmtool cannot read its core-info block: see the checks"
         return Text(f"{what}: none ({why}).", style="dim")
@@ -84,7 +97,7 @@ def _not_ours(what: str, doc: dict[str, Any]) -> Text:
 # -- summary ---------------------------------------------------------------------------------------
 
 
-def summary(doc: dict[str, Any]) -> RenderableType:
+def summary(doc: InspectionDoc) -> RenderableType:
     """One line per part."""
     grid = _grid()
     src = doc["source"]
@@ -117,7 +130,7 @@ def summary(doc: dict[str, Any]) -> RenderableType:
     return Group(grid, checks_table(failed, "Failed checks"))
 
 
-def _core_line(core: dict[str, Any]) -> str:
+def _core_line(core: CoreInfoDoc) -> str:
     """Where the block is; the kernel PML4 and offset-map page size once the kernel built them."""
     text = f"{core['address']} (found by {core['found_by']}), kernel PML4 "
     if not int(core["kernel_pml4_phys"], 16):
@@ -132,7 +145,7 @@ def _flow_row(grid: Table, key: str, value: str) -> None:
     grid.add_row(key, Flow(value))
 
 
-def _build_id_line(build_id: str, src: dict[str, Any]) -> str:
+def _build_id_line(build_id: str, src: SourceDoc) -> str:
     """The dump's build id, and how the kernel ELF's (`--kernel`) compares."""
     text = build_id if int(build_id, 16) else f"{build_id} (none recorded)"
     if src["kernel"] is None:
@@ -144,13 +157,12 @@ def _build_id_line(build_id: str, src: dict[str, Any]) -> str:
     return f"{text} (kernel ELF: {'the same' if same else elf})"
 
 
-def _cpu_line(cpu: dict[str, Any]) -> str:
-    keys = ("rip", "rsp", "cr0", "cr3", "cr4")
-    parts = [f"{k} {cpu[k]}" for k in keys if cpu.get(k) is not None]
+def _cpu_line(cpu: CpuDoc) -> str:
+    parts = [f"{k} {cpu[k]}" for k in ("rip", "rsp", "cr0", "cr3", "cr4") if cpu[k] is not None]
     return "  ".join(parts) + f"  ({cpu['paging']} paging, from the {cpu['source']})"
 
 
-def _boot_line(boot: dict[str, Any] | None) -> str:
+def _boot_line(boot: BootInfoDoc | None) -> str:
     if boot is None:
         return "-"
     return (
@@ -161,7 +173,7 @@ def _boot_line(boot: dict[str, Any] | None) -> str:
     )
 
 
-def _memmap_line(mm: dict[str, Any] | None) -> str:
+def _memmap_line(mm: MemoryMapDoc | None) -> str:
     if mm is None:
         return "-"
     totals = list(mm["totals"].items())
@@ -172,7 +184,7 @@ def _memmap_line(mm: dict[str, Any] | None) -> str:
     return f"{mm['count']} descriptors of {mm['descriptor_size']} bytes: " + ", ".join(shown)
 
 
-def _pages_line(pt: dict[str, Any] | None) -> str:
+def _pages_line(pt: PageTablesDoc | None) -> str:
     if pt is None:
         return "-"
     counts = ", ".join(f"{k} {v}" for k, v in pt["leaf_counts"].items())
@@ -182,7 +194,7 @@ def _pages_line(pt: dict[str, Any] | None) -> str:
     )
 
 
-def _frames_line(fr: dict[str, Any] | None) -> str:
+def _frames_line(fr: FramesDoc | None) -> str:
     if fr is None:
         return "-"
     if not fr["initialized"]:
@@ -200,7 +212,7 @@ def _frames_line(fr: dict[str, Any] | None) -> str:
     return f"{free} in {plural(fr['spans'], 'span')}{big}"
 
 
-def _heap_line(heap: dict[str, Any] | None) -> str:
+def _heap_line(heap: HeapDoc | None) -> str:
     if heap is None:
         return "-"
     return (
@@ -209,7 +221,7 @@ def _heap_line(heap: dict[str, Any] | None) -> str:
     )
 
 
-def _checks_line(checks: list[dict[str, Any]]) -> Text:
+def _checks_line(checks: list[CheckDoc]) -> Text:
     failed = sum(1 for c in checks if not c["ok"])
     passed = len(checks) - failed
     if not checks:
@@ -221,21 +233,17 @@ def _checks_line(checks: list[dict[str, Any]]) -> Text:
 # -- parts -----------------------------------------------------------------------------------------
 
 
-def cpu(doc: dict[str, Any]) -> RenderableType:
+def cpu(doc: InspectionDoc) -> RenderableType:
     """Each CPU's registers as key: value lines (a table of ten hex columns does not fit 80)."""
     if not doc["cpu"]:
         return Text("No CPU state in this dump (raw image without a layout file).", style="dim")
     items: list[RenderableType] = []
     for c in doc["cpu"]:
-
-        def dt(v: dict[str, str] | None) -> str:
-            return "-" if v is None else f"base {v['base']}, limit {v['limit']}"
-
         grid = _grid()
         for key in ("rip", "rsp", "rflags", "cr0", "cr2", "cr3", "cr4"):
             grid.add_row(key, c[key] or "-")
-        grid.add_row("gdt", dt(c["gdt"]))
-        grid.add_row("idt", dt(c["idt"]))
+        grid.add_row("gdt", _descriptor_table(c["gdt"]))
+        grid.add_row("idt", _descriptor_table(c["idt"]))
         grid.add_row("paging", f"{c['paging']} (from the {c['source']})")
         if items:
             items.append(Text(""))
@@ -243,7 +251,11 @@ def cpu(doc: dict[str, Any]) -> RenderableType:
     return Group(*items)
 
 
-def boot(doc: dict[str, Any]) -> RenderableType:
+def _descriptor_table(dt: DescriptorTableDoc | None) -> str:
+    return "-" if dt is None else f"base {dt['base']}, limit {dt['limit']}"
+
+
+def boot(doc: InspectionDoc) -> RenderableType:
     if doc["boot_info"] is None:
         return _not_ours("Boot info", doc)
     grid = _grid()
@@ -254,7 +266,7 @@ def boot(doc: dict[str, Any]) -> RenderableType:
     return Group(Text("Boot info", style="italic"), grid)
 
 
-def memmap(doc: dict[str, Any]) -> RenderableType:
+def memmap(doc: InspectionDoc) -> RenderableType:
     mm = doc["memory_map"]
     if mm is None:
         return _not_ours("Memory map", doc)
@@ -277,7 +289,7 @@ def memmap(doc: dict[str, Any]) -> RenderableType:
     return Group(table, Text(""), totals)
 
 
-def pagetables(doc: dict[str, Any]) -> RenderableType:
+def pagetables(doc: InspectionDoc) -> RenderableType:
     pt = doc["page_tables"]
     if pt is None:
         return Text("No page tables (no CR3 and no core-info block).", style="dim")
@@ -310,16 +322,18 @@ def pagetables(doc: dict[str, Any]) -> RenderableType:
         rest = "all" if listed == pt["regions_total"] else f"the first {listed}"
         items.append(Text(f"... and {plural(more, 'more range')}; use --json for {rest}."))
     items.append(Text(_pages_line(pt)))
-    if pt.get("error"):
+    if pt["error"]:
         items.append(Text(f"error: {pt['error']}", style="red"))
-    for entry in pt.get("recursive_entries", []):
+    for entry in pt["recursive_entries"]:
         items.append(Text(f"recursive: {entry}", style="yellow"))
     return Group(*items)
 
 
-def walks(doc: dict[str, Any]) -> RenderableType:
-    pt = doc["page_tables"] or {}
+def walks(doc: InspectionDoc) -> RenderableType:
+    pt = doc["page_tables"]
     items: list[RenderableType] = []
+    if pt is None:
+        return Group()
     for w in pt.get("walks", []):
         table = _table(
             f"Walk of {w['va']}", "level", "table", "index", "entry", "flags", right=("index",)
@@ -327,7 +341,7 @@ def walks(doc: dict[str, Any]) -> RenderableType:
         for s in w["steps"]:
             table.add_row(s["level"], s["table"], str(s["index"]), s["entry"], s["flags"])
         items.append(table)
-        if w["phys"] is not None:
+        if w["phys"] is not None and w["page_size"] is not None:
             items.append(
                 Text(f"{w['va']} -> {w['phys']} ({size_text(w['page_size'])} page, {w['flags']})")
             )
@@ -346,7 +360,7 @@ def walks(doc: dict[str, Any]) -> RenderableType:
     return Group(*items)
 
 
-def frames(doc: dict[str, Any]) -> RenderableType:
+def frames(doc: InspectionDoc) -> RenderableType:
     fr = doc["frames"]
     if fr is None:
         return _not_ours("Frames", doc)
@@ -359,7 +373,8 @@ def frames(doc: dict[str, Any]) -> RenderableType:
         "size",
         right=("#", "frames", "size"),
     )
-    for i, (start, count) in enumerate(fr["span_list"]):
+    for i, pair in enumerate(fr["span_list"]):
+        start, count = _span(pair)
         first = int(start, 16)
         table.add_row(
             str(i),
@@ -384,7 +399,14 @@ def frames(doc: dict[str, Any]) -> RenderableType:
     return Group(table, Text(""), grid)
 
 
-def heap(doc: dict[str, Any]) -> RenderableType:
+def _span(pair: list[str | int]) -> tuple[str, int]:
+    """A `span_list` item, [start "0x...", frame count] (a JSON array), as a typed pair."""
+    start, count = pair
+    assert isinstance(start, str) and isinstance(count, int), pair
+    return start, count
+
+
+def heap(doc: InspectionDoc) -> RenderableType:
     h = doc["heap"]
     if h is None:
         return _not_ours("Heap", doc)
@@ -423,13 +445,13 @@ def heap(doc: dict[str, Any]) -> RenderableType:
     return Group(*items)
 
 
-def checks(doc: dict[str, Any]) -> RenderableType:
+def checks(doc: InspectionDoc) -> RenderableType:
     if not doc["checks"]:
         return Text("No checks apply to this dump (not a kmtool kernel).", style="dim")
     return checks_table(doc["checks"], "Checks")
 
 
-def checks_table(rows: list[dict[str, Any]], title: str) -> Table:
+def checks_table(rows: list[CheckDoc], title: str) -> Table:
     """The document's check rows, drawn by the one check renderer in the inspect style."""
     return check_table([Check.from_json(c) for c in rows], INSPECT, title)
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from kmtool.dump.cpu import CpuState
+from kmtool.dump.document import DumpFileDoc
 from kmtool.dump.elfcore import is_elf, open_elf_core
 from kmtool.dump.memory import MemoryRange, PhysicalMemory
 from kmtool.errors import DumpError
@@ -37,8 +38,9 @@ class DumpSource:
     base: int | None = None  # raw images read with --base or without a layout file
     layout_path: Path | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        """The "source" part of `kmtool inspect --json`."""
+    def to_json(self) -> DumpFileDoc:
+        """The file half of the "source" part of `kmtool inspect --json` (the inspection adds the
+        core-info block and the kernel ELF)."""
         return {
             "path": str(self.path),
             "format": self.kind,
