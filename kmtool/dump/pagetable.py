@@ -322,6 +322,58 @@ class _LimitReached(Exception):
     """The walk found more pages or ranges than it will keep."""
 
 
+@dataclass
+class _Tables:
+    """The tables one level of the walk reads, as parallel arrays: each table's physical address,
+    the virtual address its entry 0 maps, the permissions of the entries above it (uint8), and
+    the tables on its path from the root ((tables x depth) uint64, to tell a recursive entry)."""
+
+    pa: np.ndarray
+    va: np.ndarray
+    perm: np.ndarray
+    path: np.ndarray
+
+    @classmethod
+    def root(cls, pa: int) -> _Tables:
+        u = np.zeros(1, dtype=np.uint64)
+        full = np.full(1, PERM_ALL, dtype=np.uint8)
+        return cls(np.array([pa], dtype=np.uint64), u, full, np.zeros((1, 0), dtype=np.uint64))
+
+    def chunk(self, lo: int) -> _Tables:
+        """CHUNK_TABLES tables from `lo` (views, no copies)."""
+        hi = lo + CHUNK_TABLES
+        return _Tables(self.pa[lo:hi], self.va[lo:hi], self.perm[lo:hi], self.path[lo:hi])
+
+    @classmethod
+    def concat(cls, parts: list[_Tables]) -> _Tables:
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in _TABLE_FIELDS))
+
+
+_TABLE_FIELDS = ("pa", "va", "perm", "path")
+
+
+@dataclass
+class _Found:
+    """What the walk has found so far, and its bounds."""
+
+    root: int
+    max_leaves: int
+    keep_leaves: bool
+    parts: list[Ranges] = field(default_factory=list)  # merged ranges, one part per level
+    leaf_parts: list[Leaves] = field(default_factory=list)
+    leaf_counts: dict[int, int] = field(default_factory=dict)
+    tables: list[np.ndarray] = field(default_factory=list)  # table addresses, one part per level
+    leaves: int = 0
+    kept: int = 0  # merged ranges kept
+
+    def result(self) -> PageTables:
+        ranges = Ranges.concat(self.parts)
+        ranges = ranges.take(np.argsort(ranges.start, kind="stable"))
+        leaves = _sorted_leaves(self.leaf_parts) if self.keep_leaves else None
+        tables = np.unique(np.concatenate(self.tables))
+        return PageTables(self.root, ranges, self.leaf_counts, tables, leaves)
+
+
 def _walk(
     memory: PhysicalMemory,
     root: int,
@@ -330,91 +382,88 @@ def _walk(
     errors: list[str],
     recursive: list[str],
 ) -> PageTables:
-    table_pa = np.array([root], dtype=np.uint64)
-    table_va = np.zeros(1, dtype=np.uint64)
-    table_perm = np.full(1, PERM_ALL, dtype=np.uint8)
-    ancestors = np.zeros((1, 0), dtype=np.uint64)
-    parts: list[Ranges] = []
-    leaf_parts: list[Leaves] = []
-    leaf_counts: dict[int, int] = {}
-    all_tables: list[np.ndarray] = []
-    total = kept = 0
+    """Breadth first: each level's tables are read CHUNK_TABLES at a time, their leaves kept as
+    merged ranges, their table entries the next level's tables."""
+    found = _Found(root, max_leaves, keep_leaves)
+    tables = _Tables.root(root)
     for depth, level in enumerate(LEVELS):
-        shift = np.uint64(level.shift)
-        size = np.uint64(level.page_size)
-        large_mask = np.uint64(ADDRESS_MASK & ~(level.page_size - 1))
-        nxt_pa, nxt_va, nxt_perm, nxt_anc = [], [], [], []
+        found.tables.append(np.unique(tables.pa))
         level_parts: list[Ranges] = []
-        all_tables.append(np.unique(table_pa))
-        for lo in range(0, len(table_pa), CHUNK_TABLES):
-            pas = table_pa[lo : lo + CHUNK_TABLES]
-            entries = _read_tables(
-                memory, pas, level, depth, ancestors[lo : lo + CHUNK_TABLES], errors
-            )
+        children: list[_Tables] = []
+        for lo in range(0, len(tables.pa), CHUNK_TABLES):
+            chunk = tables.chunk(lo)
+            entries = _read_tables(memory, chunk.pa, level, depth, chunk.path, errors)
             present = (entries & np.uint64(Pte.PRESENT)) != 0
             leaf = _leaf_mask(level, entries, present)
-            rows, cols = np.nonzero(leaf)
-            if len(rows):
-                total += len(rows)
-                if total > max_leaves:
-                    raise _LimitReached(
-                        f"The page tables under CR3 {hex(root)} map more than {max_leaves} pages "
-                        f"(at {level.name} level); refusing to walk further."
-                    )
-                e = entries[rows, cols]
-                va = _canonical(table_va[lo:][rows] + (cols.astype(np.uint64) << shift))
-                pa = e & large_mask
-                perm = table_perm[lo:][rows] & _entry_perm(e)
-                rid = region_ids(va)
-                sizes = np.full(len(va), size, dtype=np.uint64)
-                level_parts.append(Ranges(va, pa, sizes, sizes, perm, rid).merged())
-                kept += len(level_parts[-1])
-                if kept > MAX_RANGES:
-                    raise _LimitReached(
-                        f"The page tables under CR3 {hex(root)} hold more than {MAX_RANGES} "
-                        f"distinct mappings (at {level.name} level); refusing to keep more."
-                    )
-                leaf_counts[level.page_size] = leaf_counts.get(level.page_size, 0) + len(va)
-                if keep_leaves:
-                    leaf_parts.append(Leaves(va, pa, sizes, e, perm))
-            rows, cols = np.nonzero(present & ~leaf)
-            if len(rows):
-                e = entries[rows, cols]
-                child = e & np.uint64(ADDRESS_MASK)
-                anc = np.concatenate((ancestors[lo:][rows], pas[rows][:, None]), axis=1)
-                loops = (anc == child[:, None]).any(axis=1)
-                if loops.any():
-                    for k in np.flatnonzero(loops)[: RECURSIVE_LISTED - len(recursive)]:
-                        recursive.append(
-                            f"{level.name} entry {int(cols[k])} of the table at "
-                            f"{hex(int(pas[rows[k]]))} points back to table {hex(int(child[k]))} "
-                            f"on its own path (raw entry {hex(int(e[k]))}); not followed"
-                        )
-                    keep = ~loops
-                    rows, cols, e, child, anc = (
-                        rows[keep],
-                        cols[keep],
-                        e[keep],
-                        child[keep],
-                        anc[keep],
-                    )
-                nxt_pa.append(child)
-                nxt_va.append(table_va[lo:][rows] + (cols.astype(np.uint64) << shift))
-                nxt_perm.append(table_perm[lo:][rows] & _entry_perm(e))
-                nxt_anc.append(anc)
+            ranges = _leaf_ranges(found, level, chunk, entries, leaf)
+            if ranges is not None:
+                level_parts.append(ranges)
+            below = _child_tables(level, chunk, entries, present & ~leaf, recursive)
+            if below is not None:
+                children.append(below)
         if level_parts:
-            parts.append(Ranges.concat(level_parts).merged())
-        if not nxt_pa:
+            found.parts.append(Ranges.concat(level_parts).merged())
+        if not children:
             break
-        table_pa = np.concatenate(nxt_pa)
-        table_va = np.concatenate(nxt_va)
-        table_perm = np.concatenate(nxt_perm)
-        ancestors = np.concatenate(nxt_anc)
-    ranges = Ranges.concat(parts)
-    ranges = ranges.take(np.argsort(ranges.start, kind="stable"))
-    leaves = _sorted_leaves(leaf_parts) if keep_leaves else None
-    tables = np.unique(np.concatenate(all_tables))
-    return PageTables(root, ranges, leaf_counts, tables, leaves)
+        tables = _Tables.concat(children)
+    return found.result()
+
+
+def _leaf_ranges(
+    found: _Found, level: Level, chunk: _Tables, entries: np.ndarray, leaf: np.ndarray
+) -> Ranges | None:
+    """The pages the `leaf` entries of a chunk map, merged (None when there are none); counts them
+    into `found` and raises _LimitReached past its bounds."""
+    rows, cols = np.nonzero(leaf)
+    if not len(rows):
+        return None
+    found.leaves += len(rows)
+    if found.leaves > found.max_leaves:
+        raise _LimitReached(
+            f"The page tables under CR3 {hex(found.root)} map more than {found.max_leaves} pages "
+            f"(at {level.name} level); refusing to walk further."
+        )
+    e = entries[rows, cols]
+    va = _canonical(chunk.va[rows] + (cols.astype(np.uint64) << np.uint64(level.shift)))
+    pa = e & np.uint64(ADDRESS_MASK & ~(level.page_size - 1))
+    perm = chunk.perm[rows] & _entry_perm(e)
+    sizes = np.full(len(va), level.page_size, dtype=np.uint64)
+    ranges = Ranges(va, pa, sizes, sizes, perm, region_ids(va)).merged()
+    found.kept += len(ranges)
+    if found.kept > MAX_RANGES:
+        raise _LimitReached(
+            f"The page tables under CR3 {hex(found.root)} hold more than {MAX_RANGES} "
+            f"distinct mappings (at {level.name} level); refusing to keep more."
+        )
+    found.leaf_counts[level.page_size] = found.leaf_counts.get(level.page_size, 0) + len(va)
+    if found.keep_leaves:
+        found.leaf_parts.append(Leaves(va, pa, sizes, e, perm))
+    return ranges
+
+
+def _child_tables(
+    level: Level, chunk: _Tables, entries: np.ndarray, pointing: np.ndarray, recursive: list[str]
+) -> _Tables | None:
+    """The tables the `pointing` entries of a chunk name (None when there are none), less the
+    recursive ones, which are listed in `recursive` (at most RECURSIVE_LISTED) and not followed."""
+    rows, cols = np.nonzero(pointing)
+    if not len(rows):
+        return None
+    e = entries[rows, cols]
+    child = e & np.uint64(ADDRESS_MASK)
+    path = np.concatenate((chunk.path[rows], chunk.pa[rows][:, None]), axis=1)
+    loops = (path == child[:, None]).any(axis=1)
+    if loops.any():
+        for k in np.flatnonzero(loops)[: RECURSIVE_LISTED - len(recursive)]:
+            recursive.append(
+                f"{level.name} entry {int(cols[k])} of the table at "
+                f"{hex(int(chunk.pa[rows[k]]))} points back to table {hex(int(child[k]))} "
+                f"on its own path (raw entry {hex(int(e[k]))}); not followed"
+            )
+        keep = ~loops
+        rows, cols, e, child, path = rows[keep], cols[keep], e[keep], child[keep], path[keep]
+    va = chunk.va[rows] + (cols.astype(np.uint64) << np.uint64(level.shift))
+    return _Tables(child, va, chunk.perm[rows] & _entry_perm(e), path)
 
 
 def _sorted_leaves(parts: list[Leaves]) -> Leaves:
