@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import repeat
-from typing import Any
+from typing import Any, NamedTuple
 
 import construct
 import numpy as np
@@ -216,77 +216,157 @@ def chase(
     Sparse windows use a plain loop over a memoryview. Either way the window is unmapped afterwards
     (`release_range`), so resident memory stays bounded however long the list.
     """
-    node_size = struct.sizeof()
-    width = -(-node_size // WORD)
-    next_offset = field_offset(struct, next_field)
-    assert next_offset % WORD == 0, "next pointer must be a whole word"
-    cols = np.arange(width, dtype=np.int64)
-    key = None if tag is None else (field_offset(struct, tag[0]) // WORD, tag[1])
+    shape = _Shape.of(struct, next_field, what, align, tag)
     limit = memory.ram_bytes // PAGE_SIZE + 1
-    addr_parts: list[np.ndarray] = []
-    word_parts: list[np.ndarray] = []
+    parts: list[tuple[np.ndarray, np.ndarray]] = []  # (addresses, records) of each step
     views: dict[int, memoryview] = {}
     total = 0
     dense = True
-    a = head
-    last = 0  # the node that linked to `a` (0: the list head)
+    a, last = head, 0  # the next node, and the node that linked to it (0: the list head)
     while a and total < limit:
-        i = memory.range_index(a)
-        if i < 0:
-            origin = hex(last) if last else "the list head"
-            raise DumpError(
-                f"{what.capitalize()}: node {hex(a)} (linked from {origin}) is outside the dump."
-            )
+        i = _range_of(memory, a, last, shape)
         r = memory.ranges[i]
-        hi = r.file_end - node_size  # the last node start whose record is in the file
-        if a % align:
-            raise _not_aligned(what, a, last, align)
+        hi = r.file_end - shape.node_size  # the last node start whose record is in the file
         if a > hi or a % WORD or r.start % WORD:
             # Zero tail, straddling a range end, a misaligned node or range: one exact read.
-            data = memory.read(a, width * WORD, f"{what} node")
-            addr_parts.append(np.array([a], dtype=np.uint64))
-            word_parts.append(np.frombuffer(data, dtype="<u8").reshape(1, width))
-            total += 1
-            last, a = a, int.from_bytes(data[next_offset : next_offset + WORD], "little")
-            continue
-        window_end = min(a - a % WINDOW + WINDOW, hi + 1)
-        first = a
-        if dense and a % PAGE_SIZE == 0 and r.start % PAGE_SIZE == 0 and node_size <= PAGE_SIZE:
-            # Dense: read every page head of the window in one pass, chase it with array operations.
-            heads = memory.page_heads(i, a, window_end, width)
-            index, a = _run_heads(heads, first, next_offset // WORD, key, limit - total)
-            addresses = np.uint64(first) + index.astype(np.uint64) * np.uint64(PAGE_SIZE)
-            records = heads.take(index, axis=0)
-            if PAGE_SIZE % align:
-                _check_aligned(addresses, align, what, last)
+            addresses, records, a = _exact_node(memory, a, shape)
         else:
-            view = views.get(i)
-            if view is None:
-                view = views[i] = memory.word_view(i)
-            found: list[int] = []
-            # lo is at least 1 so the terminating 0 leaves the loop even in a range starting at
-            # 0; the view index of a node's next pointer is (a >> 3) + word.
-            word = (next_offset >> 3) - (r.start >> 3)
-            a = _run(view, a, max(r.start, 1), window_end - 1, word, found.append, limit - total)
-            addresses = np.array(found, dtype=np.uint64)
-            rows = ((addresses - np.uint64(r.start)) >> np.uint64(3)).astype(np.int64)
-            records = memory.range_words(i)[rows[:, None] + cols]
-            _check_aligned(addresses, align, what, last)
-        addr_parts.append(addresses)
-        word_parts.append(records)
-        memory.release_range(i, first, window_end + node_size)
+            window = _Window(i, a, min(a - a % WINDOW + WINDOW, hi + 1))
+            aligned = a % PAGE_SIZE == 0 and r.start % PAGE_SIZE == 0
+            if dense and aligned and shape.node_size <= PAGE_SIZE:
+                addresses, records, a = _dense_window(memory, window, shape, limit - total, last)
+            else:
+                addresses, records, a = _sparse_window(
+                    memory, views, window, shape, limit - total, last
+                )
+            memory.release_range(i, window.first, window.end + shape.node_size)
+            # Dense (read the next window's page heads in bulk) when this one held enough nodes;
+            # a window that yielded none falls back to the plain loop, which always makes progress.
+            pages_spanned = (window.end - window.first) // PAGE_SIZE
+            dense = len(addresses) > 0 and len(addresses) * DENSE_PAGES_PER_NODE >= pages_spanned
+        parts.append((addresses, records))
         total += len(addresses)
         last = int(addresses[-1]) if len(addresses) else last
-        # Dense (read the next window's page heads in bulk) when this one held enough nodes; a
-        # window that yielded none falls back to the plain loop, which always makes progress.
-        pages_spanned = (window_end - first) // PAGE_SIZE
-        dense = len(addresses) > 0 and len(addresses) * DENSE_PAGES_PER_NODE >= pages_spanned
     if a:
-        joined = np.concatenate(addr_parts).tolist()
-        raise DumpError(_cycle_message(joined, what))
-    if not addr_parts:
-        return np.zeros(0, dtype=np.uint64), words_to_records(np.zeros((0, width), "<u8"), struct)
-    return np.concatenate(addr_parts), words_to_records(np.concatenate(word_parts), struct)
+        raise DumpError(_cycle_message(np.concatenate([p[0] for p in parts]).tolist(), what))
+    return _joined(parts, shape)
+
+
+def _range_of(memory: PhysicalMemory, a: int, last: int, shape: _Shape) -> int:
+    """The index of the dump range holding node `a` (`last` linked to it); DumpError when no
+    range does or `a` is not aligned."""
+    i = memory.range_index(a)
+    if i < 0:
+        origin = hex(last) if last else "the list head"
+        raise DumpError(
+            f"{shape.what.capitalize()}: node {hex(a)} (linked from {origin}) is outside the dump."
+        )
+    if a % shape.align:
+        raise _not_aligned(shape.what, a, last, shape.align)
+    return i
+
+
+def _exact_node(
+    memory: PhysicalMemory, a: int, shape: _Shape
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """The one node at `a`, read exactly as it stands: its address, its record, its next."""
+    data = memory.read(a, shape.width * WORD, f"{shape.what} node")
+    record = np.frombuffer(data, dtype="<u8").reshape(1, shape.width)
+    nxt = int.from_bytes(data[shape.next_offset : shape.next_offset + WORD], "little")
+    return np.array([a], dtype=np.uint64), record, nxt
+
+
+class _Window(NamedTuple):
+    """The part of one dump range a chase step covers."""
+
+    range_index: int
+    first: int  # the first node's address
+    end: int  # one past the last address a node may start at
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """What `chase` needs to know of the list's records."""
+
+    struct: construct.Struct
+    what: str
+    align: int
+    node_size: int  # bytes of one record
+    width: int  # words one record spans
+    next_offset: int  # byte offset of the next pointer
+    key: tuple[int, int] | None  # (word, value) of the tag, or None
+    cols: np.ndarray  # 0 .. width - 1, to gather a record's words
+
+    @classmethod
+    def of(
+        cls,
+        struct: construct.Struct,
+        next_field: str,
+        what: str,
+        align: int,
+        tag: tuple[str, int] | None,
+    ) -> _Shape:
+        node_size = struct.sizeof()
+        width = -(-node_size // WORD)
+        next_offset = field_offset(struct, next_field)
+        assert next_offset % WORD == 0, "next pointer must be a whole word"
+        key = None if tag is None else (field_offset(struct, tag[0]) // WORD, tag[1])
+        cols = np.arange(width, dtype=np.int64)
+        return cls(struct, what, align, node_size, width, next_offset, key, cols)
+
+
+def _dense_window(
+    memory: PhysicalMemory, window: _Window, shape: _Shape, budget: int, last: int
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Read every page head of the window in one pass and chase it with array operations.
+    Returns the window's nodes, their records, and where the list goes on; `last` linked to the
+    window's first node."""
+    i, first, end = window
+    heads = memory.page_heads(i, first, end, shape.width)
+    index, a = _run_heads(heads, first, shape.next_offset // WORD, shape.key, budget)
+    addresses = np.uint64(first) + index.astype(np.uint64) * np.uint64(PAGE_SIZE)
+    records = heads.take(index, axis=0)
+    if PAGE_SIZE % shape.align:
+        _check_aligned(addresses, shape.align, shape.what, last)
+    return addresses, records, a
+
+
+def _sparse_window(
+    memory: PhysicalMemory,
+    views: dict[int, memoryview],
+    window: _Window,
+    shape: _Shape,
+    budget: int,
+    last: int,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """`_dense_window` for a sparse window: follow the list pointer by pointer over a memoryview
+    of the range's words (made once per range, kept in `views`)."""
+    i, first, end = window
+    r = memory.ranges[i]
+    view = views.get(i)
+    if view is None:
+        view = views[i] = memory.word_view(i)
+    found: list[int] = []
+    # lo is at least 1 so the terminating 0 leaves the loop even in a range starting at 0; the
+    # view index of a node's next pointer is (a >> 3) + word.
+    word = (shape.next_offset >> 3) - (r.start >> 3)
+    a = _run(view, first, max(r.start, 1), end - 1, word, found.append, budget)
+    addresses = np.array(found, dtype=np.uint64)
+    rows = ((addresses - np.uint64(r.start)) >> np.uint64(3)).astype(np.int64)
+    records = memory.range_words(i)[rows[:, None] + shape.cols]
+    _check_aligned(addresses, shape.align, shape.what, last)
+    return addresses, records, a
+
+
+def _joined(
+    parts: list[tuple[np.ndarray, np.ndarray]], shape: _Shape
+) -> tuple[np.ndarray, np.ndarray]:
+    """The chase's steps as one address array and one record array."""
+    if not parts:
+        empty = np.zeros((0, shape.width), "<u8")
+        return np.zeros(0, dtype=np.uint64), words_to_records(empty, shape.struct)
+    addresses = np.concatenate([p[0] for p in parts])
+    return addresses, words_to_records(np.concatenate([p[1] for p in parts]), shape.struct)
 
 
 def _check_aligned(addresses: np.ndarray, align: int, what: str, last: int) -> None:
