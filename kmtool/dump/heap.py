@@ -16,6 +16,7 @@ Work is bounded: at most `MAX_BLOCKS` blocks and list nodes; more is a `DumpErro
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -150,22 +151,43 @@ def read_heap(memory: PhysicalMemory, state_pa: int, tables: PageTables) -> Heap
     data = memory.read(state_pa, Heap.sizeof(), "heap state")
     state = parse(Heap, data, "heap state", state_pa)
     _check_state(state, state_pa)
-    base = canonical(state.base)
     problems: list[str] = []
-    blocks: list[HeapBlockView] = []
-    header_size = HeapBlock.sizeof()
+    header = _header_reader(memory, tables)
+    untouched = _untouched(state, problems)
+    blocks = _tree_blocks(state, state_pa, header, untouched, problems)
+    free_lists = _free_lists(state, blocks, header, problems)
+    heap_pages = tables.ranges_in("kernel-heap")
+    backed = int(heap_pages.size.sum()) // PAGE_SIZE if len(heap_pages) else 0
+    return HeapView(state_pa, state, blocks, free_lists, backed, problems)
+
+
+def _header_reader(memory: PhysicalMemory, tables: PageTables) -> Callable[[int], Any | None]:
+    """A function from a block's virtual address to its decoded header (a construct Container of
+    HeapBlock), or None when the header's page is not backed in the dump."""
+    size = HeapBlock.sizeof()
 
     def header(va: int) -> Any | None:
         pa = tables.translate(va)
-        if pa is None or not memory.contains(pa, header_size):
+        if pa is None or not memory.contains(pa, size):
             return None
-        return parse(
-            HeapBlock, memory.read(pa, header_size, "heap block header"), "heap block header", va
-        )
+        return parse(HeapBlock, memory.read(pa, size, "heap block header"), "heap block header", va)
 
-    untouched = _untouched(state, problems)
+    return header
+
+
+def _tree_blocks(
+    state: Any,
+    state_pa: int,
+    header: Callable[[int], Any | None],
+    untouched: dict[int, int],
+    problems: list[str],
+) -> list[HeapBlockView]:
+    """The blocks of the buddy tree, found by descending it from the whole range (see the module
+    docstring); what makes no sense is added to `problems`."""
+    header_size = HeapBlock.sizeof()
+    blocks: list[HeapBlockView] = []
     found_untouched: set[int] = set()
-    stack = [(base, state.max_order)]
+    stack = [(canonical(state.base), state.max_order)]
     while stack:
         va, order = stack.pop()
         if len(blocks) + len(stack) > MAX_BLOCKS:
@@ -204,10 +226,7 @@ def read_heap(memory: PhysicalMemory, state_pa: int, tables: PageTables) -> Heap
             problems.append(
                 f"km_heap.untouched[{order}] is {hex(va)}, not a block of order {order} in the tree"
             )
-    free_lists = _free_lists(state, blocks, header, problems)
-    heap_pages = tables.ranges_in("kernel-heap")
-    backed = int(heap_pages.size.sum()) // PAGE_SIZE if len(heap_pages) else 0
-    return HeapView(state_pa, state, blocks, free_lists, backed, problems)
+    return blocks
 
 
 def _check_state(state: Any, pa: int) -> None:
@@ -259,7 +278,10 @@ def _untouched(state: Any, problems: list[str]) -> dict[int, int]:
 
 
 def _free_lists(
-    state: Any, blocks: list[HeapBlockView], header: Any, problems: list[str]
+    state: Any,
+    blocks: list[HeapBlockView],
+    header: Callable[[int], Any | None],
+    problems: list[str],
 ) -> dict[int, list[int]]:
     free_at = {b.va: b for b in blocks if not b.used and not b.untouched}
     untouched_at = {b.va for b in blocks if b.untouched}
