@@ -391,13 +391,19 @@ def _walk(
         level_parts: list[Ranges] = []
         children: list[_Tables] = []
         for lo in range(0, len(tables.pa), CHUNK_TABLES):
+            # A chunk's arrays stay referenced here until the next chunk's replace them, as in
+            # one loop body: freed all at once on a return, glibc hands the top of the heap back
+            # to the kernel and the next chunk pays page faults for it again (1.5x the walk).
             chunk = tables.chunk(lo)
             entries = _read_tables(memory, chunk.pa, level, depth, chunk.path, errors)
             present = (entries & np.uint64(Pte.PRESENT)) != 0
             leaf = _leaf_mask(level, entries, present)
-            ranges = _leaf_ranges(found, level, chunk, entries, leaf)
-            if ranges is not None:
-                level_parts.append(ranges)
+            rows, cols = np.nonzero(leaf)
+            if len(rows):
+                leaves = _chunk_leaves(found, level, chunk, entries, rows, cols)
+                level_parts.append(_merged(found, level, leaves))
+                if keep_leaves:
+                    found.leaf_parts.append(leaves)
             below = _child_tables(level, chunk, entries, present & ~leaf, recursive)
             if below is not None:
                 children.append(below)
@@ -409,14 +415,16 @@ def _walk(
     return found.result()
 
 
-def _leaf_ranges(
-    found: _Found, level: Level, chunk: _Tables, entries: np.ndarray, leaf: np.ndarray
-) -> Ranges | None:
-    """The pages the `leaf` entries of a chunk map, merged (None when there are none); counts them
-    into `found` and raises _LimitReached past its bounds."""
-    rows, cols = np.nonzero(leaf)
-    if not len(rows):
-        return None
+def _chunk_leaves(
+    found: _Found,
+    level: Level,
+    chunk: _Tables,
+    entries: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+) -> Leaves:
+    """The pages that the leaf entries (`rows`, `cols`) of a chunk map; counted into `found`, and
+    _LimitReached past its bound."""
     found.leaves += len(rows)
     if found.leaves > found.max_leaves:
         raise _LimitReached(
@@ -428,16 +436,20 @@ def _leaf_ranges(
     pa = e & np.uint64(ADDRESS_MASK & ~(level.page_size - 1))
     perm = chunk.perm[rows] & _entry_perm(e)
     sizes = np.full(len(va), level.page_size, dtype=np.uint64)
-    ranges = Ranges(va, pa, sizes, sizes, perm, region_ids(va)).merged()
+    found.leaf_counts[level.page_size] = found.leaf_counts.get(level.page_size, 0) + len(va)
+    return Leaves(va, pa, sizes, e, perm)
+
+
+def _merged(found: _Found, level: Level, leaves: Leaves) -> Ranges:
+    """A chunk's pages as merged ranges; counted into `found`, and _LimitReached past its bound."""
+    ranges = Ranges(leaves.va, leaves.pa, leaves.size, leaves.size, leaves.perm,
+                    region_ids(leaves.va)).merged()  # fmt: skip
     found.kept += len(ranges)
     if found.kept > MAX_RANGES:
         raise _LimitReached(
             f"The page tables under CR3 {hex(found.root)} hold more than {MAX_RANGES} "
             f"distinct mappings (at {level.name} level); refusing to keep more."
         )
-    found.leaf_counts[level.page_size] = found.leaf_counts.get(level.page_size, 0) + len(va)
-    if found.keep_leaves:
-        found.leaf_parts.append(Leaves(va, pa, sizes, e, perm))
     return ranges
 
 
