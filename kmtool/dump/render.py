@@ -331,9 +331,9 @@ def pagetables(doc: InspectionDoc) -> RenderableType:
 
 def walks(doc: InspectionDoc) -> RenderableType:
     pt = doc["page_tables"]
-    items: list[RenderableType] = []
     if pt is None:
         return Group()
+    items: list[RenderableType] = []
     for w in pt.get("walks", []):
         table = _table(
             f"Walk of {w['va']}", "level", "table", "index", "entry", "flags", right=("index",)
