@@ -72,6 +72,8 @@ class CoreInfoBlock:
             "entry_tsc": f.entry_tsc,
             "ready_tsc": f.ready_tsc,
             "build_id": bytes(f.build_id).hex(),
+            "fault_phys": f.fault_phys,
+            "aspaces_phys": f.aspaces_phys,
         }
 
 

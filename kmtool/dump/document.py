@@ -73,6 +73,10 @@ class CoreInfoDoc(TypedDict):
     entry_tsc: int
     ready_tsc: int
     build_id: str  # 32 hex digits, no "0x"
+    # Added with core-info versions 2 and 3, and printed as decimal integers, unlike the older
+    # physical addresses above (the document has said so since they were added).
+    fault_phys: int
+    aspaces_phys: int
 
 
 class UnreadableCoreInfoDoc(TypedDict):
