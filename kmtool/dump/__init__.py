@@ -1,5 +1,7 @@
 """Reading memory dumps (`kmtool inspect`): one concern per module, leaves first.
 
+document    the shape of the `--json` document: one TypedDict per part, which every to_json
+            returns and render reads
 memory      guest-physical memory over one mmap of the file (ranges, bounded bulk reads, scans)
 elfcore     QEMU ELF cores: PT_LOADs and the per-CPU "QEMU"/NT_PRSTATUS notes
 source      open a dump of either kind (ELF core, raw image with optional layout file)
