@@ -365,7 +365,8 @@ class HeapDoc(TypedDict):
 
 
 class CheckDoc(TypedDict):
-    """One row of the checks."""
+    """One row of the checks: kmtool.check.CheckJson without `culprits`, which no inspect check
+    names (Check.to_json() leaves them out unless asked)."""
 
     name: str
     ok: bool

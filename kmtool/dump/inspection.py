@@ -28,7 +28,6 @@ from kmtool.dump.bootinfo import BootInfoView, find_boot_info, read_boot_info
 from kmtool.dump.checks import Check, run_checks
 from kmtool.dump.coreinfo import CoreInfoBlock, UnreadableCoreInfo, find_core_info
 from kmtool.dump.document import (
-    CheckDoc,
     InspectionDoc,
     PageStatsDoc,
     PageTablesDoc,
@@ -103,7 +102,7 @@ class Inspection:
             ),
             "frames": None if self.frames is None else self.frames.to_json(),
             "heap": None if self.heap is None else self.heap.to_json(),
-            "checks": [_check_doc(c) for c in self.checks],
+            "checks": [c.to_json() for c in self.checks],
         }
 
     def _source_doc(self) -> SourceDoc:
@@ -130,10 +129,6 @@ class Inspection:
         if self.page_stats is not None:
             doc["stats"] = _page_stats_doc(self.page_stats)
         return doc
-
-
-def _check_doc(check: Check) -> CheckDoc:
-    return {"name": check.name, "ok": check.ok, "detail": check.detail}
 
 
 def _page_stats_doc(stats: Any) -> PageStatsDoc:
