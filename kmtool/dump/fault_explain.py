@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from kmtool.dump.document import WalkDoc, WalkStepDoc
 from kmtool.dump.fault import FaultRecordView
 from kmtool.dump.memory import PhysicalMemory
 from kmtool.dump.pagetable import PageTables, walk_address
@@ -62,7 +63,7 @@ def decode_error(vector: int, error: int) -> list[str]:
     return []
 
 
-def access_stopped(steps: list[dict[str, Any]], error: int, stopped: str | None) -> str:
+def access_stopped(steps: list[WalkStepDoc], error: int, stopped: str | None) -> str:
     """Which level refused the access that `error` describes, and why (a #PF's walk)."""
     if stopped is not None:
         return stopped
@@ -102,7 +103,7 @@ class FaultExplanation:
     record: FaultRecordView
     exception: str
     error_words: list[str]
-    cr2_walk: dict[str, Any] | None
+    cr2_walk: WalkDoc | None
     stopped_by: str | None
     regions: dict[str, str]
     page_now: str | None
