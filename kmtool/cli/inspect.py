@@ -17,7 +17,8 @@ from kmtool.errors import KmtoolError
 if TYPE_CHECKING:
     from kmtool.dump.inspection import Inspection
 
-PART_CHOICES = ("summary", "cpu", "boot", "memmap", "pagetables", "frames", "heap", "checks", "all")
+PART_CHOICES = ("summary", "cpu", "boot", "memmap", "pagetables", "frames", "heap", "fault",
+                "aspaces", "checks", "all")  # fmt: skip
 
 
 class Address(click.ParamType):

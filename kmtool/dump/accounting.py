@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kmtool.dump.document import AccountingDoc
 from kmtool.dump.memmap import USABLE_TYPES, MemoryMap, merge_intervals
 from kmtool.dump.pagetable import PageTables
 from kmtool.layout.table import (
@@ -101,7 +102,7 @@ class FrameAccounting:
         u = self.unaccounted
         return [(int(s), int(e) - 1) for s, e in zip(u.start[:limit], u.end[:limit], strict=True)]
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self) -> AccountingDoc:
         return {
             "ownable_frames": self.ownable,
             "by_owner": {**self.by_owner, "unaccounted": self.unaccounted_frames},

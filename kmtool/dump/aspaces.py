@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kmtool.dump.document import AddressSpaceDoc, AddressSpacesDoc
 from kmtool.dump.memory import PhysicalMemory
 from kmtool.dump.pagetable import ADDRESS_MASK, MAX_LEAVES, PageTables, Ranges, walk
 from kmtool.errors import DumpError
@@ -52,7 +53,7 @@ class AddressSpace:
         """User-half bytes mapped, in 4 KiB pages."""
         return int(np.sum(self.user.size, dtype=np.uint64)) // 4096
 
-    def to_json(self, kernel_half: tuple[int, ...] | None) -> dict[str, object]:
+    def to_json(self, kernel_half: tuple[int, ...] | None) -> AddressSpaceDoc:
         return {
             "id": self.id,
             "pml4": hex(self.pml4),
@@ -74,7 +75,7 @@ class AddressSpaces:
     spaces: list[AddressSpace]
     kernel_half: tuple[int, ...] | None  # the kernel PML4's entries 510-511; None without one
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self) -> AddressSpacesDoc:
         return {
             "list_address": hex(self.address),
             "count": len(self.spaces),

@@ -361,6 +361,73 @@ class HeapDoc(TypedDict):
     problems: list[str]
 
 
+# -- second-wave parts: address spaces, frame accounting, the fault -------------------------------
+
+
+class AddressSpaceDoc(TypedDict):
+    """One address space the kernel lists (kmtool.dump.aspaces.AddressSpace)."""
+
+    id: int
+    pml4: str
+    kernel_half_shared: bool | None  # PML4 510-511 equal the kernel's; null without a kernel PML4
+    user_pages: int
+    user_ranges: list[RangeDoc]  # the first RANGES_LISTED of the user half
+    user_ranges_total: int
+    tables: int
+    error: str | None  # the walk's first fault
+
+
+class AddressSpacesDoc(TypedDict):
+    """The "address_spaces" part: the kernel's list and each listed address space."""
+
+    list_address: str
+    count: int
+    created: int
+    spaces: list[AddressSpaceDoc]
+
+
+class UnaccountedRangeDoc(TypedDict):
+    start: str
+    end: str
+    frames: int
+
+
+class AccountingDoc(TypedDict):
+    """The "accounting" part: every ownable frame by owner (kmtool.dump.accounting)."""
+
+    ownable_frames: int
+    by_owner: dict[str, int]  # free, page-table, mapped, kernel-image, handoff, unaccounted
+    unaccounted_ranges: list[UnaccountedRangeDoc]  # the first UNACCOUNTED_LISTED
+    unaccounted_ranges_total: int
+
+
+class FaultDoc(TypedDict):
+    """The "fault" part: the kernel's fault record explained (kmtool.dump.fault_explain)."""
+
+    kind: str  # "exception" or "panic"
+    seq: int
+    vector: int | None  # null for a panic
+    exception: str
+    error_code: str
+    error: list[str]  # the error code in words
+    message: str
+    cr2: str
+    cr3: str
+    rip: str
+    rip_where: str  # function+offset (file:line) with --kernel, else the address
+    rsp: str
+    rflags: str
+    cs: str
+    ss: str
+    regions: dict[str, str]  # cr2, rip, rsp -> region
+    cr2_walk: WalkDoc | None  # a #PF's CR2 walked under the fault's CR3
+    stopped_by: str | None  # the level that refused the access, and why
+    page_now: str | None  # what the page at CR2 is in the dump
+    backtrace: list[str]
+    rip_bytes: str | None
+    notes: list[str]
+
+
 # -- checks and the whole ----------------------------------------------------------------------------
 
 
@@ -374,7 +441,7 @@ class CheckDoc(TypedDict):
 
 
 class InspectionDoc(TypedDict):
-    """The whole document (kmtool.dump.inspection.Inspection.to_json): the eight stable keys."""
+    """The whole document (kmtool.dump.inspection.Inspection.to_json)."""
 
     source: SourceDoc
     cpu: list[CpuDoc]
@@ -383,4 +450,8 @@ class InspectionDoc(TypedDict):
     page_tables: PageTablesDoc | None
     frames: FramesDoc | None
     heap: HeapDoc | None
+    address_spaces: AddressSpacesDoc | None
+    accounting: AccountingDoc | None
+    fault: FaultDoc | None
+    part_errors: dict[str, str]  # a kernel part that could not be decoded -> why
     checks: list[CheckDoc]

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from kmtool.dump.document import WalkDoc, WalkStepDoc
+from kmtool.dump.document import FaultDoc, WalkDoc, WalkStepDoc
 from kmtool.dump.fault import FaultRecordView
 from kmtool.dump.memory import PhysicalMemory
 from kmtool.dump.pagetable import PageTables, walk_address
@@ -112,20 +112,7 @@ class FaultExplanation:
     rip_bytes: str | None
     notes: list[str] = field(default_factory=list)
 
-    @property
-    def headline(self) -> str:
-        """One line for the summary: `#PF at kmain+0x1c8 (kernel/main.c:73): ...`."""
-        r = self.record
-        if r.kind == "panic":
-            return f"panic at {self.rip}: {r.message}"
-        what = f"{self.exception} at {self.rip}"
-        if r.vector == PAGE_FAULT:
-            what += f" on {canonical(r.cr2):#x}"
-            if self.stopped_by:
-                what += f": {self.stopped_by}"
-        return what
-
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> FaultDoc:
         r = self.record
         return {
             "kind": r.kind,

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kmtool.dump.accounting import FrameAccounting
+from kmtool.dump.aspaces import AddressSpaces
 from kmtool.dump.bootinfo import BootInfoView, find_boot_info, read_boot_info
 from kmtool.dump.checks import Check, run_checks
 from kmtool.dump.coreinfo import CoreInfoBlock, UnreadableCoreInfo, find_core_info
@@ -34,9 +36,11 @@ from kmtool.dump.document import (
     SourceDoc,
     WalkDoc,
 )
+from kmtool.dump.fault_explain import FaultExplanation
 from kmtool.dump.frames import FreeList, read_free_list
 from kmtool.dump.heap import HeapView, heap_initialized, read_heap
 from kmtool.dump.kernel_elf import KernelSymbols, load_kernel_symbols
+from kmtool.dump.kernel_parts import decode_kernel_parts
 from kmtool.dump.memmap import MemoryMap, read_memory_map
 from kmtool.dump.pagetable import ADDRESS_MASK, PageTables, walk, walk_address
 from kmtool.dump.records import parse
@@ -76,6 +80,10 @@ class Inspection:
     heap: HeapView | None = None
     page_stats: Any = None
     walks: list[WalkDoc] = field(default_factory=list)
+    aspaces: AddressSpaces | None = None
+    accounting: FrameAccounting | None = None
+    fault: FaultExplanation | None = None
+    part_errors: dict[str, str] = field(default_factory=dict)  # part -> why it is not decoded
     checks: list[Check] = field(default_factory=list)
 
     @property
@@ -88,7 +96,7 @@ class Inspection:
         return [c for c in self.checks if not c.ok]
 
     def to_json(self) -> InspectionDoc:
-        """The `kmtool inspect --json` document (the eight stable top-level keys)."""
+        """The `kmtool inspect --json` document (kmtool.dump.document.InspectionDoc)."""
         tables, root_source = self.tables, self.root_source
         return {
             "source": self._source_doc(),
@@ -102,6 +110,10 @@ class Inspection:
             ),
             "frames": None if self.frames is None else self.frames.to_json(),
             "heap": None if self.heap is None else self.heap.to_json(),
+            "address_spaces": None if self.aspaces is None else self.aspaces.to_json(),
+            "accounting": None if self.accounting is None else self.accounting.to_json(),
+            "fault": None if self.fault is None else self.fault.to_json(),
+            "part_errors": self.part_errors,
             "checks": [c.to_json() for c in self.checks],
         }
 
@@ -188,6 +200,7 @@ def inspect_dump(path: Path, options: Options) -> Inspection:
             ins.heap = read_heap(memory, ins.core.heap_state_phys, kt)
         stats = memory.read(ins.core.page_state_phys, PageStats.sizeof(), "page stats")
         ins.page_stats = parse(PageStats, stats, "page stats", ins.core.page_state_phys)
+        decode_kernel_parts(ins)
     root = ins.root
     assert root is not None
     for va in options.walk:

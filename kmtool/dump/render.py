@@ -21,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from kmtool.check import INSPECT, Check, check_table
+from kmtool.dump import render_kernel
 from kmtool.dump.document import (
     BootInfoDoc,
     CheckDoc,
@@ -38,7 +39,8 @@ from kmtool.elf.kernel import build_ids_match
 from kmtool.layout.table import PAGE_SIZE
 from kmtool.units import plural, size_text
 
-PARTS = ("summary", "cpu", "boot", "memmap", "pagetables", "frames", "heap", "checks")
+PARTS = ("summary", "cpu", "boot", "memmap", "pagetables", "frames", "heap", "fault", "aspaces",
+         "checks")  # fmt: skip
 MEMMAP_TOTALS_SHOWN = 4
 RANGES_DRAWN = 500  # page-table ranges drawn as table rows (a wrong --cr3 can yield 65536 and more)
 
@@ -108,6 +110,8 @@ def summary(doc: InspectionDoc) -> RenderableType:
         f"{src['path']}: {kind}, {size_text(src['ram_bytes'])} in "
         f"{plural(len(src['ranges']), 'range')}",
     )
+    if doc["fault"] is not None:
+        _flow_row(grid, "Fault", render_kernel.fault_headline(doc["fault"]))
     core = src["core_info"]
     if core is not None:
         _flow_row(grid, "Core info", _core_line(core))
@@ -123,6 +127,11 @@ def summary(doc: InspectionDoc) -> RenderableType:
     _flow_row(grid, "Page tables", _pages_line(doc["page_tables"]))
     _flow_row(grid, "Frames", _frames_line(doc["frames"]))
     _flow_row(grid, "Heap", _heap_line(doc["heap"]))
+    if doc["address_spaces"] is not None:
+        spaces = doc["address_spaces"]["spaces"]
+        pages = sum(s["user_pages"] for s in spaces)
+        _flow_row(grid, "Spaces", f"{plural(len(spaces), 'address space')}, "
+                                  f"{plural(pages, 'user page')}")  # fmt: skip
     grid.add_row("Checks", _checks_line(doc["checks"]))
     failed = [c for c in doc["checks"] if not c["ok"]]
     if not failed:
@@ -396,7 +405,9 @@ def frames(doc: InspectionDoc) -> RenderableType:
     grid.add_row("span hash", str(fr["span_hash"]))
     for key, value in fr["counters"].items():
         grid.add_row(f"km_frames.{key}", str(value))
-    return Group(table, Text(""), grid)
+    if doc["accounting"] is None:
+        return Group(table, Text(""), grid)
+    return Group(table, Text(""), grid, Text(""), render_kernel.owners(doc["accounting"]))
 
 
 def _span(pair: list[str | int]) -> tuple[str, int]:
@@ -464,5 +475,7 @@ RENDERERS = {
     "pagetables": pagetables,
     "frames": frames,
     "heap": heap,
+    "fault": render_kernel.fault,
+    "aspaces": render_kernel.aspaces,
     "checks": checks,
 }

@@ -14,7 +14,8 @@ from conftest import REPO
 sys.path.insert(0, str(REPO / "tests" / "dump"))
 import dump_fixtures as F  # noqa: E402
 
-TOP_LEVEL = ["source", "cpu", "boot_info", "memory_map", "page_tables", "frames", "heap", "checks"]
+TOP_LEVEL = ["source", "cpu", "boot_info", "memory_map", "page_tables", "frames", "heap",
+             "address_spaces", "accounting", "fault", "part_errors", "checks"]  # fmt: skip
 
 
 def kmtool(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -56,11 +57,11 @@ def test_summary_exact(work: Path) -> None:
         "             64 scratch pages at 0x150000, cmdline 'hold test'",
         "Memory map   10 descriptors of 48 bytes: conventional 8.99 MiB, boot-services-data 2 MiB,",
         "             km-kernel 256 KiB, km-scratch 256 KiB, other 132 KiB",
-        "Page tables  CR3 0x190000 (from CPU 0, QEMU note): 8 ranges, 581 pages (4K 68, 2M 1, 1G 512),",
-        "             8 tables",
+        "Page tables  CR3 0x190000 (from CPU 0, QEMU note): 14 ranges, 623 pages (4K 110, 2M 1, 1G 512),",
+        "             9 tables",
         "Frames       2311 free (9.02 MiB) in 10 spans; largest 0xd01000 (767 frames), fragmentation 0.668",
         "Heap         27 blocks: 2 used (5300 bytes requested), 25 free; 4 backed pages",
-        "Checks       23 passed, 0 failed",
+        "Checks       24 passed, 0 failed",
     ]  # fmt: skip
 
 
@@ -73,7 +74,7 @@ def test_raw_dumps_with_kernel_symbols(work: Path) -> None:
     assert out[0] == "Dump         dump.raw: raw physical image, 16 MiB in 1 range"
     assert out[1].startswith("Core info    0x118100 (found by scan), kernel PML4 0x190000")
     assert out[2] == "Build id     000102030405060708090a0b0c0d0e0f (kernel ELF: the same)"
-    assert out[-1] == "Checks       25 passed, 0 failed"
+    assert out[-1] == "Checks       26 passed, 0 failed"
     done = kmtool("inspect", "laid-out.raw", "--kernel", "kernel.elf", cwd=work)
     assert done.returncode == 0, done.stderr
     out = lines(done.stdout)
@@ -134,7 +135,7 @@ def test_foreign_dump_with_cr3(work: Path, fx: F.Fixture) -> None:
     assert doc["page_tables"]["cr3"] == hex(fx.cr3) and doc["page_tables"]["root_source"] == "--cr3"
     # The one check that applies to any dump; ranges carry no region names from our layout.
     assert doc["checks"] == [
-        {"name": "page tables walked", "ok": True, "detail": f"581 pages under {hex(fx.cr3)}"}
+        {"name": "page tables walked", "ok": True, "detail": f"623 pages under {hex(fx.cr3)}"}
     ]
     assert {r["region"] for r in doc["page_tables"]["regions"]} == {None}
     human = kmtool("inspect", "foreign.raw", "--cr3", hex(fx.cr3), cwd=work)
@@ -155,11 +156,11 @@ def test_failed_check_exits_1_and_says_which(work: Path, fx: F.Fixture) -> None:
     done = kmtool("inspect", "broken.raw", cwd=work)
     assert done.returncode == 1
     out = lines(done.stdout)
-    assert "Checks       22 passed, 1 failed" in out
+    assert "Checks       23 passed, 1 failed" in out
     assert any(line.startswith("FAIL │ span count matches the kernel counter") for line in out)
     part = kmtool("inspect", "broken.raw", "--part", "frames", cwd=work)
     assert part.returncode == 1
-    assert lines(part.stderr) == ["1 of 23 checks failed: `span count matches the kernel counter`."]
+    assert lines(part.stderr) == ["1 of 24 checks failed: `span count matches the kernel counter`."]
 
 
 def test_core_info_of_another_version_is_a_failed_check(work: Path, fx: F.Fixture) -> None:

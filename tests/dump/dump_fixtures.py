@@ -46,6 +46,7 @@ from kmtool.layout.table import (
     GiB,
     MiB,
 )
+from kmtool.schemas.aspace import ASPACE_MAX, AspaceList
 from kmtool.schemas.bootinfo import BOOT_INFO_MAGIC, BOOT_INFO_VERSION, BootInfo
 from kmtool.schemas.coreinfo import CORE_INFO_MAGIC, CORE_INFO_MAGIC2, CORE_INFO_VERSION, CoreInfo
 from kmtool.schemas.frames import FRAME_SPAN_MAGIC, FrameAllocator, FrameSpan
@@ -375,6 +376,7 @@ def build(offset_page: int = GiB, cr3: str = "kernel") -> Fixture:
     """Build the fixture. `offset_page`: GiB or 2 MiB. `cr3`: "kernel" or "process"."""
     b = _Builder(offset_page, cr3)
     fx = b.fx
+    processes: list[int] = []  # the PML4s the kernel lists in km_aspaces
     # -- kernel image, handoff data, memory map --------------------------------------------------
     for pa in range(KERNEL_PHYS, KERNEL_PHYS + 64 * PAGE_SIZE, PAGE_SIZE):
         b.frame(pa)
@@ -411,10 +413,23 @@ def build(offset_page: int = GiB, cr3: str = "kernel") -> Fixture:
     assert b.next_heap_frame <= HEAP_POOL + HEAP_POOL_FRAMES * PAGE_SIZE
     for pa in range(b.next_heap_frame, HEAP_POOL + HEAP_POOL_FRAMES * PAGE_SIZE, PAGE_SIZE):
         b.frame(pa)
+    # Every frame held above is owned the way a kernel owns one (frame accounting finds no leak):
+    # the scattered frames and the pools' unused rest back pages of kernel virtual space, 64 MiB
+    # above the 2 MiB page (one page table for all of them).
+    held = [
+        *SCATTERED,
+        *range(b.next_heap_frame, HEAP_POOL + HEAP_POOL_FRAMES * PAGE_SIZE, PAGE_SIZE),
+    ]
+    pool_va = KERNEL_VSPACE_BASE + 64 * MiB
+    for i, pa in enumerate(held):
+        b.map(pml4, pool_va + i * PAGE_SIZE, pa, PAGE_SIZE, W | NX | G)
     assert b.next_table <= TABLE_POOL + TABLE_POOL_FRAMES * PAGE_SIZE
+    i = len(held)
     while b.next_table < TABLE_POOL + TABLE_POOL_FRAMES * PAGE_SIZE:
-        b.frame(b.next_table)
+        b.map(pml4, pool_va + i * PAGE_SIZE, b.frame(b.next_table), PAGE_SIZE, W | NX | G)
         b.next_table += PAGE_SIZE
+        i += 1
+    pool_pages = i
     # -- process address space (CR3 = process) ---------------------------------------------------
     root = pml4
     if cr3 == "process":
@@ -427,6 +442,7 @@ def build(offset_page: int = GiB, cr3: str = "kernel") -> Fixture:
         pdpt = fx.u64(proc + 255 * 8) & ADDR
         fx.poke(pdpt + 511 * 8, fx.u64(pdpt + 511 * 8) & ~U)
         root = proc
+        processes.append(proc)
     fx.cr3 = root
     # -- boot info + memory map -----------------------------------------------------------------
     desc = bytearray()
@@ -527,6 +543,14 @@ def build(offset_page: int = GiB, cr3: str = "kernel") -> Fixture:
         ),
     )
     fx.put(fx.addresses["heap"], Heap.build(heap.state()))
+    listed = processes + [0] * (ASPACE_MAX - len(processes))
+    ids = list(range(1, len(processes) + 1)) + [0] * (ASPACE_MAX - len(processes))
+    fx.put(
+        fx.addresses["aspaces"],
+        AspaceList.build(
+            {"count": len(processes), "created": len(processes), "pml4": listed, "id": ids}
+        ),
+    )
     fx.put(
         fx.addresses["stats"],
         PageStats.build(
@@ -584,6 +608,7 @@ def build(offset_page: int = GiB, cr3: str = "kernel") -> Fixture:
         "heap_stale_headers": heap.stale,
         "heap_untouched": dict(heap.untouched),
         "process_stack": 0x6B0000 if cr3 == "process" else None,
+        "pool_pages": pool_pages,  # 4 KiB pages backing the held frames (see above)
     }
     return fx
 

@@ -1,4 +1,5 @@
-"""The address-space and frame-accounting checks (kmtool.dump.aspace_checks), each passing on a
+"""The address-space and frame-accounting checks (kmtool.dump.checks.aspaces and .accounting), each
+passing on a
 consistent set of parts and failing, naming the culprit, on one broken part. The parts are built
 from the real decoder types; the real kernel's are checked in tests/integration/test_workload.py."""
 
@@ -7,13 +8,13 @@ from __future__ import annotations
 import numpy as np
 
 from kmtool.dump.accounting import Intervals, account
-from kmtool.dump.aspace_checks import (
+from kmtool.dump.aspaces import AddressSpace, AddressSpaces
+from kmtool.dump.checks.accounting import no_leaked_frames
+from kmtool.dump.checks.aspaces import (
     kernel_half_shared,
-    no_leaked_frames,
     user_half_is_user,
     user_not_in_kernel_frames,
 )
-from kmtool.dump.aspaces import AddressSpace, AddressSpaces
 from kmtool.dump.memmap import MemoryMap
 from kmtool.dump.pagetable import PERM_U, PERM_W, PageTables, Ranges
 from kmtool.dump.records import numpy_dtype

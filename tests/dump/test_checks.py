@@ -40,6 +40,7 @@ ALL_CHECKS = [
     "span count matches the kernel counter",
     "heap headers consistent",
     "heap counters match",
+    "no leaked frames",
 ]
 
 

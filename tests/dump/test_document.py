@@ -41,6 +41,25 @@ def _copy(fx: F.Fixture) -> F.Fixture:
     return F.Fixture(bytearray(fx.image), fx.cr3, fx.truth, dict(fx.addresses))
 
 
+def _page_fault_record(fx: F.Fixture) -> bytes:
+    """A fault record of a #PF on an unmapped kernel-vspace address, as the kernel writes one."""
+    from kmtool.schemas.fault import (
+        FAULT_KIND_EXCEPTION,
+        FAULT_MAX_FRAMES,
+        GENERAL_REGISTERS,
+        FaultRecord,
+    )
+
+    rip = F.KERNEL_LINK_BASE + 0x40
+    fields: dict[str, Any] = {name: 0 for name in GENERAL_REGISTERS}
+    fields.update(seq=1, kind=FAULT_KIND_EXCEPTION, frame_count=1, vector=14, error_code=2,
+                  cr2=F.KERNEL_VSPACE_BASE + 8 * F.MiB, cr3=fx.addresses["kernel_pml4"], rip=rip,
+                  rsp=F.DATA_VA + 0xF00, rflags=0x86, cs=8, ss=0x10, rbp=F.DATA_VA + 0xF00,
+                  message=b"page fault".ljust(160, b"\0"),
+                  frames=[rip + 0x10] + [0] * (FAULT_MAX_FRAMES - 1))  # fmt: skip
+    return FaultRecord.build(fields)
+
+
 def _documents(tmp: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     fx = F.build()
     fx.write_kernel_elf(tmp / "kernel.elf")
@@ -50,6 +69,12 @@ def _documents(tmp: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     yield "raw image with layout file", _doc(fx.write_raw(tmp / "l.raw", layout=True), Options())
     yield "raw image, --base", _doc(fx.write_raw(tmp / "b.raw"), Options(base=0))
     yield "2 MiB offset map", _doc(F.build(offset_page=2 * F.MiB).write_elf(tmp / "2m.elf"), asked)
+    process = F.build(cr3="process")  # an address space listed; and a page fault recorded
+    process.put(process.addresses["fault"], _page_fault_record(process))
+    process.poke(
+        process.cr3 + 5 * 8, 0x7F000000000 | 7
+    )  # a user PDPT outside the dump: a walk error
+    yield "process, fault", _doc(process.write_elf(tmp / "p.elf"), kernel)
     foreign = F.Fixture(bytearray(fx.image), fx.cr3)
     foreign.poke(fx.addresses["core"], 0)
     yield "foreign", _doc(foreign.write_raw(tmp / "f.raw"), Options(cr3=fx.cr3, walk=asked.walk))

@@ -63,7 +63,8 @@ def test_every_leaf_equals_the_fixture(fx: F.Fixture, mem) -> None:  # type: ign
                                      strict=True)
     }  # fmt: skip
     assert got == fx.truth["leaves"]
-    assert pt.leaf_counts == {PAGE_SIZE: 64 + fx.truth["heap_backed_pages"], 2 * MiB: 1, GiB: 512}
+    pages = 64 + fx.truth["heap_backed_pages"] + fx.truth["pool_pages"]
+    assert pt.leaf_counts == {PAGE_SIZE: pages, 2 * MiB: 1, GiB: 512}
     assert pt.tables.tolist() == fx.truth["tables"]
 
 
@@ -126,7 +127,9 @@ def test_bit7_is_reserved_at_pml4_and_pat_at_pt(fx: F.Fixture, tmp_path: Path) -
     changed.poke(pt + index * 8, fx.u64(pt + index * 8) | F.PS)  # PAT at PT level: still 4 KiB
     tables = walk(_open(changed, tmp_path), fx.cr3, keep_leaves=True)
     assert tables.translate(KERNEL_LINK_BASE + 5) == F.KERNEL_PHYS + 5
-    assert tables.leaf_counts[PAGE_SIZE] == 64 + fx.truth["heap_backed_pages"]
+    assert tables.leaf_counts[PAGE_SIZE] == (
+        64 + fx.truth["heap_backed_pages"] + fx.truth["pool_pages"]
+    )
 
 
 def test_translate_many_agrees_with_the_leaves(fx: F.Fixture, mem) -> None:  # type: ignore[no-untyped-def]
@@ -222,7 +225,8 @@ def test_bounded_ranges(fx: F.Fixture, mem, monkeypatch: pytest.MonkeyPatch) -> 
 
     monkeypatch.setattr(pagetable, "RANGES_LISTED", 3)
     doc = walk(mem, fx.cr3).to_json()
-    assert len(doc["regions"]) == 3 and doc["regions_total"] == 8
+    # 8 ranges, and 6 for the held frames' pool (4 scattered frames, the heap and table pools' rest)
+    assert len(doc["regions"]) == 3 and doc["regions_total"] == 8 + 6
     monkeypatch.setattr(pagetable, "MAX_RANGES", 5)
     error = walk(mem, fx.cr3).error
     assert error is not None and "hold more than 5 distinct mappings (at PT level)" in error

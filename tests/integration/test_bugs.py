@@ -15,6 +15,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import REPO, require
@@ -84,6 +85,15 @@ def boot(build_dir: Path) -> Iterator[type[Boot]]:
             dump.unlink()
 
 
+def inspected(b: Boot) -> dict[str, Any]:
+    """`kmtool inspect --json` of the boot's dump with the kernel ELF (exit 0 or 1: checks)."""
+    kernel = b.dump.parent / "kernel.elf" if b.dump is not None else None
+    done = kmtool("inspect", str(b.dump), "--kernel", str(kernel), "--json")
+    assert done.returncode in (0, 1), done.stderr
+    doc: dict[str, Any] = json.loads(done.stdout)
+    return doc
+
+
 def addresses(text: str) -> list[int]:
     return [int(a, 16) for a in re.findall(HEX, text)]
 
@@ -98,6 +108,10 @@ def test_double_free_panics_naming_the_frame(build_dir: Path, boot: type[Boot]) 
     assert fault is not None and fault.kind == "panic" and fault.seq == 1
     assert f"double free of frame {hex(frame)}" in fault.message
     assert fault.frames and fault.frames[0] == int(b.result["panic"]["rip"]["address"], 16)
+    f = inspected(b)["fault"]
+    assert f["kind"] == "panic" and f["vector"] is None
+    assert f"double free of frame {hex(frame)}" in f["message"]
+    assert f["backtrace"][0].startswith("check_free+") and "kernel/mm/frame.c:" in f["backtrace"][0]
 
 
 @pytest.mark.qemu
@@ -111,6 +125,13 @@ def test_stack_overflow_double_faults_in_the_guard_page(build_dir: Path, boot: t
     assert guard <= fault.rsp < guard + 4096
     assert guard <= fault.cr2 < guard + 4096
     assert fault.rip == int(b.result["panic"]["rip"]["address"], 16)
+    doc = inspected(b)
+    assert doc["fault"]["exception"] == "#DF double fault"
+    assert doc["fault"]["regions"]["rsp"].endswith("the unmapped guard page below the boot stack")
+    assert doc["fault"]["rip_where"].startswith("recurse+")
+    assert re.search(r"kernel/test/bugs\.c:\d+\)$", doc["fault"]["rip_where"])
+    summary = kmtool("inspect", str(b.dump), "--kernel", str(build_dir / "kernel.elf")).stdout
+    assert "RSP is in the guard page below the boot stack" in summary
 
 
 @pytest.mark.qemu
@@ -122,6 +143,12 @@ def test_bad_pte_faults_with_rsvd(build_dir: Path, boot: type[Boot]) -> None:
     assert fault is not None and fault.vector == 14 and fault.cr2 == va
     assert fault.error_code & 0x8  # RSVD
     assert fault.cr3 != 0 and fault.cs == 0x08
+    f = inspected(b)["fault"]
+    assert f["cr2"] == hex(va) and "RSVD (a reserved bit was set in a paging entry)" in f["error"]
+    last = f["cr2_walk"]["steps"][-1]
+    assert f["stopped_by"] == (
+        f"a reserved bit is set (PT entry {last['index']} ({last['entry']}) has bit 51 set)"
+    )
 
 
 @pytest.mark.qemu
@@ -158,6 +185,11 @@ def test_leak_runs_on_and_the_frames_stay_allocated(build_dir: Path, boot: type[
     spans = [s for s in frame_spans(b) if s[0] < last + 1 and first < s[0] + s[1] * 4096]
     assert spans == [], "leaked frames are on the free list"
     assert accounting(b).unaccounted_ranges() == [(first, last)]  # exactly those frames leak
+    done = kmtool("inspect", str(b.dump), "--json")
+    assert done.returncode == 1  # the leak check fails, and only it
+    failed = [c for c in json.loads(done.stdout)["checks"] if not c["ok"]]
+    assert [c["name"] for c in failed] == ["no leaked frames"]
+    assert failed[0]["detail"].endswith(f": {first:#x}-{last:#x} ({count} frames)")
 
 
 @pytest.mark.qemu

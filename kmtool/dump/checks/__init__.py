@@ -11,6 +11,8 @@ structural faults; the invariants the design promises are checked here, one modu
     spans       the frame allocator's free list
     treap       the search tree over the free list
     heap        the kernel heap
+    accounting  every ownable frame has an owner (no leaks)
+    aspaces     the kernel's address spaces
 """
 
 from kmtool.check import Check

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from kmtool.check import Check
-from kmtool.dump.checks import core, heap, memmap, pagetables, spans, treap
+from kmtool.dump.checks import accounting, aspaces, core, heap, memmap, pagetables, spans, treap
 from kmtool.dump.checks.common import Verdict
 from kmtool.dump.pagetable import ADDRESS_MASK
 from kmtool.layout.table import OFFSET_MAP_BASE, SHARED_PML4_FIRST, SHARED_PML4_LAST
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 # The parts of an `Inspection` a check may read, and the structures `not_built` names.
 Part = Literal[
     "source", "kernel", "root", "tables", "core", "core_error", "kernel_tables", "boot",
-    "memmap", "frames", "heap", "foreign",
+    "memmap", "frames", "heap", "foreign", "aspaces", "accounting",
 ]  # fmt: skip
 Built = Literal["kernel_pml4", "frames", "heap"]
 
@@ -99,6 +99,12 @@ CHECKS: tuple[InspectCheck, ...] = (
     C("span count matches the kernel counter", spans.spans_counter, ("frames",), ("frames",)),
     C("heap headers consistent", heap.heap_headers, ("heap",), ("heap",)),
     C("heap counters match", heap.heap_counters, ("heap",), ("heap",)),
+    C("no leaked frames", accounting.no_leaked_frames, ("accounting",), ("frames", "kernel_pml4")),
+    C(f"every address space shares the kernel's PML4 {SHARED_PML4_FIRST}-{SHARED_PML4_LAST}",
+      aspaces.kernel_half_shared, ("aspaces",), ("kernel_pml4",)),
+    C("no supervisor-only page in a user half", aspaces.user_half_is_user, ("aspaces",)),
+    C("no user mapping points into kernel-owned frames", aspaces.user_not_in_kernel_frames,
+      ("kernel_tables", "aspaces", "memmap"), ("kernel_pml4",)),
 )  # fmt: skip
 
 

@@ -1,0 +1,65 @@
+"""The parts of a dump of our kernel beyond its allocator state: the address spaces it lists, the
+frame accounting over them (and over the tables under CR3), and the fault record explained
+(docs/design.md §10-§12).
+
+`decode_kernel_parts(ins)` fills `ins.aspaces`, `ins.accounting` and `ins.fault`. Each decodes on
+its own: one that cannot be read stays None and its sentence goes into `ins.part_errors` (the
+"kernel parts readable" check fails with it), and the others are still decoded.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from kmtool.dump.accounting import account_frames
+from kmtool.dump.aspaces import read_address_spaces
+from kmtool.dump.fault import read_fault_record
+from kmtool.dump.fault_explain import Locate, explain
+from kmtool.errors import DumpError, KernelElfError
+
+if TYPE_CHECKING:
+    from kmtool.dump.inspection import Inspection
+
+
+def decode_kernel_parts(ins: Inspection) -> None:
+    """Address spaces, accounting and fault of `ins` (which has its core-info block)."""
+    core, memory = ins.core, ins.source.memory
+    assert core is not None
+    try:
+        listed = read_address_spaces(memory, core.aspaces_phys, core.kernel_pml4_phys)
+        ins.aspaces = listed if listed.spaces else None  # None: the kernel lists none
+    except DumpError as err:
+        ins.part_errors["address spaces"] = str(err)
+    if ins.memmap is not None and ins.frames is not None:
+        # The kernel's tables, CR3's (another address space, or the loader's before the kernel
+        # built its own: the check is "not applicable" then), and every listed address space's.
+        spaces = [] if ins.aspaces is None else [s.tables for s in ins.aspaces.spaces]
+        own = [t for t in (ins.kernel_tables, ins.tables) if t is not None]
+        walks = list({id(t): t for t in own}.values()) + spaces
+        f = ins.frames
+        ins.accounting = account_frames(ins.memmap, f.starts, f.ends, walks, f.state.limit)
+    try:
+        record = read_fault_record(memory, core.fault_phys)
+    except DumpError as err:
+        ins.part_errors["fault record"] = str(err)
+        return
+    if record is not None:
+        ins.fault = explain(record, memory, ins.kernel_tables, ins.frames, ins.heap, _locator(ins))
+
+
+def _locator(ins: Inspection) -> Locate:
+    elf = None if ins.kernel is None else ins.kernel.elf
+
+    def locate(address: int, return_address: bool) -> str:
+        found = None if elf is None else elf.function_at(address, return_address=return_address)
+        if elf is None or found is None:
+            return hex(address)
+        name, offset = found
+        text = f"{name}+{offset:#x}" if offset else name
+        try:
+            line = elf.source_line(address, return_address=return_address)
+        except KernelElfError:
+            line = None
+        return f"{text} ({line})" if line is not None and line.line else text
+
+    return locate
