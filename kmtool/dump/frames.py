@@ -1,4 +1,4 @@
-"""The frame allocator's free list, chased through the dump (DESIGN §4, kmtool.schemas.frames).
+"""The frame allocator's free list, chased through the dump (docs/design.md §4.2, kmtool.schemas.frames).
 
 Each free span keeps one `FrameSpan` node in its own first frame; the allocator state
 (struct km_frame_allocator) holds the head. `chase` follows the `next` physical pointers window by

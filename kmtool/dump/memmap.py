@@ -24,7 +24,7 @@ LOADER_TYPE_NAMES = {
     MEMTYPE_SCRATCH: "km-scratch",
 }
 
-#: Types whose frames the kernel may hand to its frame allocator (DESIGN §4 bootstrap).
+#: Types whose frames the kernel may hand to its frame allocator (docs/design.md §4.1).
 USABLE_TYPES = frozenset(
     {
         EfiMemoryType.CONVENTIONAL,

@@ -192,13 +192,13 @@ def _layout_sections() -> list[tuple[str, str]]:
         ("Paging.", _defines(paging_constants)),
         ("Bases and sizes.", _defines(bases)),
         ("Regions (start, size, inclusive end).", _region_defines()),
-        ("Loader memory types and scratch pages (DESIGN §3).", _defines(loader)),
-        ("Run protocol (DESIGN §6).", _defines(run)),
+        ("Loader memory types and scratch pages (docs/design.md §3).", _defines(loader)),
+        ("Run protocol (docs/design.md §6).", _defines(run)),
     ]
 
 
 def _layout_h(digest: str) -> str:
-    what = "Regions and constants of the address-space plan (DESIGN §2, §3, §6)."
+    what = "Regions and constants of the address-space plan (docs/design.md §2, §3, §6)."
     sections = "".join(f"\n/* {title} */\n{body}" for title, body in _layout_sections())
     return _banner("//", what, digest) + "#pragma once\n" + sections
 

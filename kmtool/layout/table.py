@@ -37,7 +37,7 @@ ENTRIES_PER_TABLE = 512
 VIRTUAL_ADDRESS_BITS = 48
 PML4_SPAN = 512 * GiB  # bytes of virtual space one PML4 entry covers
 
-# Bases and sizes of record (DESIGN §2).
+# Bases and sizes of record (docs/design.md §2).
 KERNEL_SPACE_BASE = 0xFFFFFF0000000000
 KERNEL_LINK_BASE = 0xFFFFFF0000100000  # where the kernel ELF is linked (inside the image region)
 KERNEL_IMAGE_SIZE = 1 * GiB
@@ -55,7 +55,7 @@ USER_STACK_SIZE = PAGE_SIZE
 SHARED_PML4_FIRST = 510
 SHARED_PML4_LAST = 511
 
-# Loader-defined UEFI memory types (DESIGN §3), so the kernel and kmtool can tell them apart.
+# Loader-defined UEFI memory types (docs/design.md §3.2), so the kernel and kmtool can tell them apart.
 MEMTYPE_KERNEL = 0x80000000
 MEMTYPE_HANDOFF = 0x80000001
 MEMTYPE_SCRATCH = 0x80000002

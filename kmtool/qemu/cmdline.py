@@ -1,6 +1,6 @@
 """Build the QEMU command line for one run, and parse the sizes `--memory` accepts.
 
-The machine (DESIGN §6):
+The machine (docs/design.md §6.1):
 
     qemu-system-x86_64 -nodefaults -no-user-config -no-reboot -display none
       -accel tcg|kvm -cpu max|host|MODEL -smp N

@@ -1,4 +1,4 @@
-"""The boot handoff: what the UEFI loader gives the kernel (DESIGN §3).
+"""The boot handoff: what the UEFI loader gives the kernel (docs/design.md §3).
 
 The loader fills one `BootInfo` in memory of type KM_MEMTYPE_HANDOFF and jumps to the kernel entry with
 its physical address in %rdi. Guarantees written down here, relied on by the kernel and kmtool:

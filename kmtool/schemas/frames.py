@@ -1,4 +1,4 @@
-"""The frame allocator's state and the node it keeps inside each free span (DESIGN §4).
+"""The frame allocator's state and the node it keeps inside each free span (docs/design.md §4.2).
 
 Each span (a run of contiguous free 4 KiB frames) stores one `FrameSpan` at the start of its own first
 frame, reached through the offset map. The nodes are linked twice, and both structures live entirely

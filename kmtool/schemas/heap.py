@@ -1,4 +1,4 @@
-"""The kernel heap: a buddy allocator over the fixed 32 GiB heap range (DESIGN §4).
+"""The kernel heap: a buddy allocator over the fixed 32 GiB heap range (docs/design.md §4.4).
 
 A header is written only when the allocator must: a block handed out gets a used `HeapBlock` header, a
 block freed (or merged) gets a free header and goes on its order's doubly linked list (virtual

@@ -7,10 +7,10 @@
     0x800000-0xc00000  hole            (absent: no PT_LOAD, zeros in the raw image)
     0xc00000-0x1000000 RAM B (4 MiB)   conventional; its last 1 MiB is the ELF's p_filesz < p_memsz
 
-and fills it the way the kernel of DESIGN §4 would: a kernel PML4 whose entry 510 maps the kernel image
-with 4 KiB pages (text R-X, rodata R--, data RW-), one 2 MiB page in kernel virtual space (with the
-PAT bit set in its entry), a few demand-paged heap pages, and entry 511 the offset map (512 x 1 GiB, or
-2 MiB pages with `offset_page=2 MiB`); a core-info block, boot info and a firmware memory map (stepped
+and fills it the way the kernel of docs/design.md §4 would: a kernel PML4 whose entry 510 maps the
+kernel image with 4 KiB pages (text R-X, rodata R--, data RW-), one 2 MiB page in kernel virtual
+space (with the PAT bit set in its entry), a few demand-paged heap pages, and entry 511 the offset
+map (512 x 1 GiB, or 2 MiB pages with `offset_page=2 MiB`); a core-info block, boot info and a firmware memory map (stepped
 by 48-byte descriptors), a frame allocator whose free-span nodes sit in the free frames (linked as a
 list and as a treap, with the kernel's priorities: see `treap`), and a buddy heap whose headers are
 written as a real allocator would write them (stale ones included; split-off halves left untouched,

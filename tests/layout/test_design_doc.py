@@ -154,3 +154,20 @@ def test_references_from_the_code_resolve() -> None:
     sections = _sections()
     missing = [(where, n) for where, n in _citations() if n not in sections]
     assert not missing, f"these cite sections docs/design.md does not have: {missing}"
+
+
+def test_nothing_cites_the_design_files_that_are_not_in_the_repository() -> None:
+    """The design lives in docs/design.md; the old spellings (the word DESIGN or CONTEXT before a
+    section sign or a colon) pointed at files a contributor does not have."""
+    paths = [REPO / name for name in CITING_FILES]
+    for directory in CITING_DIRS:
+        paths += sorted(p for p in (REPO / directory).rglob("*") if p.suffix in CITING_SUFFIXES)
+    old = re.compile(r"\bDESIGN §|\bCONTEXT(?:\.md|:)")
+    stale = [
+        f"{path.relative_to(REPO)}:{number}"
+        for path in paths
+        if path.is_file()
+        for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1)
+        if old.search(line)
+    ]
+    assert not stale, f"these cite design files outside the repository: {stale}"

@@ -29,7 +29,7 @@ def test_the_table_of_record_passes_every_check() -> None:
 
 
 def test_numbers_of_record() -> None:
-    # DESIGN §2: these are the plan; a change here is a design change, not a refactor.
+    # docs/design.md §2: these are the plan; a change here is a design change, not a refactor.
     assert table.region("kernel-space").start == 0xFFFFFF0000000000
     assert table.region("kernel-space").size == 1 << 40
     assert table.region("kernel-heap").start == 0xFFFFFF7800000000

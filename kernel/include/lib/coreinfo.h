@@ -1,4 +1,4 @@
-// The core-info block (DESIGN §5): struct km_core_info km_core_info, in .bss, filled at boot
+// The core-info block (docs/design.md §5.2): struct km_core_info km_core_info, in .bss, filled at boot
 // (kernel/coreinfo.c). kmtool inspect finds it through the ELF symbol or by scanning a dump for its
 // two magic words; the magic is written at run time so stale copies of kernel.elf never match.
 #pragma once

@@ -1,6 +1,6 @@
 // Memory bootstrap (kernel/mm/bootstrap.c): from the loader's handoff to a running memory manager.
 //
-// In order (DESIGN §4):
+// In order (docs/design.md §4.1):
 //   1. take the scratch pages the loader left unused as the first page-table pages;
 //   2. build the offset map (1 GiB pages, or 2 MiB pages without CPUID pdpe1gb) and install it as
 //      PML4 entry 511 of the loader's live table;
