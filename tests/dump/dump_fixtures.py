@@ -10,11 +10,11 @@
 and fills it the way the kernel of docs/design.md §4 would: a kernel PML4 whose entry 510 maps the
 kernel image with 4 KiB pages (text R-X, rodata R--, data RW-), one 2 MiB page in kernel virtual
 space (with the PAT bit set in its entry), a few demand-paged heap pages, and entry 511 the offset
-map (512 x 1 GiB, or 2 MiB pages with `offset_page=2 MiB`); a core-info block, boot info and a firmware memory map (stepped
-by 48-byte descriptors), a frame allocator whose free-span nodes sit in the free frames (linked as a
-list and as a treap, with the kernel's priorities: see `treap`), and a buddy heap whose headers are
-written as a real allocator would write them (stale ones included; split-off halves left untouched,
-with no header and no backed page, recorded in km_heap.untouched).
+map (512 x 1 GiB, or 2 MiB pages with `offset_page=2 MiB`); a core-info block, boot info and a
+firmware memory map (stepped by 48-byte descriptors), a frame allocator whose free-span nodes sit in
+the free frames (linked as a list and as a treap, with the kernel's priorities: see `treap`), and a
+buddy heap whose headers are written as a real allocator would write them (stale ones included;
+split-off halves left untouched, with no header and no backed page, recorded in km_heap.untouched).
 
 Everything the tests need to know is recorded in `Fixture.truth`, computed independently of kmtool's
 decoders: the free spans, every leaf (va, pa, size, raw entry), the heap blocks and the counters.
