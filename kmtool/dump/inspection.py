@@ -20,9 +20,10 @@ tables, is left out when they are broken.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from kmtool.dump.accounting import FrameAccounting
 from kmtool.dump.aspaces import AddressSpaces
@@ -47,6 +48,8 @@ from kmtool.dump.records import parse
 from kmtool.dump.source import DumpSource, open_dump
 from kmtool.errors import DumpError
 from kmtool.schemas.paging import PageStats
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -192,12 +195,13 @@ def inspect_dump(path: Path, options: Options) -> Inspection:
             )
         if pml4:
             ins.kernel_tables = ins.tables if pml4 == ins.root else walk(memory, pml4)
+        core = ins.core
         ins.boot = read_boot_info(memory, ins.core.boot_info_phys)
         ins.memmap = read_memory_map(memory, ins.boot)
-        ins.frames = read_free_list(memory, ins.core.frame_state_phys)
+        ins.frames = _part(ins, "frames", lambda: read_free_list(memory, core.frame_state_phys))
         kt = ins.kernel_tables
         if kt is not None and not kt.errors and heap_initialized(memory, ins.core.heap_state_phys):
-            ins.heap = read_heap(memory, ins.core.heap_state_phys, kt)
+            ins.heap = _part(ins, "heap", lambda: read_heap(memory, core.heap_state_phys, kt))
         stats = memory.read(ins.core.page_state_phys, PageStats.sizeof(), "page stats")
         ins.page_stats = parse(PageStats, stats, "page stats", ins.core.page_state_phys)
         decode_kernel_parts(ins)
@@ -207,6 +211,17 @@ def inspect_dump(path: Path, options: Options) -> Inspection:
         ins.walks.append(walk_address(memory, root, va))
     ins.checks = run_checks(ins)
     return ins
+
+
+def _part(ins: Inspection, name: str, decode: Callable[[], T]) -> T | None:
+    """`decode()`, or None with the sentence in `ins.part_errors[name]` when the structure it reads
+    is corrupt: one part that cannot be decoded leaves the others decoded and checked (its checks
+    become "not applicable" rows, and "kernel parts readable" fails naming the fault)."""
+    try:
+        return decode()
+    except DumpError as err:
+        ins.part_errors[name] = str(err)
+        return None
 
 
 def _without_core_info(ins: Inspection) -> None:

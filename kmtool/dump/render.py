@@ -89,6 +89,11 @@ def _table(title: str, *columns: str, right: tuple[str, ...] = ()) -> Table:
     return table
 
 
+def _unreadable(errors: dict[str, str], part: str) -> str | None:
+    """The summary's word for a part whose structure is corrupt, or None."""
+    return None if part not in errors else f"unreadable: {errors[part]}"
+
+
 def _not_ours(what: str, doc: InspectionDoc) -> Text:
     if doc["source"]["core_info_unreadable"] is not None:
         why = "this kmtool cannot read its core-info block: see the checks"
@@ -125,8 +130,9 @@ def summary(doc: InspectionDoc) -> RenderableType:
     _flow_row(grid, "Boot info", _boot_line(doc["boot_info"]))
     _flow_row(grid, "Memory map", _memmap_line(doc["memory_map"]))
     _flow_row(grid, "Page tables", _pages_line(doc["page_tables"]))
-    _flow_row(grid, "Frames", _frames_line(doc["frames"]))
-    _flow_row(grid, "Heap", _heap_line(doc["heap"]))
+    errors = doc["part_errors"]
+    _flow_row(grid, "Frames", _unreadable(errors, "frames") or _frames_line(doc["frames"]))
+    _flow_row(grid, "Heap", _unreadable(errors, "heap") or _heap_line(doc["heap"]))
     if doc["address_spaces"] is not None:
         spaces = doc["address_spaces"]["spaces"]
         pages = sum(s["user_pages"] for s in spaces)
@@ -371,6 +377,8 @@ def walks(doc: InspectionDoc) -> RenderableType:
 
 def frames(doc: InspectionDoc) -> RenderableType:
     fr = doc["frames"]
+    if fr is None and "frames" in doc["part_errors"]:
+        return Text(f"Frames: {_unreadable(doc['part_errors'], 'frames')}", style="red")
     if fr is None:
         return _not_ours("Frames", doc)
     table = _table(
@@ -419,6 +427,8 @@ def _span(pair: list[str | int]) -> tuple[str, int]:
 
 def heap(doc: InspectionDoc) -> RenderableType:
     h = doc["heap"]
+    if h is None and "heap" in doc["part_errors"]:
+        return Text(f"Heap: {_unreadable(doc['part_errors'], 'heap')}", style="red")
     if h is None:
         return _not_ours("Heap", doc)
     table = _table(

@@ -17,6 +17,7 @@ from kmtool.schemas.heap import Heap
 from kmtool.schemas.memmap import EfiMemoryDescriptor
 
 ALL_CHECKS = [
+    "kernel parts readable",
     "kernel reached ready",
     "core-info constants match the layout table",
     "memory map sorted",
@@ -68,7 +69,7 @@ def test_clean_fixture_passes_every_check(fx: F.Fixture, tmp_path: Path) -> None
     assert [c.name for c in ins.failed] == []
     with_kernel = run(fx, tmp_path, kernel=fx.write_kernel_elf(tmp_path / "k.elf"))
     names = [c.name for c in with_kernel.checks]
-    assert names[2:4] == ["core-info agrees with kernel symbols", "build id matches the kernel ELF"]
+    assert names[3:5] == ["core-info agrees with kernel symbols", "build id matches the kernel ELF"]
     assert with_kernel.failed == []
     assert check(with_kernel, "build id matches the kernel ELF")[1] == (
         "000102030405060708090a0b0c0d0e0f in the dump and in `k.elf`'s .note.gnu.build-id"

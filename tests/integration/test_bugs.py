@@ -199,6 +199,13 @@ def test_use_after_free_overwrites_a_free_list_node(build_dir: Path, boot: type[
     assert b.result["outcome"] == "pass"
     assert b.read(frame, 64) == b"\x41" * 64
     assert frame in [s[0] for s in frame_spans(b, stop_at=frame)]  # the list links to it
+    doc = inspected(b)  # the free list is a failed check naming the node; the rest decodes
+    assert doc["frames"] is None and doc["heap"] is not None and doc["page_tables"] is not None
+    assert doc["part_errors"]["frames"] == (
+        f"Frame free list: node 0x4141414141414141 (linked from {hex(frame)}) is outside the dump."
+    )
+    failed = [c["name"] for c in doc["checks"] if not c["ok"]]
+    assert failed == ["kernel parts readable"]
 
 
 @pytest.mark.qemu

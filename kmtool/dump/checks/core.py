@@ -104,3 +104,11 @@ def build_id_matches(core: CoreInfoBlock, kernel: KernelSymbols) -> Verdict:
     if not any(dump_id):
         problem += " (zeros in the dump: the kernel did not record one)"
     return Verdict(False, problem)
+
+
+def parts_readable(core: CoreInfoBlock, part_errors: dict[str, str]) -> Verdict:
+    """Every part the core-info block leads to decoded; else each one that did not, and why."""
+    del core  # the row exists only on a dump of our kernel
+    if not part_errors:
+        return Verdict(True, "free list, heap, address spaces and fault record decoded")
+    return Verdict(False, "; ".join(f"{part}: {why}" for part, why in part_errors.items()))

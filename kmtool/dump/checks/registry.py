@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 # The parts of an `Inspection` a check may read, and the structures `not_built` names.
 Part = Literal[
     "source", "kernel", "root", "tables", "core", "core_error", "kernel_tables", "boot",
-    "memmap", "frames", "heap", "foreign", "aspaces", "accounting",
+    "memmap", "frames", "heap", "foreign", "aspaces", "accounting", "part_errors",
 ]  # fmt: skip
 Built = Literal["kernel_pml4", "frames", "heap"]
 
@@ -42,7 +42,7 @@ Built = Literal["kernel_pml4", "frames", "heap"]
 NOT_BUILT_YET = "not applicable, not built yet: the kernel did not reach ready"
 NOT_BUILT = "not applicable, not built"  # the same, when ready_tsc says the kernel did reach ready
 # The part that is None because a structure is not built (see the module docstring).
-EXPLAINED: dict[Built, Part] = {"kernel_pml4": "kernel_tables", "heap": "heap"}
+EXPLAINED: dict[Built, Part] = {"kernel_pml4": "kernel_tables", "heap": "heap", "frames": "frames"}
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,7 @@ class InspectCheck:
 C = InspectCheck
 CHECKS: tuple[InspectCheck, ...] = (
     C("core-info readable", core.core_info_readable, ("core_error",)),
+    C("kernel parts readable", core.parts_readable, ("core", "part_errors")),
     C("kernel reached ready", core.kernel_ready, ("core", "frames", "kernel_tables", "heap"),
       optional=("frames", "kernel_tables", "heap")),
     C("core-info constants match the layout table", core.core_constants, ("core",)),
@@ -111,7 +112,8 @@ CHECKS: tuple[InspectCheck, ...] = (
 def not_built(ins: Inspection) -> dict[Built, str]:
     """The kernel structures a dump of our kernel does not hold yet, each with the reason:
     "kernel_pml4" (kernel_pml4_phys is 0), "frames" (km_frames all zero), "heap" (km_heap all zero,
-    or no kernel PML4 to reach it through). Empty for a foreign dump."""
+    or no kernel PML4 to reach it through); and "frames" or "heap" when the structure is corrupt
+    ("unreadable: " and the decoder's sentence). Empty for a foreign dump."""
     c = ins.core
     if c is None:
         return {}
@@ -127,6 +129,10 @@ def not_built(ins: Inspection) -> dict[Built, str]:
     kt = ins.kernel_tables
     if kt is not None and not kt.errors and ins.heap is None:
         out["heap"] = f"km_heap at {hex(c.heap_state_phys)} is all zero: the heap was not set up"
+    unreadable: tuple[Built, ...] = ("frames", "heap")
+    for part in unreadable:  # a corrupt structure: its checks are not applicable either
+        if part in ins.part_errors:
+            out[part] = f"unreadable: {ins.part_errors[part]}"
     return out
 
 
@@ -147,6 +153,8 @@ def _row(
     if absent - {EXPLAINED[b] for b in spec.built if b in EXPLAINED}:
         return None
     for b in spec.built:
+        if b in missing and missing[b].startswith("unreadable: "):
+            return Check(spec.name, True, f"not applicable, {missing[b]}")
         if b in missing:
             return Check(spec.name, True, f"{prefix} ({missing[b]})")
     if absent:
