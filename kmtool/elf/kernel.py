@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from kmtool.errors import KernelElfError
 
 if TYPE_CHECKING:
-    from kmtool.elf.lines import LineTable, SourceLine
+    from kmtool.elf.lines import LineTable, SourceLine, UnitLines
 
 EM_X86_64 = "EM_X86_64"
 ELF_MAGIC = b"\x7fELF"
@@ -175,10 +175,18 @@ class KernelElf:
 
         return read_line_table(self.path, self.build_id)
 
+    @cached_property
+    def _unit_lines(self) -> UnitLines | LineTable:
+        """The line table one unit at a time (kmtool.elf.lines.UnitLines), for `source_line`."""
+        from kmtool.elf.lines import read_unit_lines
+
+        return read_unit_lines(self.path, self.build_id)
+
     def source_line(self, address: int, return_address: bool = False) -> SourceLine | None:
         """The file and line of the instruction at `address` (one byte earlier for a return
-        address), or None when the line table covers no such address."""
-        return self.lines.lookup(address - 1 if return_address else address)
+        address), or None when the line table covers no such address. Reads only the units it
+        needs (KernelElfError as for `lines`)."""
+        return self._unit_lines.lookup(address - 1 if return_address else address)
 
 
 def build_ids_match(recorded: bytes, elf_id: bytes) -> bool:

@@ -92,6 +92,78 @@ def read_line_table(path: Path, build_id: bytes | None) -> LineTable:
         ) from None
 
 
+class UnitLines:
+    """The line table read one compilation unit at a time, for lookups: `lookup(address)` decodes
+    only the units whose address range holds `address` (the CU's DW_AT_low_pc/high_pc; a unit
+    with another form of range is decoded when the index is made), each once. Symbolizing a
+    backtrace then costs the few units it touches instead of all of them (BENCHMARKS.md, Fault).
+    The ELF's bytes are held in memory (the kernel is a few hundred KiB), so no file stays open."""
+
+    def __init__(self, dwarf: Any) -> None:
+        self._dwarf = dwarf
+        self._units: list[tuple[int, int, Any]] = []  # (low, high, unit) with a plain range
+        self._tables: dict[int, LineTable] = {}  # unit offset -> its decoded rows
+        eager: list[LineRow] = []
+        for unit in dwarf.iter_CUs():
+            span = _unit_range(unit)
+            if span is None:
+                eager += _unit_rows(dwarf, unit)
+            else:
+                self._units.append((span[0], span[1], unit))
+        self._eager = LineTable(eager)
+
+    def lookup(self, address: int) -> SourceLine | None:
+        for low, high, unit in self._units:
+            if low <= address < high:
+                table = self._tables.get(unit.cu_offset)
+                if table is None:
+                    table = self._tables[unit.cu_offset] = LineTable(_unit_rows(self._dwarf, unit))
+                found = table.lookup(address)
+                if found is not None:
+                    return found
+        return self._eager.lookup(address)
+
+
+def _unit_range(unit: Any) -> tuple[int, int] | None:
+    """[low, high) of a unit whose top DIE gives DW_AT_low_pc and DW_AT_high_pc, else None."""
+    attrs = unit.get_top_DIE().attributes
+    low, high = attrs.get("DW_AT_low_pc"), attrs.get("DW_AT_high_pc")
+    if low is None or high is None or "DW_AT_ranges" in attrs:
+        return None
+    end = high.value if high.form == "DW_FORM_addr" else low.value + high.value  # DWARF 4+: length
+    return int(low.value), int(end)
+
+
+def read_unit_lines(path: Path, build_id: bytes | None) -> UnitLines | LineTable:
+    """A `UnitLines` over the ELF at `path` (which must still have the build id `build_id`); an
+    empty LineTable for an ELF without DWARF. Raises KernelElfError like `read_line_table`."""
+    import io
+
+    from elftools.elf.elffile import ELFFile
+
+    from kmtool.elf.kernel import note_build_id
+
+    try:
+        elf = ELFFile(io.BytesIO(path.read_bytes()))
+        now = note_build_id(elf)
+        if now != build_id:
+            raise KernelElfError(
+                f"The kernel ELF `{path}` changed after kmtool read it (build id "
+                f"{_hex(build_id)}, now {_hex(now)}); read it again."
+            )
+        if not elf.has_dwarf_info():
+            return LineTable([])
+        return UnitLines(elf.get_dwarf_info())
+    except KernelElfError:
+        raise
+    except OSError as err:
+        raise KernelElfError(f"The kernel ELF `{path}` cannot be read: {err.strerror}.") from None
+    except Exception as err:  # pyelftools raises DWARFError, ELFError, construct and struct errors
+        raise KernelElfError(
+            f"The DWARF line table of the kernel ELF `{path}` is malformed (pyelftools: {err})."
+        ) from None
+
+
 def _hex(build_id: bytes | None) -> str:
     return "none" if build_id is None else build_id.hex()
 
@@ -100,19 +172,26 @@ def _rows(dwarf: Any) -> list[LineRow]:
     """Every range of every compilation unit's line program."""
     rows: list[LineRow] = []
     for unit in dwarf.iter_CUs():
-        program = dwarf.line_program_for_CU(unit)
-        if program is None:
+        rows += _unit_rows(dwarf, unit)
+    return rows
+
+
+def _unit_rows(dwarf: Any, unit: Any) -> list[LineRow]:
+    """The ranges of one compilation unit's line program."""
+    program = dwarf.line_program_for_CU(unit)
+    if program is None:
+        return []
+    names = _file_names(program, unit)
+    rows: list[LineRow] = []
+    sequence: list[Any] = []
+    for entry in program.get_entries():
+        state = entry.state
+        if state is None:
             continue
-        names = _file_names(program, unit)
-        sequence: list[Any] = []
-        for entry in program.get_entries():
-            state = entry.state
-            if state is None:
-                continue
-            sequence.append(state)
-            if state.end_sequence:
-                rows += _sequence_rows(sequence, names)
-                sequence = []
+        sequence.append(state)
+        if state.end_sequence:
+            rows += _sequence_rows(sequence, names)
+            sequence = []
     return rows
 
 

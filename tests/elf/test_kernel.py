@@ -127,6 +127,7 @@ def test_the_line_table_is_not_read_until_asked(
         raise AssertionError("the line table was read")
 
     monkeypatch.setattr(lines, "read_line_table", refuse)
+    monkeypatch.setattr(lines, "read_unit_lines", refuse)  # source_line's reader, unit by unit
     elf = read_kernel(fresh_build.kernel)
     kmain = elf.require_symbol("kmain")
     assert elf.function_at(kmain.value + 1) == ("kmain", 1) and elf.build_id is not None
