@@ -30,7 +30,13 @@ from pathlib import Path
 from benchmarks_md import write_section
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCES = ["kernel/mm/frame.c", "benchmarks/bitmap.c", "benchmarks/frames_bench.c"]
+SOURCES = [
+    "kernel/mm/frame.c",
+    "kernel/mm/frame_stack.c",
+    "kernel/mm/frame_treap.c",
+    "benchmarks/bitmap.c",
+    "benchmarks/frames_bench.c",
+]
 FRAMES = 1 << 20  # 4 GiB of 4 KiB frames
 OPS = 1_000_000
 FILL_PERCENT = 50

@@ -77,7 +77,8 @@ class FreeList:
     def initialized(self) -> bool:
         """False while km_frames is still all zero (the kernel stopped before the allocator was set
         up): then the empty list says nothing about free memory, and the span checks do not apply."""
-        return any(v for k, v in self.state.items() if not k.startswith("_"))
+        values = (v for k, v in self.state.items() if not k.startswith("_"))
+        return any(any(v) if isinstance(v, list) else v for v in values)  # `stack` is a list
 
     @property
     def free_frames(self) -> int:
