@@ -83,9 +83,17 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
 }
 
 
+# KMHOST_SANITIZE=1 (set by test_host_sanitizers.py, which also preloads the runtime): clang with
+# AddressSanitizer and UndefinedBehaviorSanitizer, any finding fatal.
+SANITIZE = os.environ.get("KMHOST_SANITIZE") == "1"
+SANITIZER_FLAGS = ("-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-shared-libsan",
+                   "-fno-omit-frame-pointer")  # fmt: skip
+
+
 def compiler() -> str:
-    """The host C compiler: $CC, else cc, else clang (skips, or fails under CI, when none)."""
-    for name in (os.environ.get("CC", ""), "cc", "clang"):
+    """The host C compiler: $CC, else cc, else clang (skips, or fails under CI, when none); clang
+    when sanitizing."""
+    for name in ("clang",) if SANITIZE else (os.environ.get("CC", ""), "cc", "clang"):
         if name and shutil.which(name):
             return name
     require("cc")
@@ -95,7 +103,8 @@ def compiler() -> str:
 def build(out: Path, extra: tuple[str, ...] = ()) -> Path:
     """Compiles the shared library into `out`; returns its path. Raises on a compiler error."""
     lib = out / "libkmhost.so"
-    argv = [compiler(), *CFLAGS, *extra, *SOURCES, "-o", str(lib)]
+    flags = (*CFLAGS, *SANITIZER_FLAGS) if SANITIZE else CFLAGS
+    argv = [compiler(), *flags, *extra, *SOURCES, "-o", str(lib)]
     done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True)
     if done.returncode != 0:
         raise AssertionError(f"host build failed: {' '.join(argv)}\n{done.stderr}")
