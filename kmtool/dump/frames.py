@@ -31,15 +31,95 @@ from kmtool.errors import DumpError
 from kmtool.layout.table import PAGE_SHIFT, PAGE_SIZE
 from kmtool.schemas.frames import (
     FRAME_SPAN_MAGIC,
+    FRAME_STACK_MAGIC,
     SPAN_HASH_MULTIPLIER,
+    STACK_RUN_MAX,
     FrameAllocator,
     FrameSpan,
+    FrameStack,
+    stack_node_offset,
 )
 
 SPAN_LIST_LIMIT = 1 << 16  # spans listed in JSON
 WINDOW = 16 << 20  # bytes of physical address space the chase maps at a time
 DENSE_PAGES_PER_NODE = 64  # a window with at most this many pages per node is prefetched whole
 GUESSES = 8  # vectorised guesses per dense window before it is followed node by node
+
+
+@dataclass(frozen=True)
+class FrameStackView:
+    """The stack half (kmtool.schemas.frames): every stacked run, stack by stack from the top down.
+
+    `errors` names what stopped a stack's walk (a link outside the dump or not frame aligned, a
+    frame without its free marker, a wrong run or count, a loop); the runs before it are kept."""
+
+    runs: np.ndarray  # first frame of each stacked run (uint64)
+    counts: np.ndarray  # its length (uint64)
+    errors: tuple[str, ...]
+
+    @property
+    def frames(self) -> int:
+        return int(self.counts.sum())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "runs": len(self.runs),
+            "frames": self.frames,
+            "run_list": [
+                [hex(r), c]
+                for r, c in zip(
+                    self.runs[:SPAN_LIST_LIMIT].tolist(), self.counts.tolist(), strict=False
+                )
+            ],  # fmt: skip
+            "errors": list(self.errors),
+        }
+
+
+def _stack_walk(memory: PhysicalMemory, state: Any, c: int, budget: int) -> tuple[list[int], str]:
+    """The runs on the stack of runs of c + 1 frames, at most `budget` of them, and what stopped
+    the walk early ("" when it reached the bottom)."""
+    out: list[int] = []
+    seen: set[int] = set()
+    key, size = state.stack_key, FrameStack.sizeof()
+    a, origin = state.stack[c], f"stack[{c}]"
+    while a:
+        where = f"stacked run {hex(a)} (linked from {origin})"
+        if a % PAGE_SIZE:
+            return out, f"{where} is not frame aligned."
+        if a in seen or len(out) >= budget:
+            return out, f"{where} closes a loop or passes stack_runs={state.stack_runs}."
+        for i in (0, c):  # the run's first and last frame carry the marker, the run and the length
+            f = a + i * PAGE_SIZE
+            at = f + stack_node_offset(f)
+            if memory.range_index(at) < 0:
+                return out, f"{where} is outside the dump."
+            node = FrameStack.parse(memory.read(at, size, "frame stack node"))
+            if node.marker != FRAME_STACK_MAGIC ^ f ^ key or node.run != a or node.count != c + 1:
+                return out, (f"{where}: frame {hex(f)} has marker {hex(node.marker)}, run "
+                             f"{hex(node.run)}, count {node.count}, not those of a {c + 1}-frame "
+                             "run.")  # fmt: skip
+            if i == 0:
+                nxt = node.next
+        seen.add(a)
+        out.append(a)
+        origin, a = hex(a), nxt
+    return out, ""
+
+
+def read_stack(memory: PhysicalMemory, state: Any) -> FrameStackView:
+    """Follow every stack of the state (bounded by stack_runs, and by the dump's frames)."""
+    budget = min(int(state.stack_runs), memory.ram_bytes // PAGE_SIZE)
+    runs: list[int] = []
+    counts: list[int] = []
+    errors: list[str] = []
+    for c in range(STACK_RUN_MAX):
+        found, error = _stack_walk(memory, state, c, budget - len(runs))
+        runs += found
+        counts += [c + 1] * len(found)
+        if error:
+            errors.append(error)
+    return FrameStackView(np.array(runs, dtype=np.uint64), np.array(counts, dtype=np.uint64),
+                          tuple(errors))  # fmt: skip
 
 
 @dataclass
@@ -50,6 +130,7 @@ class FreeList:
     state: Any  # construct Container of FrameAllocator
     nodes: np.ndarray  # numpy_dtype(FrameSpan) records
     addresses: np.ndarray  # where each node was read (uint64)
+    stack: FrameStackView | None = None  # the stack half (None: not decoded)
 
     # Columns as contiguous uint64 arrays, made once: every span check reads them. (Read-only.)
 
@@ -82,12 +163,14 @@ class FreeList:
 
     @property
     def free_frames(self) -> int:
-        """The sum of the counts, exact (summed in 32-bit halves, so no uint64 wrap)."""
+        """Free frames as the kernel counts them: the spans' counts (exact, summed in 32-bit halves,
+        so no uint64 wrap) and the stacked frames."""
+        stacked = self.stack.frames if self.stack is not None else 0
         if not len(self.nodes):
-            return 0
+            return stacked
         high = int((self.counts >> np.uint64(32)).sum())
         low = int((self.counts & np.uint64(0xFFFFFFFF)).sum())
-        return (high << 32) + low
+        return (high << 32) + low + stacked
 
     def largest(self) -> tuple[int, int] | None:
         if not len(self.nodes):
@@ -131,6 +214,7 @@ class FreeList:
             "span_list": spans,
             "span_list_truncated": len(self.nodes) > SPAN_LIST_LIMIT,
             "span_hash": self.span_hash(),
+            "stack": None if self.stack is None else self.stack.to_json(),
             "largest_span": None
             if largest is None
             else {"start": hex(largest[0]), "count": largest[1]},
@@ -177,7 +261,7 @@ def read_free_list(memory: PhysicalMemory, state_pa: int) -> FreeList:
             f"Frame free list: FrameSpan at phys {hex(int(addresses[k]))} has count {hex(count)} "
             f"({count} frames), more than the {limit} frames the dump holds."
         )
-    return FreeList(state_pa, state, nodes, addresses)
+    return FreeList(state_pa, state, nodes, addresses, read_stack(memory, state))
 
 
 def max_span_frames(memory: PhysicalMemory) -> int:
