@@ -33,6 +33,7 @@ from kmtool.schemas.frames import (
     FRAME_SPAN_MAGIC,
     FRAME_STACK_MAGIC,
     SPAN_HASH_MULTIPLIER,
+    STACK_NODE_COLOURS,
     STACK_RUN_MAX,
     FrameAllocator,
     FrameSpan,
@@ -75,35 +76,66 @@ class FrameStackView:
         }
 
 
-def _stack_walk(memory: PhysicalMemory, state: Any, c: int, budget: int) -> tuple[list[int], str]:
-    """The runs on the stack of runs of c + 1 frames, at most `budget` of them, and what stopped
-    the walk early ("" when it reached the bottom)."""
+def _stack_links(memory: PhysicalMemory, head: int, budget: int) -> tuple[list[int], str]:
+    """Follow one stack's `next` words from `head`, at most `budget` runs: the runs' first frames
+    and what stopped the walk early ("" at the bottom). One word load per run from a memoryview of
+    the dump (the hot loop); the nodes are verified in bulk afterwards (`_stack_verify`)."""
     out: list[int] = []
-    seen: set[int] = set()
-    key, size = state.stack_key, FrameStack.sizeof()
-    a, origin = state.stack[c], f"stack[{c}]"
+    append = out.append
+    nxt = field_offset(FrameStack, "next")
+    a, lo, hi, base, view = head, 1, 0, 0, memoryview(b"").cast("Q")
     while a:
-        where = f"stacked run {hex(a)} (linked from {origin})"
-        if a % PAGE_SIZE:
-            return out, f"{where} is not frame aligned."
-        if a in seen or len(out) >= budget:
-            return out, f"{where} closes a loop or passes stack_runs={state.stack_runs}."
-        for i in (0, c):  # the run's first and last frame carry the marker, the run and the length
-            f = a + i * PAGE_SIZE
-            at = f + stack_node_offset(f)
-            if memory.range_index(at) < 0:
-                return out, f"{where} is outside the dump."
-            node = FrameStack.parse(memory.read(at, size, "frame stack node"))
-            if node.marker != FRAME_STACK_MAGIC ^ f ^ key or node.run != a or node.count != c + 1:
-                return out, (f"{where}: frame {hex(f)} has marker {hex(node.marker)}, run "
-                             f"{hex(node.run)}, count {node.count}, not those of a {c + 1}-frame "
-                             "run.")  # fmt: skip
-            if i == 0:
-                nxt = node.next
-        seen.add(a)
-        out.append(a)
-        origin, a = hex(a), nxt
+        if not lo <= a < hi:
+            i = memory.range_index(a)
+            origin = hex(out[-1]) if out else "the stack head"
+            if i < 0 or memory.ranges[i].start % WORD:
+                return out, f"Stacked run {hex(a)} (linked from {origin}) is outside the dump."
+            r = memory.ranges[i]
+            lo, hi, base, view = r.start, r.file_end - PAGE_SIZE, r.start, memory.word_view(i)
+            continue
+        if a % PAGE_SIZE or len(out) >= budget:
+            origin = hex(out[-1]) if out else "the stack head"
+            why = "is not frame aligned" if a % PAGE_SIZE else "closes a loop or passes stack_runs"
+            return out, f"Stacked run {hex(a)} (linked from {origin}) {why}."
+        append(a)
+        a = view[(a - base + stack_node_offset(a) + nxt) >> 3]
     return out, ""
+
+
+def _stack_verify(memory: PhysicalMemory, state: Any, runs: np.ndarray, c: int) -> str:
+    """Check, in bulk, every run's first and last frame: marker, run and count; "" when all hold."""
+    if not len(runs):
+        return ""
+    frames = np.concatenate([runs, runs + np.uint64(c * PAGE_SIZE)])
+    owners = np.concatenate([runs, runs])
+    at = frames + (frames >> np.uint64(PAGE_SHIFT)) % np.uint64(STACK_NODE_COLOURS) * np.uint64(64)
+    starts = np.array([r.start for r in memory.ranges], dtype=np.uint64)
+    which = np.searchsorted(starts, at, side="right") - 1
+    good = np.zeros(len(frames), dtype=bool)
+    for i in np.unique(which[which >= 0]).tolist():
+        sel = np.flatnonzero(which == i)
+        words = memory.range_words(i)
+        idx = ((at[sel] - starts[i]) >> np.uint64(3)).astype(np.int64)
+        inside = idx + 3 <= len(words)
+        sel, idx = sel[inside], idx[inside]
+        marker = np.uint64(FRAME_STACK_MAGIC) ^ frames[sel] ^ np.uint64(state.stack_key)
+        good[sel] = ((words[idx] == marker) & (words[idx + 1] == owners[sel])
+                     & (words[idx + 2] == np.uint64(c + 1)))  # fmt: skip
+    bad = np.flatnonzero(~good)
+    if not len(bad):
+        return ""
+    k = int(bad[0])
+    f, a = int(frames[k]), int(owners[k])
+    found = (
+        memory.read(int(at[k]), 24, "frame stack node")
+        if memory.range_index(int(at[k])) >= 0
+        else b""
+    )
+    if len(found) < 24:
+        return f"Stacked run {hex(a)}: frame {hex(f)} is outside the dump."
+    marker, run, count = (int(w) for w in np.frombuffer(found, dtype="<u8"))
+    return (f"Stacked run {hex(a)}: frame {hex(f)} has marker {hex(marker)}, run {hex(run)}, count "
+            f"{count}, not those of a {c + 1}-frame run.")  # fmt: skip
 
 
 def read_stack(memory: PhysicalMemory, state: Any) -> FrameStackView:
@@ -113,7 +145,8 @@ def read_stack(memory: PhysicalMemory, state: Any) -> FrameStackView:
     counts: list[int] = []
     errors: list[str] = []
     for c in range(STACK_RUN_MAX):
-        found, error = _stack_walk(memory, state, c, budget - len(runs))
+        found, error = _stack_links(memory, int(state.stack[c]), budget - len(runs))
+        error = error or _stack_verify(memory, state, np.array(found, dtype=np.uint64), c)
         runs += found
         counts += [c + 1] * len(found)
         if error:

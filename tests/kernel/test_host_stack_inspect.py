@@ -69,7 +69,7 @@ def test_a_broken_marker_and_a_loop_are_named(tmp_path: Path) -> None:
     assert fl.stack is not None
     assert any(f"frame {hex(top)} has marker 0x0" in e for e in fl.stack.errors)
     decoded = _inspection(fl)
-    assert not STACK_CHECKS[0](decoded).ok and not STACK_CHECKS[1](decoded).ok
+    assert not STACK_CHECKS[0](decoded).ok  # "frame stack decodes" names it
 
     fa, state_pa = _hybrid()
     runs = fa.stack()[0]
