@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from kmtool.dump.checks import KERNEL_REGIONS, Check, _not_applicable
+from kmtool.check import Check
+from kmtool.dump.checks.registry import NOT_BUILT, NOT_BUILT_YET, not_built
+from kmtool.dump.checks.spans import KERNEL_REGIONS
 from kmtool.layout.table import PAGE_SIZE
 
 if TYPE_CHECKING:
@@ -21,13 +23,22 @@ if TYPE_CHECKING:
 SHOWN = 5  # offending items named in a row's detail
 
 
+def _not_applicable(ins: Inspection, name: str) -> Check | None:
+    """The passing "not applicable" row while km_frames is not built (registry rule 2)."""
+    missing = not_built(ins)
+    if "frames" not in missing:
+        return None
+    prefix = NOT_BUILT if ins.core is not None and ins.core.ready_tsc else NOT_BUILT_YET
+    return Check(name, True, f"{prefix} ({missing['frames']})")
+
+
 def _stack(ins: Inspection, name: str) -> FrameStackView | Check | None:
     """The decoded stack; or the passing "not applicable" row while km_frames is not set up (the
     same rows as on a ready kernel, as for the span checks); or None without a frame allocator."""
     fl = ins.frames
     if fl is None or fl.stack is None:
         return None
-    return _not_applicable(ins, name, "frames") or fl.stack
+    return _not_applicable(ins, name) or fl.stack
 
 
 def _runs(stack: FrameStackView) -> tuple[np.ndarray, np.ndarray]:
