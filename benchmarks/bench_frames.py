@@ -2,18 +2,19 @@
 
     .venv/bin/python benchmarks/bench_frames.py [--runs 5] [--write]
 
-Builds kernel/mm/frame.c for the host (-O2 -DKM_HOST, physical memory = an mmap'd arena) together
-with benchmarks/bitmap.c (one bit per frame, next-fit scan) and the timing loops in
-benchmarks/frames_bench.c, then runs, alternating the two allocators in one process:
+Builds kernel/mm/frame*.c (the hybrid stack/span allocator) for the host (-O2 -DKM_HOST, physical
+memory = an mmap'd arena) together with benchmarks/bitmap.c (one bit per frame, next-fit scan) and
+the timing loops in benchmarks/frames_bench.c, then runs, alternating the two allocators in one process:
 
   pairs  1M single-frame allocate+free pairs on a fresh allocator;
   churn  an arena of 4 GiB worth of frames (1M frames), filled to 50% with random 1-16 frame
          allocations (untimed), then 1M random operations: allocate 1-16 frames or free a random
          live chunk, with equal odds. Both allocators see the same random numbers.
 
-Prints ns per operation (medians over the runs, min-max in brackets) and the number of free spans
-(runs of free frames) after the churn; with --write, replaces the "Frame allocator" section of
-BENCHMARKS.md.
+Prints ns per operation (medians over the runs, min-max in brackets), the number of free spans
+(runs of free frames) after the churn, short allocations (fewer frames than asked) as a count and a
+share of the churn's allocation requests, and the hybrid's folds and stack depth after the churn;
+with --write, replaces the "Frame allocator" section of BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -30,7 +31,13 @@ from pathlib import Path
 from benchmarks_md import write_section
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCES = ["kernel/mm/frame.c", "benchmarks/bitmap.c", "benchmarks/frames_bench.c"]
+SOURCES = [
+    "kernel/mm/frame.c",
+    "kernel/mm/frame_stack.c",
+    "kernel/mm/frame_treap.c",
+    "benchmarks/bitmap.c",
+    "benchmarks/frames_bench.c",
+]
 FRAMES = 1 << 20  # 4 GiB of 4 KiB frames
 OPS = 1_000_000
 FILL_PERCENT = 50
@@ -45,6 +52,9 @@ class Result(ctypes.Structure):
         ("free_frames", ctypes.c_uint64),
         ("short_allocs", ctypes.c_uint64),
         ("failed", ctypes.c_uint64),
+        ("folds", ctypes.c_uint64),
+        ("stack_runs", ctypes.c_uint64),
+        ("requests", ctypes.c_uint64),
     ]
 
 
@@ -82,17 +92,26 @@ def run(runs: int) -> str:
                 pairs[kind].append(getattr(dll, f"{kind}_pairs")(FRAMES, OPS))
                 churn[kind].append(getattr(dll, f"{kind}_churn")(FRAMES, OPS, seed, FILL_PERCENT))
     rows = []
-    names = {"span": "span list in free frames (kernel/mm/frame.c)",
+    names = {"span": "hybrid stack/span list in free frames (kernel/mm/frame*.c)",
              "bitmap": "bitmap, next-fit (benchmarks/bitmap.c)"}  # fmt: skip
     for kind in ("span", "bitmap"):
         c = churn[kind]
+        short = statistics.median([r.short_allocs for r in c])
+        requests = statistics.median([r.requests for r in c])
+        folds = statistics.median([r.folds for r in c])
+        depth = statistics.median([r.stack_runs for r in c])
+        stack = f"{folds:.0f} / {depth:.0f}" if kind == "span" else "-"
         rows.append(
             f"| {names[kind]} | {spread([r.ns_per_op for r in pairs[kind]])} | "
             f"{spread([r.ns_per_op for r in c])} | "
             f"{statistics.median([r.spans for r in c]):.0f} | "
-            f"{statistics.median([r.short_allocs for r in c]):.0f} | "
-            f"{statistics.median([r.failed for r in c]):.0f} |"
+            f"{short:.0f} ({100 * short / requests:.2f}%) | "
+            f"{statistics.median([r.failed for r in c]):.0f} | {stack} |"
         )
+    ratio = [s.ns_per_op / b.ns_per_op for s, b in zip(churn["span"], churn["bitmap"], strict=True)]
+    pair_ratio = [
+        s.ns_per_op / b.ns_per_op for s, b in zip(pairs["span"], pairs["bitmap"], strict=True)
+    ]
     lines = [
         SECTION,
         "",
@@ -101,28 +120,34 @@ def run(runs: int) -> str:
         "numbers; medians, min-max in brackets):",
         "",
         "| allocator | pairs: ns/op | churn: ns/op | spans after churn | short allocations | "
-        "refused |",
-        "|---|---:|---:|---:|---:|---:|",
+        "refused | folds / stack depth |",
+        "|---|---:|---:|---:|---:|---:|---:|",
         *rows,
         "",
+        f"- hybrid / bitmap, per run (same run, same random numbers): churn "
+        f"{', '.join(f'{x:.2f}x' for x in ratio)}; pairs {', '.join(f'{x:.2f}x' for x in pair_ratio)}.",
         f"- pairs: {OPS:,} single-frame allocate+free pairs on a fresh allocator (ns per "
         "allocate or free).",
         f"- churn: {FRAMES:,} frames (4 GiB worth), filled to {FILL_PERCENT}% with random 1-16 "
         f"frame allocations (untimed), then {OPS:,} random operations, allocate 1-16 frames or "
         "free a random live chunk with equal odds (ns per operation).",
-        "- spans after churn: runs of free frames (the span allocator's list length; for the "
-        "bitmap, counted by a scan). Short allocations: requests the span allocator met with fewer "
-        "frames than asked (the first span was smaller; the design allows it). The bitmap always "
-        "returns exactly what was asked, or refuses.",
-        "- The span allocator's free finds its neighbours through a treap kept inside the span "
-        "nodes (O(log spans)); allocation is O(1) off the top of the first span.",
-        "- Why the bitmap wins the churn: its 128 KiB of bits stay in cache, while every span node "
-        "sits at the start of its own 4 KiB frame somewhere in 4 GiB, so the ~log2(spans) nodes a "
-        "free visits are mostly cache misses (and all share the same cache-set index bits). The "
-        "trade the design makes: no memory outside the free frames (the bitmap needs 32 KiB per "
-        "GiB, allocated before any allocator exists), set-up in O(spans) rather than O(frames), "
-        "and far fewer, larger free runs after churn, because allocation always eats into the "
-        "lowest span first.",
+        "- spans after churn: runs of free frames in the span list (for the bitmap, counted by a "
+        "scan). Short allocations: requests met with fewer frames than asked, as a count and a share "
+        "of the churn's allocation requests; the hybrid returns fewer only when no run holds the "
+        "request. The bitmap always returns exactly what was asked, or refuses.",
+        "- The hybrid: a free of 1-16 frames pushes the run onto the stack of its length (one write "
+        "and one marker check per frame, no search); an allocation pops a run of exactly that "
+        "length, else takes the top of the first span that fits (first fit), else folds the stack "
+        "into the spans and tries again. Folds / stack depth: folds during the churn and runs on the "
+        "stack at its end.",
+        "- Why the bitmap still wins the churn: its 128 KiB of bits stay in cache, while every free "
+        "of the hybrid writes (and checks) the free marker in each freed frame, and the churn frees "
+        "frames nobody touched since their allocation, somewhere in 4 GiB: a cache miss (and, where "
+        "the arena did not get huge pages, a TLB miss) per frame. The nodes sit at a per-frame "
+        "cache-line offset so that the runs' frames do not all compete for the same cache sets. "
+        "The trade the design makes: no memory outside the free frames (the bitmap needs 32 KiB "
+        "per GiB, allocated before any allocator exists), set-up in O(spans) rather than O(frames), "
+        "and an O(1) double-free check on every frame.",
         "- The arena is faulted in (with 2 MiB huge pages where the host allows) before timing, "
         "standing in for the kernel's offset map: the kernel pays no first-touch faults and maps "
         "physical memory with 1 GiB pages.",

@@ -30,6 +30,9 @@ struct result {
     uint64_t free_frames; // after the loop
     uint64_t short_allocs;// allocations that returned fewer frames than asked (span allocator)
     uint64_t failed;      // allocations refused
+    uint64_t folds;       // stack folds during the loop (hybrid allocator)
+    uint64_t stack_runs;  // runs on the stack after the loop (hybrid allocator)
+    uint64_t requests;    // allocation requests in the timed loop
 };
 
 static double now_ns(void)
@@ -52,7 +55,7 @@ struct chunk {
     uint64_t frame, count;
 };
 
-/* ---- the span allocator ---- */
+/* ---- the kernel's hybrid stack/span allocator ---- */
 
 static void *arena;          // one arena for every run, prepared once
 static uint64_t arena_frames;
@@ -125,6 +128,7 @@ struct result span_churn(uint64_t frames, uint64_t ops, uint64_t seed, unsigned 
     for (uint64_t i = 0; i < ops; i++) {
         uint64_t x = rng_next(&s);
         if ((x & 1) || n == 0) {
+            r.requests++;
             uint64_t want = (x >> 1) % 16 + 1, phys, got;
             if (frames_alloc(&fa, want, &phys, &got) != KM_OK) {
                 r.failed++;
@@ -144,6 +148,8 @@ struct result span_churn(uint64_t frames, uint64_t ops, uint64_t seed, unsigned 
     r.ops = ops;
     r.spans = fa.spans;
     r.free_frames = fa.free_frames;
+    r.folds = fa.folds;
+    r.stack_runs = fa.stack_runs;
     char why[128];
     if (frames_validate(&fa, why, sizeof(why)) != 0)
         panic("span allocator invalid after churn: %s", why);
@@ -191,6 +197,7 @@ struct result bitmap_churn(uint64_t frames, uint64_t ops, uint64_t seed, unsigne
     for (uint64_t i = 0; i < ops; i++) {
         uint64_t x = rng_next(&s);
         if ((x & 1) || n == 0) {
+            r.requests++;
             uint64_t want = (x >> 1) % 16 + 1;
             if (bitmap_alloc(&b, want, &f) != 0) {
                 r.failed++;

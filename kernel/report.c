@@ -16,9 +16,13 @@ void report_ready(uint64_t memory_map_entries, uint64_t bootstrap_cycles, uint64
     struct json j;
     kprintf("KM-REPORT ");
     json_begin(&j);
+    uint64_t stack_depth = km_frames.stack_runs;
+    frames_fold(&km_frames);  // every free frame in a span: the counts below are stable
     json_u64(&j, "free_frames", km_frames.free_frames);
     json_u64(&j, "spans", km_frames.spans);
     json_u64(&j, "managed_frames", km_frames.managed_frames);
+    json_u64(&j, "stack_depth", stack_depth);
+    json_u64(&j, "folds", km_frames.folds);
     json_key(&j, "span_list");
     kprintf("[");
     int n = 0;

@@ -1,127 +1,19 @@
-// The frame allocator; the contract is in include/mm/frame.h.
+// The frame allocator's span half and its public interface; the contract is in include/mm/frame.h,
+// the stack half is kernel/mm/frame_stack.c (docs/design.md §14).
 //
 // Span nodes (struct km_frame_span, generated from kmtool/schemas/frames.py) are addressed by
 // physical address; node(p) reaches one through the offset map (or the host test arena). The list
 // gives order and neighbours; the treap gives the predecessor of an address in O(log spans). All
 // checks run before the first write, so a panic leaves the lists intact.
 #include "mm/frame.h"
+#include "mm/frame_stack.h"
+#include "mm/frame_treap.h"
 
 #define FRAME KM_PAGE_SIZE
-
-static struct km_frame_span *node(uint64_t phys)
-{
-    return (struct km_frame_span *)phys_to_virt(phys);
-}
 
 static uint64_t span_end(const struct km_frame_span *n)
 {
     return n->start + n->count * FRAME;
-}
-
-// splitmix64 finaliser: a well-mixed priority from the node's address, deterministic across runs.
-static uint64_t mix(uint64_t x)
-{
-    x += 0x9e3779b97f4a7c15ull;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
-
-/* ---- treap over span start addresses (keys are the nodes' own addresses) ---- */
-
-static uint64_t rotate_right(uint64_t t)
-{
-    uint64_t l = node(t)->left;
-    node(t)->left = node(l)->right;
-    node(l)->right = t;
-    return l;
-}
-
-static uint64_t rotate_left(uint64_t t)
-{
-    uint64_t r = node(t)->right;
-    node(t)->right = node(r)->left;
-    node(r)->left = t;
-    return r;
-}
-
-static uint64_t treap_insert(uint64_t t, uint64_t p)
-{
-    if (!t)
-        return p;
-    if (p < t) {
-        node(t)->left = treap_insert(node(t)->left, p);
-        if (node(node(t)->left)->priority > node(t)->priority)
-            t = rotate_right(t);
-    } else {
-        node(t)->right = treap_insert(node(t)->right, p);
-        if (node(node(t)->right)->priority > node(t)->priority)
-            t = rotate_left(t);
-    }
-    return t;
-}
-
-// Joins two treaps where every key of `a` is below every key of `b`.
-static uint64_t treap_join(uint64_t a, uint64_t b)
-{
-    if (!a)
-        return b;
-    if (!b)
-        return a;
-    if (node(a)->priority > node(b)->priority) {
-        node(a)->right = treap_join(node(a)->right, b);
-        return a;
-    }
-    node(b)->left = treap_join(a, node(b)->left);
-    return b;
-}
-
-static uint64_t treap_remove(uint64_t t, uint64_t key)
-{
-    if (!t)
-        panic("frames: span 0x%lx missing from the index", key);
-    if (key < t)
-        node(t)->left = treap_remove(node(t)->left, key);
-    else if (key > t)
-        node(t)->right = treap_remove(node(t)->right, key);
-    else
-        t = treap_join(node(t)->left, node(t)->right);
-    return t;
-}
-
-// Puts the node at `to` in the place of the node keyed `from`. The caller guarantees that `to` sorts
-// between the neighbours of `from`, so the tree order stays valid.
-static uint64_t treap_move(uint64_t t, uint64_t from, uint64_t to)
-{
-    if (!t)
-        panic("frames: span 0x%lx missing from the index", from);
-    if (from < t) {
-        node(t)->left = treap_move(node(t)->left, from, to);
-        return t;
-    }
-    if (from > t) {
-        node(t)->right = treap_move(node(t)->right, from, to);
-        return t;
-    }
-    node(to)->left = node(t)->left;
-    node(to)->right = node(t)->right;
-    node(to)->priority = node(t)->priority;
-    return to;
-}
-
-// The node with the greatest start <= addr, or 0.
-static uint64_t treap_floor(uint64_t t, uint64_t addr)
-{
-    uint64_t best = 0;
-    while (t) {
-        if (t <= addr) {
-            best = t;
-            t = node(t)->right;
-        } else {
-            t = node(t)->left;
-        }
-    }
-    return best;
 }
 
 /* ---- list helpers ---- */
@@ -246,11 +138,41 @@ void frames_init(struct km_frame_allocator *fa, uint64_t limit)
 {
     memset(fa, 0, sizeof(*fa));
     fa->limit = align_down(limit, FRAME);
+    stack_init(fa);
 }
 
-// The checks shared by free and add; panics before anything changes.
-static void check_free(const struct km_frame_allocator *fa, const char *who, uint64_t phys,
-                       uint64_t count, uint64_t *pred_out, uint64_t *succ_out)
+// Is frame `f` inside a span? O(log spans); for the reports of bad frees.
+static int in_a_span(const struct km_frame_allocator *fa, uint64_t f)
+{
+    uint64_t p = treap_floor(fa->root, f);
+    return p && span_end(node(p)) > f;
+}
+
+// A free of [phys, phys + count) that meets free frames: `in_span` is the first of them in a span,
+// `stacked` the first on the stack (0: none). Names the first free frame of the range; "double free"
+// when every frame of it is free already.
+_Noreturn static void bad_free(const struct km_frame_allocator *fa, const char *who, uint64_t phys,
+                               uint64_t count, uint64_t in_span, uint64_t stacked)
+{
+    int all_free = 1;
+    for (uint64_t i = 0; i < count && all_free; i++) {
+        uint64_t f = phys + i * FRAME;
+        all_free = stack_holds(fa, f) || in_a_span(fa, f);
+    }
+    const char *kind = all_free ? "double free" : "overlapping free";
+    if (in_span && (!stacked || in_span < stacked)) {
+        uint64_t p = treap_floor(fa->root, in_span);
+        panic("%s: %s of frame 0x%lx (already free in span 0x%lx, %lu frames)", who, kind, in_span,
+              p, node(p)->count);
+    }
+    const struct km_frame_stack *n = snode(stacked);
+    panic("%s: %s of frame 0x%lx (already free on the stack, in the run at 0x%lx, %lu frames)", who,
+          kind, stacked, n->run, n->count);
+}
+
+// The address checks shared by free and add.
+static void check_range(const struct km_frame_allocator *fa, const char *who, uint64_t phys,
+                        uint64_t count)
 {
     if (phys & KM_PAGE_MASK)
         panic("%s: address 0x%lx is not frame aligned", who, phys);
@@ -261,22 +183,32 @@ static void check_free(const struct km_frame_allocator *fa, const char *who, uin
     if (phys >= fa->limit || count > (fa->limit - phys) / FRAME)
         panic("%s: frames 0x%lx + %lu reach past the allocator limit 0x%lx", who, phys, count,
               fa->limit);
+}
+
+// The first frame of the range that lies in a span (0: none) and the range's span neighbours for
+// insert_range(). O(log spans).
+static uint64_t span_overlap(const struct km_frame_allocator *fa, uint64_t phys, uint64_t count,
+                             uint64_t *pred_out, uint64_t *succ_out)
+{
     uint64_t end = phys + count * FRAME;
     uint64_t pred = treap_floor(fa->root, phys);
     uint64_t succ = pred ? node(pred)->next : fa->head;
-    if (pred && span_end(node(pred)) > phys) {
-        const char *kind = span_end(node(pred)) >= end ? "double free" : "overlapping free";
-        panic("%s: %s of frame 0x%lx (already free in span 0x%lx, %lu frames)", who, kind, phys,
-              pred, node(pred)->count);
-    }
-    if (succ && succ < end) {
-        const char *kind =
-            succ == phys && span_end(node(succ)) >= end ? "double free" : "overlapping free";
-        panic("%s: %s of frame 0x%lx (already free in span 0x%lx, %lu frames)", who, kind, succ,
-              succ, node(succ)->count);
-    }
     *pred_out = pred;
     *succ_out = succ;
+    if (pred && span_end(node(pred)) > phys)
+        return phys;
+    return succ && succ < end ? succ : 0;
+}
+
+// Panics when any frame of the range is free already, in a span (found through the treap) or on
+// the stack (its marker, one read per frame). Nothing has changed when it does.
+static void check_free(const struct km_frame_allocator *fa, const char *who, uint64_t phys,
+                       uint64_t count, uint64_t *pred_out, uint64_t *succ_out)
+{
+    uint64_t in_span = span_overlap(fa, phys, count, pred_out, succ_out);
+    uint64_t stacked = stack_first_held(fa, phys, count);
+    if (in_span || stacked)
+        bad_free(fa, who, phys, count, in_span, stacked);
 }
 
 // Returns the span that now holds the range.
@@ -313,8 +245,19 @@ static uint64_t insert_range(struct km_frame_allocator *fa, uint64_t phys, uint6
         fa->root = treap_insert(fa->root, phys);
         fa->spans++;
     }
-    fa->free_frames += count;
     return join_prev ? pred : phys;
+}
+
+void span_insert(struct km_frame_allocator *fa, uint64_t phys, uint64_t count)
+{
+    uint64_t pred = treap_floor(fa->root, phys);
+    uint64_t succ = pred ? node(pred)->next : fa->head;
+#if KM_DEBUG
+    check_free(fa, "frames_fold", phys, count, &pred, &succ);
+#endif
+    uint64_t span = insert_range(fa, phys, count, pred, succ);
+    debug_check_around(fa, "frames_fold", span);
+    (void)span;
 }
 
 void frames_add(struct km_frame_allocator *fa, uint64_t phys, uint64_t count)
@@ -329,9 +272,12 @@ void frames_add(struct km_frame_allocator *fa, uint64_t phys, uint64_t count)
         count = (fa->limit - phys) / FRAME;
     if (count == 0)
         return;
+    check_range(fa, "frames_add", phys, count);
+    frames_fold(fa);  // a no-op while setting up: nothing is stacked before the first free
     uint64_t pred, succ;
     check_free(fa, "frames_add", phys, count, &pred, &succ);
     uint64_t span = insert_range(fa, phys, count, pred, succ);
+    fa->free_frames += count;
     fa->managed_frames += count;
     debug_check_around(fa, "frames_add", span);
     (void)span;
@@ -340,8 +286,29 @@ void frames_add(struct km_frame_allocator *fa, uint64_t phys, uint64_t count)
 void frames_free(struct km_frame_allocator *fa, uint64_t phys, uint64_t count)
 {
     uint64_t pred, succ;
+    check_range(fa, "frames_free", phys, count);
+    if (count <= KM_FRAME_STACK_RUN_MAX) {
+        uint64_t in_span = span_overlap(fa, phys, count, &pred, &succ);
+        if (in_span)
+            bad_free(fa, "frames_free", phys, count, in_span, stack_first_held(fa, phys, count));
+#if KM_DEBUG
+        if (pred)  // the spans around the run: checked although the run does not join them
+            debug_check_span(fa, "frames_free", pred);
+        if (succ)
+            debug_check_span(fa, "frames_free", succ);
+#endif
+        uint64_t stacked = stack_push(fa, phys, count);  // checks the markers as it writes them
+        if (stacked)
+            bad_free(fa, "frames_free", phys, count, 0, stacked);
+        fa->free_calls++;
+        if (fa->stack_frames > fa->stack_limit)
+            frames_fold(fa);
+        return;
+    }
+    frames_fold(fa);  // a long run: checked against the spans alone
     check_free(fa, "frames_free", phys, count, &pred, &succ);
     uint64_t span = insert_range(fa, phys, count, pred, succ);
+    fa->free_frames += count;
     fa->free_calls++;
     debug_check_around(fa, "frames_free", span);
     (void)span;
@@ -370,16 +337,51 @@ static uint64_t take_top(struct km_frame_allocator *fa, uint64_t p, uint64_t tak
     return first;
 }
 
+// The lowest span holding at least `want` frames, or 0.
+static uint64_t first_fit(const struct km_frame_allocator *fa, uint64_t want)
+{
+    for (uint64_t p = fa->head; p; p = node(p)->next) {
+        if (node(p)->count >= want)
+            return p;
+    }
+    return 0;
+}
+
+// A whole request: the stack of runs of exactly `want` frames, else the first span that fits, else
+// the same after folding the stack. Returns the frames' first address, or 0 when no run holds them.
+static uint64_t take_whole(struct km_frame_allocator *fa, uint64_t want)
+{
+    uint64_t phys;
+    if (stack_pop(fa, want, &phys)) {
+        fa->alloc_calls++;
+        return phys;
+    }
+    uint64_t p = first_fit(fa, want);
+    if (!p && frames_fold(fa))
+        p = first_fit(fa, want);
+    return p ? take_top(fa, p, want) : 0;
+}
+
 int frames_alloc(struct km_frame_allocator *fa, uint64_t want, uint64_t *phys, uint64_t *got)
 {
     if (want == 0)
         return KM_EINVAL;
-    uint64_t p = fa->head;
-    if (!p)
+    uint64_t first = take_whole(fa, want);
+    if (first) {
+        *phys = first;
+        *got = want;
+        return KM_OK;
+    }
+    if (!fa->head)
         return KM_ENOMEM;
-    uint64_t take = node(p)->count < want ? node(p)->count : want;
-    *phys = take_top(fa, p, take);
-    *got = take;
+    // No run holds `want` frames (and the stack is folded): the largest span, whole.
+    uint64_t best = fa->head;
+    for (uint64_t p = node(best)->next; p; p = node(p)->next) {
+        if (node(p)->count > node(best)->count)
+            best = p;
+    }
+    *got = node(best)->count;
+    *phys = take_top(fa, best, *got);
     return KM_OK;
 }
 
@@ -387,13 +389,11 @@ int frames_alloc_contig(struct km_frame_allocator *fa, uint64_t count, uint64_t 
 {
     if (count == 0)
         return KM_EINVAL;
-    for (uint64_t p = fa->head; p; p = node(p)->next) {
-        if (node(p)->count >= count) {
-            *phys = take_top(fa, p, count);
-            return KM_OK;
-        }
-    }
-    return KM_ENOMEM;
+    uint64_t first = take_whole(fa, count);
+    if (!first)
+        return KM_ENOMEM;
+    *phys = first;
+    return KM_OK;
 }
 
 const struct km_frame_span *frames_first(const struct km_frame_allocator *fa)
@@ -417,30 +417,6 @@ uint64_t frames_span_hash(const struct km_frame_allocator *fa)
 }
 
 /* ---- validation (tests) ---- */
-
-struct walk {
-    uint64_t count;     // nodes visited
-    int bad;            // 1: out of order or too many nodes, 2: heap property broken
-};
-
-// In-order walk checking key order and the heap property; bounded by `limit` nodes.
-static void treap_check(uint64_t t, uint64_t lo, uint64_t hi, struct walk *w, uint64_t limit)
-{
-    if (!t || w->bad)
-        return;
-    if (t < lo || t > hi || ++w->count > limit) {
-        w->bad = 1;
-        return;
-    }
-    const struct km_frame_span *n = node(t);
-    if ((n->left && node(n->left)->priority > n->priority) ||
-        (n->right && node(n->right)->priority > n->priority)) {
-        w->bad = 2;
-        return;
-    }
-    treap_check(n->left, lo, t - 1, w, limit);
-    treap_check(n->right, t + 1, hi, w, limit);
-}
 
 #ifdef KM_HOST
 #include <stdio.h>
@@ -479,8 +455,9 @@ int frames_validate(const struct km_frame_allocator *fa, char *why, size_t n)
     if (spans != fa->spans)
         return VALIDATE_FAIL("list has %lu spans, counter says %lu", (unsigned long)spans,
                              (unsigned long)fa->spans);
-    if (frames != fa->free_frames)
-        return VALIDATE_FAIL("list has %lu frames, counter says %lu", (unsigned long)frames,
+    if (frames + fa->stack_frames != fa->free_frames)
+        return VALIDATE_FAIL("spans hold %lu frames and the stack %lu, free_frames says %lu",
+                             (unsigned long)frames, (unsigned long)fa->stack_frames,
                              (unsigned long)fa->free_frames);
     struct walk w = {0, 0};
     treap_check(fa->root, 1, ~0ull, &w, spans);
@@ -491,6 +468,17 @@ int frames_validate(const struct km_frame_allocator *fa, char *why, size_t n)
     for (uint64_t p = fa->head; p; p = node(p)->next) {
         if (treap_floor(fa->root, p) != p)
             return VALIDATE_FAIL("span 0x%lx cannot be found through the index", (unsigned long)p);
+    }
+    if (stack_validate(fa, why, n) != 0)
+        return -1;
+    // No stacked run overlaps a span.
+    for (uint64_t c = 0; c < KM_FRAME_STACK_RUN_MAX; c++) {
+        for (uint64_t run = fa->stack[c]; run; run = snode(run)->next) {
+            uint64_t p = treap_floor(fa->root, run + c * FRAME);
+            if (p && span_end(node(p)) > run)
+                return VALIDATE_FAIL("stacked run 0x%lx (%lu frames) overlaps span 0x%lx",
+                                     (unsigned long)run, (unsigned long)c + 1, (unsigned long)p);
+        }
     }
     return 0;
 }

@@ -2,54 +2,14 @@
 // found it and checks that it did (free frames, spans, span hash, heap counters).
 #include "test/selftest.h"
 
+#include "test/check.h"
+
 #include "arch/cpu.h"
 #include "lib/allocator.h"
 #include "lib/printf.h"
 #include "mm/aspace.h"
 #include "mm/bootstrap.h"
 #include "mm/paging.h"
-
-struct test {
-    char why[192];
-    int failed;
-};
-
-#define CHECK(t, cond, ...)                                                                      \
-    do {                                                                                         \
-        if (!(cond)) {                                                                           \
-            ksnprintf((t)->why, sizeof((t)->why), __VA_ARGS__);                                  \
-            (t)->failed = 1;                                                                     \
-            return;                                                                              \
-        }                                                                                        \
-    } while (0)
-
-// The page-fault handler changes counters behind the compiler's back while a test touches memory:
-// a volatile store is not a compiler barrier for ordinary globals, so re-read them after this.
-static inline void fault_barrier(void)
-{
-    __asm__ volatile("" : : : "memory");
-}
-
-struct frame_snapshot {
-    uint64_t free_frames, spans, hash;
-};
-
-static struct frame_snapshot snapshot(void)
-{
-    return (struct frame_snapshot){km_frames.free_frames, km_frames.spans,
-                                   frames_span_hash(&km_frames)};
-}
-
-#define CHECK_FRAMES_UNCHANGED(t, before)                                                        \
-    do {                                                                                         \
-        struct frame_snapshot now_ = snapshot();                                                 \
-        CHECK(t, now_.free_frames == (before).free_frames && now_.spans == (before).spans &&     \
-                     now_.hash == (before).hash,                                                 \
-              "frames changed: free %lu -> %lu, spans %lu -> %lu", (before).free_frames,          \
-              now_.free_frames, (before).spans, now_.spans);                                     \
-        char why_[128];                                                                          \
-        CHECK(t, frames_validate(&km_frames, why_, sizeof(why_)) == 0, "invalid: %s", why_);     \
-    } while (0)
 
 static uint64_t first_span_start(void)
 {
@@ -86,24 +46,31 @@ static void test_frames_coalesce(struct test *t)
     frames_alloc(&km_frames, 1, &c, &got);
     CHECK(t, b == a - KM_PAGE_SIZE && c == b - KM_PAGE_SIZE, "pops not stack-like: %lx %lx %lx", a,
           b, c);
-    frames_free(&km_frames, b, 1);   // isolated: a new span
+    frames_free(&km_frames, b, 1);   // isolated: a new span (once the stack is folded)
+    frames_fold(&km_frames);
     CHECK(t, km_frames.spans == before.spans + 1, "middle free made %lu spans, expected %lu",
           km_frames.spans, before.spans + 1);
     frames_free(&km_frames, a, 1);   // joins b's span from above
+    frames_fold(&km_frames);
     CHECK(t, km_frames.spans == before.spans + 1, "free above did not coalesce");
     frames_free(&km_frames, c, 1);   // bridges the first span and b..a
+    frames_fold(&km_frames);
     CHECK(t, km_frames.spans == before.spans, "bridging free did not coalesce both sides");
     CHECK_FRAMES_UNCHANGED(t, before);
 }
 
+// A request no run can meet gets the largest span, whole (the first of them when several tie).
 static void test_frames_partial(struct test *t)
 {
     struct frame_snapshot before = snapshot();
-    uint64_t start = first_span_start(), count = first_span_count(), phys, got;
+    const struct km_frame_span *big = frames_first(&km_frames);
+    for (const struct km_frame_span *s = big; s; s = frames_next(s))
+        big = s->count > big->count ? s : big;
+    uint64_t start = big->start, count = big->count, phys, got;
     CHECK(t, frames_alloc(&km_frames, count + 5, &phys, &got) == KM_OK, "allocation failed");
     CHECK(t, got == count && phys == start, "asked %lu: got %lu at 0x%lx, expected %lu at 0x%lx",
           count + 5, got, phys, count, start);
-    CHECK(t, km_frames.spans == before.spans - 1, "whole first span not removed");
+    CHECK(t, km_frames.spans == before.spans - 1, "whole largest span not removed");
     frames_free(&km_frames, phys, got);
     CHECK_FRAMES_UNCHANGED(t, before);
 }
@@ -461,6 +428,7 @@ void selftest_run(struct test_totals *totals)
     run(totals, "frames_partial", test_frames_partial);
     run(totals, "frames_contig", test_frames_contig);
     run(totals, "frames_exhaustion", test_frames_exhaustion);
+    run(totals, "frames_fold", test_frames_fold);
     run(totals, "allocator_interface", test_allocator_interface);
     run(totals, "heap_sizes", test_heap_sizes);
     run(totals, "heap_coalesce", test_heap_coalesce);

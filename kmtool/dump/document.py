@@ -286,6 +286,21 @@ class FrameCountersDoc(TypedDict):
     free_calls: int
     root: str
     limit: str
+    stack_frames: int
+    stack_runs: int
+    stack_limit: int
+    folds: int
+    stack_key: int
+    stack: list[int]  # top run of each stack (runs of 1 .. 16 frames), 0 when empty
+
+
+class FrameStackDoc(TypedDict):
+    """The stack half of the free list (kmtool.dump.frames.FrameStackView)."""
+
+    runs: int
+    frames: int
+    run_list: list[list[str | int]]  # [first frame "0x...", frame count], stack by stack, top down
+    errors: list[str]  # what stopped a stack's walk
 
 
 class FramesDoc(TypedDict):
@@ -302,6 +317,7 @@ class FramesDoc(TypedDict):
     largest_span: SpanDoc | None
     fragmentation: float  # 1 - largest span / free frames
     counters: FrameCountersDoc
+    stack: FrameStackDoc | None  # None when the stack was not decoded
 
 
 # -- heap ------------------------------------------------------------------------------------------

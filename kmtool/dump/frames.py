@@ -25,6 +25,7 @@ import construct
 import numpy as np
 
 from kmtool.dump.document import FrameCountersDoc, FramesDoc
+from kmtool.dump.frame_stack import FrameStackView, read_stack
 from kmtool.dump.memory import MAX_PHYSICAL, WORD, PhysicalMemory
 from kmtool.dump.records import field_offset, parse, words_to_records
 from kmtool.errors import DumpError
@@ -50,6 +51,7 @@ class FreeList:
     state: Any  # construct Container of FrameAllocator
     nodes: np.ndarray  # numpy_dtype(FrameSpan) records
     addresses: np.ndarray  # where each node was read (uint64)
+    stack: FrameStackView | None = None  # the stack half (None: not decoded)
 
     # Columns as contiguous uint64 arrays, made once: every span check reads them. (Read-only.)
 
@@ -77,16 +79,19 @@ class FreeList:
     def initialized(self) -> bool:
         """False while km_frames is still all zero (the kernel stopped before the allocator was set
         up): then the empty list says nothing about free memory, and the span checks do not apply."""
-        return any(v for k, v in self.state.items() if not k.startswith("_"))
+        values = (v for k, v in self.state.items() if not k.startswith("_"))
+        return any(any(v) if isinstance(v, list) else v for v in values)  # `stack` is a list
 
     @property
     def free_frames(self) -> int:
-        """The sum of the counts, exact (summed in 32-bit halves, so no uint64 wrap)."""
+        """Free frames as the kernel counts them: the spans' counts (exact, summed in 32-bit halves,
+        so no uint64 wrap) and the stacked frames."""
+        stacked = self.stack.frames if self.stack is not None else 0
         if not len(self.nodes):
-            return 0
+            return stacked
         high = int((self.counts >> np.uint64(32)).sum())
         low = int((self.counts & np.uint64(0xFFFFFFFF)).sum())
-        return (high << 32) + low
+        return (high << 32) + low + stacked
 
     def largest(self) -> tuple[int, int] | None:
         if not len(self.nodes):
@@ -137,6 +142,7 @@ class FreeList:
             if not free or largest is None
             else round(1 - largest[1] / free, 6),
             "counters": self.counters(),
+            "stack": None if self.stack is None else self.stack.to_json(),
         }
 
     def counters(self) -> FrameCountersDoc:
@@ -151,6 +157,12 @@ class FreeList:
             "free_calls": s.free_calls,
             "root": hex(s.root),
             "limit": hex(s.limit),
+            "stack_frames": s.stack_frames,
+            "stack_runs": s.stack_runs,
+            "stack_limit": s.stack_limit,
+            "folds": s.folds,
+            "stack_key": s.stack_key,
+            "stack": list(s.stack),
         }
 
 
@@ -176,7 +188,7 @@ def read_free_list(memory: PhysicalMemory, state_pa: int) -> FreeList:
             f"Frame free list: FrameSpan at phys {hex(int(addresses[k]))} has count {hex(count)} "
             f"({count} frames), more than the {limit} frames the dump holds."
         )
-    return FreeList(state_pa, state, nodes, addresses)
+    return FreeList(state_pa, state, nodes, addresses, read_stack(memory, state))
 
 
 def max_span_frames(memory: PhysicalMemory) -> int:

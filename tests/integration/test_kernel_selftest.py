@@ -28,10 +28,10 @@ from kmtool.schemas.frames import SPAN_HASH_MULTIPLIER
 TOOLS = ("clang", "ld.lld", "lld-link", "mformat", "mcopy", "qemu-system-x86_64",
          "/usr/share/OVMF/OVMF_CODE_4M.fd")  # fmt: skip
 SELF_TESTS = ("frames_alloc_free", "frames_coalesce", "frames_partial", "frames_contig",
-              "frames_exhaustion", "allocator_interface", "heap_sizes", "heap_coalesce",
+              "frames_exhaustion", "frames_fold", "allocator_interface", "heap_sizes", "heap_coalesce",
               "heap_lazy", "kvm_demand", "tlb_remap", "offset_map", "kernel_wx", "aspaces",
               "regions")  # fmt: skip
-REPORT_KEYS = ("free_frames", "spans", "span_list", "span_hash", "heap_bytes_in_use",
+REPORT_KEYS = ("free_frames", "spans", "stack_depth", "folds", "span_list", "span_hash", "heap_bytes_in_use",
                "heap_backed_pages", "page_faults", "offset_map_page_size", "kernel_pml4",
                "bootstrap_cycles", "build_id")  # fmt: skip
 GiB, MiB = table.GiB, table.MiB
@@ -86,6 +86,7 @@ def check_selftest_boot(result: RunResult, memory: int) -> dict[str, Any]:
         assert report["span_hash"] == f"0x{span_hash(spans):016x}"
         assert report["free_frames"] == sum(n for _, n in spans)
     assert spans[0][0] > 0, "frame 0 is never managed"
+    assert report["folds"] >= 2, "the frames_fold self test folds twice"
 
     # the self tests give back everything they take
     assert report["heap_bytes_in_use"] == 0 and report["heap_blocks_in_use"] == 0

@@ -103,6 +103,14 @@ int host_frames_alloc_contig(struct km_frame_allocator *fa, uint64_t count, uint
     return status;
 }
 
+// Returns the number of runs folded, or -1 after a panic.
+long host_frames_fold(struct km_frame_allocator *fa)
+{
+    long runs = 0;
+    GUARDED(runs = (long)frames_fold(fa));
+    return runs;
+}
+
 // Copies up to `max` (start, count) pairs into `out`; returns the number of spans in the list.
 uint64_t host_frames_spans(const struct km_frame_allocator *fa, uint64_t *out, uint64_t max)
 {

@@ -23,11 +23,25 @@ from typing import Any
 from conftest import REPO, require
 
 from kmtool.layout import table
-from kmtool.schemas.frames import SPAN_HASH_MULTIPLIER, FrameAllocator, FrameSpan
+from kmtool.schemas.frames import (
+    SPAN_HASH_MULTIPLIER,
+    STACK_RUN_MAX,
+    FrameAllocator,
+    FrameSpan,
+    FrameStack,
+    stack_node_offset,
+)
 from kmtool.schemas.heap import Heap
 
 PAGE = table.PAGE_SIZE
-SOURCES = ("kernel/mm/frame.c", "kernel/mm/heap.c", "kernel/mm/vaddr.c", "tests/kernel/host_shim.c")
+SOURCES = (
+    "kernel/mm/frame.c",
+    "kernel/mm/frame_stack.c",
+    "kernel/mm/frame_treap.c",
+    "kernel/mm/heap.c",
+    "kernel/mm/vaddr.c",
+    "tests/kernel/host_shim.c",
+)
 # KM_DEBUG=1: the debug-only invariant checks run under every host test (test_host_debug_checks.py).
 CFLAGS = ("-shared", "-fPIC", "-O2", "-g", "-std=c11", "-D_DEFAULT_SOURCE", "-DKM_HOST",
           "-DKM_DEBUG=1", "-Wall", "-Wextra", "-Werror", "-Iinclude", "-Ikernel/include")  # fmt: skip
@@ -49,6 +63,7 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "host_frames_free": (ctypes.c_int, [vp, u64, u64]),
     "host_frames_alloc": (ctypes.c_int, [vp, u64, u64p, u64p]),
     "host_frames_alloc_contig": (ctypes.c_int, [vp, u64, u64p]),
+    "host_frames_fold": (ctypes.c_long, [vp]),
     "host_frames_spans": (u64, [vp, u64p, u64]),
     "host_frames_span_hash": (u64, [vp]),
     "host_frames_validate": (ctypes.c_int, [vp, ctypes.c_char_p, ctypes.c_ulong]),
@@ -68,9 +83,17 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
 }
 
 
+# KMHOST_SANITIZE=1 (set by test_host_sanitizers.py, which also preloads the runtime): clang with
+# AddressSanitizer and UndefinedBehaviorSanitizer, any finding fatal.
+SANITIZE = os.environ.get("KMHOST_SANITIZE") == "1"
+SANITIZER_FLAGS = ("-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-shared-libsan",
+                   "-fno-omit-frame-pointer")  # fmt: skip
+
+
 def compiler() -> str:
-    """The host C compiler: $CC, else cc, else clang (skips, or fails under CI, when none)."""
-    for name in (os.environ.get("CC", ""), "cc", "clang"):
+    """The host C compiler: $CC, else cc, else clang (skips, or fails under CI, when none); clang
+    when sanitizing."""
+    for name in ("clang",) if SANITIZE else (os.environ.get("CC", ""), "cc", "clang"):
         if name and shutil.which(name):
             return name
     require("cc")
@@ -80,7 +103,8 @@ def compiler() -> str:
 def build(out: Path, extra: tuple[str, ...] = ()) -> Path:
     """Compiles the shared library into `out`; returns its path. Raises on a compiler error."""
     lib = out / "libkmhost.so"
-    argv = [compiler(), *CFLAGS, *extra, *SOURCES, "-o", str(lib)]
+    flags = (*CFLAGS, *SANITIZER_FLAGS) if SANITIZE else CFLAGS
+    argv = [compiler(), *flags, *extra, *SOURCES, "-o", str(lib)]
     done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True)
     if done.returncode != 0:
         raise AssertionError(f"host build failed: {' '.join(argv)}\n{done.stderr}")
@@ -154,6 +178,36 @@ class Frames:
         out = (ctypes.c_uint64 * (2 * n))()
         self.lib.host_frames_spans(self.state, out, n)
         return [(out[2 * i], out[2 * i + 1]) for i in range(n)]
+
+    def fold(self) -> int:
+        """frames_fold(): the number of stacked runs moved into the spans."""
+        return self._call("host_frames_fold")
+
+    def set_stack_limit(self, frames: int) -> None:
+        """Writes the state's stack_limit (0: every stack push folds at once)."""
+        off = field_offset(FrameAllocator, "stack_limit")
+        self.state[off : off + 8] = frames.to_bytes(8, "little")
+
+    def stack_node(self, phys: int) -> Any:
+        """The FrameStack node of the frame at `phys`, as kmtool.schemas.frames parses it."""
+        at = phys + stack_node_offset(phys)
+        return FrameStack.parse(self.node_bytes(at, FrameStack.sizeof()))
+
+    def stack(self) -> list[list[int]]:
+        """Per run length 1..STACK_RUN_MAX, the stacked runs' first frames from the top down, read
+        through the state and the nodes with the schemas (bounded by stack_runs)."""
+        c = self.counters()
+        out: list[list[int]] = []
+        budget = c.stack_runs
+        for i in range(STACK_RUN_MAX):
+            runs, at = [], c.stack[i]
+            while at:
+                assert budget > 0, "stack walk is longer than stack_runs"
+                budget -= 1
+                runs.append(at)
+                at = self.stack_node(at).next
+            out.append(runs)
+        return out
 
     def span_hash(self) -> int:
         self.lib.host_set_arena(self.base)
@@ -256,6 +310,16 @@ class Vaddr:
             self.state, addr, ctypes.byref(start), ctypes.byref(size)
         )
         return (start.value, size.value) if found else None
+
+
+def field_offset(schema: Any, name: str) -> int:
+    """Byte offset of field `name` in a construct Struct of fixed-size fields."""
+    offset = 0
+    for sub in schema.subcons:
+        if sub.name == name:
+            return offset
+        offset += sub.sizeof()
+    raise KeyError(name)
 
 
 def span_hash_model(spans: list[tuple[int, int]]) -> int:

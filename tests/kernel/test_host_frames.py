@@ -1,9 +1,13 @@
-"""Host tests of the frame allocator (kernel/mm/frame.c) against a Python model (issue 4 item 10).
+"""Host tests of the frame allocator (kernel/mm/frame.c, frame_stack.c) against a Python model.
 
-The model is the set of free frame numbers. From it follow the exact span list (sorted, coalesced
-runs), the counters, the span hash, the treap (its in-order walk from the root is the span list),
-and the exact answer of every allocation: frames come off the top of the lowest span, and a request
-bigger than that span gets the whole span. Nodes and state are read back with the schemas.
+The model (frames_model.py) is the set of free frame numbers in the span half and the runs on each
+stack. From it follow the exact span list (sorted, coalesced runs), the stacks, the counters, the
+span hash, the treap (its in-order walk from the root is the span list), and the exact answer of
+every allocation: a stacked run of exactly the length asked, else the top of the first span that
+fits, else the same after a fold, else the whole largest span. Nodes and state are read back with
+the schemas. Examples that are about the span half set stack_limit 0, so every free folds at once
+and the spans see each free as before the stack existed; tests/kernel/test_host_frame_stack.py has
+the stack's own examples.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from frames_model import FramesModel
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -52,20 +57,24 @@ def test_add_skips_frame_zero_and_clips_at_the_limit() -> None:
     assert (c.free_frames, c.spans, c.managed_frames) == (15, 1, 15)
 
 
-def test_allocation_pops_from_the_top_of_the_first_span() -> None:
+def test_allocation_pops_from_the_top_of_the_first_span_that_fits() -> None:
     fa = Frames(64)
     fa.add(2 * PAGE, 4)
     fa.add(10 * PAGE, 8)
     assert fa.alloc(1) == (5 * PAGE, 1)
     assert fa.alloc(2) == (3 * PAGE, 2)
-    # the first span has one frame left: a request for 5 gets just that one
-    assert fa.alloc(5) == (2 * PAGE, 1)
-    assert fa.spans() == [(10 * PAGE, 8)]
-    assert fa.counters().alloc_calls == 3
+    # the first span has one frame left: a request for 5 is met whole by the next span (issue 13)
+    assert fa.alloc(5) == (13 * PAGE, 5)
+    assert fa.spans() == [(2 * PAGE, 1), (10 * PAGE, 3)]
+    # no run holds 6 frames: the largest span, whole
+    assert fa.alloc(6) == (10 * PAGE, 3)
+    assert fa.spans() == [(2 * PAGE, 1)]
+    assert fa.counters().alloc_calls == 4
 
 
 def test_free_coalesces_with_both_neighbours_and_the_node_moves_down() -> None:
     fa = Frames(64)
+    fa.set_stack_limit(0)
     fa.add(PAGE, 3)  # frames 1-3
     fa.add(8 * PAGE, 4)  # frames 8-11
     fa.free(5 * PAGE, 1)  # isolated
@@ -110,12 +119,12 @@ def test_double_and_overlapping_free_panic_with_the_frame_address(
     fa = Frames(32)
     fa.add(4 * PAGE, 4)  # frames 4-7 free
     fa.add(20 * PAGE, 2)
-    before = (fa.spans(), fa.counters())
+    before = (fa.spans(), fa.counters(), fa.stack())
     with pytest.raises(HostPanic) as err:
         fa.free(phys, count)
     assert kind in str(err.value)
     assert f"frame {frame:#x}" in str(err.value)
-    assert (fa.spans(), fa.counters()) == before  # checked before anything changed
+    assert (fa.spans(), fa.counters(), fa.stack()) == before  # checked before anything changed
     assert fa.validate() is None
 
 
@@ -157,6 +166,7 @@ def test_span_hash_matches_the_model() -> None:
 
 def test_treap_fields_are_the_schema_fields() -> None:
     fa = Frames(64)
+    fa.set_stack_limit(0)
     assert (fa.counters().root, fa.counters().limit) == (0, 64 * PAGE)
     for start in (30, 4, 50, 10, 20):
         fa.add(start * PAGE, 2)
@@ -177,6 +187,7 @@ def test_treap_fields_are_the_schema_fields() -> None:
 def test_many_spans_stay_indexed() -> None:
     # every other frame free: 2000 spans; then fill the gaps in a scattered order
     fa = Frames(4096)
+    fa.set_stack_limit(0)
     for f in range(2, 4002, 2):
         fa.add(f * PAGE, 1)
     assert fa.counters().spans == 2000
@@ -196,56 +207,44 @@ FRAMES = 96  # physical memory of the model: frames 0 .. FRAMES-1
 
 
 class FrameMachine(RuleBasedStateMachine):
-    """Random add/alloc/free/bad-free sequences; the C allocator must agree with the model."""
+    """Random add/alloc/free/fold/bad-free sequences over both halves; the C allocator must agree
+    with the model in every answer, every span, every stacked run and every counter."""
 
     def __init__(self) -> None:
         super().__init__()
         self.fa = Frames(FRAMES)
-        self.free: set[int] = set()  # frame numbers
+        self.model = FramesModel(stack_limit=0)
         self.allocated: list[tuple[int, int]] = []  # (first frame, count) chunks we own
-        self.managed = 0
-        self.allocs = 0
-        self.frees = 0
 
-    @initialize(holes=st.sets(st.integers(1, FRAMES - 1), max_size=FRAMES // 3))
-    def hand_over_memory(self, holes: set[int]) -> None:
+    @initialize(
+        holes=st.sets(st.integers(1, FRAMES - 1), max_size=FRAMES // 3),
+        stack_limit=st.sampled_from([0, 1, 8, 40, 1 << 18]),
+    )
+    def hand_over_memory(self, holes: set[int], stack_limit: int) -> None:
+        self.fa.set_stack_limit(stack_limit)
+        self.model.stack_limit = stack_limit
         # add every run of non-hole frames, in a shuffled-but-deterministic order
         wanted = [f for f in range(1, FRAMES) if f not in holes]
         chunks = runs(set(wanted))
         for start, count in chunks[::2] + chunks[1::2]:
             self.fa.add(start, count)
-            self.free.update(range(start // PAGE, start // PAGE + count))
-            self.managed += count
+            self.model.add(start // PAGE, count)
 
     @rule(want=st.integers(1, 40))
     def alloc(self, want: int) -> None:
-        got = self.fa.alloc(want)
-        spans = runs(self.free)
-        if not spans:
-            assert got == KM_ENOMEM
-            return
-        start, count = spans[0]
-        take = min(want, count)
-        expected = (start + (count - take) * PAGE, take)
-        assert got == expected
-        first = expected[0] // PAGE
-        self.free.difference_update(range(first, first + take))
-        self.allocated.append((first, take))
-        self.allocs += 1
+        expected = self.model.alloc(want)
+        assert self.fa.alloc(want) == expected
+        if expected != KM_ENOMEM:
+            assert isinstance(expected, tuple)
+            self.allocated.append((expected[0] // PAGE, expected[1]))
 
     @rule(count=st.integers(1, 20))
     def alloc_contig(self, count: int) -> None:
+        first = self.model.take_whole(count)
         got = self.fa.alloc_contig(count)
-        fits = [(s, c) for s, c in runs(self.free) if c >= count]
-        if not fits:
-            assert got is None
-            return
-        start, c = fits[0]
-        assert got == start + (c - count) * PAGE
-        first = got // PAGE
-        self.free.difference_update(range(first, first + count))
-        self.allocated.append((first, count))
-        self.allocs += 1
+        assert got == (None if first is None else first * PAGE)
+        if first is not None:
+            self.allocated.append((first, count))
 
     @precondition(lambda self: self.allocated)
     @rule(data=st.data())
@@ -256,40 +255,47 @@ class FrameMachine(RuleBasedStateMachine):
         lo = data.draw(st.integers(0, count - 1))
         hi = data.draw(st.integers(lo + 1, count))
         self.fa.free((first + lo) * PAGE, hi - lo)
-        self.free.update(range(first + lo, first + hi))
+        self.model.release(first + lo, hi - lo)
         if lo:
             self.allocated.append((first, lo))
         if hi < count:
             self.allocated.append((first + hi, count - hi))
-        self.frees += 1
 
-    @precondition(lambda self: self.free)
+    @rule()
+    def fold(self) -> None:
+        assert self.fa.fold() == self.model.fold()
+
+    @precondition(lambda self: self.model.free())
     @rule(data=st.data())
     def bad_free_panics(self, data: st.DataObject) -> None:
-        # a range that touches at least one free frame
-        f = data.draw(st.sampled_from(sorted(self.free)))
+        # a range that touches at least one free frame, stacked or in a span
+        free = self.model.free()
+        f = data.draw(st.sampled_from(sorted(free)))
         lo = data.draw(st.integers(max(1, f - 5), f))
         hi = data.draw(st.integers(f + 1, min(FRAMES, f + 6)))
-        before = self.fa.spans()
+        before = (self.fa.spans(), self.fa.stack(), self.fa.counters())
         with pytest.raises(HostPanic) as err:
             self.fa.free(lo * PAGE, hi - lo)
-        first_free = min(x for x in range(lo, hi) if x in self.free)
-        all_free = all(x in self.free for x in range(lo, hi))
+        first_free = min(x for x in range(lo, hi) if x in free)
+        all_free = all(x in free for x in range(lo, hi))
         message = str(err.value)
         assert ("double free" if all_free else "overlapping free") in message
         found = re.search(r"frame (0x[0-9a-f]+)", message)
         assert found is not None and int(found.group(1), 16) == first_free * PAGE
-        assert self.fa.spans() == before
+        assert (self.fa.spans(), self.fa.stack(), self.fa.counters()) == before
 
     @invariant()
     def matches_model(self) -> None:
-        expected = runs(self.free)
+        m = self.model
+        expected = m.spans()
         assert self.fa.spans() == expected
+        assert self.fa.stack() == m.stack_view()
         c = self.fa.counters()
-        assert c.free_frames == len(self.free)
+        assert c.free_frames == len(m.free())
+        assert (c.stack_frames, c.stack_runs, c.folds) == (m.stack_frames, m.stack_runs, m.folds)
         assert c.spans == len(expected)
-        assert c.managed_frames == self.managed
-        assert (c.alloc_calls, c.free_calls) == (self.allocs, self.frees)
+        assert c.managed_frames == m.managed
+        assert (c.alloc_calls, c.free_calls) == (m.allocs, m.frees)
         assert c.head == (expected[0][0] if expected else 0)
         assert self.fa.span_hash() == span_hash_model(expected)
         assert treap_inorder(self.fa) == [start for start, _ in expected]

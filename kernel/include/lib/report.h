@@ -1,5 +1,7 @@
 // The ready report: one line `KM-REPORT {json}` (kernel/report.c). Keys (issue 4 item 9 and more):
-//   free_frames, spans, managed_frames, span_list (first 64 spans as ["0x<start>", count]),
+//   free_frames, spans, managed_frames, stack_depth (runs on the frame stack when the report
+//   began; the report then folds them into the spans), folds (folds done, that one included),
+//   span_list (first 64 spans as ["0x<start>", count]),
 //   span_hash ("0x" + 16 hex digits: the polynomial hash mod 2^64 of kmtool/schemas/frames.py
 //   over every span's start and count, in list order), heap_bytes_in_use, heap_blocks_in_use,
 //   heap_free_blocks, heap_backed_pages, page_faults, demand_maps, tables_allocated, tables_freed,

@@ -1,0 +1,135 @@
+"""The frame allocator's stack half, followed through the dump (docs/design.md §14,
+kmtool.schemas.frames): every stack of runs from `FrameAllocator.stack`, bounded by `stack_runs` and
+by the dump's frames, each link checked for alignment and for lying inside the dump, then every run's
+first and last frame checked in bulk for its free marker, run and length. Faults do not stop
+inspect: they are kept in `FrameStackView.errors` (kmtool/dump/stack_checks.py reports them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from kmtool.dump.document import FrameStackDoc
+from kmtool.dump.memory import WORD, PhysicalMemory
+from kmtool.dump.records import field_offset
+from kmtool.layout.table import PAGE_SHIFT, PAGE_SIZE
+from kmtool.schemas.frames import (
+    FRAME_STACK_MAGIC,
+    STACK_NODE_COLOURS,
+    STACK_RUN_MAX,
+    FrameStack,
+    stack_node_offset,
+)
+
+RUN_LIST_LIMIT = 1 << 16  # stacked runs listed in JSON
+
+
+@dataclass(frozen=True)
+class FrameStackView:
+    """The stack half (kmtool.schemas.frames): every stacked run, stack by stack from the top down.
+
+    `errors` names what stopped a stack's walk (a link outside the dump or not frame aligned, a
+    frame without its free marker, a wrong run or count, a loop); the runs before it are kept."""
+
+    runs: np.ndarray  # first frame of each stacked run (uint64)
+    counts: np.ndarray  # its length (uint64)
+    errors: tuple[str, ...]
+
+    @property
+    def frames(self) -> int:
+        return int(self.counts.sum())
+
+    def to_json(self) -> FrameStackDoc:
+        return {
+            "runs": len(self.runs),
+            "frames": self.frames,
+            "run_list": [
+                [hex(r), c]
+                for r, c in zip(
+                    self.runs[:RUN_LIST_LIMIT].tolist(), self.counts.tolist(), strict=False
+                )
+            ],  # fmt: skip
+            "errors": list(self.errors),
+        }
+
+
+def _stack_links(memory: PhysicalMemory, head: int, budget: int) -> tuple[list[int], str]:
+    """Follow one stack's `next` words from `head`, at most `budget` runs: the runs' first frames
+    and what stopped the walk early ("" at the bottom). One word load per run from a memoryview of
+    the dump (the hot loop); the nodes are verified in bulk afterwards (`_stack_verify`)."""
+    out: list[int] = []
+    append = out.append
+    nxt = field_offset(FrameStack, "next")
+    a, lo, hi, base, view = head, 1, 0, 0, memoryview(b"").cast("Q")
+    while a:
+        if not lo <= a < hi:
+            i = memory.range_index(a)
+            origin = hex(out[-1]) if out else "the stack head"
+            if i < 0 or memory.ranges[i].start % WORD:
+                return out, f"Stacked run {hex(a)} (linked from {origin}) is outside the dump."
+            r = memory.ranges[i]
+            lo, hi, base, view = r.start, r.file_end - PAGE_SIZE, r.start, memory.word_view(i)
+            continue
+        if a % PAGE_SIZE or len(out) >= budget:
+            origin = hex(out[-1]) if out else "the stack head"
+            why = "is not frame aligned" if a % PAGE_SIZE else "closes a loop or passes stack_runs"
+            return out, f"Stacked run {hex(a)} (linked from {origin}) {why}."
+        append(a)
+        a = view[(a - base + stack_node_offset(a) + nxt) >> 3]
+    return out, ""
+
+
+def _stack_verify(memory: PhysicalMemory, state: Any, runs: np.ndarray, c: int) -> str:
+    """Check, in bulk, every run's first and last frame: marker, run and count; "" when all hold."""
+    if not len(runs):
+        return ""
+    frames = np.concatenate([runs, runs + np.uint64(c * PAGE_SIZE)])
+    owners = np.concatenate([runs, runs])
+    at = frames + (frames >> np.uint64(PAGE_SHIFT)) % np.uint64(STACK_NODE_COLOURS) * np.uint64(64)
+    starts = np.array([r.start for r in memory.ranges], dtype=np.uint64)
+    which = np.searchsorted(starts, at, side="right") - 1
+    good = np.zeros(len(frames), dtype=bool)
+    for i in np.unique(which[which >= 0]).tolist():
+        sel = np.flatnonzero(which == i)
+        words = memory.range_words(i)
+        idx = ((at[sel] - starts[i]) >> np.uint64(3)).astype(np.int64)
+        inside = idx + 3 <= len(words)
+        sel, idx = sel[inside], idx[inside]
+        marker = np.uint64(FRAME_STACK_MAGIC) ^ frames[sel] ^ np.uint64(state.stack_key)
+        good[sel] = ((words[idx] == marker) & (words[idx + 1] == owners[sel])
+                     & (words[idx + 2] == np.uint64(c + 1)))  # fmt: skip
+    bad = np.flatnonzero(~good)
+    if not len(bad):
+        return ""
+    k = int(bad[0])
+    f, a = int(frames[k]), int(owners[k])
+    found = (
+        memory.read(int(at[k]), 24, "frame stack node")
+        if memory.range_index(int(at[k])) >= 0
+        else b""
+    )
+    if len(found) < 24:
+        return f"Stacked run {hex(a)}: frame {hex(f)} is outside the dump."
+    marker, run, count = (int(w) for w in np.frombuffer(found, dtype="<u8"))
+    return (f"Stacked run {hex(a)}: frame {hex(f)} has marker {hex(marker)}, run {hex(run)}, count "
+            f"{count}, not those of a {c + 1}-frame run.")  # fmt: skip
+
+
+def read_stack(memory: PhysicalMemory, state: Any) -> FrameStackView:
+    """Follow every stack of the state (bounded by stack_runs, and by the dump's frames)."""
+    budget = min(int(state.stack_runs), memory.ram_bytes // PAGE_SIZE)
+    runs: list[int] = []
+    counts: list[int] = []
+    errors: list[str] = []
+    for c in range(STACK_RUN_MAX):
+        found, error = _stack_links(memory, int(state.stack[c]), budget - len(runs))
+        error = error or _stack_verify(memory, state, np.array(found, dtype=np.uint64), c)
+        runs += found
+        counts += [c + 1] * len(found)
+        if error:
+            errors.append(error)
+    return FrameStackView(np.array(runs, dtype=np.uint64), np.array(counts, dtype=np.uint64),
+                          tuple(errors))  # fmt: skip
