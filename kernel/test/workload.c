@@ -142,6 +142,7 @@ static void workload_fragment(void)
             panic("workload fragment: cannot map the pool (status %d)", status);
         frames_free(&km_frames, frames[2 * i + 1], 1);
     }
+    frames_fold(&km_frames);   // the freed frames sit on the stack half until folded into spans
     kprintf("workload fragment: %d frames kept at 0x%lx-0x%lx (kernel-vspace), %d freed between "
             "them; %lu spans\n", FRAGMENT_PAIRS, pool, pool + FRAGMENT_PAIRS * KM_PAGE_SIZE - 1,
             FRAGMENT_PAIRS, km_frames.spans);

@@ -2,7 +2,7 @@
 kmtool.schemas.frames): every stack of runs from `FrameAllocator.stack`, bounded by `stack_runs` and
 by the dump's frames, each link checked for alignment and for lying inside the dump, then every run's
 first and last frame checked in bulk for its free marker, run and length. Faults do not stop
-inspect: they are kept in `FrameStackView.errors` (kmtool/dump/stack_checks.py reports them).
+inspect: they are kept in `FrameStackView.errors` (kmtool/dump/checks/stack.py reports them).
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from kmtool.dump.accounting import account_frames
 from kmtool.dump.aspaces import read_address_spaces
 from kmtool.dump.fault import read_fault_record
@@ -37,7 +39,12 @@ def decode_kernel_parts(ins: Inspection) -> None:
         own = [t for t in (ins.kernel_tables, ins.tables) if t is not None]
         walks = list({id(t): t for t in own}.values()) + spaces
         f = ins.frames
-        ins.accounting = account_frames(ins.memmap, f.starts, f.ends, walks, f.state.limit)
+        start, end = f.starts, f.ends
+        if f.stack is not None and len(f.stack.runs):  # stacked runs are free frames too
+            runs = f.stack.runs.astype(np.uint64)
+            start = np.concatenate((start, runs))
+            end = np.concatenate((end, runs + f.stack.counts.astype(np.uint64) * np.uint64(4096)))
+        ins.accounting = account_frames(ins.memmap, start, end, walks, f.state.limit)
     try:
         record = read_fault_record(memory, core.fault_phys)
     except DumpError as err:

@@ -61,7 +61,7 @@ def test_summary_exact(work: Path) -> None:
         "             9 tables",
         "Frames       2311 free (9.02 MiB) in 10 spans; largest 0xd01000 (767 frames), fragmentation 0.668",
         "Heap         27 blocks: 2 used (5300 bytes requested), 25 free; 4 backed pages",
-        "Checks       25 passed, 0 failed",
+        "Checks       30 passed, 0 failed",
     ]  # fmt: skip
 
 
@@ -74,7 +74,7 @@ def test_raw_dumps_with_kernel_symbols(work: Path) -> None:
     assert out[0] == "Dump         dump.raw: raw physical image, 16 MiB in 1 range"
     assert out[1].startswith("Core info    0x118100 (found by scan), kernel PML4 0x190000")
     assert out[2] == "Build id     000102030405060708090a0b0c0d0e0f (kernel ELF: the same)"
-    assert out[-1] == "Checks       27 passed, 0 failed"
+    assert out[-1] == "Checks       32 passed, 0 failed"
     done = kmtool("inspect", "laid-out.raw", "--kernel", "kernel.elf", cwd=work)
     assert done.returncode == 0, done.stderr
     out = lines(done.stdout)
@@ -156,11 +156,11 @@ def test_failed_check_exits_1_and_says_which(work: Path, fx: F.Fixture) -> None:
     done = kmtool("inspect", "broken.raw", cwd=work)
     assert done.returncode == 1
     out = lines(done.stdout)
-    assert "Checks       24 passed, 1 failed" in out
+    assert "Checks       29 passed, 1 failed" in out
     assert any(line.startswith("FAIL │ span count matches the kernel counter") for line in out)
     part = kmtool("inspect", "broken.raw", "--part", "frames", cwd=work)
     assert part.returncode == 1
-    assert lines(part.stderr) == ["1 of 25 checks failed: `span count matches the kernel counter`."]
+    assert lines(part.stderr) == ["1 of 30 checks failed: `span count matches the kernel counter`."]
 
 
 def test_core_info_of_another_version_is_a_failed_check(work: Path, fx: F.Fixture) -> None:

@@ -1,19 +1,23 @@
 """kmtool inspect's decoder of the frame stack (kmtool.dump.frames.read_stack) and the stack checks
-(kmtool/dump/stack_checks.py) against memory the real allocator wrote: the host build of
+(kmtool/dump/checks/stack.py) against memory the real allocator wrote: the host build of
 kernel/mm/frame*.c runs over an arena, which is then saved as a raw dump with the state inside it."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
 
 import numpy as np
 from kmhost import PAGE, Frames
 
+from kmtool.dump.checks.stack import (
+    stack_counters,
+    stack_decoded,
+    stack_no_tables,
+    stack_not_in_spans,
+)
 from kmtool.dump.frames import FreeList, read_free_list
 from kmtool.dump.source import open_dump
-from kmtool.dump.stack_checks import STACK_CHECKS, stack_no_tables
 from kmtool.schemas.frames import FrameAllocator, stack_node_offset
 
 FRAMES = 512
@@ -41,10 +45,6 @@ def _dump(fa: Frames, state_pa: int, path: Path) -> FreeList:
     return read_free_list(open_dump(path).memory, state_pa)
 
 
-def _inspection(fl: FreeList, tables: Any = None) -> Any:
-    return SimpleNamespace(frames=fl, tables=tables, kernel_tables=None, core=None)
-
-
 def test_the_stack_decodes_as_the_allocator_left_it(tmp_path: Path) -> None:
     fa, state_pa = _hybrid()
     fl = _dump(fa, state_pa, tmp_path / "d.raw")
@@ -56,8 +56,8 @@ def test_the_stack_decodes_as_the_allocator_left_it(tmp_path: Path) -> None:
     assert fl.free_frames == c.free_frames  # frame accounting counts the stack as free
     doc = fl.to_json()["stack"]
     assert (doc["runs"], doc["frames"], doc["errors"]) == (c.stack_runs, c.stack_frames, [])
-    rows = [check(_inspection(fl)) for check in STACK_CHECKS]
-    assert [r.ok for r in rows if r is not None] == [True] * 3  # without page tables: 3 rows
+    rows = [check(fl) for check in (stack_decoded, stack_counters, stack_not_in_spans)]
+    assert [r.ok for r in rows] == [True] * 3, rows
 
 
 def test_a_broken_marker_and_a_loop_are_named(tmp_path: Path) -> None:
@@ -68,8 +68,7 @@ def test_a_broken_marker_and_a_loop_are_named(tmp_path: Path) -> None:
     fl = _dump(fa, state_pa, tmp_path / "m.raw")
     assert fl.stack is not None
     assert any(f"frame {hex(top)} has marker 0x0" in e for e in fl.stack.errors)
-    decoded = _inspection(fl)
-    assert not STACK_CHECKS[0](decoded).ok  # "frame stack decodes" names it
+    assert not stack_decoded(fl).ok  # "frame stack decodes" names it
 
     fa, state_pa = _hybrid()
     runs = fa.stack()[0]
@@ -86,5 +85,5 @@ def test_a_page_table_on_the_stack_fails_its_check(tmp_path: Path) -> None:
     assert fl.stack is not None
     stacked = int(fl.stack.runs[0])
     tables = SimpleNamespace(tables=np.array([stacked], dtype=np.uint64))
-    row = stack_no_tables(_inspection(fl, tables))
-    assert row is not None and not row.ok and hex(stacked) in row.detail
+    row = stack_no_tables(fl, tables, None)  # type: ignore[arg-type]  # only .tables is read
+    assert not row.ok and hex(stacked) in row.detail

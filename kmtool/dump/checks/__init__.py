@@ -10,6 +10,7 @@ structural faults; the invariants the design promises are checked here, one modu
     pagetables  the walk, the shared PML4 entries, the offset map, W^X
     spans       the frame allocator's free list
     treap       the search tree over the free list
+    stack       the stack half of the free list (stacked single frames and short runs)
     heap        the kernel heap
     accounting  every ownable frame has an owner (no leaks)
     aspaces     the kernel's address spaces

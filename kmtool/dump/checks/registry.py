@@ -22,7 +22,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from kmtool.check import Check
-from kmtool.dump.checks import accounting, aspaces, core, heap, memmap, pagetables, spans, treap
+from kmtool.dump.checks import (
+    accounting,
+    aspaces,
+    core,
+    heap,
+    memmap,
+    pagetables,
+    spans,
+    stack,
+    treap,
+)
 from kmtool.dump.checks.common import Verdict
 from kmtool.dump.pagetable import ADDRESS_MASK
 from kmtool.layout.table import OFFSET_MAP_BASE, SHARED_PML4_FIRST, SHARED_PML4_LAST
@@ -98,6 +108,13 @@ CHECKS: tuple[InspectCheck, ...] = (
       ("frames",)),
     C("free frames match the kernel counter", spans.free_frames_counter, ("frames",), ("frames",)),
     C("span count matches the kernel counter", spans.spans_counter, ("frames",), ("frames",)),
+    C("frame stack decodes", stack.stack_decoded, ("frames",), ("frames",)),
+    C("frame stack matches the kernel counters", stack.stack_counters, ("frames",), ("frames",)),
+    C("stacked frames are in no span", stack.stack_not_in_spans, ("frames",), ("frames",)),
+    C("frame stack holds no page table", stack.stack_no_tables,
+      ("frames", "tables", "kernel_tables"), ("frames",), ("kernel_tables",)),
+    C("frame stack holds no mapped kernel page", stack.stack_not_mapped,
+      ("frames", "kernel_tables"), ("frames", "kernel_pml4")),
     C("heap headers consistent", heap.heap_headers, ("heap",), ("heap",)),
     C("heap counters match", heap.heap_counters, ("heap",), ("heap",)),
     C("no leaked frames", accounting.no_leaked_frames, ("accounting",), ("frames", "kernel_pml4")),
