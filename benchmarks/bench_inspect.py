@@ -50,7 +50,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from kmtool.dump.pagetable import ADDRESS_MASK, Pte
+from kmtool.dump.levels import ADDRESS_MASK
 from kmtool.layout.table import (
     HEAP_BASE,
     HEAP_SIZE,
@@ -68,7 +68,7 @@ from kmtool.schemas.coreinfo import CORE_INFO_MAGIC, CORE_INFO_MAGIC2, CORE_INFO
 from kmtool.schemas.frames import FRAME_SPAN_MAGIC, FrameAllocator, FrameSpan
 from kmtool.schemas.heap import HEAP_FREE_MAGIC, HEAP_MAX_ORDERS, Heap, HeapBlock
 from kmtool.schemas.memmap import EfiMemoryDescriptor, EfiMemoryType
-from kmtool.schemas.paging import PageStats
+from kmtool.schemas.paging import PageStats, Pte
 
 REPO = Path(__file__).resolve().parent.parent
 RAM = 4 * GiB
@@ -347,8 +347,9 @@ def main() -> None:
     from kmtool.dump.coreinfo import magic_bytes
     from kmtool.dump.frames import WINDOW, FreeList, read_free_list
     from kmtool.dump.memory import PhysicalMemory
-    from kmtool.dump.pagetable import translate_many, walk, walk_address
+    from kmtool.dump.pagetable import walk
     from kmtool.dump.source import open_dump
+    from kmtool.dump.translate import translate_many, walk_address
 
     tmp = Path(tempfile.mkdtemp(prefix="kmtool-bench-inspect-")) if args.keep is None else args.keep
     tmp.mkdir(parents=True, exist_ok=True)

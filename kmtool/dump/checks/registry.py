@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Literal
 from kmtool.check import Check
 from kmtool.dump.checks import accounting, aspaces, core, heap, memmap, pagetables, spans, treap
 from kmtool.dump.checks.common import Verdict
-from kmtool.dump.pagetable import ADDRESS_MASK
+from kmtool.dump.levels import ADDRESS_MASK
 from kmtool.layout.table import OFFSET_MAP_BASE, SHARED_PML4_FIRST, SHARED_PML4_LAST
 
 if TYPE_CHECKING:
