@@ -46,11 +46,10 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 
-from kmtool.dump.pagetable import ADDRESS_MASK, Pte
+from kmtool.dump.levels import ADDRESS_MASK
 from kmtool.layout.table import (
     HEAP_BASE,
     HEAP_SIZE,
@@ -68,7 +67,7 @@ from kmtool.schemas.coreinfo import CORE_INFO_MAGIC, CORE_INFO_MAGIC2, CORE_INFO
 from kmtool.schemas.frames import FRAME_SPAN_MAGIC, FrameAllocator, FrameSpan
 from kmtool.schemas.heap import HEAP_FREE_MAGIC, HEAP_MAX_ORDERS, Heap, HeapBlock
 from kmtool.schemas.memmap import EfiMemoryDescriptor, EfiMemoryType
-from kmtool.schemas.paging import PageStats
+from kmtool.schemas.paging import PageStats, Pte
 
 REPO = Path(__file__).resolve().parent.parent
 RAM = 4 * GiB
@@ -175,10 +174,12 @@ def generate(path: Path) -> dict[str, int]:
                                   "next": nxt, "prev": s - 2 * PAGE_SIZE if i else 0,
                                   "left": left[i], "right": right[i],
                                   "priority": priority[i]}))  # fmt: skip
-    # Kernel state in the image's data pages.
+    # Kernel state in the image's data pages. The fault record and the address-space list stay
+    # zero, as the kernel's .bss leaves them when nothing faulted and no address space was made.
     core, frames, heap, stats = (
         KERNEL_AREA + 8 * PAGE_SIZE + k * 0x400 for k in range(4)
     )  # --reuse
+    fault, aspaces = KERNEL_AREA + 9 * PAGE_SIZE, KERNEL_AREA + 10 * PAGE_SIZE
     tables_end = heap_page + PAGE_SIZE
     descriptors = [
         (EfiMemoryType.CONVENTIONAL, PAGE_SIZE, (KERNEL_AREA - PAGE_SIZE) // PAGE_SIZE),
@@ -219,7 +220,8 @@ def generate(path: Path) -> dict[str, int]:
         "kernel_virt_base": KERNEL_LINK_BASE, "kernel_size": KERNEL_PAGES * PAGE_SIZE,
         "offset_map_base": OFFSET_MAP_BASE, "offset_map_page_size": PAGE_SIZE,
         "offset_map_size": RAM, "kernel_space_base": KERNEL_SPACE_BASE, "heap_base": HEAP_BASE,
-        "heap_size": HEAP_SIZE, "entry_tsc": 1000, "ready_tsc": 9000, "build_id": bytes(16)}))  # fmt: skip
+        "heap_size": HEAP_SIZE, "entry_tsc": 1000, "ready_tsc": 9000, "build_id": bytes(16),
+        "fault_phys": fault, "aspaces_phys": aspaces}))  # fmt: skip
     w.close()
     assert tables_end <= RAM
     # The layout file `kmtool run --dump-format raw` writes next to a raw dump (kmtool/qemu/dump.py).
@@ -343,12 +345,13 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from kmtool.dump import checks
+    from kmtool.dump.checks import spans
     from kmtool.dump.coreinfo import magic_bytes
     from kmtool.dump.frames import WINDOW, FreeList, read_free_list
     from kmtool.dump.memory import PhysicalMemory
-    from kmtool.dump.pagetable import translate_many, walk, walk_address
+    from kmtool.dump.pagetable import walk
     from kmtool.dump.source import open_dump
+    from kmtool.dump.translate import translate_many, walk_address
 
     tmp = Path(tempfile.mkdtemp(prefix="kmtool-bench-inspect-")) if args.keep is None else args.keep
     tmp.mkdir(parents=True, exist_ok=True)
@@ -424,19 +427,18 @@ def main() -> None:
                              f"{len(some) / statistics.median(one_t) / 1e6:.3f} M/s"))  # fmt: skip
 
         span_checks = (
-            checks.spans_aligned,
-            checks.spans_sorted,
-            checks.spans_coalesced,
-            checks.span_links,
-            checks.free_frames_counter,
-            checks.spans_counter,
+            spans.spans_aligned,
+            spans.spans_sorted,
+            spans.spans_coalesced,
+            spans.span_links,
+            spans.free_frames_counter,
+            spans.spans_counter,
         )
 
         def chase(memory: PhysicalMemory) -> FreeList:
             fl = read_free_list(memory, roots["frames"])
-            ns = SimpleNamespace(frames=fl, core=None)  # checks in full, none "not built"
-            results = [c(ns) for c in span_checks]  # type: ignore[arg-type]
-            assert all(r is not None and r.ok for r in results), results
+            results = [c(fl) for c in span_checks]
+            assert all(r.ok for r in results), results
             assert len(fl.nodes) == SPANS
             return fl
 

@@ -1,20 +1,35 @@
-"""The package graph of kmtool has no cycle, counting every import (function-local ones too).
+"""Architecture limits of kmtool, as tests.
 
-A package is `kmtool.<first component>`: kmtool/dump/source.py belongs to `kmtool.dump`, and a
-top-level module such as kmtool/units.py is a package of its own. An edge A -> B means some module of
-A imports something of B. Shared vocabulary lives in the leaves (kmtool.units, kmtool.schemas,
-kmtool.errors), so a cycle means a name sits one layer too high: move it down rather than hide the
-import inside a function.
+The package graph has no cycle, counting every import (function-local ones too). A package is
+`kmtool.<first component>`: kmtool/dump/source.py belongs to `kmtool.dump`, and a top-level module
+such as kmtool/units.py is a package of its own. An edge A -> B means some module of A imports
+something of B. Shared vocabulary lives in the leaves (kmtool.units, kmtool.schemas, kmtool.errors),
+so a cycle means a name sits one layer too high: move it down rather than hide the import inside a
+function.
+
+Size: no module under kmtool/ has more than `MAX_MODULE_LINES` lines, and no function (method,
+nested function) more than `MAX_FUNCTION_LINES`, counted from its `def` line to its last line,
+decorators excluded, unless `FUNCTION_EXCEPTIONS` names it with the reason. kmtool/dump, which reads
+untrusted dumps, has no `# type: ignore` comment at all.
 """
 
 from __future__ import annotations
 
 import ast
+import io
+import re
+import tokenize
 from pathlib import Path
 
 import kmtool
 
 PACKAGE_ROOT = Path(kmtool.__file__).resolve().parent
+MAX_MODULE_LINES = 500
+MAX_FUNCTION_LINES = 60
+# "kmtool/<path>.py:<qualified name>" -> why that function may be longer than MAX_FUNCTION_LINES.
+FUNCTION_EXCEPTIONS: dict[str, str] = {}
+NO_TYPE_IGNORE_UNDER = PACKAGE_ROOT / "dump"
+TYPE_IGNORE = re.compile(r"type:\s*ignore")
 
 
 def _package_of(module: str) -> str | None:
@@ -128,3 +143,104 @@ def test_find_cycle_names_the_cycle() -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert find_cycle(graph) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+# -- size limits -----------------------------------------------------------------------------------
+
+
+def _sources() -> list[Path]:
+    return sorted(PACKAGE_ROOT.rglob("*.py"))
+
+
+def _relative(path: Path) -> str:
+    """`kmtool/dump/pagetable.py` for a module of the package."""
+    return path.relative_to(PACKAGE_ROOT.parent).as_posix()
+
+
+def function_lengths(source: str) -> dict[str, int]:
+    """Qualified name (`Class.method`, `outer.inner`) -> lines of every function in `source`,
+    from its `def` line to its `end_lineno` (decorators are not counted)."""
+    lengths: dict[str, int] = {}
+
+    def visit(node: ast.AST, prefix: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                name = f"{prefix}{child.name}"
+                if not isinstance(child, ast.ClassDef):
+                    assert child.end_lineno is not None
+                    lengths[name] = child.end_lineno - child.lineno + 1
+                visit(child, f"{name}.")
+            else:
+                visit(child, prefix)
+
+    visit(ast.parse(source), "")
+    return lengths
+
+
+def type_ignore_lines(source: str) -> list[int]:
+    """Line numbers of the comments in `source` that say `type: ignore`, however spaced (a string
+    that says it does not count)."""
+    tokens = tokenize.generate_tokens(io.StringIO(source).readline)
+    return [
+        tok.start[0]
+        for tok in tokens
+        if tok.type == tokenize.COMMENT and TYPE_IGNORE.search(tok.string)
+    ]
+
+
+def test_no_module_is_over_the_limit() -> None:
+    over = [
+        f"{_relative(path)} has {lines} lines"
+        for path in _sources()
+        if (lines := len(path.read_text().splitlines())) > MAX_MODULE_LINES
+    ]
+    assert not over, f"Modules over {MAX_MODULE_LINES} lines: " + "; ".join(over) + "."
+
+
+def test_no_function_is_over_the_limit() -> None:
+    over = []
+    for path in _sources():
+        for name, lines in function_lengths(path.read_text()).items():
+            key = f"{_relative(path)}:{name}"
+            if lines > MAX_FUNCTION_LINES and key not in FUNCTION_EXCEPTIONS:
+                over.append(f"{key} has {lines} lines")
+    assert not over, f"Functions over {MAX_FUNCTION_LINES} lines: " + "; ".join(over) + "."
+
+
+def test_every_function_exception_is_still_needed() -> None:
+    lengths = {
+        f"{_relative(path)}:{name}": lines
+        for path in _sources()
+        for name, lines in function_lengths(path.read_text()).items()
+    }
+    stale = [
+        f"{key} ({'gone' if key not in lengths else f'{lengths[key]} lines'})"
+        for key in FUNCTION_EXCEPTIONS
+        if lengths.get(key, 0) <= MAX_FUNCTION_LINES
+    ]
+    assert not stale, "FUNCTION_EXCEPTIONS names functions within the limit: " + "; ".join(stale)
+
+
+def test_no_type_ignore_in_the_dump_package() -> None:
+    found = []
+    for path in sorted(NO_TYPE_IGNORE_UNDER.rglob("*.py")):
+        lines = type_ignore_lines(path.read_text())
+        if lines:
+            where = ", ".join(str(n) for n in lines)
+            found.append(f"{_relative(path)} has {len(lines)} (line {where})")
+    assert not found, "`# type: ignore` comments in kmtool/dump: " + "; ".join(found) + "."
+
+
+def test_the_measures_count_what_they_say() -> None:
+    source = (
+        "@decorator\n"
+        "def f():\n"
+        "    def inner():\n"
+        "        return 1\n"
+        "    return inner\n"
+        "class C:\n"
+        "    async def m(self):  # type:ignore[no-untyped-def]\n"
+        "        return 'type: ignore'\n"
+    )
+    assert function_lengths(source) == {"f": 4, "f.inner": 2, "C.m": 2}
+    assert type_ignore_lines(source) == [7]

@@ -8,7 +8,9 @@ source      open a dump of either kind (ELF core, raw image with optional layout
 cpu         per-CPU register state
 records     construct schema -> numpy dtype / field offsets, for bulk decoding
 regions     region names from the layout table, vectorised
-pagetable   the 4-level walker (levels as data), merged ranges, single walks, translations
+levels      the 4 paging levels as data, effective permissions
+pagetable   the full 4-level walk into merged ranges
+translate   single addresses: one walk level by level, batch translations
 kernel_elf  symbols of the kernel ELF (`--kernel`)
 coreinfo    find and decode the core-info block (symbol or magic scan)
 bootinfo    the loader's boot info

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from kmtool.dump.document import AddressSpaceDoc, AddressSpacesDoc
+from kmtool.dump.levels import ADDRESS_MASK
 from kmtool.dump.memory import PhysicalMemory
-from kmtool.dump.pagetable import ADDRESS_MASK, MAX_LEAVES, PageTables, Ranges, walk
+from kmtool.dump.pagetable import MAX_LEAVES, PageTables, Ranges, walk
 from kmtool.errors import DumpError
 from kmtool.layout.table import (
     ENTRIES_PER_TABLE,

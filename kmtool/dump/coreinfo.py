@@ -21,8 +21,9 @@ import numpy as np
 from kmtool.dump.document import CoreInfoDoc
 from kmtool.dump.kernel_elf import CORE_INFO_SYMBOL, KernelSymbols
 from kmtool.dump.memory import PhysicalMemory
-from kmtool.dump.pagetable import PageTables, translate_many
+from kmtool.dump.pagetable import PageTables
 from kmtool.dump.records import field_offset, parse
+from kmtool.dump.translate import translate_many
 from kmtool.errors import DumpError
 from kmtool.schemas.coreinfo import (
     CORE_INFO_MAGIC,

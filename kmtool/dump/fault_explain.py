@@ -27,7 +27,8 @@ import numpy as np
 from kmtool.dump.document import FaultDoc, WalkDoc, WalkStepDoc
 from kmtool.dump.fault import FaultRecordView
 from kmtool.dump.memory import PhysicalMemory
-from kmtool.dump.pagetable import PageTables, walk_address
+from kmtool.dump.pagetable import PageTables
+from kmtool.dump.translate import walk_address
 from kmtool.errors import DumpError
 from kmtool.layout.table import OFFSET_MAP_BASE, OFFSET_MAP_SIZE, PAGE_SIZE, canonical, region_for
 from kmtool.schemas.fault import (

@@ -42,10 +42,12 @@ from kmtool.dump.frames import FreeList, read_free_list
 from kmtool.dump.heap import HeapView, heap_initialized, read_heap
 from kmtool.dump.kernel_elf import KernelSymbols, load_kernel_symbols
 from kmtool.dump.kernel_parts import decode_kernel_parts
+from kmtool.dump.levels import ADDRESS_MASK
 from kmtool.dump.memmap import MemoryMap, read_memory_map
-from kmtool.dump.pagetable import ADDRESS_MASK, PageTables, walk, walk_address
+from kmtool.dump.pagetable import PageTables, walk
 from kmtool.dump.records import parse
 from kmtool.dump.source import DumpSource, open_dump
+from kmtool.dump.translate import walk_address
 from kmtool.errors import DumpError
 from kmtool.schemas.paging import PageStats
 

@@ -1,10 +1,12 @@
-"""x86-64 4-level page tables in a dump: full walk into merged ranges, single walks, translations.
+"""x86-64 4-level page tables in a dump: the full walk into merged ranges.
 
-The paging levels are *data* (`LEVELS`): one function walks them all. The walk goes level by level
-(breadth first), and each level is decoded in bulk: the entries of every table at that level are
-gathered from the dump into one (tables x 512) numpy array, and present/leaf masks, addresses and
-effective permissions are computed for all of them at once. So the Python-level work is a handful of
-array operations per level, not one loop iteration per entry.
+The paging levels are *data* (`LEVELS`, kmtool.dump.levels): one function walks them all. Single
+addresses (one walk shown level by level, batch translations) are kmtool.dump.translate's.
+
+The walk goes level by level (breadth first), and each level is decoded in bulk: the entries of
+every table at that level are gathered from the dump into one (tables x 512) numpy array, and
+present/leaf masks, addresses and effective permissions are computed for all of them at once. So the
+Python-level work is a handful of array operations per level, not one loop iteration per entry.
 
 Rules (Intel SDM vol. 3, 4.5):
 - an entry is used only when bit 0 (present) is set; absent entries skip the whole range beneath them;
@@ -38,27 +40,25 @@ permissions and the same region of the layout table. Addresses are canonical (si
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
 
 import numpy as np
 
-from kmtool.dump.document import AliasDoc, RangeDoc, WalkDoc, WalkedTablesDoc, WalkStepDoc
+from kmtool.dump.document import AliasDoc, RangeDoc, WalkedTablesDoc
+from kmtool.dump.levels import (
+    ADDRESS_MASK,
+    LEVELS,
+    PERM_ALL,
+    Level,
+    entry_perm,
+    leaf_mask,
+    perm_text,
+)
 from kmtool.dump.memory import PhysicalMemory
 from kmtool.dump.regions import NO_REGION, region_ids, region_name
-from kmtool.errors import DumpError
-from kmtool.layout.table import (
-    ENTRIES_PER_TABLE,
-    PAGE_SHIFT,
-    PAGING_LEVELS,
-    VIRTUAL_ADDRESS_BITS,
-    canonical,
-    is_canonical,
-)
-from kmtool.schemas.paging import PTE_ADDR, Pte
+from kmtool.layout.table import ENTRIES_PER_TABLE, VIRTUAL_ADDRESS_BITS, canonical
+from kmtool.schemas.paging import Pte
 from kmtool.units import suffix_size_text
 
-ADDRESS_MASK = PTE_ADDR  # bits 51:12 of an entry (and of CR3)
-INDEX_BITS = ENTRIES_PER_TABLE.bit_length() - 1
 TABLE_BYTES = ENTRIES_PER_TABLE * 8
 MAX_LEAVES = 1 << 25  # 32 Mi pages (128 GiB of 4 KiB pages): the bound on one walk's work
 MAX_RANGES = 1 << 22  # distinct merged ranges kept (memory bound when nothing merges)
@@ -66,78 +66,6 @@ RECURSIVE_LISTED = 16  # recursive entries listed in JSON
 RANGES_LISTED = 1 << 16  # ranges listed in JSON and by `--part pagetables`
 CHUNK_TABLES = 512  # tables decoded per bulk step (2 MiB of entries, 256 Ki leaves)
 SIGN_EXTENSION = ((1 << 64) - 1) ^ ((1 << VIRTUAL_ADDRESS_BITS) - 1)
-
-# Effective permission bits of a mapping (R is implied by present).
-PERM_W = 1
-PERM_X = 2
-PERM_U = 4
-PERM_ALL = PERM_W | PERM_X | PERM_U
-
-
-class LeafRule(Enum):
-    """When an entry at a level maps a page rather than pointing to the next table."""
-
-    NEVER = "never"
-    PS_BIT = "when bit 7 (PS) is set"
-    ALWAYS = "always"
-
-
-@dataclass(frozen=True)
-class Level:
-    """One paging level: its name, the lowest virtual-address bit its index uses, its leaf rule."""
-
-    name: str
-    shift: int
-    leaf: LeafRule
-
-    @property
-    def page_size(self) -> int:
-        """Bytes one entry at this level spans."""
-        return 1 << self.shift
-
-
-def _levels() -> tuple[Level, ...]:
-    rules = (
-        ("PML4", LeafRule.NEVER),
-        ("PDPT", LeafRule.PS_BIT),
-        ("PD", LeafRule.PS_BIT),
-        ("PT", LeafRule.ALWAYS),
-    )
-    assert len(rules) == PAGING_LEVELS
-    return tuple(
-        Level(name, PAGE_SHIFT + INDEX_BITS * (PAGING_LEVELS - 1 - depth), rule)
-        for depth, (name, rule) in enumerate(rules)
-    )
-
-
-LEVELS = _levels()
-
-
-def perm_text(perm: int) -> str:
-    """ "RWXU"-style text for effective permissions: R always, then W, X, U or '-'."""
-    return (
-        "R"
-        + ("W" if perm & PERM_W else "-")
-        + ("X" if perm & PERM_X else "-")
-        + ("U" if perm & PERM_U else "-")
-    )
-
-
-def _entry_perm(entries: np.ndarray) -> np.ndarray:
-    """Per-entry permission bits (W, X = not NX, U) as uint8."""
-    w = ((entries >> np.uint64(1)) & np.uint64(1)).astype(np.uint8) * PERM_W
-    u = ((entries >> np.uint64(2)) & np.uint64(1)).astype(np.uint8) * PERM_U
-    x = (1 - (entries >> np.uint64(63)).astype(np.uint8)) * PERM_X
-    return w | u | x
-
-
-def _leaf_mask(level: Level, entries: np.ndarray, present: np.ndarray) -> np.ndarray:
-    """Which of the `present` `entries` at `level` map a page (the level's LeafRule, in bulk)."""
-    if level.leaf is LeafRule.ALWAYS:
-        return present
-    if level.leaf is LeafRule.PS_BIT:
-        return present & ((entries & np.uint64(Pte.PS)) != 0)
-    return np.zeros_like(present)
 
 
 def _canonical(va: np.ndarray) -> np.ndarray:
@@ -397,7 +325,7 @@ def _walk(
             chunk = tables.chunk(lo)
             entries = _read_tables(memory, chunk.pa, level, depth, chunk.path, errors)
             present = (entries & np.uint64(Pte.PRESENT)) != 0
-            leaf = _leaf_mask(level, entries, present)
+            leaf = leaf_mask(level, entries, present)
             rows, cols = np.nonzero(leaf)
             if len(rows):
                 leaves = _chunk_leaves(found, level, chunk, entries, rows, cols)
@@ -434,7 +362,7 @@ def _chunk_leaves(
     e = entries[rows, cols]
     va = _canonical(chunk.va[rows] + (cols.astype(np.uint64) << np.uint64(level.shift)))
     pa = e & np.uint64(ADDRESS_MASK & ~(level.page_size - 1))
-    perm = chunk.perm[rows] & _entry_perm(e)
+    perm = chunk.perm[rows] & entry_perm(e)
     sizes = np.full(len(va), level.page_size, dtype=np.uint64)
     found.leaf_counts[level.page_size] = found.leaf_counts.get(level.page_size, 0) + len(va)
     return Leaves(va, pa, sizes, e, perm)
@@ -475,7 +403,7 @@ def _child_tables(
         keep = ~loops
         rows, cols, e, child, path = rows[keep], cols[keep], e[keep], child[keep], path[keep]
     va = chunk.va[rows] + (cols.astype(np.uint64) << np.uint64(level.shift))
-    return _Tables(child, va, chunk.perm[rows] & _entry_perm(e), path)
+    return _Tables(child, va, chunk.perm[rows] & entry_perm(e), path)
 
 
 def _sorted_leaves(parts: list[Leaves]) -> Leaves:
@@ -533,107 +461,3 @@ def _pointing_entry(memory: PhysicalMemory, table: int, child: int, level: Level
     index = int(hits[0]) if len(hits) else -1
     entry = hex(int(raw[index])) if len(hits) else "?"
     return f"{level.name} entry {index} of the table at {hex(table)} (raw entry {entry})"
-
-
-# -- single addresses ------------------------------------------------------------------------------
-
-
-def walk_address(memory: PhysicalMemory, root: int, va: int) -> WalkDoc:
-    """Each level's table, index and raw entry on the way to `va`, and where it ends: the physical
-    address, page size and effective flags of the page, or (all three None) why the walk stopped.
-    DumpError when `va` is not canonical; a table outside the dump only stops the walk.
-    """
-    if not is_canonical(va):
-        raise DumpError(f"The virtual address {hex(va)} is not canonical (bits 63..47 differ).")
-    table = root & ADDRESS_MASK
-    perm = PERM_ALL
-    steps: list[WalkStepDoc] = []
-    for level in LEVELS:
-        index = (va >> level.shift) & (ENTRIES_PER_TABLE - 1)
-        address = table + index * 8
-        if not memory.contains(address, 8):
-            where = f"the {level.name} table at {hex(table)} (named by {_named_by(steps)})"
-            return _unmapped(va, steps, f"{where} is outside the dump")
-        entry = memory.u64(address, f"{level.name} entry {index} of the table at {hex(table)}")
-        steps.append(
-            {
-                "level": level.name,
-                "table": hex(table),
-                "index": index,
-                "entry_address": hex(address),
-                "entry": hex(entry),
-                "flags": entry_flags_text(entry, level),
-            }
-        )
-        if not entry & Pte.PRESENT:
-            return _unmapped(va, steps, f"{level.name} entry {index} is not present")
-        perm &= int(_entry_perm(np.array([entry], dtype=np.uint64))[0])
-        if level.leaf is LeafRule.ALWAYS or (level.leaf is LeafRule.PS_BIT and entry & Pte.PS):
-            offset = va & (level.page_size - 1)
-            phys = (entry & ADDRESS_MASK & ~(level.page_size - 1)) + offset
-            return {"va": hex(va), "steps": steps, "phys": hex(phys),
-                    "page_size": level.page_size, "flags": perm_text(perm), "stopped": None}  # fmt: skip
-        table = entry & ADDRESS_MASK
-    raise AssertionError("the last level always maps a page")
-
-
-def _unmapped(va: int, steps: list[WalkStepDoc], stopped: str) -> WalkDoc:
-    """A walk that ended before a page: the steps taken and why it stopped."""
-    return {"va": hex(va), "steps": steps, "phys": None, "page_size": None, "flags": None,
-            "stopped": stopped}  # fmt: skip
-
-
-def _named_by(steps: list[WalkStepDoc]) -> str:
-    """What named the table a walk reached: CR3, or the last entry followed."""
-    if not steps:
-        return "CR3"
-    last = steps[-1]
-    return f"{last['level']} entry {last['index']} ({last['entry']})"
-
-
-def entry_flags_text(entry: int, level: Level) -> str:
-    """Names of the set bits of `entry` at `level` (bit 7 reads PS or PAT by level)."""
-    names = []
-    for flag in Pte:
-        if entry & flag:
-            if flag is Pte.PS:
-                names.append(
-                    {LeafRule.ALWAYS: "PAT", LeafRule.NEVER: "RSVD7"}.get(level.leaf, "PS")
-                )
-            else:
-                names.append(str(flag.name))
-    return "|".join(names) or "0"
-
-
-def translate_many(
-    memory: PhysicalMemory, root: int, vas: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Vectorised translation of many virtual addresses: (physical uint64, mapped bool) arrays.
-
-    Walks all addresses level by level with one gather per level; unmapped addresses (or ones whose
-    tables are outside the dump) come back with mapped False and physical 0.
-    """
-    vas = np.asarray(vas, dtype=np.uint64)
-    n = len(vas)
-    table = np.full(n, root & ADDRESS_MASK, dtype=np.uint64)
-    phys = np.zeros(n, dtype=np.uint64)
-    mapped = np.zeros(n, dtype=bool)
-    active = np.arange(n)
-    mask9 = np.uint64(ENTRIES_PER_TABLE - 1)
-    for level in LEVELS:
-        if len(active) == 0:
-            break
-        va = vas[active]
-        index = (va >> np.uint64(level.shift)) & mask9
-        words, ok = memory.gather(table[active] + index * np.uint64(8), 1)
-        e = words[:, 0]
-        present = ok & ((e & np.uint64(Pte.PRESENT)) != 0)
-        leaf = _leaf_mask(level, e, present)
-        low = np.uint64(level.page_size - 1)
-        done = active[leaf]
-        phys[done] = (e[leaf] & np.uint64(ADDRESS_MASK) & ~low) | (va[leaf] & low)
-        mapped[done] = True
-        go = present & ~leaf
-        table[active[go]] = e[go] & np.uint64(ADDRESS_MASK)
-        active = active[go]
-    return phys, mapped

@@ -15,8 +15,9 @@ from kmtool.dump.checks.aspaces import (
     user_half_is_user,
     user_not_in_kernel_frames,
 )
+from kmtool.dump.levels import PERM_U, PERM_W
 from kmtool.dump.memmap import MemoryMap
-from kmtool.dump.pagetable import PERM_U, PERM_W, PageTables, Ranges
+from kmtool.dump.pagetable import PageTables, Ranges
 from kmtool.dump.records import numpy_dtype
 from kmtool.dump.regions import NO_REGION
 from kmtool.layout.table import KERNEL_LINK_BASE, MEMTYPE_KERNEL, PAGE_SIZE

@@ -8,17 +8,10 @@ import dump_fixtures as F
 import numpy as np
 import pytest
 
-from kmtool.dump.pagetable import (
-    LEVELS,
-    PERM_U,
-    PERM_W,
-    PERM_X,
-    LeafRule,
-    translate_many,
-    walk,
-    walk_address,
-)
+from kmtool.dump.levels import LEVELS, PERM_U, PERM_W, PERM_X, LeafRule
+from kmtool.dump.pagetable import walk
 from kmtool.dump.source import open_dump
+from kmtool.dump.translate import translate_many, walk_address
 from kmtool.errors import DumpError
 from kmtool.layout.table import (
     HEAP_BASE,

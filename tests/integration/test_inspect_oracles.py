@@ -31,12 +31,12 @@ from conftest import REPO, require
 
 from kmtool.dump.inspection import Inspection, Options, inspect_dump
 from kmtool.dump.memmap import type_name
-from kmtool.dump.pagetable import Pte
 from kmtool.dump.records import field_offset
 from kmtool.errors import KmtoolError
 from kmtool.layout.table import MEMTYPE_HANDOFF, MEMTYPE_KERNEL, MEMTYPE_SCRATCH, PAGE_SIZE, MiB
 from kmtool.qemu.cmdline import DEFAULT_MEMORY
 from kmtool.schemas.frames import FrameAllocator, FrameSpan
+from kmtool.schemas.paging import Pte
 
 TOOLS = ("clang", "ld.lld", "lld-link", "mformat", "mcopy", "qemu-system-x86_64",
          "/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd")  # fmt: skip

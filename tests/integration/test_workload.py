@@ -19,8 +19,8 @@ import pytest
 from conftest import REPO, require
 
 from kmtool.dump.coreinfo import find_core_info
-from kmtool.dump.pagetable import walk_address
 from kmtool.dump.source import DumpSource, open_dump
+from kmtool.dump.translate import walk_address
 from kmtool.layout.table import SHARED_PML4_FIRST, SHARED_PML4_LAST
 from kmtool.schemas.aspace import AspaceList
 

@@ -9,8 +9,9 @@ import numpy as np
 from kmtool.dump.accounting import Intervals, mapped_outside_offset_map
 from kmtool.dump.aspaces import AddressSpaces
 from kmtool.dump.checks.common import Verdict, overlapping, problems
+from kmtool.dump.levels import PERM_U, perm_text
 from kmtool.dump.memmap import MemoryMap
-from kmtool.dump.pagetable import PERM_U, PageTables, perm_text
+from kmtool.dump.pagetable import PageTables
 from kmtool.layout.table import (
     KERNEL_SPACE_BASE,
     MEMTYPE_HANDOFF,

@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from kmtool.dump.checks.common import SHOWN, Verdict, contained, listing, offenders
+from kmtool.dump.levels import ADDRESS_MASK, PERM_W, PERM_X, perm_text
 from kmtool.dump.memmap import RAM_TYPES, MemoryMap, merge_intervals
-from kmtool.dump.pagetable import ADDRESS_MASK, PERM_W, PERM_X, PageTables, Pte, perm_text
+from kmtool.dump.pagetable import PageTables
 from kmtool.layout.table import (
     KERNEL_SPACE_BASE,
     OFFSET_MAP_BASE,
@@ -17,6 +18,7 @@ from kmtool.layout.table import (
     SHARED_PML4_FIRST,
     SHARED_PML4_LAST,
 )
+from kmtool.schemas.paging import Pte
 
 if TYPE_CHECKING:
     from kmtool.dump.coreinfo import CoreInfoBlock

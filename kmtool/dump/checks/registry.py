@@ -34,7 +34,7 @@ from kmtool.dump.checks import (
     treap,
 )
 from kmtool.dump.checks.common import Verdict
-from kmtool.dump.pagetable import ADDRESS_MASK
+from kmtool.dump.levels import ADDRESS_MASK
 from kmtool.layout.table import OFFSET_MAP_BASE, SHARED_PML4_FIRST, SHARED_PML4_LAST
 
 if TYPE_CHECKING:
