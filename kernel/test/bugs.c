@@ -56,13 +56,14 @@ static void leak(void)
 static void use_after_free(void)
 {
     // Two pages backed one after the other get neighbouring frames; giving back the first alone
-    // leaves it a free-list node of its own (its neighbour is still mapped), and the stale pointer
-    // then writes over that node.
+    // (and folding the allocator's stack) leaves it a span of its own, its node in its first bytes
+    // (its neighbour is still mapped), and the stale pointer then writes over that node.
     uint64_t a, b;
     uint64_t va = backed_page("use-after-free", &a);
     backed_page("use-after-free", &b);
     paging_unmap(kernel_pml4, va);
     frames_free(&km_frames, a, 1);
+    frames_fold(&km_frames);   // the single frame leaves the stack half: it is a span node now
     kprintf("bug use-after-free: frame 0x%lx freed, then 64 bytes written to it (page 0x%lx "
             "still holds frame 0x%lx)\n", a, va + KM_PAGE_SIZE, b);
     memset(phys_to_virt(a), 0x41, 64);
