@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -19,6 +21,18 @@ if TYPE_CHECKING:
 
 REPO = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+#: What a test that builds the image and boots it under QEMU needs (pass to `require`).
+BOOT_TOOLS = ("clang", "ld.lld", "lld-link", "mformat", "mcopy", "qemu-system-x86_64",
+              "/usr/share/OVMF/OVMF_CODE_4M.fd")  # fmt: skip
+
+
+def run_kmtool(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    """`python -m kmtool ARGS` as a user runs it (no colour, 100 columns), at most 180 s."""
+    env = dict(os.environ, NO_COLOR="1", COLUMNS="100")
+    return subprocess.run(
+        [sys.executable, "-m", "kmtool", *args],
+        capture_output=True, text=True, env=env, cwd=cwd, timeout=180,
+    )  # fmt: skip
 
 
 def require(*tools: str) -> None:

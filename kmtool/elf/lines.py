@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import bisect
 import posixpath
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from kmtool.errors import KernelElfError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -66,22 +69,30 @@ class LineTable:
 def read_line_table(path: Path, build_id: bytes | None) -> LineTable:
     """The line table of the ELF at `path`, which must still have the build id `build_id` it had
     when it was first read; an ELF without DWARF gives an empty table. Raises KernelElfError."""
+    return _with_dwarf(path, build_id, lambda dwarf: LineTable(_rows(dwarf)))
+
+
+def _with_dwarf(path: Path, build_id: bytes | None, use: Callable[[Any], T]) -> T | LineTable:
+    """`use(dwarf)` on the DWARF of the ELF at `path` (read whole into memory), after checking it
+    still has `build_id`; an empty LineTable without DWARF. The one error policy of the module:
+    every failure is a KernelElfError naming the file."""
+    import io
+
     from elftools.elf.elffile import ELFFile
 
     from kmtool.elf.kernel import note_build_id
 
     try:
-        with path.open("rb") as stream:
-            elf = ELFFile(stream)
-            now = note_build_id(elf)
-            if now != build_id:
-                raise KernelElfError(
-                    f"The kernel ELF `{path}` changed after kmtool read it (build id "
-                    f"{_hex(build_id)}, now {_hex(now)}); read it again."
-                )
-            if not elf.has_dwarf_info():
-                return LineTable([])
-            return LineTable(_rows(elf.get_dwarf_info()))
+        elf = ELFFile(io.BytesIO(path.read_bytes()))
+        now = note_build_id(elf)
+        if now != build_id:
+            raise KernelElfError(
+                f"The kernel ELF `{path}` changed after kmtool read it (build id "
+                f"{_hex(build_id)}, now {_hex(now)}); read it again."
+            )
+        if not elf.has_dwarf_info():
+            return LineTable([])
+        return use(elf.get_dwarf_info())
     except KernelElfError:
         raise
     except OSError as err:
@@ -137,31 +148,7 @@ def _unit_range(unit: Any) -> tuple[int, int] | None:
 def read_unit_lines(path: Path, build_id: bytes | None) -> UnitLines | LineTable:
     """A `UnitLines` over the ELF at `path` (which must still have the build id `build_id`); an
     empty LineTable for an ELF without DWARF. Raises KernelElfError like `read_line_table`."""
-    import io
-
-    from elftools.elf.elffile import ELFFile
-
-    from kmtool.elf.kernel import note_build_id
-
-    try:
-        elf = ELFFile(io.BytesIO(path.read_bytes()))
-        now = note_build_id(elf)
-        if now != build_id:
-            raise KernelElfError(
-                f"The kernel ELF `{path}` changed after kmtool read it (build id "
-                f"{_hex(build_id)}, now {_hex(now)}); read it again."
-            )
-        if not elf.has_dwarf_info():
-            return LineTable([])
-        return UnitLines(elf.get_dwarf_info())
-    except KernelElfError:
-        raise
-    except OSError as err:
-        raise KernelElfError(f"The kernel ELF `{path}` cannot be read: {err.strerror}.") from None
-    except Exception as err:  # pyelftools raises DWARFError, ELFError, construct and struct errors
-        raise KernelElfError(
-            f"The DWARF line table of the kernel ELF `{path}` is malformed (pyelftools: {err})."
-        ) from None
+    return _with_dwarf(path, build_id, UnitLines)
 
 
 def _hex(build_id: bytes | None) -> str:

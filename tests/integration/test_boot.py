@@ -8,37 +8,24 @@ so the test checks the sources of this tree, not whatever happens to be in build
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, require
+from conftest import BOOT_TOOLS, require, run_kmtool
 from elftools.elf.elffile import ELFFile
 
 from kmtool.layout.table import EXIT_PASS
 from kmtool.qemu.outcome import qemu_status_for
 
-TOOLS = ("clang", "ld.lld", "lld-link", "mformat", "mcopy", "qemu-system-x86_64",
-         "/usr/share/OVMF/OVMF_CODE_4M.fd")  # fmt: skip
 MEMORY_MAP_ROW = re.compile(r"^\s*\d+\s+\S+\s+0x[0-9a-f]{16}\s+0x[0-9a-f]{16}\s+\d+\s+0x[0-9a-f]+$")
-
-
-def kmtool(*args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, NO_COLOR="1", COLUMNS="100")
-    return subprocess.run(
-        [sys.executable, "-m", "kmtool", *args],
-        capture_output=True, text=True, env=env, cwd=REPO, timeout=180,
-    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def build_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    require(*TOOLS)
+    require(*BOOT_TOOLS)
     out = tmp_path_factory.mktemp("boot") / "build"
-    done = kmtool("build", "--build-dir", str(out))
+    done = run_kmtool("build", "--build-dir", str(out))
     assert done.returncode == 0, done.stdout + done.stderr
     assert (out / "kmtool.img").is_file()
     return out
@@ -46,7 +33,7 @@ def build_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.qemu
 def test_boot_passes_prints_the_memory_map_and_reports(build_dir: Path) -> None:
-    done = kmtool("run", "--json", "--build-dir", str(build_dir), "--cmdline", "x=1,y=2 z é")
+    done = run_kmtool("run", "--json", "--build-dir", str(build_dir), "--cmdline", "x=1,y=2 z é")
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads(done.stdout)
     expected = ("pass", 0, qemu_status_for(EXIT_PASS))
@@ -70,7 +57,7 @@ def test_boot_passes_prints_the_memory_map_and_reports(build_dir: Path) -> None:
 @pytest.mark.qemu
 def test_dump_on_ready(build_dir: Path) -> None:
     dump = build_dir / "dump.elf"
-    done = kmtool("run", "--build-dir", str(build_dir), "--dump", str(dump))
+    done = run_kmtool("run", "--build-dir", str(build_dir), "--dump", str(dump))
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     assert "KM-READY" in lines

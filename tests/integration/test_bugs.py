@@ -9,16 +9,13 @@ restates where the kernel happens to place things.
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, require
+from conftest import BOOT_TOOLS, require, run_kmtool
 
 from kmtool.dump.accounting import FrameAccounting, account_frames
 from kmtool.dump.coreinfo import find_core_info
@@ -27,24 +24,14 @@ from kmtool.dump.inspection import Options, inspect_dump
 from kmtool.dump.source import open_dump
 from kmtool.schemas.frames import FrameSpan
 
-TOOLS = ("clang", "ld.lld", "lld-link", "mformat", "mcopy", "qemu-system-x86_64",
-         "/usr/share/OVMF/OVMF_CODE_4M.fd")  # fmt: skip
 HEX = r"0x[0-9a-f]+"
-
-
-def kmtool(*args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, NO_COLOR="1", COLUMNS="100")
-    return subprocess.run(
-        [sys.executable, "-m", "kmtool", *args],
-        capture_output=True, text=True, env=env, cwd=REPO, timeout=180,
-    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def build_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    require(*TOOLS)
+    require(*BOOT_TOOLS)
     out = tmp_path_factory.mktemp("bugs") / "build"
-    done = kmtool("build", "--build-dir", str(out))
+    done = run_kmtool("build", "--build-dir", str(out))
     assert done.returncode == 0, done.stdout + done.stderr
     return out
 
@@ -58,7 +45,7 @@ class Boot:
         args += ["--cmdline", f"bug={name}", "--timeout", "90"]
         if self.dump is not None:
             args += ["--dump", str(self.dump)]
-        done = kmtool(*args)
+        done = run_kmtool(*args)
         self.result = json.loads(done.stdout)
         self.serial = Path(self.result["serial_log"]).read_text(errors="replace")
         line = re.search(rf"^bug {re.escape(name)}: (.*)$", self.serial, re.M)
@@ -88,7 +75,7 @@ def boot(build_dir: Path) -> Iterator[type[Boot]]:
 def inspected(b: Boot) -> dict[str, Any]:
     """`kmtool inspect --json` of the boot's dump with the kernel ELF (exit 0 or 1: checks)."""
     kernel = b.dump.parent / "kernel.elf" if b.dump is not None else None
-    done = kmtool("inspect", str(b.dump), "--kernel", str(kernel), "--json")
+    done = run_kmtool("inspect", str(b.dump), "--kernel", str(kernel), "--json")
     assert done.returncode in (0, 1), done.stderr
     doc: dict[str, Any] = json.loads(done.stdout)
     return doc
@@ -131,7 +118,7 @@ def test_stack_overflow_double_faults_in_the_guard_page(build_dir: Path, boot: t
     assert doc["fault"]["regions"]["rsp"].endswith("the unmapped guard page below the boot stack")
     assert doc["fault"]["rip_where"].startswith("recurse+")
     assert re.search(r"kernel/test/bugs\.c:\d+\)$", doc["fault"]["rip_where"])
-    summary = kmtool("inspect", str(b.dump), "--kernel", str(build_dir / "kernel.elf")).stdout
+    summary = run_kmtool("inspect", str(b.dump), "--kernel", str(build_dir / "kernel.elf")).stdout
     assert "RSP is in the guard page below the boot stack" in summary
 
 
@@ -186,7 +173,7 @@ def test_leak_runs_on_and_the_frames_stay_allocated(build_dir: Path, boot: type[
     spans = [s for s in frame_spans(b) if s[0] < last + 1 and first < s[0] + s[1] * 4096]
     assert spans == [], "leaked frames are on the free list"
     assert accounting(b).unaccounted_ranges() == [(first, last)]  # exactly those frames leak
-    done = kmtool("inspect", str(b.dump), "--json")
+    done = run_kmtool("inspect", str(b.dump), "--json")
     assert done.returncode == 1  # the leak check fails, and only it
     failed = [c for c in json.loads(done.stdout)["checks"] if not c["ok"]]
     assert [c["name"] for c in failed] == ["no leaked frames"]
@@ -214,7 +201,7 @@ def test_wx_maps_a_page_writable_and_executable(build_dir: Path, boot: type[Boot
     b = boot(build_dir, "wx")
     va = addresses(b.said)[0]
     assert b.result["outcome"] == "pass"
-    done = kmtool("inspect", str(b.dump), "--json")
+    done = run_kmtool("inspect", str(b.dump), "--json")
     assert done.returncode == 1, done.stdout + done.stderr
     checks = {c["name"]: c for c in json.loads(done.stdout)["checks"]}
     wx = [c for name, c in checks.items() if "writable and executable" in name]

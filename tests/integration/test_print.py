@@ -5,38 +5,24 @@ kernel prints, and a bad expression is one sentence. One held boot at 128 MiB.""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import REPO, require
+from conftest import BOOT_TOOLS, require, run_kmtool
 
 from kmtool.elf.dwarf import read_dwarf
-
-TOOLS = ("clang", "ld.lld", "lld-link", "mformat", "mcopy", "qemu-system-x86_64",
-         "/usr/share/OVMF/OVMF_CODE_4M.fd")  # fmt: skip
-
-
-def kmtool(*args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, NO_COLOR="1", COLUMNS="100")
-    return subprocess.run(
-        [sys.executable, "-m", "kmtool", *args],
-        capture_output=True, text=True, env=env, cwd=REPO, timeout=180,
-    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def held(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    require(*TOOLS)
+    require(*BOOT_TOOLS)
     work = tmp_path_factory.mktemp("print")
     build = work / "build"
-    done = kmtool("build", "--build-dir", str(build))
+    done = run_kmtool("build", "--build-dir", str(build))
     assert done.returncode == 0, done.stdout + done.stderr
     dump = work / "dump.elf"
-    done = kmtool("run", "--json", "--build-dir", str(build), "--memory", "128M",
+    done = run_kmtool("run", "--json", "--build-dir", str(build), "--memory", "128M",
                   "--cmdline", "workload=heap", "--dump", str(dump))  # fmt: skip
     result = json.loads(done.stdout)
     assert result["outcome"] == "pass", done.stdout + done.stderr
@@ -46,7 +32,9 @@ def held(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 
 def printed(held: dict[str, Any], *expressions: str) -> list[dict[str, Any]]:
     args = [a for e in expressions for a in ("--print", e)]
-    done = kmtool("inspect", str(held["dump"]), "--kernel", str(held["kernel"]), *args, "--json")
+    done = run_kmtool(
+        "inspect", str(held["dump"]), "--kernel", str(held["kernel"]), *args, "--json"
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     rows: list[dict[str, Any]] = json.loads(done.stdout)["print"]
     assert [r["expression"] for r in rows] == list(expressions)
@@ -70,7 +58,7 @@ def test_values_equal_the_ready_report(held: dict[str, Any]) -> None:
 
 @pytest.mark.qemu
 def test_pointers_and_indexes_equal_the_schema_decoders(held: dict[str, Any]) -> None:
-    done = kmtool("inspect", str(held["dump"]), "--json")
+    done = run_kmtool("inspect", str(held["dump"]), "--json")
     doc = json.loads(done.stdout)
     size, head, core = printed(
         held, "boot_info->memory_map_size", "km_heap.free_heads[12]", "km_core_info.self_phys"
@@ -91,9 +79,9 @@ def test_every_global_prints(held: dict[str, Any]) -> None:
 @pytest.mark.qemu
 def test_a_bad_expression_is_one_sentence(held: dict[str, Any]) -> None:
     base = ["inspect", str(held["dump"]), "--kernel", str(held["kernel"]), "--print"]
-    done = kmtool(*base, "km_frames.nope")
+    done = run_kmtool(*base, "km_frames.nope")
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr.strip().startswith("error: `--print km_frames.nope`: struct ")
     assert len(done.stderr.strip().splitlines()) == 1
-    done = kmtool("inspect", str(held["dump"]), "--print", "km_frames")
+    done = run_kmtool("inspect", str(held["dump"]), "--print", "km_frames")
     assert done.returncode == 1 and "pass `--kernel ELF`" in done.stderr

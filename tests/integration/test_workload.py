@@ -7,16 +7,13 @@ Every address compared comes from the kernel's own "workload NAME: ..." line.
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, require
+from conftest import BOOT_TOOLS, require, run_kmtool
 
 from kmtool.dump.coreinfo import find_core_info
 from kmtool.dump.source import DumpSource, open_dump
@@ -24,27 +21,17 @@ from kmtool.dump.translate import walk_address
 from kmtool.layout.table import SHARED_PML4_FIRST, SHARED_PML4_LAST
 from kmtool.schemas.aspace import AspaceList
 
-TOOLS = ("clang", "ld.lld", "lld-link", "mformat", "mcopy", "qemu-system-x86_64",
-         "/usr/share/OVMF/OVMF_CODE_4M.fd")  # fmt: skip
 HEX = "0x[0-9a-f]+"
-
-
-def kmtool(*args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, NO_COLOR="1", COLUMNS="100")
-    return subprocess.run(
-        [sys.executable, "-m", "kmtool", *args],
-        capture_output=True, text=True, env=env, cwd=REPO, timeout=180,
-    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    require(*TOOLS)
+    require(*BOOT_TOOLS)
     work = tmp_path_factory.mktemp("workload")
-    done = kmtool("build", "--build-dir", str(work / "build"))
+    done = run_kmtool("build", "--build-dir", str(work / "build"))
     assert done.returncode == 0, done.stdout + done.stderr
     dump = work / "all.elf"
-    done = kmtool("run", "--json", "--build-dir", str(work / "build"), "--memory", "256M",
+    done = run_kmtool("run", "--json", "--build-dir", str(work / "build"), "--memory", "256M",
                   "--cmdline", "workload=all", "--dump", str(dump))  # fmt: skip
     result = json.loads(done.stdout)
     assert result["outcome"] == "pass", done.stdout + done.stderr
@@ -103,7 +90,7 @@ def test_processes_are_listed_and_share_what_they_say(run: dict[str, Any]) -> No
 
 @pytest.mark.qemu
 def test_heap_and_fragment_state_is_what_inspect_decodes(run: dict[str, Any]) -> None:
-    done = kmtool("inspect", str(run["dump"]), "--json")
+    done = run_kmtool("inspect", str(run["dump"]), "--json")
     assert done.returncode == 0, done.stdout + done.stderr  # the workloads break no invariant
     doc = json.loads(done.stdout)
     heap_line, fragment_line = run["said"]["heap"], run["said"]["fragment"]
@@ -119,7 +106,7 @@ def test_heap_and_fragment_state_is_what_inspect_decodes(run: dict[str, Any]) ->
 
 @pytest.mark.qemu
 def test_inspect_shows_the_address_spaces_and_every_frame_has_an_owner(run: dict[str, Any]) -> None:
-    done = kmtool("inspect", str(run["dump"]), "--json")
+    done = run_kmtool("inspect", str(run["dump"]), "--json")
     assert done.returncode == 0, done.stdout + done.stderr
     doc = json.loads(done.stdout)
     spaces = doc["address_spaces"]
