@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "inspect",
         "Decode a memory dump: CPU, boot info, page tables, frames, heap.",
     ),
+    "diff": ("diff", "diff", "Compare two dumps: leaked frames, owners, mappings, heap, counters."),
     "layout": ("layout", "layout", "Show, check and generate the virtual address-space plan."),
 }
 

@@ -39,6 +39,9 @@ from kmtool.layout.table import (
 OWNERS = ("free", "page-table", "mapped", "kernel-image", "handoff")
 #: Unaccounted ranges listed in JSON and by the check (the totals always count all of them).
 UNACCOUNTED_LISTED = 64
+#: Ranges listed per owner in JSON (`kmtool diff` of two documents reads them; past this it can
+#: only compare the totals, and says so).
+OWNER_RANGES_LISTED = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,7 @@ class FrameAccounting:
     ownable: int
     by_owner: dict[str, int]
     unaccounted: Intervals
+    owned: dict[str, Intervals]  # owner -> the ownable frames it was given
 
     @property
     def unaccounted_frames(self) -> int:
@@ -111,6 +115,18 @@ class FrameAccounting:
                 for s, e in self.unaccounted_ranges()
             ],
             "unaccounted_ranges_total": len(self.unaccounted.start),
+            "owner_ranges": {
+                name: [
+                    [hex(int(a)), hex(int(b) - 1)]
+                    for a, b in zip(
+                        iv.start[:OWNER_RANGES_LISTED], iv.end[:OWNER_RANGES_LISTED], strict=True
+                    )
+                ]
+                for name, iv in self.owned.items()
+            },  # fmt: skip
+            "owner_ranges_truncated": any(
+                len(iv.start) > OWNER_RANGES_LISTED for iv in self.owned.values()
+            ),
         }
 
 
@@ -138,11 +154,13 @@ def account(ownable_memory: Intervals, owners: dict[str, Intervals]) -> FrameAcc
     """Each frame of `ownable_memory` given to the first owner (in OWNERS order) that covers it."""
     rest = ownable_memory
     by_owner: dict[str, int] = {}
+    owned: dict[str, Intervals] = {}
     for name in OWNERS:
         left = rest.minus(owners.get(name, Intervals.of(np.zeros(0), np.zeros(0))))
         by_owner[name] = (rest.total - left.total) // PAGE_SIZE
+        owned[name] = rest.minus(left)
         rest = left
-    return FrameAccounting(ownable_memory.total // PAGE_SIZE, by_owner, rest)
+    return FrameAccounting(ownable_memory.total // PAGE_SIZE, by_owner, rest, owned)
 
 
 def account_frames(

@@ -415,6 +415,8 @@ class AccountingDoc(TypedDict):
     by_owner: dict[str, int]  # free, page-table, mapped, kernel-image, handoff, unaccounted
     unaccounted_ranges: list[UnaccountedRangeDoc]  # the first UNACCOUNTED_LISTED
     unaccounted_ranges_total: int
+    owner_ranges: dict[str, list[list[str]]]  # owner -> [first byte, last byte] ranges, sorted
+    owner_ranges_truncated: bool  # some owner has more than OWNER_RANGES_LISTED
 
 
 class FaultDoc(TypedDict):

@@ -127,3 +127,26 @@ def test_inspect_shows_the_address_spaces_and_every_frame_has_an_owner(run: dict
                  "no user mapping points into kernel-owned frames"):  # fmt: skip
         assert names[name] is True, name
     assert doc["fault"] is None and doc["part_errors"] == {}
+
+
+@pytest.mark.qemu
+def test_diff_against_a_plain_boot_names_what_the_workloads_did(
+    run: dict[str, Any], tmp_path: Path
+) -> None:
+    plain = tmp_path / "plain.elf"
+    build = run["dump"].parent / "build"
+    done = run_kmtool("run", "--build-dir", str(build), "--memory", "256M", "--dump", str(plain))
+    assert plain.exists(), done.stdout + done.stderr
+    done = run_kmtool("diff", str(plain), str(run["dump"]), "--json", "--fail-on", "leak,wx")
+    assert done.returncode == 0, done.stdout + done.stderr  # the workloads leak nothing
+    diff = json.loads(done.stdout)
+    assert {"owner-change", "mapping-change", "heap-change"} <= set(diff["findings"])
+    assert diff["leaks"] is None and diff["new_wx"] == []
+    spaces = {c["space"] for c in diff["mapping_changes"] if c["change"] == "added"}
+    (count,) = map(int, groups(r"(\d+) address spaces", run["said"]["processes"]))
+    assert {f"space {i}" for i in range(1, count + 1)} <= spaces
+    (in_use,) = map(int, groups(r"; (\d+) bytes in use", run["said"]["heap"]))
+    assert diff["heap_bytes_in_use"] == in_use  # a plain boot holds no heap bytes
+    owners = {(c["from"], c["to"]) for c in diff["owner_changes"]}
+    assert ("free", "mapped") in owners and ("free", "page-table") in owners
+    plain.unlink()

@@ -1,0 +1,49 @@
+"""`kmtool diff A B`: what changed between two dumps or `inspect --json` documents.
+
+Thin: reading is kmtool.diff.snapshot, comparing kmtool.diff.compare, drawing kmtool.diff.render.
+Exit status 1 when a finding named by `--fail-on` occurs (or a side cannot be read), else 0.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from kmtool.cli.app import abort, console, print_json
+
+
+@click.command()
+@click.argument("a", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("b", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as one JSON object.")
+@click.option(
+    "--fail-on",
+    "fail_on",
+    default="",
+    metavar="KINDS",
+    help="Exit 1 when one of these findings occurs, comma-separated: leak, owner-change, "
+    "mapping-change, wx, heap-change, counter-change.",
+)
+@click.pass_context
+def diff(ctx: click.Context, a: Path, b: Path, as_json: bool, fail_on: str) -> None:
+    """Compare two dumps (or two `kmtool inspect --json` documents) of the kernel: frames that
+    changed owner (leaked frames first), mappings added, removed or changed per address space,
+    heap blocks by order, and counters."""
+    from kmtool.diff.compare import KINDS, compare
+    from kmtool.diff.render import render
+    from kmtool.diff.snapshot import load
+
+    wanted = {k.strip() for k in fail_on.split(",") if k.strip()}
+    unknown = sorted(wanted - set(KINDS))
+    if unknown:
+        abort(
+            f"`--fail-on {fail_on}` names {', '.join(unknown)}; the kinds are {', '.join(KINDS)}."
+        )
+    result = compare(load(a), load(b))
+    if as_json:
+        print_json(result.to_json())
+    else:
+        console.print(render(result, str(a), str(b)))
+    if wanted & result.kinds:
+        ctx.exit(1)
