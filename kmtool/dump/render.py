@@ -413,9 +413,10 @@ def frames(doc: InspectionDoc) -> RenderableType:
     grid.add_row("span hash", str(fr["span_hash"]))
     for key, value in fr["counters"].items():
         grid.add_row(f"km_frames.{key}", str(value))
-    if doc["accounting"] is None:
-        return Group(table, Text(""), grid)
-    return Group(table, Text(""), grid, Text(""), render_kernel.owners(doc["accounting"]))
+    extra = [] if fr["stack"] is None else [Text(""), render_kernel.stack(fr["stack"])]
+    if doc["accounting"] is not None:
+        extra += [Text(""), render_kernel.owners(doc["accounting"])]
+    return Group(table, Text(""), grid, *extra)
 
 
 def _span(pair: list[str | int]) -> tuple[str, int]:

@@ -9,7 +9,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from kmtool.dump.document import AccountingDoc, FaultDoc, InspectionDoc
+from kmtool.dump.document import AccountingDoc, FaultDoc, FrameStackDoc, InspectionDoc
 from kmtool.units import plural, size_text
 
 PAGE = 4096
@@ -97,7 +97,7 @@ def owners(acc: AccountingDoc) -> RenderableType:
     """Frames by owner, and the unaccounted ranges (leaks)."""
     grid = _grid()
     for owner, n in acc["by_owner"].items():
-        grid.add_row(owner, f"{n} frames ({size_text(n * PAGE)})")
+        grid.add_row(owner, f"{plural(n, 'frame')} ({size_text(n * PAGE)})")
     items: list[RenderableType] = [
         Text(f"Frame owners ({acc['ownable_frames']} ownable frames)"),
         grid,
@@ -105,3 +105,15 @@ def owners(acc: AccountingDoc) -> RenderableType:
     for r in acc["unaccounted_ranges"]:
         items.append(Text(f"  leaked: {r['start']}-{r['end']} ({r['frames']} frames)", style="red"))
     return Group(*items)
+
+
+def stack(st: FrameStackDoc) -> RenderableType:
+    """The stack half of the free list: how much it holds, its top runs, what stopped a walk."""
+    grid = _grid()
+    grid.add_row("frame stack", f"{plural(st['runs'], 'run')}, {plural(st['frames'], 'frame')}")
+    top = ", ".join(f"{start} ({count})" for start, count in st["run_list"][:8])
+    if top:
+        grid.add_row("top runs", top + (" ..." if st["runs"] > 8 else ""))
+    for error in st["errors"]:
+        grid.add_row("walk", Text(error, style="red"))
+    return grid
