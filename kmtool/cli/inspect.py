@@ -152,10 +152,8 @@ def _print(ins: Inspection, expressions: list[str], as_json: bool) -> None:
     read = virtual_reader(ins.source.memory, tables.translate)
     elf = ins.kernel.elf if ins.kernel is not None else None
 
-    def symbolize(address: int) -> str | None:
-        found = None if elf is None else elf.function_at(address)
-        return None if found is None else f"{found[0]}+{found[1]:#x}" if found[1] else found[0]
-
+    def symbolize(address: int) -> str | None:  # a function pointer's target, when it is one
+        return None if elf is None or elf.function_at(address) is None else elf.describe(address)
     printed = print_expressions(read_dwarf(ins.options.kernel), read, expressions, symbolize)
     if as_json:
         print_json({"print": [p.to_json() for p in printed]})

@@ -17,7 +17,7 @@ from kmtool.dump.accounting import account_frames
 from kmtool.dump.aspaces import read_address_spaces
 from kmtool.dump.fault import read_fault_record
 from kmtool.dump.fault_explain import Locate, explain
-from kmtool.errors import DumpError, KernelElfError
+from kmtool.errors import DumpError
 
 if TYPE_CHECKING:
     from kmtool.dump.inspection import Inspection
@@ -55,18 +55,8 @@ def decode_kernel_parts(ins: Inspection) -> None:
 
 
 def _locator(ins: Inspection) -> Locate:
+    """Code addresses named with the kernel ELF (KernelElf.describe), or as bare hex without one."""
     elf = None if ins.kernel is None else ins.kernel.elf
-
-    def locate(address: int, return_address: bool) -> str:
-        found = None if elf is None else elf.function_at(address, return_address=return_address)
-        if elf is None or found is None:
-            return hex(address)
-        name, offset = found
-        text = f"{name}+{offset:#x}" if offset else name
-        try:
-            line = elf.source_line(address, return_address=return_address)
-        except KernelElfError:
-            line = None
-        return f"{text} ({line})" if line is not None and line.line else text
-
-    return locate
+    if elf is None:
+        return lambda address, return_address: f"{address:#x}"
+    return elf.describe

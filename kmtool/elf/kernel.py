@@ -182,6 +182,20 @@ class KernelElf:
 
         return read_unit_lines(self.path, self.build_id)
 
+    def describe(self, address: int, return_address: bool = False) -> str:
+        """A code address in words: `kmain+0x1c8 (kernel/main.c:73)`, `kmain+0x1c8` when the line
+        table does not know it (or cannot be read), the bare `0x...` outside every function."""
+        found = self.function_at(address, return_address)
+        if found is None:
+            return f"{address:#x}"
+        name, offset = found
+        text = f"{name}+{offset:#x}" if offset else name
+        try:
+            line = self.source_line(address, return_address)
+        except KernelElfError:
+            line = None
+        return f"{text} ({line})" if line is not None and line.line else text
+
     def source_line(self, address: int, return_address: bool = False) -> SourceLine | None:
         """The file and line of the instruction at `address` (one byte earlier for a return
         address), or None when the line table covers no such address. Reads only the units it

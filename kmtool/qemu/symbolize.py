@@ -24,14 +24,5 @@ def load(kernel: Path | None) -> KernelElf | None:
 
 
 def code_location(elf: KernelElf | None, address: int) -> str:
-    """`function+0xoff (file:line)`, `function+0xoff`, or `0x...` when no function holds it."""
-    found = None if elf is None else elf.function_at(address)
-    if elf is None or found is None:
-        return f"{address:#x}"
-    name, offset = found
-    text = f"{name}+{offset:#x}" if offset else name
-    try:
-        line = elf.source_line(address)
-    except KernelElfError:
-        line = None
-    return f"{text} ({line})" if line is not None and line.line else text
+    """`function+0xoff (file:line)` (KernelElf.describe), or `0x...` without a kernel ELF."""
+    return f"{address:#x}" if elf is None else elf.describe(address)
