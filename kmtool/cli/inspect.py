@@ -154,6 +154,7 @@ def _print(ins: Inspection, expressions: list[str], as_json: bool) -> None:
 
     def symbolize(address: int) -> str | None:  # a function pointer's target, when it is one
         return None if elf is None or elf.function_at(address) is None else elf.describe(address)
+
     printed = print_expressions(read_dwarf(ins.options.kernel), read, expressions, symbolize)
     if as_json:
         print_json({"print": [p.to_json() for p in printed]})

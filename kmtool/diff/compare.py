@@ -20,10 +20,10 @@ import numpy as np
 
 from kmtool.diff.snapshot import Mapping, Snapshot
 from kmtool.dump.accounting import OWNERS, Intervals
+from kmtool.layout.table import PAGE_SIZE
 
 KINDS = ("leak", "owner-change", "mapping-change", "wx", "heap-change", "counter-change")
 LISTED = 200  # ranges listed per change in text and JSON (the counts are always whole)
-PAGE = 4096
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ def _change(before: str, after: str, iv: Intervals) -> OwnerChange | None:
     if not iv.total:
         return None
     ranges = [(int(a), int(b) - 1) for a, b in zip(iv.start[:LISTED], iv.end[:LISTED], strict=True)]
-    return OwnerChange(before, after, iv.total // PAGE, ranges)
+    return OwnerChange(before, after, iv.total // PAGE_SIZE, ranges)
 
 
 def _intersect(a: Intervals, b: Intervals) -> Intervals:

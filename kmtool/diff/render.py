@@ -7,9 +7,9 @@ from rich.table import Table
 from rich.text import Text
 
 from kmtool.diff.compare import Diff, MappingChange
+from kmtool.layout.table import PAGE_SIZE
 from kmtool.units import plural, size_text
 
-PAGE = 4096
 SHOWN = 50  # rows per table in text (JSON lists more; the counts are whole)
 
 
@@ -47,7 +47,7 @@ def render(diff: Diff, a: str, b: str) -> RenderableType:
         t = _table("Frames that changed owner", "from", "to", "frames", "size", "ranges")
         for c in diff.owners[:SHOWN]:
             t.add_row(
-                c.before, c.after, str(c.frames), size_text(c.frames * PAGE), _ranges(c.ranges)
+                c.before, c.after, str(c.frames), size_text(c.frames * PAGE_SIZE), _ranges(c.ranges)
             )
         parts.append(t)
     if not diff.owners_complete:

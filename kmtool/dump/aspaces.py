@@ -24,6 +24,7 @@ from kmtool.dump.pagetable import MAX_LEAVES, PageTables, Ranges, walk
 from kmtool.errors import DumpError
 from kmtool.layout.table import (
     ENTRIES_PER_TABLE,
+    PAGE_SIZE,
     SHARED_PML4_FIRST,
     SHARED_PML4_LAST,
     USER_SPACE_TOP,
@@ -52,7 +53,7 @@ class AddressSpace:
     @property
     def user_pages(self) -> int:
         """User-half bytes mapped, in 4 KiB pages."""
-        return int(np.sum(self.user.size, dtype=np.uint64)) // 4096
+        return int(np.sum(self.user.size, dtype=np.uint64)) // PAGE_SIZE
 
     def to_json(self, kernel_half: tuple[int, ...] | None) -> AddressSpaceDoc:
         return {

@@ -18,6 +18,7 @@ from kmtool.dump.aspaces import read_address_spaces
 from kmtool.dump.fault import read_fault_record
 from kmtool.dump.fault_explain import Locate, explain
 from kmtool.errors import DumpError
+from kmtool.layout.table import PAGE_SIZE
 
 if TYPE_CHECKING:
     from kmtool.dump.inspection import Inspection
@@ -43,7 +44,9 @@ def decode_kernel_parts(ins: Inspection) -> None:
         if f.stack is not None and len(f.stack.runs):  # stacked runs are free frames too
             runs = f.stack.runs.astype(np.uint64)
             start = np.concatenate((start, runs))
-            end = np.concatenate((end, runs + f.stack.counts.astype(np.uint64) * np.uint64(4096)))
+            end = np.concatenate(
+                (end, runs + f.stack.counts.astype(np.uint64) * np.uint64(PAGE_SIZE))
+            )
         ins.accounting = account_frames(ins.memmap, start, end, walks, f.state.limit)
     try:
         record = read_fault_record(memory, core.fault_phys)

@@ -36,11 +36,11 @@ from kmtool.elf.dwarf import (
     type_size,
 )
 from kmtool.errors import DumpError
+from kmtool.layout.table import PAGE_SIZE as PAGE
 
 ARRAY_SHOWN = 64
 BYTES_SHOWN = 64
 MAX_READ = 1 << 20
-PAGE = 4096
 _TOKEN = re.compile(r"\s*(?:(->)|(\.)|\[\s*(0x[0-9a-fA-F]+|\d+)\s*\]|([A-Za-z_]\w*))")
 
 #: Reads `length` bytes at virtual `va`; None when a page of them is not mapped.

@@ -10,9 +10,8 @@ from rich.table import Table
 from rich.text import Text
 
 from kmtool.dump.document import AccountingDoc, FaultDoc, FrameStackDoc, InspectionDoc
+from kmtool.layout.table import PAGE_SIZE
 from kmtool.units import plural, size_text
-
-PAGE = 4096
 
 
 def _grid() -> Table:
@@ -97,7 +96,7 @@ def owners(acc: AccountingDoc) -> RenderableType:
     """Frames by owner, and the unaccounted ranges (leaks)."""
     grid = _grid()
     for owner, n in acc["by_owner"].items():
-        grid.add_row(owner, f"{plural(n, 'frame')} ({size_text(n * PAGE)})")
+        grid.add_row(owner, f"{plural(n, 'frame')} ({size_text(n * PAGE_SIZE)})")
     items: list[RenderableType] = [
         Text(f"Frame owners ({acc['ownable_frames']} ownable frames)"),
         grid,

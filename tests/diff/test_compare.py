@@ -17,6 +17,7 @@ import dump_fixtures as F  # noqa: E402
 from kmtool.diff.compare import compare  # noqa: E402
 from kmtool.diff.snapshot import DiffError, load  # noqa: E402
 from kmtool.dump.records import field_offset  # noqa: E402
+from kmtool.layout.table import PAGE_SIZE  # noqa: E402
 from kmtool.schemas.frames import FrameAllocator, FrameSpan  # noqa: E402
 
 
@@ -48,7 +49,7 @@ def test_a_frame_nobody_keeps_is_the_leak(fx: F.Fixture, tmp_path: Path) -> None
     diff = compare(
         load(fx.write_raw(tmp_path / "a.raw")), load(leaked.write_raw(tmp_path / "b.raw"))
     )
-    top = start + (count - 1) * 4096
+    top = start + (count - 1) * PAGE_SIZE
     assert diff.leaks is not None and diff.leaks.ranges == [(top, top + 4095)]
     assert diff.leaks.frames == 1 and "leak" in diff.kinds
     assert diff.counters["km_frames.free_frames"] == (fx.u64(free), fx.u64(free) - 1)

@@ -46,6 +46,7 @@ def _page_fault_record(fx: F.Fixture) -> bytes:
     from kmtool.schemas.fault import (
         FAULT_KIND_EXCEPTION,
         FAULT_MAX_FRAMES,
+        FAULT_MESSAGE_BYTES,
         GENERAL_REGISTERS,
         FaultRecord,
     )
@@ -55,7 +56,7 @@ def _page_fault_record(fx: F.Fixture) -> bytes:
     fields.update(seq=1, kind=FAULT_KIND_EXCEPTION, frame_count=1, vector=14, error_code=2,
                   cr2=F.KERNEL_VSPACE_BASE + 8 * F.MiB, cr3=fx.addresses["kernel_pml4"], rip=rip,
                   rsp=F.DATA_VA + 0xF00, rflags=0x86, cs=8, ss=0x10, rbp=F.DATA_VA + 0xF00,
-                  message=b"page fault".ljust(160, b"\0"),
+                  message=b"page fault".ljust(FAULT_MESSAGE_BYTES, b"\0"),
                   frames=[rip + 0x10] + [0] * (FAULT_MAX_FRAMES - 1))  # fmt: skip
     return FaultRecord.build(fields)
 

@@ -22,6 +22,7 @@ from kmtool.dump.coreinfo import find_core_info
 from kmtool.dump.fault import FaultRecordView, read_fault_record
 from kmtool.dump.inspection import Options, inspect_dump
 from kmtool.dump.source import open_dump
+from kmtool.layout.table import PAGE_SIZE
 from kmtool.schemas.frames import FrameSpan
 
 HEX = r"0x[0-9a-f]+"
@@ -110,8 +111,8 @@ def test_stack_overflow_double_faults_in_the_guard_page(build_dir: Path, boot: t
     fault = b.fault()
     assert fault is not None and fault.kind == "exception"
     assert fault.vector == 8  # #PF could not push its frame onto the guard page: #DF on IST1
-    assert guard <= fault.rsp < guard + 4096
-    assert guard <= fault.cr2 < guard + 4096
+    assert guard <= fault.rsp < guard + PAGE_SIZE
+    assert guard <= fault.cr2 < guard + PAGE_SIZE
     assert fault.rip == int(b.result["panic"]["rip"]["address"], 16)
     doc = inspected(b)
     assert doc["fault"]["exception"] == "#DF double fault"
@@ -169,8 +170,8 @@ def test_leak_runs_on_and_the_frames_stay_allocated(build_dir: Path, boot: type[
     dropped = re.search(r"dropped (\d+) frames", b.said)
     assert dropped, b.said
     count = int(dropped.group(1))
-    assert last + 1 - first == count * 4096 and count >= 1
-    spans = [s for s in frame_spans(b) if s[0] < last + 1 and first < s[0] + s[1] * 4096]
+    assert last + 1 - first == count * PAGE_SIZE and count >= 1
+    spans = [s for s in frame_spans(b) if s[0] < last + 1 and first < s[0] + s[1] * PAGE_SIZE]
     assert spans == [], "leaked frames are on the free list"
     assert accounting(b).unaccounted_ranges() == [(first, last)]  # exactly those frames leak
     done = run_kmtool("inspect", str(b.dump), "--json")

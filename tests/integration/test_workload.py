@@ -18,7 +18,7 @@ from conftest import BOOT_TOOLS, require, run_kmtool
 from kmtool.dump.coreinfo import find_core_info
 from kmtool.dump.source import DumpSource, open_dump
 from kmtool.dump.translate import walk_address
-from kmtool.layout.table import SHARED_PML4_FIRST, SHARED_PML4_LAST
+from kmtool.layout.table import PAGE_SIZE, SHARED_PML4_FIRST, SHARED_PML4_LAST
 from kmtool.schemas.aspace import AspaceList
 
 HEX = "0x[0-9a-f]+"
@@ -75,9 +75,9 @@ def test_processes_are_listed_and_share_what_they_say(run: dict[str, Any]) -> No
     spaces, kernel_pml4 = listed(run["source"])
     assert sorted(spaces) == list(range(first, last + 1)) and len(spaces) == count
     assert run["result"]["report"]["address_spaces"] == count
-    kernel = run["source"].memory.read(kernel_pml4, 4096, "kernel PML4")
+    kernel = run["source"].memory.read(kernel_pml4, PAGE_SIZE, "kernel PML4")
     for ident, pml4 in spaces.items():
-        mine = run["source"].memory.read(pml4, 4096, "PML4")
+        mine = run["source"].memory.read(pml4, PAGE_SIZE, "PML4")
         shared = slice(SHARED_PML4_FIRST * 8, (SHARED_PML4_LAST + 1) * 8)
         assert mine[shared] == kernel[shared], f"address space {ident} has its own kernel half"
         assert leaf(run["source"], pml4, code_va) == (code, "R-XU")
