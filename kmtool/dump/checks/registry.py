@@ -9,9 +9,9 @@ attributes, passed in that order) that returns a `Verdict`; its row's name is st
    symbols): no row. Except a part in `optional`, which is passed as None, and a part whose
    absence a structure in `built` explains (no kernel PML4: no kernel tables; no heap), which
    goes on to rule 2.
-2. One of its `built` structures (keys of `not_built`) is not built yet on a dump of our kernel:
-   the row passes with "not applicable, ..." and the reason, without calling the check, so an
-   empty allocator never "passes" and no row silently vanishes.
+2. One of its `built` structures is not built yet on a dump of our kernel, or is corrupt
+   (`not_applicable`): the row passes with "not applicable, ..." and the reason, without calling
+   the check, so an empty or unreadable allocator never "passes" and no row silently vanishes.
 3. Else the check runs on its parts.
 """
 
@@ -129,8 +129,7 @@ CHECKS: tuple[InspectCheck, ...] = (
 def not_built(ins: Inspection) -> dict[Built, str]:
     """The kernel structures a dump of our kernel does not hold yet, each with the reason:
     "kernel_pml4" (kernel_pml4_phys is 0), "frames" (km_frames all zero), "heap" (km_heap all zero,
-    or no kernel PML4 to reach it through); and "frames" or "heap" when the structure is corrupt
-    ("unreadable: " and the decoder's sentence). Empty for a foreign dump."""
+    or no kernel PML4 to reach it through). Empty for a foreign dump."""
     c = ins.core
     if c is None:
         return {}
@@ -146,34 +145,38 @@ def not_built(ins: Inspection) -> dict[Built, str]:
     kt = ins.kernel_tables
     if kt is not None and not kt.errors and ins.heap is None:
         out["heap"] = f"km_heap at {hex(c.heap_state_phys)} is all zero: the heap was not set up"
-    unreadable: tuple[Built, ...] = ("frames", "heap")
-    for part in unreadable:  # a corrupt structure: its checks are not applicable either
+    return out
+
+
+def not_applicable(ins: Inspection) -> dict[Built, str]:
+    """The detail of the "not applicable" row of a check that needs each structure: not built yet
+    (`not_built`, with the reason), or unreadable (a corrupt free list or heap: the decoder's
+    sentence, from `ins.part_errors`), which wins."""
+    prefix = NOT_BUILT if ins.core is not None and ins.core.ready_tsc else NOT_BUILT_YET
+    out = {b: f"{prefix} ({why})" for b, why in not_built(ins).items()}
+    corrupt: tuple[Built, ...] = ("frames", "heap")
+    for part in corrupt:
         if part in ins.part_errors:
-            out[part] = f"unreadable: {ins.part_errors[part]}"
+            out[part] = f"not applicable, unreadable: {ins.part_errors[part]}"
     return out
 
 
 def run_checks(ins: Inspection) -> list[Check]:
     """The row of every check in `CHECKS` that applies to `ins`, in `CHECKS` order."""
-    missing = not_built(ins)
-    prefix = NOT_BUILT if ins.core is not None and ins.core.ready_tsc else NOT_BUILT_YET
-    rows = (_row(spec, ins, missing, prefix) for spec in CHECKS)
+    missing = not_applicable(ins)
+    rows = (_row(spec, ins, missing) for spec in CHECKS)
     return [row for row in rows if row is not None]
 
 
-def _row(
-    spec: InspectCheck, ins: Inspection, missing: dict[Built, str], prefix: str
-) -> Check | None:
+def _row(spec: InspectCheck, ins: Inspection, missing: dict[Built, str]) -> Check | None:
     """The row of `spec` on `ins` by the rules of the module docstring (None: no row)."""
     parts = [getattr(ins, part) for part in spec.reads]
     absent = {p for p, v in zip(spec.reads, parts, strict=True) if v is None} - set(spec.optional)
     if absent - {EXPLAINED[b] for b in spec.built if b in EXPLAINED}:
         return None
     for b in spec.built:
-        if b in missing and missing[b].startswith("unreadable: "):
-            return Check(spec.name, True, f"not applicable, {missing[b]}")
         if b in missing:
-            return Check(spec.name, True, f"{prefix} ({missing[b]})")
+            return Check(spec.name, True, missing[b])
     if absent:
         return None
     result = spec.run(*parts)
