@@ -17,6 +17,9 @@ import numpy as np
 from kmtool.dump.accounting import OWNERS, Intervals
 from kmtool.errors import KmtoolError
 
+#: The largest `inspect --json` document read (its lists are bounded; bigger is not one of ours).
+MAX_DOCUMENT_BYTES = 1 << 30
+
 
 class DiffError(KmtoolError):
     """An input of `kmtool diff` that cannot be compared."""
@@ -53,6 +56,10 @@ def load(path: Path) -> Snapshot:
     except OSError as err:
         raise DiffError(f"Cannot read `{path}`: {err.strerror}.") from None
     if head == b"{":
+        size = path.stat().st_size
+        if size > MAX_DOCUMENT_BYTES:
+            raise DiffError(f"`{path}` is a {size}-byte JSON file; an inspect document is at most "
+                            f"{MAX_DOCUMENT_BYTES} bytes.")  # fmt: skip
         try:
             doc = json.loads(path.read_text(encoding="utf-8"))
         except (ValueError, UnicodeDecodeError) as err:
@@ -80,7 +87,7 @@ def from_document(path: Path, doc: Any) -> Snapshot:
         _spaces(snap, doc)
         _heap(snap, doc.get("heap"))
         _counters(snap, doc)
-    except (KeyError, TypeError, ValueError) as err:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
         raise DiffError(f"`{path}` is an inspect document kmtool cannot read: {err!r}.") from None
     return snap
 

@@ -349,9 +349,17 @@ def print_expressions(
     expressions: list[str],
     symbolize: Symbolize | None = None,
 ) -> list[Printed]:
-    """Each expression located and read (DumpError for one that names nothing)."""
+    """Each expression located and read (DumpError for one that names nothing, or whose type nests
+    without end: a struct that holds itself, which only a hostile ELF can describe)."""
     out = []
     for text in expressions:
         place = locate(types, read, text)
-        out.append(Printed(text, place.type, place.address, value_of(read, place, symbolize)))
+        try:
+            value = value_of(read, place, symbolize)
+            type_name(place.type)
+        except RecursionError:
+            raise DumpError(
+                f"`--print {text}`: its type nests without end in the ELF's DWARF."
+            ) from None
+        out.append(Printed(text, place.type, place.address, value))
     return out

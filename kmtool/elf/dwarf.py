@@ -98,11 +98,16 @@ class Opaque:
 CType = Base | Pointer | Record | Array | Enum | Typedef | Opaque
 
 
+MAX_TYPEDEFS = 64  # a chain longer than this (a loop, in a hostile ELF) reads as an opaque type
+
+
 def strip_typedefs(t: CType | None) -> CType | None:
-    """`t` with typedefs looked through."""
-    while isinstance(t, Typedef):
+    """`t` with typedefs looked through (an endless chain ends as an Opaque "typedef loop")."""
+    for _ in range(MAX_TYPEDEFS):
+        if not isinstance(t, Typedef):
+            return t
         t = t.target
-    return t
+    return Opaque("typedef loop", 0)
 
 
 def type_size(t: CType | None) -> int:
@@ -325,5 +330,5 @@ def read_dwarf(path: Path) -> DwarfTypes:
             return DwarfTypes(path, elf.get_dwarf_info())
     except OSError as err:
         raise KernelElfError(f"Cannot read kernel `{path}`: {err.strerror}.") from None
-    except (ELFError, DWARFError, KeyError, ValueError) as err:
+    except (ELFError, DWARFError, KeyError, ValueError, RecursionError) as err:
         raise KernelElfError(f"Kernel `{path}` has DWARF kmtool cannot read: {err}.") from None

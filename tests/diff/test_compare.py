@@ -87,3 +87,10 @@ def test_what_is_not_a_dump_or_a_document_is_one_sentence(tmp_path: Path) -> Non
     other.write_text('{"cpu": []}')
     with pytest.raises(DiffError, match=r"is not a `kmtool inspect --json` document"):
         load(other)
+
+
+def test_a_document_with_the_wrong_shapes_is_one_sentence(tmp_path: Path) -> None:
+    odd = tmp_path / "odd.json"
+    odd.write_text('{"frames": null, "page_tables": null, "accounting": {"owner_ranges": []}}')
+    with pytest.raises(DiffError, match=r"is an inspect document kmtool cannot read"):
+        load(odd)

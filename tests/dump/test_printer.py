@@ -107,3 +107,18 @@ def test_indexes_are_bounded(world: tuple[DwarfTypes, Memory]) -> None:
     assert locate(types, mem.read, "table[3]").address == B + 24
     with pytest.raises(DumpError, match=r"index 4 is past uint64_t \[4\]"):
         locate(types, mem.read, "table[4]")
+
+
+def test_types_a_hostile_elf_could_describe_end(world: tuple[DwarfTypes, Memory]) -> None:
+    from kmtool.dump.printer import print_expressions
+    from kmtool.elf.dwarf import Opaque, Typedef, strip_typedefs
+
+    types, mem = world
+    loop = Typedef("a", None)
+    loop.target = Typedef("b", loop)  # typedef a b; typedef b a
+    assert strip_typedefs(loop) == Opaque("typedef loop", 0)
+    itself = Record("struct", "ouroboros", 8)
+    itself.members.append(Member("me", 0, itself))  # a struct that holds itself by value
+    types.variables["snake"] = Variable("snake", A, itself)
+    with pytest.raises(DumpError, match=r"^`--print snake`: its type nests without end"):
+        print_expressions(types, mem.read, ["snake"])
