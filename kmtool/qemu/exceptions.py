@@ -95,7 +95,7 @@ def triple_fault_chain(text: str) -> list[Delivery] | None:
     ends = [n for n, line in enumerate(lines) if line.strip() == TRIPLE_FAULT]
     if not ends:
         return None
-    events = [e for e in _deliveries(lines[: ends[-1]])]
+    events = _deliveries(lines[: ends[-1]])
     starts = [k for k, (_, e) in enumerate(events)
               if isinstance(e, str) and _NESTED.match(e) and e.split()[2] == "0xffffffff"]  # fmt: skip
     first = starts[-1] if starts else 0
