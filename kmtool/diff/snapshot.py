@@ -69,11 +69,16 @@ def load(path: Path) -> Snapshot:
         from kmtool.errors import DumpError
 
         try:
-            doc = inspect_dump(path, Options()).to_json()
+            ins = inspect_dump(path, Options())
         except DumpError as err:
             raise DiffError(
                 f"`{path}` is neither an inspect document nor a dump of the kernel: {err}"
             ) from None
+        snap = from_document(path, ins.to_json())
+        if ins.accounting is not None:  # the whole accounting, not the document's first ranges
+            snap.owners = {**ins.accounting.owned, "unaccounted": ins.accounting.unaccounted}
+            snap.owners_complete = True
+        return snap
     return from_document(path, doc)
 
 

@@ -39,9 +39,11 @@ from kmtool.layout.table import (
 OWNERS = ("free", "page-table", "mapped", "kernel-image", "handoff")
 #: Unaccounted ranges listed in JSON and by the check (the totals always count all of them).
 UNACCOUNTED_LISTED = 64
-#: Ranges listed per owner in JSON (`kmtool diff` of two documents reads them; past this it can
-#: only compare the totals, and says so).
-OWNER_RANGES_LISTED = 1 << 16
+#: Ranges listed per owner in JSON, for `kmtool diff` of two saved documents (past this it says
+#: its owner changes are partial; a diff of two dumps reads the whole accounting instead). Kept
+#: small: on a free list of 262,144 spans, 65,536 listed ranges made the document 1.9 MB and the
+#: whole inspect 0.6 s and 80 MiB more (BENCHMARKS.md, Inspect).
+OWNER_RANGES_LISTED = 1 << 12
 
 
 @dataclass(frozen=True)
