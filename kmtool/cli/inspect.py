@@ -17,7 +17,7 @@ from kmtool.errors import KmtoolError
 if TYPE_CHECKING:
     from kmtool.dump.inspection import Inspection
 
-PART_CHOICES = ("summary", "cpu", "boot", "memmap", "pagetables", "frames", "heap", "fault",
+PART_CHOICES = ("summary", "cpu", "descriptors", "boot", "memmap", "pagetables", "frames", "heap", "fault",
                 "aspaces", "checks", "all")  # fmt: skip
 
 

@@ -31,6 +31,7 @@ class CpuState:
     ss: int | None = None
     gdt: tuple[int, int] | None = None  # (base, limit)
     idt: tuple[int, int] | None = None
+    tr: tuple[int, int, int] | None = None  # task register: (selector, base, limit) of its cache
     kernel_gs_base: int | None = None
     registers: dict[str, int] = field(default_factory=dict)  # general registers, when recorded
     source: str = ""

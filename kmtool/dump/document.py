@@ -15,11 +15,15 @@ The parts that mirror a kernel structure (`BootInfoDoc`, `CoreInfoDoc`, `FrameCo
 `HeapCountersDoc`, `PageStatsDoc`) keep the C field names of their schema in kmtool.schemas, in
 schema order; the tests check that each lists every field its schema has.
 
-This module is a leaf: it declares, and imports nothing of kmtool. (No `from __future__ import
-annotations`: the tests read `__required_keys__`, which needs NotRequired evaluated.)
+This module is a leaf: it declares, and imports nothing of kmtool but its sibling
+kmtool.dump.document_descriptors, another such leaf (the descriptor tables' part). (No `from
+__future__ import annotations`: the tests read `__required_keys__`, which needs NotRequired
+evaluated.)
 """
 
 from typing import NotRequired, TypedDict
+
+from kmtool.dump.document_descriptors import DescriptorTablesDoc
 
 # -- source ----------------------------------------------------------------------------------------
 
@@ -471,5 +475,6 @@ class InspectionDoc(TypedDict):
     address_spaces: AddressSpacesDoc | None
     accounting: AccountingDoc | None
     fault: FaultDoc | None
+    descriptors: list[DescriptorTablesDoc]  # one per CPU whose IDTR the dump records
     part_errors: dict[str, str]  # a kernel part that could not be decoded -> why
     checks: list[CheckDoc]

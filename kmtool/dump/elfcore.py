@@ -222,6 +222,7 @@ def _from_qemu_note(index: int, desc: bytes, path: Path) -> CpuState:
         ss=s.ss.selector,
         gdt=(s.gdt.base, s.gdt.limit),
         idt=(s.idt.base, s.idt.limit),
+        tr=(s.tr.selector, s.tr.base, s.tr.limit),
         kernel_gs_base=s.kernel_gs_base,
         registers={name: s[name] for name in _GENERAL},
         source="QEMU note",

@@ -30,6 +30,7 @@ from kmtool.dump.aspaces import AddressSpaces
 from kmtool.dump.bootinfo import BootInfoView, find_boot_info, read_boot_info
 from kmtool.dump.checks import Check, run_checks
 from kmtool.dump.coreinfo import CoreInfoBlock, UnreadableCoreInfo, find_core_info
+from kmtool.dump.descriptors import read_descriptor_tables
 from kmtool.dump.document import (
     InspectionDoc,
     PageStatsDoc,
@@ -37,6 +38,7 @@ from kmtool.dump.document import (
     SourceDoc,
     WalkDoc,
 )
+from kmtool.dump.document_descriptors import DescriptorTablesDoc
 from kmtool.dump.fault_explain import FaultExplanation
 from kmtool.dump.frames import FreeList, read_free_list
 from kmtool.dump.heap import HeapView, heap_initialized, read_heap
@@ -88,6 +90,7 @@ class Inspection:
     aspaces: AddressSpaces | None = None
     accounting: FrameAccounting | None = None
     fault: FaultExplanation | None = None
+    descriptors: list[DescriptorTablesDoc] | None = None  # the IDT, GDT and TSS of each CPU
     part_errors: dict[str, str] = field(default_factory=dict)  # part -> why it is not decoded
     checks: list[Check] = field(default_factory=list)
 
@@ -118,6 +121,7 @@ class Inspection:
             "address_spaces": None if self.aspaces is None else self.aspaces.to_json(),
             "accounting": None if self.accounting is None else self.accounting.to_json(),
             "fault": None if self.fault is None else self.fault.to_json(),
+            "descriptors": self.descriptors or [],
             "part_errors": self.part_errors,
             "checks": [c.to_json() for c in self.checks],
         }
@@ -211,6 +215,9 @@ def inspect_dump(path: Path, options: Options) -> Inspection:
     assert root is not None
     for va in options.walk:
         ins.walks.append(walk_address(memory, root, va))
+    elf = None if ins.kernel is None else ins.kernel.elf
+    locate = hex if elf is None else elf.describe
+    ins.descriptors = read_descriptor_tables(memory, source.cpus, locate, not ins.foreign) or None
     ins.checks = run_checks(ins)
     return ins
 

@@ -21,7 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from kmtool.check import INSPECT, Check, check_table
-from kmtool.dump import render_kernel
+from kmtool.dump import render_descriptors, render_kernel
 from kmtool.dump.document import (
     BootInfoDoc,
     CheckDoc,
@@ -39,8 +39,8 @@ from kmtool.elf.kernel import build_ids_match
 from kmtool.layout.table import PAGE_SIZE
 from kmtool.units import plural, size_text
 
-PARTS = ("summary", "cpu", "boot", "memmap", "pagetables", "frames", "heap", "fault", "aspaces",
-         "checks")  # fmt: skip
+PARTS = ("summary", "cpu", "descriptors", "boot", "memmap", "pagetables", "frames", "heap", "fault",
+         "aspaces", "checks")  # fmt: skip
 MEMMAP_TOTALS_SHOWN = 4
 RANGES_DRAWN = 500  # page-table ranges drawn as table rows (a wrong --cr3 can yield 65536 and more)
 
@@ -127,6 +127,9 @@ def summary(doc: InspectionDoc) -> RenderableType:
         _flow_row(grid, "Core info", "none: not a dump of a ready kmtool kernel")
     for cpu in doc["cpu"]:
         _flow_row(grid, f"CPU {cpu['index']}", _cpu_line(cpu))
+    for tables in doc["descriptors"]:
+        key = "Descriptors" if len(doc["descriptors"]) == 1 else f"Descriptors {tables['cpu']}"
+        _flow_row(grid, key, render_descriptors.headline(tables))
     _flow_row(grid, "Boot info", _boot_line(doc["boot_info"]))
     _flow_row(grid, "Memory map", _memmap_line(doc["memory_map"]))
     _flow_row(grid, "Page tables", _pages_line(doc["page_tables"]))
@@ -481,6 +484,7 @@ def checks_table(rows: list[CheckDoc], title: str) -> Table:
 RENDERERS = {
     "summary": summary,
     "cpu": cpu,
+    "descriptors": render_descriptors.descriptors,
     "boot": boot,
     "memmap": memmap,
     "pagetables": pagetables,

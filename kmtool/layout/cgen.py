@@ -23,10 +23,20 @@ from pathlib import Path
 import construct
 
 from kmtool.layout import table
-from kmtool.schemas import aspace, bootinfo, coreinfo, fault, frames, heap, memmap, paging
+from kmtool.schemas import (
+    aspace,
+    bootinfo,
+    coreinfo,
+    descriptors,
+    fault,
+    frames,
+    heap,
+    memmap,
+    paging,
+)
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
-_SCHEMA_MODULES = (aspace, bootinfo, coreinfo, fault, frames, heap, memmap, paging)
+_SCHEMA_MODULES = (aspace, bootinfo, coreinfo, descriptors, fault, frames, heap, memmap, paging)
 INPUT_FILES = [
     PACKAGE_DIR / "layout" / "table.py",
     PACKAGE_DIR / "layout" / "cgen.py",
@@ -46,6 +56,9 @@ STRUCTS: list[tuple[str, construct.Construct]] = [
     ("km_heap", heap.Heap),
     ("km_page_stats", paging.PageStats),
     ("km_aspace_list", aspace.AspaceList),
+    ("km_idt_gate", descriptors.IdtGate),
+    ("km_system_descriptor", descriptors.SystemDescriptor),
+    ("km_tss", descriptors.Tss),
 ]
 
 _C_INT_TYPES = {"<B": "uint8_t", "<H": "uint16_t", "<L": "uint32_t", "<Q": "uint64_t"}
@@ -94,8 +107,27 @@ def _c_field(name: str, con: construct.Construct) -> str:
     raise TypeError(f"cgen: field `{name}` has a type the C generator does not know: {con!r}")
 
 
+def _alignment(con: construct.Construct) -> int:
+    """The C alignment of a field: its integer's size (an array's element's), 1 for bytes."""
+    con = _unwrap(con)
+    if isinstance(con, construct.Array):
+        con = _unwrap(con.subcon)
+    return con.sizeof() if isinstance(con, construct.FormatField) else 1
+
+
+def _packed(schema: construct.Struct) -> bool:
+    """True when a field sits at an offset C would pad (the TSS's RSP0 at 4), so the struct must
+    be declared packed to keep the schema's offsets."""
+    offset = 0
+    for sub in schema.subcons:
+        if offset % _alignment(sub):
+            return True
+        offset += sub.sizeof()
+    return False
+
+
 def _struct_text(c_name: str, schema: construct.Struct) -> str:
-    lines = [f"struct {c_name} {{"]
+    lines = [f"struct {'__attribute__((packed)) ' if _packed(schema) else ''}{c_name} {{"]
     asserts = [
         f'_Static_assert(sizeof(struct {c_name}) == {schema.sizeof()}, "struct {c_name} size");'
     ]
@@ -239,6 +271,9 @@ def _structs_h(digest: str) -> str:
         ("KM_HEAP_USED_MAGIC", heap.HEAP_USED_MAGIC),
         ("KM_HEAP_MAX_ORDERS", heap.HEAP_MAX_ORDERS),
         ("KM_HEAP_UNTOUCHED_ORDERS", heap.HEAP_UNTOUCHED_ORDERS),
+        ("KM_GATE_ATTR_INTERRUPT", descriptors.GATE_ATTR_INTERRUPT),
+        ("KM_TSS_ACCESS_AVAILABLE", descriptors.TSS_ACCESS_AVAILABLE),
+        ("KM_IST_COUNT", descriptors.IST_COUNT),
     ]
     body = "\n".join(_struct_text(name, schema) for name, schema in STRUCTS)
     return (

@@ -15,7 +15,7 @@ sys.path.insert(0, str(REPO / "tests" / "dump"))
 import dump_fixtures as F  # noqa: E402
 
 TOP_LEVEL = ["source", "cpu", "boot_info", "memory_map", "page_tables", "frames", "heap",
-             "address_spaces", "accounting", "fault", "part_errors", "checks"]  # fmt: skip
+             "address_spaces", "accounting", "fault", "descriptors", "part_errors", "checks"]  # fmt: skip
 
 
 def kmtool(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -53,6 +53,9 @@ def test_summary_exact(work: Path) -> None:
         "Build id     000102030405060708090a0b0c0d0e0f",
         "CPU 0        rip 0xffffff0000101234  rsp 0xffffff000011b000  cr0 0x80010033  cr3 0x190000  cr4 0x6a0",  # noqa: E501
         "             (4-level paging, from the QEMU note)",
+        "Descriptors  IDT 0xffffff000011a800 limit 0xfff (256 gates);",
+        "             GDT 0xffffff000011a000 limit 0x37 (7 slots); TSS 0xffffff000011b800 (TR 0x28),",
+        "             IST1 mapped",
         "Boot info    0x140000: kernel 0x100000 (256 KiB) at 0xffffff0000100000,",
         "             64 scratch pages at 0x150000, cmdline 'hold test'",
         "Memory map   10 descriptors of 48 bytes: conventional 8.99 MiB, boot-services-data 2 MiB,",
@@ -61,7 +64,7 @@ def test_summary_exact(work: Path) -> None:
         "             9 tables",
         "Frames       2311 free (9.02 MiB) in 10 spans; largest 0xd01000 (767 frames), fragmentation 0.668",
         "Heap         27 blocks: 2 used (5300 bytes requested), 25 free; 4 backed pages",
-        "Checks       30 passed, 0 failed",
+        "Checks       34 passed, 0 failed",
     ]  # fmt: skip
 
 
@@ -197,7 +200,14 @@ def test_core_info_of_another_version_is_a_failed_check(work: Path, fx: F.Fixtur
     doc = json.loads(done.stdout)
     assert doc["boot_info"] is None and doc["memory_map"] is None
     assert doc["page_tables"]["cr3"] == hex(fx.cr3)
-    assert [c["name"] for c in doc["checks"]] == ["core-info version", "page tables walked"]
+    assert [c["name"] for c in doc["checks"]] == [
+        "core-info version",
+        "page tables walked",
+        "IDT covers the exception vectors",
+        "exception gates present",
+        "IST stacks mapped",
+        "TR names the GDT's TSS descriptor",
+    ]  # the CPU's own tables need no core-info
 
 
 def test_corrupt_free_list_is_a_failed_check_and_the_rest_decodes(

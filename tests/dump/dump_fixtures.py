@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import descriptor_fixtures
+
 from kmtool.layout.table import (
     HEAP_BASE,
     HEAP_SIZE,
@@ -112,6 +114,11 @@ SYMBOLS = {
     "km_fault_record": DATA_VA + 0x1000,
     "km_aspaces": DATA_VA + 0x1400,
 }
+# The descriptor tables (tests/dump/descriptor_fixtures.py) and the IST1 stack, in the data pages.
+GDT_VA = DATA_VA + 0x2000
+IDT_VA = DATA_VA + 0x2800
+TSS_VA = DATA_VA + 0x3800
+IST1_TOP = DATA_VA + 0x5000
 HEAP_MIN_ORDER = 6
 HEAP_MAX_ORDER = HEAP_SIZE.bit_length() - 1
 BUILD_ID = bytes(range(20))  # the kernel ELF's note (20 bytes, as SHA-1); the dump holds 16
@@ -188,10 +195,17 @@ class Fixture:
             path.with_name(path.name + ".layout.json").write_text(json.dumps(doc))
         return path
 
-    def write_elf(self, path: Path, cr3: int | None = None, cpus: int = 1) -> Path:
-        """A QEMU-style ELF core of the image (see the module docstring)."""
+    def write_elf(
+        self,
+        path: Path,
+        cr3: int | None = None,
+        cpus: int = 1,
+        tables: dict[str, Any] | None = None,
+    ) -> Path:
+        """A QEMU-style ELF core of the image (see the module docstring). `tables`: base and limit
+        (and selector) that replace those of the notes' "idt", "gdt" and "tr" segments."""
         cr3 = self.cr3 if cr3 is None else cr3
-        notes = b"".join(_cpu_notes(i, cr3) for i in range(cpus))
+        notes = b"".join(_cpu_notes(i, cr3, tables or {}) for i in range(cpus))
         loads = []  # (paddr, memsz, filesz)
         a0, a_size = RAM[0]
         loads.append((a0, 0xA0000, 0xA0000))
@@ -225,7 +239,7 @@ def _in_ram(pa: int, size: int) -> bool:
     return any(a <= pa and pa + size <= a + s for a, s in RAM)
 
 
-def _cpu_notes(index: int, cr3: int) -> bytes:
+def _cpu_notes(index: int, cr3: int, tables: dict[str, Any]) -> bytes:
     def note(name: bytes, kind: int, desc: bytes) -> bytes:
         pad = lambda b: b + bytes(-len(b) % 4)  # noqa: E731
         return struct.pack("<III", len(name) + 1, len(desc), kind) + pad(name + b"\0") + pad(desc)
@@ -262,8 +276,12 @@ def _cpu_notes(index: int, cr3: int) -> bytes:
     )
     for name in ("cs", "ds", "es", "fs", "gs", "ss", "ldt", "tr"):
         state[name] = dict(seg, selector=8 if name == "cs" else 0x10)
-    state["gdt"] = dict(seg, base=DATA_VA + 0x2000, limit=0x37)
-    state["idt"] = dict(seg, base=DATA_VA + 0x2800, limit=0xFFF)
+    state["tr"] = dict(seg, selector=descriptor_fixtures.TSS_SELECTOR, base=TSS_VA,
+                       limit=descriptor_fixtures.TSS_LIMIT)  # fmt: skip
+    state["gdt"] = dict(seg, base=GDT_VA, limit=descriptor_fixtures.GDT_LIMIT)
+    state["idt"] = dict(seg, base=IDT_VA, limit=descriptor_fixtures.IDT_LIMIT)
+    for name, fields in tables.items():
+        state[name] = dict(state[name], **fields)
     return note(b"CORE", NT_PRSTATUS, prstatus) + note(b"QEMU", 0, QemuCpuState.build(state))
 
 
@@ -543,6 +561,10 @@ def build(offset_page: int = GiB, cr3: str = "kernel") -> Fixture:
         ),
     )
     fx.put(fx.addresses["heap"], Heap.build(heap.state()))
+    for va, data in ((GDT_VA, descriptor_fixtures.gdt(TSS_VA)),
+                     (IDT_VA, descriptor_fixtures.idt(KERNEL_LINK_BASE)),
+                     (TSS_VA, descriptor_fixtures.tss(IST1_TOP))):  # fmt: skip
+        fx.put(KERNEL_PHYS + (va - KERNEL_LINK_BASE), data)
     listed = processes + [0] * (ASPACE_MAX - len(processes))
     ids = list(range(1, len(processes) + 1)) + [0] * (ASPACE_MAX - len(processes))
     fx.put(

@@ -90,6 +90,9 @@ def _documents(tmp: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     broken.poke(fx.addresses["kernel_pml4"] + 511 * 8, 0x7F000000 | 3)  # a PDPT outside the dump
     broken.poke(fx.addresses["kernel_pml4"] + 5 * 8, fx.addresses["kernel_pml4"] | 3)  # recursive
     yield "broken page tables", _doc(broken.write_elf(tmp / "t.elf"), asked)
+    wild = {"idt": {"base": F.KERNEL_VSPACE_BASE + 8 * F.MiB}, "gdt": {"base": 1 << 60},
+            "tr": {"limit": 0x10}}  # fmt: skip
+    yield "unreadable descriptor tables", _doc(fx.write_elf(tmp / "d.elf", tables=wild), asked)
 
 
 def _doc(path: Path, options: Options) -> dict[str, Any]:

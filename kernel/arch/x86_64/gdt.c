@@ -1,23 +1,17 @@
 // The kernel's GDT and TSS; see include/arch/trap.h.
 #include <stdint.h>
 
+#include <km/structs.h>
+
 #include "arch/trap.h"
 #include "lib/string.h"
 
-struct tss {
-    uint32_t reserved0;
-    uint64_t rsp[3];
-    uint64_t reserved1;
-    uint64_t ist[7];
-    uint64_t reserved2;
-    uint16_t reserved3;
-    uint16_t iomap_base;
-} __attribute__((packed));
-_Static_assert(sizeof(struct tss) == 104, "TSS size");
+// struct km_tss and struct km_system_descriptor are generated from kmtool/schemas/descriptors.py,
+// which kmtool inspect decodes the TSS and GDT of a dump with.
 
 #define IST_STACK_SIZE 16384
 
-static struct tss tss;
+static struct km_tss tss;
 static uint8_t ist1_stack[IST_STACK_SIZE] __attribute__((aligned(16)));
 
 // Null, kernel code (64-bit), kernel data, user data, user code, then the 16-byte TSS descriptor.
@@ -44,9 +38,16 @@ void gdt_init(void)
 
     uint64_t base = (uint64_t)(uintptr_t)&tss;
     uint64_t limit = sizeof(tss) - 1;
-    gdt[5] = (limit & 0xffff) | ((base & 0xffffff) << 16) | (0x89ull << 40) |   // present, 64-bit TSS
-             (((limit >> 16) & 0xf) << 48) | (((base >> 24) & 0xff) << 56);
-    gdt[6] = base >> 32;
+    struct km_system_descriptor tss_descriptor = {
+        .limit_low = (uint16_t)limit,
+        .base_low = (uint16_t)base,
+        .base_mid = (uint8_t)(base >> 16),
+        .access = KM_TSS_ACCESS_AVAILABLE,
+        .limit_high_flags = (uint8_t)((limit >> 16) & 0xf),
+        .base_high = (uint8_t)(base >> 24),
+        .base_upper = (uint32_t)(base >> 32),
+    };
+    memcpy(&gdt[5], &tss_descriptor, sizeof(tss_descriptor));   // slots 5 and 6 (selector GDT_TSS)
 
     struct descriptor_pointer gdtr = {.limit = sizeof(gdt) - 1, .base = (uint64_t)(uintptr_t)gdt};
     __asm__ volatile(

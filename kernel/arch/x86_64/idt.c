@@ -3,29 +3,22 @@
 // overflow still reaches a handler that can report it.
 #include <stdint.h>
 
+#include <km/structs.h>
+
 #include "arch/trap.h"
 
-struct idt_gate {
-    uint16_t offset_low;
-    uint16_t selector;
-    uint8_t ist;
-    uint8_t type_attr;
-    uint16_t offset_mid;
-    uint32_t offset_high;
-    uint32_t reserved;
-} __attribute__((packed));
-_Static_assert(sizeof(struct idt_gate) == 16, "IDT gate size");
-
+// struct km_idt_gate is generated from kmtool/schemas/descriptors.py, which kmtool inspect decodes
+// the IDT of a dump with.
 extern const uint64_t isr_stubs[33];
-static struct idt_gate idt[256] __attribute__((aligned(16)));
+static struct km_idt_gate idt[256] __attribute__((aligned(16)));
 
 static void set_gate(unsigned vector, uint64_t handler, uint8_t ist)
 {
-    idt[vector] = (struct idt_gate){
+    idt[vector] = (struct km_idt_gate){
         .offset_low = (uint16_t)handler,
         .selector = GDT_KERNEL_CODE,
         .ist = ist,
-        .type_attr = 0x8e,   // present, DPL 0, 64-bit interrupt gate
+        .type_attr = KM_GATE_ATTR_INTERRUPT,
         .offset_mid = (uint16_t)(handler >> 16),
         .offset_high = (uint32_t)(handler >> 32),
     };

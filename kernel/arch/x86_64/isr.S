@@ -5,22 +5,28 @@
 // Stack alignment: the CPU aligns RSP to 16 before pushing its 5-word frame; with the error code
 // and the vector that makes 7 words, plus 15 registers = 22 words, so RSP is 16-byte aligned at the
 // call, as the System V ABI wants.
+//
+// Each stub is typed and sized as a function, so `kmtool inspect` names a gate's handler `isr_3`.
 
     .text
 
 .macro ISR_NOERR vector
     .align 16
+    .type isr_\vector, @function
 isr_\vector:
     pushq $0
     pushq $\vector
     jmp isr_common
+    .size isr_\vector, . - isr_\vector
 .endm
 
 .macro ISR_ERR vector
     .align 16
+    .type isr_\vector, @function
 isr_\vector:
     pushq $\vector
     jmp isr_common
+    .size isr_\vector, . - isr_\vector
 .endm
 
 ISR_NOERR 0

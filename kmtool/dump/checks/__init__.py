@@ -14,6 +14,7 @@ structural faults; the invariants the design promises are checked here, one modu
     heap        the kernel heap
     accounting  every ownable frame has an owner (no leaks)
     aspaces     the kernel's address spaces
+    descriptors the IDT, GDT and TSS each CPU was using
 """
 
 from kmtool.check import Check

@@ -26,6 +26,7 @@ from kmtool.dump.checks import (
     accounting,
     aspaces,
     core,
+    descriptors,
     heap,
     memmap,
     pagetables,
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
 # The parts of an `Inspection` a check may read, and the structures `not_built` names.
 Part = Literal[
     "source", "kernel", "root", "tables", "core", "core_error", "kernel_tables", "boot",
-    "memmap", "frames", "heap", "foreign", "aspaces", "accounting", "part_errors",
+    "memmap", "frames", "heap", "foreign", "aspaces", "accounting", "part_errors", "descriptors",
 ]  # fmt: skip
 Built = Literal["kernel_pml4", "frames", "heap"]
 
@@ -123,6 +124,10 @@ CHECKS: tuple[InspectCheck, ...] = (
     C("no supervisor-only page in a user half", aspaces.user_half_is_user, ("aspaces",)),
     C("no user mapping points into kernel-owned frames", aspaces.user_not_in_kernel_frames,
       ("kernel_tables", "aspaces", "memmap"), ("kernel_pml4",)),
+    C("IDT covers the exception vectors", descriptors.idt_covers_exceptions, ("descriptors",)),
+    C("exception gates present", descriptors.exception_gates_present, ("descriptors",)),
+    C("IST stacks mapped", descriptors.ist_stacks_mapped, ("descriptors",)),
+    C("TR names the GDT's TSS descriptor", descriptors.tss_descriptor_matches, ("descriptors",)),
 )  # fmt: skip
 
 

@@ -1,0 +1,117 @@
+"""Checks of the descriptor tables each CPU was using (kmtool.dump.descriptors; docs/design.md
+§11): the IDT covers the exception vectors, their gates are present 64-bit gates, the IST stacks
+they select are set and mapped, and TR names the GDT's TSS descriptor. They read the document of
+the decoded tables, so a table that could not be read fails its check with the decoder's sentence.
+"""
+
+from __future__ import annotations
+
+from kmtool.dump.checks.common import Verdict, problems
+from kmtool.dump.document_descriptors import DescriptorTablesDoc, GateDoc
+from kmtool.schemas.descriptors import EXCEPTION_VECTORS, GATE_TYPES, IDT_GATE_BYTES
+from kmtool.units import plural
+
+NEEDED_LIMIT = EXCEPTION_VECTORS * IDT_GATE_BYTES - 1  # 0x1ff
+
+
+def vector_span(vectors: list[int]) -> str:
+    """`vectors 0-31`, `vector 3` or `vectors 3, 8` (runs of consecutive vectors joined)."""
+    runs: list[list[int]] = []
+    for v in vectors:
+        if runs and v == runs[-1][-1] + 1:
+            runs[-1].append(v)
+        else:
+            runs.append([v])
+    text = ", ".join(str(r[0]) if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs)
+    return f"vector{'s' if len(vectors) > 1 else ''} {text}"
+
+
+def idt_covers_exceptions(descriptors: list[DescriptorTablesDoc]) -> Verdict:
+    """Every CPU's IDT limit covers the 32 exception gates (limit >= 0x1ff)."""
+    bad = []
+    for d in descriptors:
+        idt = d["idt"]
+        fit = idt["gates_fit"]
+        if fit < EXCEPTION_VECTORS:
+            beyond = vector_span(list(range(fit, EXCEPTION_VECTORS)))
+            bad.append(
+                f"CPU {d['cpu']}: the IDT at {idt['base']} has limit {idt['limit']}, room for "
+                f"{fit} gates: {beyond} are beyond it (the exceptions need limit "
+                f"{hex(NEEDED_LIMIT)})"
+            )
+    fits = ", ".join(f"CPU {d['cpu']} limit {d['idt']['limit']}" for d in descriptors)
+    return problems(bad, f"{fits}: all {EXCEPTION_VECTORS} exception gates are inside")
+
+
+def _gate_fault(g: GateDoc, limit: str, base: str) -> str | None:
+    """Why the CPU cannot deliver through gate `g`, or None."""
+    if not g["within_limit"]:
+        return f"beyond the IDT limit {limit}"
+    if not g["readable"]:
+        return f"unreadable at {g['address'] or base}"
+    if not g["present"]:
+        return "not present"
+    if g["type"] not in GATE_TYPES.values():
+        return f"{g['type']}, not a 64-bit interrupt or trap gate"
+    return None
+
+
+def exception_gates_present(descriptors: list[DescriptorTablesDoc]) -> Verdict:
+    """Every exception vector's gate is inside the limit, readable, present and a 64-bit gate;
+    the vectors that fail for the same reason are named together."""
+    bad = []
+    for d in descriptors:
+        idt = d["idt"]
+        if not idt["gates"]:
+            bad.append(f"CPU {d['cpu']}: the IDT at {idt['base']} cannot be read: {idt['error']}")
+            continue
+        why: dict[str, list[int]] = {}
+        for g in idt["gates"]:
+            fault = _gate_fault(g, idt["limit"], idt["base"])
+            if fault is not None:
+                why.setdefault(fault, []).append(g["vector"])
+        bad += [f"CPU {d['cpu']}: {vector_span(vs)} {text}" for text, vs in why.items()]
+    return problems(bad, f"all {EXCEPTION_VECTORS} present, on {plural(len(descriptors), 'CPU')}")
+
+
+def ist_stacks_mapped(descriptors: list[DescriptorTablesDoc]) -> Verdict:
+    """Every IST stack a gate selects is set, and every set one is mapped below its top."""
+    bad, good = [], []
+    for d in descriptors:
+        tss = d["tss"]
+        if tss is None:
+            continue
+        used = sorted({g["ist"] for g in d["idt"]["gates"] if g["ist"] and g["within_limit"]})
+        if tss["error"] is not None:
+            if used:
+                bad.append(f"CPU {d['cpu']}: gates select IST{used} but {tss['error']}")
+            continue
+        for ist in tss["ist"]:
+            name = f"CPU {d['cpu']} IST{ist['index']} (top {ist['top']})"
+            users = "" if not ist["used_by"] else f", for {vector_span(ist['used_by'])}"
+            if int(ist["top"], 16) == 0:
+                bad.append(f"{name} is 0{users}")
+            elif not ist["mapped"]:
+                bad.append(f"{name} is not mapped below its top{users}")
+            else:
+                good.append(f"IST{ist['index']} {ist['region'] or 'mapped'}")
+    return problems(bad, ", ".join(good) or "no IST stack set or selected")
+
+
+def tss_descriptor_matches(descriptors: list[DescriptorTablesDoc]) -> Verdict:
+    """TR's selector names a 64-bit TSS descriptor of the GDT whose base is TR's base."""
+    bad = []
+    for d in descriptors:
+        tss = d["tss"]
+        if tss is None:
+            continue
+        rows = {r["selector"]: r for r in d["gdt"]["descriptors"]}
+        row = rows.get(hex(int(tss["selector"], 16) & ~7))
+        if row is None:
+            bad.append(f"CPU {d['cpu']}: TR {tss['selector']} is past the GDT's decoded entries")
+        elif "TSS" not in row["kind"] or row["base"] != tss["base"]:
+            bad.append(
+                f"CPU {d['cpu']}: TR {tss['selector']} (base {tss['base']}) names a "
+                f"{row['kind']} descriptor with base {row['base']}"
+            )
+    return problems(bad, "TR names the GDT's 64-bit TSS descriptor")
