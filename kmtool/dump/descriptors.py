@@ -61,6 +61,8 @@ from kmtool.schemas.fault import exception_mnemonic
 MAX_LIMIT = 0xFFFF  # IDTR and GDTR limits are 16 bits
 MAX_DESCRIPTORS_SHOWN = 256  # GDT rows decoded (of at most 8192)
 TSS_BYTES = Tss.sizeof()
+SELECTOR_RPL_TI = 7  # a selector's low bits: RPL (1:0) and TI (2); the rest is the index
+NULL_TR = "TR is the null selector: no TSS is loaded (firmware runs so, all in ring 0, no IST)."
 
 Locate = Callable[[int], str]  # a code address in words (function+offset and file:line)
 
@@ -225,6 +227,9 @@ def read_tss(reader: Reader, tr: tuple[int, int, int], gates: list[GateDoc], our
     selector, base, limit = tr
     doc: TssDoc = {"selector": hex(selector), "base": hex(canonical(base)), "limit": hex(limit),
                    "error": None, "rsp": [], "ist": [], "iomap_base": None}  # fmt: skip
+    if not selector & ~SELECTOR_RPL_TI:
+        doc["error"] = NULL_TR
+        return doc
     if limit + 1 < TSS_BYTES:
         doc["error"] = (
             f"TR {hex(selector)} has limit {hex(limit)}, smaller than a 64-bit TSS "

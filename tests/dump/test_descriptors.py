@@ -166,6 +166,16 @@ def test_tr_that_names_another_descriptor(fx: F.Fixture, tmp_path: Path) -> None
     )
 
 
+def test_a_null_tr_with_gates_that_select_an_ist(fx: F.Fixture, tmp_path: Path) -> None:
+    r = rows(
+        inspect(fx, tmp_path / "null.elf", {"tr": {"selector": 0, "base": 0, "limit": 0xFFFF}})
+    )
+    ok, detail = r["TR names the GDT's TSS descriptor"]
+    assert ok and detail.startswith("not applicable: TR is the null selector")
+    assert r["IST stacks mapped"] == (False, "CPU 0: exception gates select IST1, but TR is the "
+        "null selector: no TSS is loaded (firmware runs so, all in ring 0, no IST).")  # fmt: skip
+
+
 # -- hostile registers -----------------------------------------------------------------------------
 
 

@@ -160,6 +160,27 @@ def test_idt_limit_zero_triple_faults_and_keeps_the_evidence(
     ), r["message"]
     assert Path(r["exceptions_log"]).read_text().rstrip().endswith("Triple fault")
     assert b.fault() is None  # no handler ever ran: the evidence is QEMU's, in the paused VM
+    # The dump shows the broken IDT: the limit the kernel loaded, every exception vector beyond
+    # it, and the gates still in memory (the table is intact, the limit is wrong).
+    doc = inspected(b)
+    (d,) = doc["descriptors"]
+    assert (d["idt"]["base"], d["idt"]["limit"], d["idt"]["gates_fit"]) == (hex(idt_base), "0x0", 0)
+    bp = d["idt"]["gates"][3]
+    assert (bp["name"], bp["within_limit"], bp["present"]) == ("#BP", False, True)
+    assert bp["handler_where"].startswith("isr_3 (kernel/arch/x86_64/isr.S:")
+    assert all(g["vector"] in (2, 8, 18) or g["ist"] == 0 for g in d["idt"]["gates"])
+    assert d["tss"] is not None and [i["mapped"] for i in d["tss"]["ist"]] == [True]
+    rows = {c["name"]: c for c in doc["checks"]}
+    assert not rows["IDT covers the exception vectors"]["ok"]
+    assert (
+        f"the IDT at {hex(idt_base)} has limit 0x0, room for 0 gates"
+        in (rows["IDT covers the exception vectors"]["detail"])
+    )
+    assert rows["exception gates present"] == {"name": "exception gates present", "ok": False,
+        "detail": "CPU 0: vectors 0-31 beyond the IDT limit 0x0"}  # fmt: skip
+    assert rows["IST stacks mapped"]["ok"] and rows["TR names the GDT's TSS descriptor"]["ok"]
+    summary = run_kmtool("inspect", str(b.dump)).stdout
+    assert "IDT limit 0x0: vectors 0-31 beyond the IDT limit" in " ".join(summary.split())
 
 
 @pytest.mark.qemu

@@ -106,6 +106,7 @@ def held(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]
     with held_vm(build / "kmtool.img", RunOptions(timeout=120)) as vm:
         assert not vm.panicked, vm.serial
         tlb = vm.hmp("info tlb")
+        registers = vm.hmp("info registers")
         report, serial = vm.report, vm.serial
         vm.dump(work / "dump.elf", "elf")
         vm.dump(work / "dump.raw", "raw")
@@ -113,7 +114,7 @@ def held(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]
         vm.qmp.command("dump-guest-memory", paging=False, protocol=f"file:{work / 'dump.qemu.elf'}")
     assert isinstance(report, dict), serial
     yield {"work": work, "tlb": tlb, "report": report, "serial": serial,
-           "kernel": build / "kernel.elf"}  # fmt: skip
+           "kernel": build / "kernel.elf", "registers": registers}  # fmt: skip
     for dump in work.glob("dump.*"):  # 2 x guest RAM: do not leave them in pytest's kept tmp dirs
         dump.unlink()
 
@@ -153,6 +154,46 @@ def test_counts_equal_the_ready_report(held: dict[str, object], name: str) -> No
     assert doc["source"]["kernel_build_id"][:32] == report["build_id"]  # the ELF's note
     (row,) = [c for c in doc["checks"] if c["name"] == "build id matches the kernel ELF"]
     assert row["ok"], row
+
+
+def _symbols(elf: Path) -> dict[str, int]:
+    """Every symbol of the kernel ELF by name, from `nm` (binutils: not kmtool's ELF reader)."""
+    out = subprocess.run(["nm", str(elf)], capture_output=True, text=True, check=True).stdout
+    rows = [line.split() for line in out.splitlines()]
+    return {row[2]: int(row[0], 16) for row in rows if len(row) == 3}
+
+
+@pytest.mark.qemu
+def test_descriptor_tables_equal_info_registers_and_the_kernel_symbols(
+    held: dict[str, object],
+) -> None:
+    """IDTR, GDTR and TR as QEMU's monitor prints them; each exception gate's handler is the
+    stub `nm` names isr_N; the TSS is the kernel's `tss` and IST1 the top of `ist1_stack`."""
+    require("nm")
+    ins = inspect_dump(held["work"] / "dump.elf", Options(kernel=held["kernel"]))  # type: ignore[operator,arg-type]
+    (d,) = ins.to_json()["descriptors"]
+    regs = str(held["registers"])
+    for name, table in (("IDT", d["idt"]), ("GDT", d["gdt"])):
+        m = re.search(rf"^{name}=\s+([0-9a-f]+) ([0-9a-f]+)", regs, re.M)
+        assert m, regs
+        assert (int(table["base"], 16), int(table["limit"], 16)) == (int(m[1], 16), int(m[2], 16))
+    tr = re.search(r"^TR =([0-9a-f]{4}) ([0-9a-f]+) ([0-9a-f]+)", regs, re.M)
+    assert tr and d["tss"] is not None, regs
+    assert [int(d["tss"][k], 16) for k in ("selector", "base", "limit")] == [
+        int(tr[1], 16), int(tr[2], 16), int(tr[3], 16)]  # fmt: skip
+    sym = _symbols(held["kernel"])  # type: ignore[arg-type]
+    for g in d["idt"]["gates"]:
+        assert g["within_limit"] and g["present"], g
+        assert int(g["handler"], 16) == sym[f"isr_{g['vector']}"], g
+        assert g["handler_where"].startswith(f"isr_{g['vector']} (kernel/arch/x86_64/isr.S:"), g
+    assert int(d["tss"]["base"], 16) == sym["tss"]
+    (ist1,) = d["tss"]["ist"]
+    assert ist1["used_by"] == [2, 8, 18] and ist1["mapped"] and ist1["region"] == "kernel-image"
+    assert int(ist1["top"], 16) == sym["ist1_stack"] + 16384  # IST_STACK_SIZE in gdt.c
+    rows = {c["name"]: c["ok"] for c in ins.to_json()["checks"]}
+    names = ("IDT covers the exception vectors", "exception gates present", "IST stacks mapped",
+             "TR names the GDT's TSS descriptor")  # fmt: skip
+    assert [rows[n] for n in names] == [True] * 4
 
 
 @pytest.mark.qemu
@@ -306,8 +347,14 @@ def test_firmware_page_tables_equal_info_tlb(tmp_path: Path) -> None:
         shutil.rmtree(sock.parent, ignore_errors=True)
     ins = inspect_dump(tmp_path / "ovmf.elf", Options(keep_leaves=True))
     (tmp_path / "ovmf.elf").unlink()
-    assert ins.core is None  # foreign: page tables only, no region names, one check
-    assert [(c.name, c.ok) for c in ins.checks] == [("page tables walked", True)]
+    assert ins.core is None  # foreign: page tables only, no region names, no kernel checks
+    # The CPU's own tables are architectural, so their checks apply to any dump: OVMF's IDT is
+    # whole, and it never loaded a TSS.
+    assert [(c.name, c.ok) for c in ins.checks] == [("page tables walked", True)] + [
+        (name, True) for name in ("IDT covers the exception vectors", "exception gates present",
+                                  "IST stacks mapped", "TR names the GDT's TSS descriptor")
+    ]  # fmt: skip
+    assert ins.checks[-1].detail.startswith("not applicable: TR is the null selector")
     assert not ins.tables.ranges_in("user-space")  # type: ignore[union-attr]
     qemu_entries = parse_tlb(tlb)
     mine = kmtool_tlb(ins)

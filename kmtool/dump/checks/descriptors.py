@@ -7,6 +7,7 @@ the decoded tables, so a table that could not be read fails its check with the d
 from __future__ import annotations
 
 from kmtool.dump.checks.common import Verdict, problems
+from kmtool.dump.descriptors import NULL_TR
 from kmtool.dump.document_descriptors import DescriptorTablesDoc, GateDoc
 from kmtool.schemas.descriptors import EXCEPTION_VECTORS, GATE_TYPES, IDT_GATE_BYTES
 from kmtool.units import plural
@@ -84,7 +85,8 @@ def ist_stacks_mapped(descriptors: list[DescriptorTablesDoc]) -> Verdict:
         used = sorted({g["ist"] for g in d["idt"]["gates"] if g["ist"] and g["within_limit"]})
         if tss["error"] is not None:
             if used:
-                bad.append(f"CPU {d['cpu']}: gates select IST{used} but {tss['error']}")
+                ists = ", ".join(f"IST{i}" for i in used)
+                bad.append(f"CPU {d['cpu']}: exception gates select {ists}, but {tss['error']}")
             continue
         for ist in tss["ist"]:
             name = f"CPU {d['cpu']} IST{ist['index']} (top {ist['top']})"
@@ -100,10 +102,11 @@ def ist_stacks_mapped(descriptors: list[DescriptorTablesDoc]) -> Verdict:
 
 def tss_descriptor_matches(descriptors: list[DescriptorTablesDoc]) -> Verdict:
     """TR's selector names a 64-bit TSS descriptor of the GDT whose base is TR's base."""
-    bad = []
+    bad, null = [], []
     for d in descriptors:
         tss = d["tss"]
-        if tss is None:
+        if tss is None or tss["error"] == NULL_TR:
+            null += [] if tss is None else [d["cpu"]]
             continue
         rows = {r["selector"]: r for r in d["gdt"]["descriptors"]}
         row = rows.get(hex(int(tss["selector"], 16) & ~7))
@@ -114,4 +117,6 @@ def tss_descriptor_matches(descriptors: list[DescriptorTablesDoc]) -> Verdict:
                 f"CPU {d['cpu']}: TR {tss['selector']} (base {tss['base']}) names a "
                 f"{row['kind']} descriptor with base {row['base']}"
             )
+    if null and len(null) == len(descriptors):
+        return Verdict(True, f"not applicable: {NULL_TR}")
     return problems(bad, "TR names the GDT's 64-bit TSS descriptor")
