@@ -1,7 +1,7 @@
 """Reading memory dumps (`kmtool inspect`): one concern per module, leaves first.
 
 document    the shape of the `--json` document: one TypedDict per part, which every to_json
-            returns and render reads
+            returns and render reads (document_descriptors: the descriptor tables' part)
 memory      guest-physical memory over one mmap of the file (ranges, bounded bulk reads, scans)
 elfcore     QEMU ELF cores: PT_LOADs and the per-CPU "QEMU"/NT_PRSTATUS notes
 source      open a dump of either kind (ELF core, raw image with optional layout file)
@@ -17,7 +17,9 @@ bootinfo    the loader's boot info
 memmap      the firmware memory map, stepped by descriptor size
 frames      the frame allocator's free-span list (windowed chase)
 heap        the buddy heap's blocks and free lists
+descriptors each CPU's IDT, GDT and TSS, read through its CR3
 checks      the cross-checks, one function per named row
 inspection  one inspection: roots, every part, checks, the JSON document
-render      the human output, drawn from the JSON document
+render      the human output, drawn from the JSON document (render_kernel, render_descriptors:
+            the second-wave parts)
 """
