@@ -101,15 +101,17 @@ class Reader:
 
 
 def _table_bounds(name: str, base: int, limit: int) -> tuple[int, str | None]:
-    """The limit to read by (at most 16 bits), and the sentence when the register is unusable."""
+    """The limit to read by (at most 16 bits), and the sentences when the register is unusable."""
+    said = []
     if limit > MAX_LIMIT:
-        return MAX_LIMIT, (
+        said.append(
             f"The {name} limit {hex(limit)} is wider than the register's 16 bits; the table was "
             f"read up to {hex(MAX_LIMIT)}."
         )
+        limit = MAX_LIMIT
     if not is_canonical(base):
-        return limit, f"The {name} base {hex(base)} is not canonical, so no gate can be read."
-    return limit, None
+        said.append(f"The {name} base {hex(base)} is not canonical, so nothing of it can be read.")
+    return limit, " ".join(said) or None
 
 
 # -- IDT -------------------------------------------------------------------------------------------
@@ -128,7 +130,7 @@ def read_idt(reader: Reader, base: int, limit: int, locate: Locate) -> IdtDoc:
         _gate(v, base if usable else None, limit, data, locate) for v in range(EXCEPTION_VECTORS)
     ]
     return {
-        "base": hex(canonical(base)),
+        "base": hex(base),
         "limit": hex(limit),
         "gates_fit": (limit + 1) // IDT_GATE_BYTES,
         "error": error or stopped,
@@ -178,7 +180,7 @@ def read_gdt(reader: Reader, base: int, limit: int) -> GdtDoc:
             row, width = _descriptor(slot, data)
             rows.append(row)
             slot += width
-    return {"base": hex(canonical(base)), "limit": hex(limit), "entries": entries,
+    return {"base": hex(base), "limit": hex(limit), "entries": entries,
             "error": error, "descriptors": rows}  # fmt: skip
 
 
@@ -225,7 +227,7 @@ def read_tss(reader: Reader, tr: tuple[int, int, int], gates: list[GateDoc], our
     """The 64-bit TSS that TR names: RSP0-2 and each IST stack a gate selects or that is set,
     with whether the byte below its top is mapped and its layout region (`ours`: our kernel)."""
     selector, base, limit = tr
-    doc: TssDoc = {"selector": hex(selector), "base": hex(canonical(base)), "limit": hex(limit),
+    doc: TssDoc = {"selector": hex(selector), "base": hex(base), "limit": hex(limit),
                    "error": None, "rsp": [], "ist": [], "iomap_base": None}  # fmt: skip
     if not selector & ~SELECTOR_RPL_TI:
         doc["error"] = NULL_TR

@@ -188,7 +188,7 @@ def test_hostile_registers_are_sentences(fx: F.Fixture, tmp_path: Path) -> None:
     (d,) = ins.to_json()["descriptors"]
     assert d["idt"]["error"] == (
         "The IDT limit 0xffffffff is wider than the register's 16 bits; the table was read up to "
-        "0xffff."
+        "0xffff. The IDT base 0x800000000000 is not canonical, so nothing of it can be read."
     )
     assert d["idt"]["limit"] == "0xffff" and not any(g["readable"] for g in d["idt"]["gates"])
     assert d["gdt"]["error"] == (
@@ -199,6 +199,21 @@ def test_hostile_registers_are_sentences(fx: F.Fixture, tmp_path: Path) -> None:
     assert d["tss"] is not None and d["tss"]["error"] is not None
     r = rows(ins)
     assert not r["exception gates present"][0] and not r["TR names the GDT's TSS descriptor"][0]
+    out = draw(ins, "descriptors")
+    assert "read up to 0xffff. The IDT base 0x800000000000 is not canonical" in out
+    assert "is not mapped under CR3." in out and "unreadable" in out
+    assert "Descriptors  IDT at 0x800000000000: The IDT limit" in draw(ins, "summary")
+
+
+def draw(ins: Inspection, part: str) -> str:
+    """One part as `kmtool inspect --part PART` prints it, unwrapped onto one line per row."""
+    from rich.console import Console
+
+    from kmtool.dump import render
+
+    console = Console(width=200, no_color=True, record=True)
+    console.print(render.RENDERERS[part](ins.to_json()))
+    return console.export_text()
 
 
 def test_random_registers_never_raise_and_stay_bounded(fx: F.Fixture, tmp_path: Path) -> None:
