@@ -13,6 +13,8 @@ from kmtool.dump.document_descriptors import DescriptorTablesDoc, GateDoc, TssDo
 from kmtool.schemas.descriptors import EXCEPTION_VECTORS
 from kmtool.units import plural
 
+ADDRESS_WIDTH = 18  # "0x" and 16 hex digits: a column that holds one never folds it
+
 
 def headline(d: DescriptorTablesDoc) -> str:
     """The summary's line for one CPU: what is wrong with its tables first, else their shape."""
@@ -60,12 +62,14 @@ def descriptors(doc: InspectionDoc) -> RenderableType:
 def _idt(d: DescriptorTablesDoc) -> RenderableType:
     idt = d["idt"]
     title = (f"IDT at {idt['base']}, limit {idt['limit']}: {plural(idt['gates_fit'], 'gate')} "
-             "fit; the exception vectors")  # fmt: skip
+             "fit; the exception vectors (inside: within the limit)")  # fmt: skip
     table = Table(title=title, title_justify="left")
-    for col in ("vector", "in limit", "present", "type", "dpl", "ist", "handler"):
+    for col in ("vector", "inside", "present", "type", "dpl", "ist"):
         table.add_column(col, overflow="fold")
+    table.add_column("handler", overflow="fold", min_width=ADDRESS_WIDTH)
     for g in idt["gates"]:
-        table.add_row(f"{g['vector']} {g['name']}", _yes(g["within_limit"]), *_gate_cells(g))
+        name = "" if g["name"].startswith("vector") else f" {g['name']}"
+        table.add_row(f"{g['vector']}{name}", _yes(g["within_limit"]), *_gate_cells(g))
     parts: list[RenderableType] = [table]
     if idt["error"] is not None:
         parts.append(Text(f"  {idt['error']}", style="red"))
@@ -87,8 +91,10 @@ def _gdt(d: DescriptorTablesDoc) -> RenderableType:
     gdt = d["gdt"]
     title = f"GDT at {gdt['base']}, limit {gdt['limit']} ({plural(gdt['entries'], 'slot')})"
     table = Table(title=title, title_justify="left")
-    for col in ("selector", "kind", "present", "dpl", "base", "limit"):
+    for col in ("sel", "kind", "present", "dpl"):
         table.add_column(col, overflow="fold")
+    table.add_column("base", overflow="fold", min_width=ADDRESS_WIDTH)
+    table.add_column("limit", overflow="fold")
     for r in gdt["descriptors"]:
         present = "-" if r["kind"] == "null" else _yes(r["present"])
         table.add_row(r["selector"], r["kind"], present, str(r["dpl"]), r["base"], r["limit"])
@@ -115,6 +121,6 @@ def _tss(tss: TssDoc | None) -> RenderableType:
         where = "mapped" if ist["mapped"] else "NOT mapped"
         if ist["region"]:
             where += f", in {ist['region']}"
-        users = ", ".join(str(v) for v in ist["used_by"]) or "no exception gate"
+        users = ", ".join(str(v) for v in ist["used_by"]) or "no gate inside the limit"
         grid.add_row(f"ist{ist['index']}", f"{ist['top']} ({where}; for {users})")
     return Group(Text(title), grid)

@@ -39,7 +39,8 @@ def _hex_values(doc: object) -> set[str]:
 def test_no_value_is_truncated(work: Path, columns: int) -> None:
     doc = json.loads(kmtool("inspect", "dump.elf", "--json", "--walk", WALK_VA, cwd=work,
                             columns=columns).stdout)  # fmt: skip
-    for args in (["--part", "summary"], ["--part", "cpu"], ["--walk", WALK_VA]):
+    for args in (["--part", "summary"], ["--part", "cpu"], ["--part", "descriptors"],
+                 ["--walk", WALK_VA]):  # fmt: skip
         done = kmtool("inspect", "dump.elf", *args, cwd=work, columns=columns)
         assert done.returncode == 0, done.stderr
         out = done.stdout
@@ -49,6 +50,11 @@ def test_no_value_is_truncated(work: Path, columns: int) -> None:
         if args[1] == "cpu":
             cpu = doc["cpu"][0]
             expected = {cpu[k] for k in ("rip", "rsp", "rflags", "cr0", "cr2", "cr3", "cr4")}
+        elif args[1] == "descriptors":
+            tables = doc["descriptors"][0]
+            expected = {g["handler"] for g in tables["idt"]["gates"]}
+            expected |= {r["base"] for r in tables["gdt"]["descriptors"]}
+            expected |= {i["top"] for i in tables["tss"]["ist"]}
         elif args[0] == "--walk":
             expected = {s["entry"] for s in doc["page_tables"]["walks"][0]["steps"]}
         else:
