@@ -25,7 +25,7 @@ def headline(d: DescriptorTablesDoc) -> str:
         meant = [g for g in idt["gates"][fit:] if g["present"]]
         text = f"IDT limit {idt['limit']}: {first} beyond the IDT limit"
         if meant and len(meant) == EXCEPTION_VECTORS - fit:
-            text += " (their gates in memory are present, so the limit is wrong, not the table)"
+            text += "; their gates in memory are present, so the limit is wrong, not the table"
         return text
     absent = [g["vector"] for g in idt["gates"] if not g["present"]]
     if idt["error"] is not None:

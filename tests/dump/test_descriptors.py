@@ -118,8 +118,8 @@ def test_idt_limit_zero_fails_naming_the_limit(fx: F.Fixture, tmp_path: Path) ->
     assert r["IST stacks mapped"][0]  # IST1 is still set and mapped; no gate in the limit uses it
     (d,) = ins.to_json()["descriptors"]
     assert all(g["present"] and not g["within_limit"] for g in d["idt"]["gates"])
-    assert headline(d) == ("IDT limit 0x0: vectors 0-31 beyond the IDT limit (their gates in "
-                           "memory are present, so the limit is wrong, not the table)")  # fmt: skip
+    assert headline(d) == ("IDT limit 0x0: vectors 0-31 beyond the IDT limit; their gates in "
+                           "memory are present, so the limit is wrong, not the table")  # fmt: skip
 
 
 def test_a_limit_that_covers_two_gates(fx: F.Fixture, tmp_path: Path) -> None:
