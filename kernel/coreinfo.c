@@ -4,12 +4,19 @@
 #include "arch/cpu.h"
 #include "lib/bootinfo.h"
 #include "lib/fault.h"
+#include "lib/fwcfg.h"
+#include "lib/printf.h"
 #include "lib/string.h"
 #include "mm/aspace.h"
 #include "mm/bootstrap.h"
 #include "mm/paging.h"
 
 struct km_core_info km_core_info;
+
+// The ELF note QEMU copies into every dump (docs/design.md §5.3, kmtool/schemas/vmcoreinfo.py),
+// and the fw_cfg record that says where it is.
+static struct km_core_info_note core_info_note __attribute__((aligned(64)));
+static struct km_fw_cfg_vmcoreinfo vmcoreinfo __attribute__((aligned(16)));
 
 extern char __kernel_start[], __kernel_end[];
 
@@ -85,6 +92,42 @@ void coreinfo_after_bootstrap(void)
     km_core_info.kernel_pml4_phys = kernel_pml4;
     km_core_info.offset_map_page_size = offset_map.page_size;
     km_core_info.offset_map_size = offset_map.size;
+}
+
+static void note_fill(struct km_core_info_note *note, uint64_t address)
+{
+    static const char digits[] = "0123456789abcdef";
+    static const char name[] = KM_VMCOREINFO_NOTE_NAME;
+    static const char key[] = KM_VMCOREINFO_NOTE_KEY;
+    note->n_namesz = sizeof(name);
+    note->n_descsz = KM_VMCOREINFO_NOTE_TEXT_BYTES;
+    note->n_type = KM_VMCOREINFO_NOTE_TYPE;
+    memcpy(note->name, name, sizeof(name));
+    uint8_t *t = note->text;
+    memcpy(t, key, sizeof(key) - 1);
+    t += sizeof(key) - 1;
+    *t++ = '0';
+    *t++ = 'x';
+    for (int i = KM_VMCOREINFO_NOTE_DIGITS - 1; i >= 0; i--)
+        *t++ = (uint8_t)digits[(address >> (4 * i)) & 15];
+    *t = '\n';
+}
+
+void coreinfo_publish(void)
+{
+    note_fill(&core_info_note, km_core_info.self_phys);
+    vmcoreinfo.host_format = 0;
+    vmcoreinfo.guest_format = KM_VMCOREINFO_FORMAT_ELF;
+    vmcoreinfo.size = sizeof(core_info_note);
+    vmcoreinfo.paddr = kernel_virt_to_phys(&core_info_note);
+    enum fwcfg_status status =
+        fwcfg_write_file(KM_FW_CFG_VMCOREINFO_FILE, &vmcoreinfo, sizeof(vmcoreinfo));
+    if (status == FWCFG_OK)
+        kprintf("coreinfo: published at 0x%lx through %s\n", km_core_info.self_phys,
+                KM_FW_CFG_VMCOREINFO_FILE);
+    else
+        kprintf("coreinfo: not published (%s): dumps are found by a scan\n",
+                fwcfg_status_text(status));
 }
 
 uint64_t coreinfo_ready(void)

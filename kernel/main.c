@@ -55,6 +55,7 @@ _Noreturn void kmain(uint64_t boot_info_phys)
     bootinfo_init(boot_info_phys);
     kernel_hold = cmdline_has(kernel_cmdline, "hold");
     coreinfo_init();
+    coreinfo_publish();
     bootinfo_print();
     memmap_init(&firmware_map, boot_info);
     memmap_print(&firmware_map);

@@ -33,10 +33,22 @@ from kmtool.schemas import (
     heap,
     memmap,
     paging,
+    vmcoreinfo,
 )
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
-_SCHEMA_MODULES = (aspace, bootinfo, coreinfo, descriptors, fault, frames, heap, memmap, paging)
+_SCHEMA_MODULES = (
+    aspace,
+    bootinfo,
+    coreinfo,
+    descriptors,
+    fault,
+    frames,
+    heap,
+    memmap,
+    paging,
+    vmcoreinfo,
+)
 INPUT_FILES = [
     PACKAGE_DIR / "layout" / "table.py",
     PACKAGE_DIR / "layout" / "cgen.py",
@@ -59,9 +71,15 @@ STRUCTS: list[tuple[str, construct.Construct]] = [
     ("km_idt_gate", descriptors.IdtGate),
     ("km_system_descriptor", descriptors.SystemDescriptor),
     ("km_tss", descriptors.Tss),
+    ("km_fw_cfg_vmcoreinfo", vmcoreinfo.FwCfgVmcoreinfo),
+    ("km_fw_cfg_dma_access", vmcoreinfo.FwCfgDmaAccess),
+    ("km_core_info_note", vmcoreinfo.CoreInfoNote),
 ]
 
 _C_INT_TYPES = {"<B": "uint8_t", "<H": "uint16_t", "<L": "uint32_t", "<Q": "uint64_t"}
+# Big-endian fields (fw_cfg's DMA descriptor) are plain integers in C; the field's doc says so and
+# the C code swaps the bytes.
+_C_INT_TYPES |= {">H": "uint16_t", ">L": "uint32_t", ">Q": "uint64_t"}
 
 
 @dataclass(frozen=True)
@@ -274,6 +292,23 @@ def _structs_h(digest: str) -> str:
         ("KM_GATE_ATTR_INTERRUPT", descriptors.GATE_ATTR_INTERRUPT),
         ("KM_TSS_ACCESS_AVAILABLE", descriptors.TSS_ACCESS_AVAILABLE),
         ("KM_IST_COUNT", descriptors.IST_COUNT),
+        ("KM_FW_CFG_VMCOREINFO_FILE", vmcoreinfo.FW_CFG_VMCOREINFO_FILE),
+        ("KM_VMCOREINFO_FORMAT_ELF", vmcoreinfo.VMCOREINFO_FORMAT_ELF),
+        ("KM_FW_CFG_PORT_SELECTOR", vmcoreinfo.FW_CFG_PORT_SELECTOR),
+        ("KM_FW_CFG_PORT_DATA", vmcoreinfo.FW_CFG_PORT_DATA),
+        ("KM_FW_CFG_PORT_DMA", vmcoreinfo.FW_CFG_PORT_DMA),
+        ("KM_FW_CFG_SIGNATURE", vmcoreinfo.FW_CFG_SIGNATURE),
+        ("KM_FW_CFG_ID", vmcoreinfo.FW_CFG_ID),
+        ("KM_FW_CFG_FEATURE_DMA", vmcoreinfo.FW_CFG_FEATURE_DMA),
+        ("KM_FW_CFG_FILE_DIR", vmcoreinfo.FW_CFG_FILE_DIR),
+        ("KM_FW_CFG_DMA_ERROR", vmcoreinfo.FW_CFG_DMA_ERROR),
+        ("KM_FW_CFG_DMA_SELECT", vmcoreinfo.FW_CFG_DMA_SELECT),
+        ("KM_FW_CFG_DMA_WRITE", vmcoreinfo.FW_CFG_DMA_WRITE),
+        ("KM_VMCOREINFO_NOTE_NAME", vmcoreinfo.NOTE_NAME.rstrip(b"\0").decode()),
+        ("KM_VMCOREINFO_NOTE_TYPE", vmcoreinfo.NOTE_TYPE),
+        ("KM_VMCOREINFO_NOTE_KEY", vmcoreinfo.NOTE_KEY.decode()),
+        ("KM_VMCOREINFO_NOTE_DIGITS", vmcoreinfo.NOTE_DIGITS),
+        ("KM_VMCOREINFO_NOTE_TEXT_BYTES", vmcoreinfo.NOTE_TEXT_BYTES),
     ]
     body = "\n".join(_struct_text(name, schema) for name, schema in STRUCTS)
     return (

@@ -11,6 +11,7 @@ The machine (docs/design.md §6.1):
       -serial stdio                             (QEMU's stdout carries COM1 only; stdin is null)
       -chardev file,id=debugcon,path=DEBUGCON_LOG -device isa-debugcon,iobase=0xe9,chardev=debugcon
       -device isa-debug-exit,iobase=0xf4,iosize=0x04
+      -device vmcoreinfo                        (the kernel publishes its core-info address)
       [-fw_cfg name=opt/kmtool/cmdline,file=CMDLINE_FILE]
       [-qmp unix:SOCKET,server=on,wait=off]  [-gdb tcp:127.0.0.1:PORT -S]
 
@@ -22,6 +23,9 @@ The machine (docs/design.md §6.1):
   modifies the built image. A directory is served as a read-only FAT disk (vvfat), which tests use.
 - The kernel command line goes through a fw_cfg *file* rather than `string=`: QEMU splits option
   values on commas, and a file carries any text unchanged.
+- `-device vmcoreinfo` gives the kernel the fw_cfg file `etc/vmcoreinfo`, through which it tells
+  QEMU where its core-info note is; every `dump-guest-memory` then carries that note, so a dump
+  needs no scan to be decoded (docs/design.md §5.3, kmtool/schemas/vmcoreinfo.py).
 - The gdb stub listens on the loopback address only (`-s` would listen on every interface).
 - Paths inside option values have their commas doubled (QEMU's escape). That is why debugcon is
   spelled as a -chardev: the `-debugcon file:PATH` shorthand takes PATH raw, with no escape.
@@ -123,6 +127,7 @@ def build_argv(spec: MachineSpec) -> list[str]:
         "-chardev", f"file,id=debugcon,path={escape(spec.debugcon_log)}",
         "-device", f"isa-debugcon,iobase={DEBUGCON_PORT:#x},chardev=debugcon",
         "-device", f"isa-debug-exit,iobase={DEBUG_EXIT_PORT:#x},iosize=0x04",
+        "-device", "vmcoreinfo",
     ]  # fmt: skip
     if spec.cmdline_file is not None:
         argv += ["-fw_cfg", f"name={FW_CFG_CMDLINE},file={escape(spec.cmdline_file)}"]

@@ -53,6 +53,7 @@ def test_default_argv_exact(tmp_path: Path) -> None:
         "-chardev", "file,id=debugcon,path=build/debugcon.log",
         "-device", "isa-debugcon,iobase=0xe9,chardev=debugcon",
         "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
+        "-device", "vmcoreinfo",
     ]  # fmt: skip
 
 

@@ -20,6 +20,12 @@ void build_id_hex(char out[2 * KM_BUILD_ID_BYTES + 1]);
 // (needs boot_info).
 void coreinfo_init(void);
 
+// Tells QEMU's vmcoreinfo device (fw_cfg file KM_FW_CFG_VMCOREINFO_FILE) where an ELF note naming
+// the block's address is, so every dump carries the note (docs/design.md §5.3). Prints one line
+// saying whether it worked; without the device (or fw_cfg DMA) a dump is found by a scan instead.
+// Needs coreinfo_init().
+void coreinfo_publish(void);
+
 // Records what the memory bootstrap decided (kernel PML4, offset-map page size and coverage).
 void coreinfo_after_bootstrap(void);
 
