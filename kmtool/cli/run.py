@@ -62,10 +62,10 @@ if TYPE_CHECKING:
 )
 @click.option(
     "--dump-format",
-    type=click.Choice(["elf", "raw"]),
+    type=click.Choice(["elf", "raw", "kdump"]),
     default="elf",
     show_default=True,
-    help="QEMU ELF core, or raw physical memory (+ FILE.layout.json).",
+    help="QEMU ELF core, raw physical memory (+ FILE.layout.json), or kdump-compressed (zlib).",
 )
 @click.option("--cpu", "cpu_model", help="QEMU CPU model (default: max under TCG, host under KVM).")
 @click.option(

@@ -1,10 +1,13 @@
 """The kernel's core-info block (struct km_core_info): the root that makes a bare dump explain itself.
 
-Found, in this order:
-1. through the kernel ELF (`--kernel`): the `km_core_info` symbol's virtual address, translated with
+Found, in this order (docs/design.md §5.3), the first that holds a valid block winning:
+1. the address the dump's VMCOREINFO note gives (`KMTOOL_COREINFO=0x...`, kmtool/schemas/vmcoreinfo.py);
+2. through the kernel ELF (`--kernel`): the `km_core_info` symbol's virtual address, translated with
    the dump's page tables;
-2. by scanning physical memory for its two magic words, first in the pages mapped in the kernel-image
-   region (when a CR3 is known), then everywhere. A hit counts only when the block's `self_phys` equals
+3. the address the raw dump's sidecar records;
+4. by scanning physical memory for its two magic words, first in the pages mapped in the kernel-image
+   region (when a CR3 is known), then everywhere -- unless `full_scan` is off (`--cr3` given: a
+   foreign dump is not searched end to end). A hit counts only when the block's `self_phys` equals
    the address it was found at: copies of the magic in code or stale memory never do. A hit that
    counts but has another version (or a short length) is an `UnreadableCoreInfo` naming its address
    and version, not a silent "no block": the dump is of a kmtool kernel this kmtool cannot read.
@@ -39,7 +42,7 @@ class CoreInfoBlock:
 
     address: int
     fields: Any  # construct Container of CoreInfo
-    found_by: str  # "symbol" or "scan"
+    found_by: str  # "note", "symbol", "sidecar" or "scan"
 
     def __getattr__(self, name: str) -> Any:
         return self.fields[name]
@@ -129,9 +132,17 @@ class UnreadableCoreInfo(DumpError):
 
 
 def find_core_info(
-    memory: PhysicalMemory, kernel: KernelSymbols | None, tables: PageTables | None
+    memory: PhysicalMemory,
+    kernel: KernelSymbols | None,
+    tables: PageTables | None,
+    hints: tuple[int | None, int | None] = (None, None),
+    full_scan: bool = True,
 ) -> CoreInfoBlock | None:
-    """The core-info block of the dump, or None when there is none (a foreign dump)."""
+    """The core-info block of the dump, or None when there is none (a foreign dump). `hints` are
+    the addresses the dump's note and the raw sidecar give (None: no such address)."""
+    note, sidecar = hints
+    if note is not None and (block := _at_hint(memory, note, "note")) is not None:
+        return block
     if kernel is not None and tables is not None:
         va = kernel.symbols[CORE_INFO_SYMBOL]
         pa, ok = translate_many(memory, tables.root, np.array([va], dtype=np.uint64))
@@ -141,9 +152,11 @@ def find_core_info(
                 f"{hex(tables.root)}."
             )
         return read_core_info(memory, int(pa[0]), "symbol")
+    if sidecar is not None and (block := _at_hint(memory, sidecar, "sidecar")) is not None:
+        return block
     needle = magic_bytes()
     unreadable: UnreadableCoreInfo | None = None
-    for candidate in _candidates(memory, needle, tables):
+    for candidate in _candidates(memory, needle, tables, full_scan):
         try:
             return read_core_info(memory, candidate, "scan")
         except UnreadableCoreInfo as err:
@@ -155,7 +168,20 @@ def find_core_info(
     return None
 
 
-def _candidates(memory: PhysicalMemory, needle: bytes, tables: PageTables | None) -> Iterator[int]:
+def _at_hint(memory: PhysicalMemory, pa: int, how: str) -> CoreInfoBlock | None:
+    """The block at `pa` when one is there; None when not (the next way is tried). A block that is
+    ours but of another version raises UnreadableCoreInfo, as a scan hit would."""
+    try:
+        return read_core_info(memory, pa, how)
+    except UnreadableCoreInfo:
+        raise
+    except DumpError:
+        return None
+
+
+def _candidates(
+    memory: PhysicalMemory, needle: bytes, tables: PageTables | None, full_scan: bool
+) -> Iterator[int]:
     seen: set[int] = set()
     if tables is not None:
         image = tables.ranges_in("kernel-image")
@@ -169,6 +195,8 @@ def _candidates(memory: PhysicalMemory, needle: bytes, tables: PageTables | None
                     seen.add(phys + at)
                     yield phys + at
                 at = data.find(needle, at + 1)
+    if not full_scan:
+        return
     for pa in memory.scan(needle):
         if pa not in seen:
             yield pa

@@ -42,7 +42,7 @@ class DumpFileDoc(TypedDict):
     """What the dump file is (kmtool.dump.source.DumpSource.to_json)."""
 
     path: str
-    format: str  # "elf" or "raw"
+    format: str  # "elf", "kdump", "lime" or "raw"
     file_size: int
     base: str | None  # a raw image read with --base or without a layout file
     layout_file: str | None
@@ -54,7 +54,7 @@ class CoreInfoDoc(TypedDict):
     """struct km_core_info (kmtool.schemas.coreinfo.CoreInfo), where it was found and how."""
 
     address: str
-    found_by: str  # "symbol" or "scan"
+    found_by: str  # "note", "symbol", "sidecar" or "scan"
     magic: str
     magic2: str
     version: int

@@ -4,13 +4,17 @@ pyelftools reads the ELF and program headers. PT_LOAD p_paddr is the guest-physi
 writes one PT_LOAD per RAM block (low RAM is split around the legacy VGA/ROM windows and RAM above
 4 GiB follows the PCI hole), and a segment may have p_filesz < p_memsz (the rest reads as zeros).
 The PT_NOTE segment is parsed here with the schemas of kmtool.schemas.qemu, from a bounded slice of
-the file, so a hostile n_descsz can neither read past the segment nor allocate gigabytes.
+the file, so a hostile n_descsz can neither read past the segment nor allocate gigabytes. Besides the
+CPU notes it may hold the kernel's `VMCOREINFO` note (kmtool/schemas/vmcoreinfo.py), which names the
+core-info block's address (docs/design.md §5.3). `read_notes` serves kdump files too, whose note
+area holds the same notes.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +32,8 @@ from kmtool.schemas.qemu import (
     ElfPrstatusX86_64,
     QemuCpuState,
 )
+from kmtool.schemas.vmcoreinfo import NOTE_NAME as VMCOREINFO_NAME
+from kmtool.schemas.vmcoreinfo import core_info_address
 
 ELF_MAGIC = b"\x7fELF"
 MAX_NOTE_BYTES = 16 << 20  # 16 MiB of notes is thousands of CPUs
@@ -63,8 +69,16 @@ def is_elf(path: Path) -> bool:
         raise DumpError(f"Cannot open dump `{path}`: {err.strerror}.") from None
 
 
-def open_elf_core(path: Path) -> tuple[PhysicalMemory, list[CpuState]]:
-    """The physical memory and CPU states of the x86-64 QEMU ELF core at `path`."""
+@dataclass
+class Notes:
+    """What a dump's ELF notes say: the CPUs, and the core-info address of a VMCOREINFO note."""
+
+    cpus: list[CpuState] = field(default_factory=list)
+    core_info: int | None = None
+
+
+def open_elf_core(path: Path) -> tuple[PhysicalMemory, Notes]:
+    """The physical memory and the notes of the x86-64 QEMU ELF core at `path`."""
     from elftools.common.exceptions import ELFError
     from elftools.construct import ConstructError
     from elftools.elf.elffile import ELFFile
@@ -98,8 +112,7 @@ def open_elf_core(path: Path) -> tuple[PhysicalMemory, list[CpuState]]:
     except (ELFError, ConstructError, ValueError, OSError) as err:
         raise DumpError(f"Dump `{path}` is not a readable ELF core: {err}.") from None
     memory = PhysicalMemory(path, _disjoint(ranges))
-    cpus = _cpus(memory, path, notes)
-    return memory, cpus
+    return memory, _segment_notes(memory, path, notes)
 
 
 def _check_program_headers(path: Path, header: Any, file_size: int) -> None:
@@ -144,9 +157,8 @@ def _disjoint(ranges: list[MemoryRange]) -> list[MemoryRange]:
     return out
 
 
-def _cpus(memory: PhysicalMemory, path: Path, notes: list[tuple[int, int]]) -> list[CpuState]:
-    qemu: list[bytes] = []
-    prstatus: list[bytes] = []
+def _segment_notes(memory: PhysicalMemory, path: Path, notes: list[tuple[int, int]]) -> Notes:
+    blobs: list[tuple[bytes, int]] = []
     with open(path, "rb") as f:
         for offset, size in notes:
             if size > MAX_NOTE_BYTES or offset + size > memory.file_size:
@@ -155,11 +167,30 @@ def _cpus(memory: PhysicalMemory, path: Path, notes: list[tuple[int, int]]) -> l
                     f"{hex(size)} bytes that does not fit the file."
                 )
             f.seek(offset)
-            for name, kind, desc, _at in _iter_notes(f.read(size), offset):
-                if name == QEMU_NOTE_NAME:
-                    qemu.append(desc)
-                elif name == CORE_NOTE_NAME and kind == NT_PRSTATUS:
-                    prstatus.append(desc)
+            blobs.append((f.read(size), offset))
+    return read_notes(blobs, path)
+
+
+def read_notes(blobs: list[tuple[bytes, int]], path: Path) -> Notes:
+    """The notes in `blobs` (each the bytes of a note area and its file offset): CPU states from
+    the QEMU and NT_PRSTATUS notes, the core-info address from the first VMCOREINFO note that names
+    one."""
+    qemu: list[bytes] = []
+    prstatus: list[bytes] = []
+    core_info: int | None = None
+    vmcoreinfo = VMCOREINFO_NAME.rstrip(b"\0").decode()
+    for data, offset in blobs:
+        for name, kind, desc, _at in _iter_notes(data, offset):
+            if name == QEMU_NOTE_NAME:
+                qemu.append(desc)
+            elif name == CORE_NOTE_NAME and kind == NT_PRSTATUS:
+                prstatus.append(desc)
+            elif name == vmcoreinfo and core_info is None:
+                core_info = core_info_address(desc)
+    return Notes(_cpus(qemu, prstatus, path), core_info)
+
+
+def _cpus(qemu: list[bytes], prstatus: list[bytes], path: Path) -> list[CpuState]:
     cpus: list[CpuState] = []
     for index, desc in enumerate(qemu):
         cpu = _from_qemu_note(index, desc, path)

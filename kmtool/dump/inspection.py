@@ -1,11 +1,12 @@
 """One inspection of a dump: find the roots, decode every part, run the checks, describe it as JSON.
 
 Roots, in order of preference: `--cr3`; CR3 of CPU 0 from the dump (QEMU note or raw layout file);
-the kernel PML4 recorded in the core-info block. The core-info block is found through `--kernel` or
-by a physical scan (kmtool.dump.coreinfo). A dump without one is *foreign* (not our kernel, or not
-ready yet): with a CR3 the page tables are still decoded and the kernel parts are null, and the
-ranges carry no region names (the names come from kmtool's layout table, which says nothing about
-another kernel's address space).
+the kernel PML4 recorded in the core-info block. The core-info block is found through the dump's
+note, `--kernel`, the raw sidecar, or a physical scan, in that order (kmtool.dump.coreinfo); with
+`--cr3` the scan covers only the kernel-image pages, so a foreign dump is never searched whole.
+A dump without one is *foreign* (not our kernel, or not ready yet): with a CR3 the page tables are
+still decoded and the kernel parts are null, and the ranges carry no region names (the names come
+from kmtool's layout table, which says nothing about another kernel's address space).
 
 A core-info block that is ours (magic and self_phys agree) but of a version this kmtool cannot read
 does not stop the inspection either: the "core-info version" check fails naming it, and what needs
@@ -174,7 +175,8 @@ def inspect_dump(path: Path, options: Options) -> Inspection:
     if ins.root is not None:
         ins.tables = walk(memory, ins.root, keep_leaves=options.keep_leaves)
     try:
-        ins.core = find_core_info(memory, ins.kernel, ins.tables)
+        hints = (source.core_info_note, source.core_info_sidecar)
+        ins.core = find_core_info(memory, ins.kernel, ins.tables, hints, options.cr3 is None)
     except UnreadableCoreInfo as err:
         if ins.root is None:
             raise  # nothing else to show without a CR3

@@ -71,27 +71,7 @@ class PhysicalMemory:
         if self.file_size == 0:
             raise DumpError(f"Dump `{path}` is empty.")
         self._mm = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
-        self.ranges = sorted((r for r in ranges if r.size > 0), key=lambda r: r.start)
-        if not self.ranges:
-            raise DumpError(f"Dump `{path}` describes no physical memory.")
-        for prev, cur in zip(self.ranges, self.ranges[1:], strict=False):
-            if cur.start < prev.end:
-                raise DumpError(
-                    f"Dump `{path}` has overlapping memory ranges at {hex(prev.start)} and "
-                    f"{hex(cur.start)}."
-                )
-        for r in self.ranges:
-            if r.file_size > r.size or r.file_offset + r.file_size > self.file_size:
-                raise DumpError(
-                    f"Dump `{path}` is truncated: the range at physical {hex(r.start)} needs file "
-                    f"bytes up to {hex(r.file_offset + r.file_size)} but the file has "
-                    f"{hex(self.file_size)}."
-                )
-            if r.start + r.size > MAX_PHYSICAL:
-                raise DumpError(
-                    f"Dump `{path}` has a memory range at physical {hex(r.start)} of {hex(r.size)} "
-                    "bytes, past the 52-bit physical address space of x86-64: an absurd size."
-                )
+        self.ranges = checked_ranges(path, ranges, self.file_size)
         self._starts = [r.start for r in self.ranges]
         self._np_starts = np.array(self._starts, dtype=np.uint64)
         # Zero-copy 64-bit word views of each range's file part (file offsets need not be aligned).
@@ -353,6 +333,38 @@ class PhysicalMemory:
         except BufferError:  # a caller still holds a view; the mapping goes with the last one
             pass
         self._file.close()
+
+
+def checked_ranges(
+    path: Path, ranges: list[MemoryRange], file_size: int | None
+) -> list[MemoryRange]:
+    """`ranges` without empty ones, sorted by start; DumpError when two overlap, one needs bytes
+    past `file_size` (None: the ranges are not file ranges), or one reaches past the 52-bit
+    physical address space."""
+    out = sorted((r for r in ranges if r.size > 0), key=lambda r: r.start)
+    if not out:
+        raise DumpError(f"Dump `{path}` describes no physical memory.")
+    for prev, cur in zip(out, out[1:], strict=False):
+        if cur.start < prev.end:
+            raise DumpError(
+                f"Dump `{path}` has overlapping memory ranges at {hex(prev.start)} and "
+                f"{hex(cur.start)}."
+            )
+    for r in out:
+        if file_size is not None and (
+            r.file_size > r.size or r.file_offset + r.file_size > file_size
+        ):
+            raise DumpError(
+                f"Dump `{path}` is truncated: the range at physical {hex(r.start)} needs file "
+                f"bytes up to {hex(r.file_offset + r.file_size)} but the file has "
+                f"{hex(file_size)}."
+            )
+        if r.start + r.size > MAX_PHYSICAL:
+            raise DumpError(
+                f"Dump `{path}` has a memory range at physical {hex(r.start)} of {hex(r.size)} "
+                "bytes, past the 52-bit physical address space of x86-64: an absurd size."
+            )
+    return out
 
 
 def _search_key(needle: bytes) -> tuple[bytes, int]:

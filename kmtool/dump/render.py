@@ -47,6 +47,12 @@ RANGES_DRAWN = 500  # page-table ranges drawn as table rows (a wrong --cr3 can y
 
 # Where a summary value may break: after ", " "; " or ": ", and at a double space.
 BREAKS = re.compile(r"(?<=[,;:] )|(?<=  )")
+_KINDS = {
+    "elf": "QEMU ELF core",
+    "kdump": "kdump-compressed dump",
+    "lime": "LiME dump",
+    "raw": "raw physical image",
+}
 
 
 class Flow:
@@ -108,7 +114,7 @@ def summary(doc: InspectionDoc) -> RenderableType:
     """One line per part."""
     grid = _grid()
     src = doc["source"]
-    kind = "QEMU ELF core" if src["format"] == "elf" else "raw physical image"
+    kind = _KINDS.get(src["format"], src["format"])
     _flow_row(
         grid,
         "Dump",

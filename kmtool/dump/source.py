@@ -1,4 +1,13 @@
-"""Open a dump file of either kind: a QEMU ELF core, or a raw physical image.
+"""Open a dump file: a QEMU ELF core, a kdump-compressed file, a LiME file, or a raw physical image.
+
+The kind is told by the file's first bytes, never by its name: the ELF magic, the kdump signature
+`KDUMP   `, the LiME magic; anything else is a raw image. makedumpfile's flattened stream is
+recognised and refused with the way to reassemble it. ELF and LiME ranges are file ranges read
+through one mmap; a kdump file's pages are decompressed on demand (kmtool.dump.paged).
+
+Each kind may also say where the kernel's core-info block is (docs/design.md §5.3): the VMCOREINFO
+note of an ELF core or a kdump file (`core_info_note`), or the raw sidecar's `core_info`
+(`core_info_sidecar`).
 
 Raw images have no header. By default file offset == physical address (base 0); `--base` says the
 file starts at another physical address. When `FILE.layout.json` (written by `kmtool run --dump FILE
@@ -20,7 +29,7 @@ from typing import Any
 
 from kmtool.dump.cpu import CpuState
 from kmtool.dump.document import DumpFileDoc
-from kmtool.dump.elfcore import is_elf, open_elf_core
+from kmtool.dump.elfcore import ELF_MAGIC, open_elf_core
 from kmtool.dump.memory import MemoryRange, PhysicalMemory
 from kmtool.errors import DumpError
 from kmtool.layout.table import PAGE_SIZE
@@ -32,11 +41,13 @@ class DumpSource:
     """A dump opened for reading: its memory, what kind it is, and any recorded CPU state."""
 
     path: Path
-    kind: str  # "elf" or "raw"
+    kind: str  # "elf", "kdump", "lime" or "raw"
     memory: PhysicalMemory
     cpus: list[CpuState] = field(default_factory=list)
     base: int | None = None  # raw images read with --base or without a layout file
     layout_path: Path | None = None
+    core_info_note: int | None = None  # from the dump's VMCOREINFO note
+    core_info_sidecar: int | None = None  # from the raw sidecar's `core_info`
 
     def to_json(self) -> DumpFileDoc:
         """The file half of the "source" part of `kmtool inspect --json` (the inspection adds the
@@ -62,20 +73,32 @@ class DumpSource:
 
 
 def open_dump(path: Path, base: int | None = None) -> DumpSource:
-    """Open `path`, an ELF core or a raw image (`base`: physical address of its first byte)."""
+    """Open `path`, of any kind the module docstring lists (`base`: physical address of a raw
+    image's first byte)."""
     if not path.exists():
         raise DumpError(f"Dump `{path}` does not exist.")
     if path.is_dir():
         raise DumpError(f"Dump `{path}` is a directory, not a file.")
-    if is_elf(path):
-        if base is not None:
-            raise DumpError(f"`--base` applies to raw images only; `{path}` is an ELF core.")
-        memory, cpus = open_elf_core(path)
-        return DumpSource(path, "elf", memory, cpus)
+    kind = _kind(path)
+    if kind != "raw" and base is not None:
+        raise DumpError(f"`--base` applies to raw images only; `{path}` is a {kind} dump.")
+    if kind == "elf":
+        memory, notes = open_elf_core(path)
+        return DumpSource(path, "elf", memory, notes.cpus, core_info_note=notes.core_info)
+    if kind == "kdump":
+        from kmtool.dump.kdump import open_kdump
+
+        paged, notes = open_kdump(path)
+        return DumpSource(path, "kdump", paged, notes.cpus, core_info_note=notes.core_info)
+    if kind == "lime":
+        from kmtool.dump.lime import open_lime
+
+        return DumpSource(path, "lime", open_lime(path))
     layout_path = layout_path_for(path)
     if base is None and layout_path.is_file():
-        ranges, cpus = _read_layout(layout_path)
-        return DumpSource(path, "raw", PhysicalMemory(path, ranges), cpus, layout_path=layout_path)
+        ranges, cpus, core = _read_layout(layout_path)
+        return DumpSource(path, "raw", PhysicalMemory(path, ranges), cpus,
+                          layout_path=layout_path, core_info_sidecar=core)  # fmt: skip
     layout = None
     if layout_path.is_file():
         try:
@@ -87,13 +110,38 @@ def open_dump(path: Path, base: int | None = None) -> DumpSource:
         raise DumpError(f"The raw image base {hex(start)} is not page aligned.")
     size = path.stat().st_size
     # `--base` overrides the layout file's RAM ranges, not its CPU state (CR3 is physical).
-    cpus = [] if layout is None else layout[1]
+    cpus = [] if layout is None else layout[1]  # (its core_info is where --base says, so unused)
     return DumpSource(path, "raw", PhysicalMemory(path, [MemoryRange(start, size, 0, size)]),
                       cpus, base=start,
                       layout_path=None if layout is None else layout_path)  # fmt: skip
 
 
-def _read_layout(path: Path) -> tuple[list[MemoryRange], list[CpuState]]:
+def _kind(path: Path) -> str:
+    """ "elf", "kdump", "lime" or "raw", from the first bytes of `path`."""
+    from kmtool.dump.kdump import is_flattened, is_kdump
+    from kmtool.dump.lime import is_lime
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError as err:
+        raise DumpError(f"Cannot open dump `{path}`: {err.strerror}.") from None
+    if is_elf_head(head):
+        return "elf"
+    if is_kdump(head):
+        return "kdump"
+    if is_flattened(head):
+        raise DumpError(
+            f"Dump `{path}` is makedumpfile's flattened stream (signature `makedumpfile` at "
+            "offset 0x0), not a kdump file; reassemble it first (`makedumpfile -R NEW < FILE`), "
+            "or capture with `kmtool run --dump-format kdump`, which does that itself."
+        )
+    if is_lime(head):
+        return "lime"
+    return "raw"
+
+
+def _read_layout(path: Path) -> tuple[list[MemoryRange], list[CpuState], int | None]:
     try:
         doc = json.loads(path.read_text())
         if doc.get("format") != RAW_FORMAT_NAME or doc.get("version") != RAW_FORMAT_VERSION:
@@ -117,13 +165,19 @@ def _read_layout(path: Path) -> tuple[list[MemoryRange], list[CpuState]]:
                     source="layout file",
                 )
             )
+        core = _hex(doc.get("core_info"))
     except DumpError:
         raise
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
         raise DumpError(
             f"Layout file `{path}` is malformed: {type(err).__name__}: {err}."
         ) from None
-    return ranges, cpus
+    return ranges, cpus, core
+
+
+def is_elf_head(head: bytes) -> bool:
+    """True when a file starting with `head` is an ELF file."""
+    return head.startswith(ELF_MAGIC)
 
 
 def _hex(value: Any) -> int | None:

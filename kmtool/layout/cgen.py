@@ -265,7 +265,7 @@ def _pte_defines() -> str:
 
 
 def _structs_h(digest: str) -> str:
-    consts = [
+    consts: list[tuple[str, int | str]] = [
         ("KM_BOOT_INFO_MAGIC", bootinfo.BOOT_INFO_MAGIC),
         ("KM_BOOT_INFO_VERSION", bootinfo.BOOT_INFO_VERSION),
         ("KM_CMDLINE_MAX", bootinfo.CMDLINE_MAX),

@@ -1,4 +1,4 @@
-"""Capture guest memory from a stopped VM, as a QEMU ELF core or as a raw physical image.
+"""Capture guest memory from a stopped VM, as a QEMU ELF core, a kdump file or a raw physical image.
 
 Both are written to `FILE.partial` and renamed to FILE when complete, so an interrupted dump never
 sits under the final name.
@@ -8,7 +8,11 @@ detached, polled with `query-dump` for progress, written by QEMU into a pipe tha
 the file. The file has one PT_LOAD per RAM block and the per-CPU "QEMU" notes (CR0-CR4) next to
 NT_PRSTATUS.
 
-Both formats are written through kmtool.qemu.dumpfile's BlockWriter: whole 2 MiB blocks at aligned
+kdump (`--dump-format kdump`): the same QMP command with format `kdump-zlib`: every page zlib
+compressed, zero pages stored once (kmtool/schemas/kdump.py). QEMU writes it in makedumpfile's
+flattened form, which the copy reassembles into a plain kdump file (kmtool.qemu.kdumpflat).
+
+ELF and raw are written through kmtool.qemu.dumpfile's BlockWriter: whole 2 MiB blocks at aligned
 file offsets (so the page cache holds the dump in 2 MiB folios, which `kmtool inspect` maps
 cheaply), and all-zero blocks are left as holes (so both formats are sparse files).
 
@@ -37,13 +41,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kmtool.errors import DumpError, RunError
-from kmtool.layout.table import MiB
-from kmtool.qemu import dumpfile
+from kmtool.layout.table import PAGE_SIZE, MiB
+from kmtool.qemu import dumpfile, kdumpflat
 from kmtool.qemu.dumpfile import BlockWriter
 from kmtool.qemu.qmp import Monitor
 from kmtool.schemas.rawdump import RawCpu, layout_document, layout_path_for
+from kmtool.schemas.vmcoreinfo import NOTE_NAME, core_info_address
 
-FORMATS = ("elf", "raw")
+VMCOREINFO_NAME = NOTE_NAME.rstrip(b"\0").decode()
+
+FORMATS = ("elf", "raw", "kdump")
+KDUMP_QEMU_FORMAT = "kdump-zlib"  # the kdump flavour every QEMU build offers (zlib is always there)
 RAW_CHUNK = 256 * MiB  # bytes per pmemsave (also the temporary file's size bound)
 PIPE_BYTES = 1 * MiB  # the ELF pipe's capacity (Linux's default pipe-max-size)
 _PIPE_NAME = "kmtool-dump"  # the name QEMU knows the ELF pipe by (`getfd`)
@@ -91,22 +99,28 @@ def capture(monitor: Monitor, path: Path, fmt: str, progress: Progress | None = 
     path = path.resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    if fmt == "elf":
-        written = _capture_elf(monitor, path, progress)
+    if fmt in ("elf", "kdump"):
+        written = _capture_elf(monitor, path, progress, kdump=fmt == "kdump")
         return DumpInfo(path, fmt, written, time.monotonic() - started)
     written, layout_path = _capture_raw(monitor, path, progress)
     return DumpInfo(path, fmt, written, time.monotonic() - started, layout_path)
 
 
-def _capture_elf(monitor: Monitor, path: Path, progress: Progress | None) -> int:
+def _capture_elf(
+    monitor: Monitor, path: Path, progress: Progress | None, kdump: bool = False
+) -> int:
     """QEMU writes the ELF core into a pipe (`fd:` protocol) and a `_PipeCopy` thread writes it to
     FILE.partial through a BlockWriter (kmtool.qemu.dumpfile): QEMU's own file writes go a page
-    at a time, which would leave the dump in 4 KiB folios and its all-zero pages on disk."""
+    at a time, which would leave the dump in 4 KiB folios and its all-zero pages on disk.
+
+    With `kdump`, QEMU writes the kdump-zlib format instead, as a flattened stream, and the thread
+    reassembles it into a plain kdump-compressed file (kmtool.qemu.kdumpflat)."""
     partial = _partial(path)
+    name = "kdump" if kdump else "ELF"
     read_end, write_end = os.pipe()
     with contextlib.suppress(OSError):  # fewer, larger reads; the default 64 KiB works too
         fcntl.fcntl(read_end, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
-    copy = _PipeCopy(read_end, partial)
+    copy = _PipeCopy(read_end, partial, kdump)
     copy.start()  # from here the thread owns read_end; it ends at EOF, when no write end is left
     started = False
     try:
@@ -114,22 +128,25 @@ def _capture_elf(monitor: Monitor, path: Path, progress: Progress | None) -> int
             monitor.send_fd(write_end, _PIPE_NAME)
         finally:
             os.close(write_end)  # QEMU holds its own copy; EOF comes when it closes that
-        monitor.command("dump-guest-memory", paging=False, protocol=f"fd:{_PIPE_NAME}", detach=True)
+        extra = {"format": KDUMP_QEMU_FORMAT} if kdump else {}
+        monitor.command(
+            "dump-guest-memory", paging=False, protocol=f"fd:{_PIPE_NAME}", detach=True, **extra
+        )
         started = True
         status, total = _wait_for_dump(monitor, progress)
         copy.join(DRAIN_SECONDS)  # QEMU has closed the pipe or is about to: what is left is small
         if copy.is_alive():
             raise DumpError(
-                f"The copy of the ELF dump `{path}` had not ended {DRAIN_SECONDS:.0f} s after "
+                f"The copy of the {name} dump `{path}` had not ended {DRAIN_SECONDS:.0f} s after "
                 f"QEMU's dump {status}."
             )
         if status == "failed":
             why = f"; kmtool's copy: {copy.error}" if copy.error else ""
             raise DumpError(
-                f"QEMU could not write the ELF dump `{path}` (query-dump: failed{why})."
+                f"QEMU could not write the {name} dump `{path}` (query-dump: failed{why})."
             )
         if copy.error is not None:
-            raise DumpError(f"Could not write the ELF dump `{path}`: {copy.error}.")
+            raise DumpError(f"Could not write the {name} dump `{path}`: {copy.error}.")
     except BaseException:
         if not started:  # QEMU still holds the pipe's write end: have it closed so the copy ends
             with contextlib.suppress(Exception):
@@ -159,14 +176,22 @@ class _PipeCopy(threading.Thread):
     """Reads the pipe to EOF into a new file through a BlockWriter; keeps the first OSError as a
     sentence in `error` and closes the pipe then, so QEMU's next write fails and its dump ends."""
 
-    def __init__(self, read_end: int, path: Path) -> None:
+    def __init__(self, read_end: int, path: Path, kdump: bool = False) -> None:
         super().__init__(name="kmtool-dump-copy", daemon=True)
         self.read_end = read_end
         self.path = path
+        self.kdump = kdump
         self.error: str | None = None
 
     def run(self) -> None:
         try:
+            if self.kdump:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                try:
+                    kdumpflat.reassemble(self.read_end, fd)
+                finally:
+                    os.close(fd)
+                return
             with dumpfile.create(self.path) as writer:
                 writer.finish(writer.copy_from(self.read_end))
         except OSError as err:
@@ -235,11 +260,37 @@ def _capture_raw(monitor: Monitor, path: Path, progress: Progress | None) -> tup
         raise
     finally:
         chunk_file.unlink(missing_ok=True)
-    layout = layout_document([(r.name, r.phys, r.size) for r in ranges], cpus)
+    core_info = note_core_info(monitor, path.with_name(path.name + ".note"))
+    layout = layout_document([(r.name, r.phys, r.size) for r in ranges], cpus, core_info)
     layout_path = layout_path_for(path)
     layout_path.write_text(json.dumps(layout, indent=2) + "\n")
     os.replace(partial, path)
     return total, layout_path
+
+
+def note_core_info(monitor: Monitor, scratch: Path) -> int | None:
+    """The core-info address the kernel published to QEMU (docs/design.md §5.3), read from QEMU's
+    own copy of the VMCOREINFO note: an ELF dump of one page (QEMU adds the note to every dump)
+    written to `scratch` and removed again. None when the kernel published none."""
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.elffile import ELFFile
+    from elftools.elf.segments import NoteSegment
+
+    try:
+        monitor.command("dump-guest-memory", paging=False, protocol=f"file:{scratch}",
+                        begin=0, length=PAGE_SIZE)  # fmt: skip
+        with open(scratch, "rb") as f:
+            for segment in ELFFile(f).iter_segments():
+                if not isinstance(segment, NoteSegment):
+                    continue
+                for note in segment.iter_notes():
+                    if note["n_name"] == VMCOREINFO_NAME:
+                        return core_info_address(note["n_descdata"])
+    except (OSError, ELFError, ValueError, KeyError):
+        return None
+    finally:
+        scratch.unlink(missing_ok=True)
+    return None
 
 
 def _copy_chunk(source: Path, writer: BlockWriter, phys: int, length: int) -> None:

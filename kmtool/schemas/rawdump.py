@@ -18,19 +18,22 @@ RAM is, so holes (the PCI hole) are known to be absent rather than read as zeros
       ],
       "cpus": [                             # from `info registers -a` of the stopped VM
         {"index": 0, "cr0": "0x80010033", "cr3": "0x7e01000", "cr4": "0x6a0", "efer": "0xd00"}
-      ]
+      ],
+      "core_info": "0xde84080"              # optional: the core-info block's physical address
     }
 
 All numbers are "0x..." strings except `version` and `index`; `file_offset` always equals `phys`.
 A register QEMU did not print is absent from its `cpus` entry. The `cpus` entry is a convenience:
-the kernel's core-info block remains the self-describing root of a raw dump.
+the kernel's core-info block remains the self-describing root of a raw dump. `core_info` is where
+the kernel said that block is (its VMCOREINFO note as QEMU holds it, docs/design.md §5.3); it is
+absent when the kernel published none, and a reader that does not know the key loses nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 RAW_FORMAT_NAME = "kmtool-raw-physical"
 RAW_FORMAT_VERSION = 1
@@ -61,6 +64,7 @@ class RawLayout(TypedDict):
     file_size: str  # one past the end of the highest range
     ranges: list[RawRange]
     cpus: list[RawCpu]
+    core_info: NotRequired[str]  # "0x...": the core-info block's physical address
 
 
 def layout_path_for(path: Path) -> Path:
@@ -68,13 +72,16 @@ def layout_path_for(path: Path) -> Path:
     return path.with_name(path.name + LAYOUT_SUFFIX)
 
 
-def layout_document(ranges: Iterable[tuple[str, int, int]], cpus: Sequence[RawCpu]) -> RawLayout:
-    """The sidecar for RAM `ranges` (name, physical start, size; sorted by start) and `cpus`.
+def layout_document(
+    ranges: Iterable[tuple[str, int, int]], cpus: Sequence[RawCpu], core_info: int | None = None
+) -> RawLayout:
+    """The sidecar for RAM `ranges` (name, physical start, size; sorted by start), `cpus` and the
+    core-info address (None: none known, the key is left out).
 
     `memory_size` is the sum of the sizes and `file_size` the end of the highest range.
     """
     ram = list(ranges)
-    return {
+    doc: RawLayout = {
         "format": RAW_FORMAT_NAME,
         "version": RAW_FORMAT_VERSION,
         "machine": MACHINE,
@@ -86,3 +93,6 @@ def layout_document(ranges: Iterable[tuple[str, int, int]], cpus: Sequence[RawCp
         ],
         "cpus": list(cpus),
     }
+    if core_info is not None:
+        doc["core_info"] = hex(core_info)
+    return doc

@@ -77,7 +77,7 @@ def test_ranges_follow_the_pt_loads(elf: Path) -> None:
 
 
 def test_cpu_state_from_the_notes(elf: Path) -> None:
-    _, cpus = open_elf_core(elf)
+    cpus = open_elf_core(elf)[1].cpus
     assert [c.index for c in cpus] == [0, 1]
     cpu = cpus[0]
     fx = F.build()
