@@ -198,9 +198,7 @@ class PagedMemory(PhysicalMemory):
             tail, tail_at = b"", r.start
             for first in range(r.start, r.end, _SCAN_PAGES * PAGE_SIZE):
                 last = min(r.end, first + _SCAN_PAGES * PAGE_SIZE)
-                pages = [
-                    self.provider.page(pa >> PAGE_SHIFT) for pa in range(first, last, PAGE_SIZE)
-                ]
+                pages = [self._scan_page(pa >> PAGE_SHIFT) for pa in range(first, last, PAGE_SIZE)]
                 chunk = tail + b"".join(pages)
                 at = chunk.find(needle)
                 while at >= 0:
@@ -209,6 +207,14 @@ class PagedMemory(PhysicalMemory):
                     at = chunk.find(needle, at + 1)
                 keep = min(overlap, len(chunk))
                 tail, tail_at = (chunk[len(chunk) - keep :], last - keep) if keep else (b"", last)
+
+    def _scan_page(self, pfn: int) -> bytes:
+        """The page for a scan: a page that cannot be decoded holds nothing to find (zeros); the
+        read that needs it reports it."""
+        try:
+            return self.provider.page(pfn)
+        except DumpError:
+            return bytes(PAGE_SIZE)
 
     def close(self) -> None:
         """Release the cache and the file."""

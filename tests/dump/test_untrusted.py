@@ -8,7 +8,6 @@ that happens to pass.
 from __future__ import annotations
 
 import json
-
 from pathlib import Path
 
 import dump_fixtures as F
