@@ -16,7 +16,9 @@ import numpy as np
 
 from kmtool.dump.memory import PhysicalMemory
 from kmtool.schemas.kdump import (
+    DUMP_DH_COMPRESSED_SNAPPY,
     DUMP_DH_COMPRESSED_ZLIB,
+    DUMP_DH_COMPRESSED_ZSTD,
     KDUMP_SIGNATURE,
     DiskDumpHeader,
     KdumpSubHeader,
@@ -40,9 +42,24 @@ def to_lime(memory: PhysicalMemory, path: Path) -> Path:
     return path
 
 
-def to_kdump(image: bytes, path: Path, compress: bool = True, notes: bytes = b"") -> Path:
+def _stored(page: bytes, codec: str) -> tuple[bytes, int]:
+    """`page` as `codec` stores it ("zlib", "snappy", "zstd", or "none"), and the descriptor flags."""
+    import cramjam
+
+    if codec == "zlib":
+        return zlib.compress(page), DUMP_DH_COMPRESSED_ZLIB
+    if codec == "snappy":
+        return bytes(cramjam.snappy.compress_raw(page)), DUMP_DH_COMPRESSED_SNAPPY
+    if codec == "zstd":
+        return bytes(cramjam.zstd.compress(page)), DUMP_DH_COMPRESSED_ZSTD
+    return page, 0
+
+
+def to_kdump(image: bytes, path: Path, compress: bool = True, notes: bytes = b"",
+             codec: str = "zlib") -> Path:  # fmt: skip
     """`image` (physical address 0 up, a whole number of pages) as a kdump file with every page
-    dumped; `notes` go into the note area."""
+    dumped, compressed with `codec` (stored as is without `compress`); `notes` go into the note
+    area."""
     frames = len(image) // PAGE
     half = -(-frames // (8 * PAGE)) * PAGE
     bitmap = np.zeros(half, dtype=np.uint8)
@@ -56,10 +73,9 @@ def to_kdump(image: bytes, path: Path, compress: bool = True, notes: bytes = b""
     descriptors, data = [], []
     for k in range(frames):
         page = image[k * PAGE : (k + 1) * PAGE]
-        stored = zlib.compress(page) if compress else page
+        stored, flags = _stored(page, codec if compress else "none")
         descriptors.append(PageDescriptor.build(dict(offset=data_at, size=len(stored),
-                                                     flags=DUMP_DH_COMPRESSED_ZLIB if compress
-                                                     else 0, page_flags=0)))  # fmt: skip
+                                                     flags=flags, page_flags=0)))  # fmt: skip
         data.append(stored)
         data_at += len(stored)
     header = DiskDumpHeader.build(dict(

@@ -45,10 +45,10 @@ def _doc(path: Path, **options: object) -> dict:
     return doc
 
 
-@pytest.mark.parametrize("compress", [True, False])
-def test_kdump_decodes_like_the_raw_image(fx: F.Fixture, tmp_path: Path, compress: bool) -> None:
+@pytest.mark.parametrize("codec", ["zlib", "snappy", "zstd", "none"])
+def test_kdump_decodes_like_the_raw_image(fx: F.Fixture, tmp_path: Path, codec: str) -> None:
     raw = fx.write_raw(tmp_path / "dump.raw")
-    dump = to_kdump(bytes(fx.image), tmp_path / "dump.kdump", compress=compress)
+    dump = to_kdump(bytes(fx.image), tmp_path / "dump.kdump", compress=codec != "none", codec=codec)
     src = open_dump(dump)
     assert src.kind == "kdump" and [(r.start, r.size) for r in src.memory.ranges] == [
         (0, len(fx.image))
