@@ -229,7 +229,8 @@ def generate(path: Path) -> dict[str, int]:
               "memory_size": hex(RAM), "file_size": hex(RAM),
               "ranges": [{"name": "ram", "phys": "0x0", "size": hex(RAM), "file_offset": "0x0"}],
               "cpus": [{"index": 0, "cr0": "0x80010033", "cr3": hex(pml4), "cr4": "0x6a0",
-                        "efer": "0xd00"}]}  # fmt: skip
+                        "efer": "0xd00"}],
+              "core_info": hex(core)}  # the kernel's note, as kmtool run records it  # fmt: skip
     path.with_name(path.name + ".layout.json").write_text(json.dumps(layout))
     return {"cr3": pml4, "frames": frames}
 
