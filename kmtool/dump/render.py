@@ -47,12 +47,8 @@ RANGES_DRAWN = 500  # page-table ranges drawn as table rows (a wrong --cr3 can y
 
 # Where a summary value may break: after ", " "; " or ": ", and at a double space.
 BREAKS = re.compile(r"(?<=[,;:] )|(?<=  )")
-_KINDS = {
-    "elf": "QEMU ELF core",
-    "kdump": "kdump-compressed dump",
-    "lime": "LiME dump",
-    "raw": "raw physical image",
-}
+_KINDS = {"elf": "QEMU ELF core", "kdump": "kdump-compressed dump", "lime": "LiME dump",
+          "raw": "raw physical image"}  # fmt: skip
 
 
 class Flow:

@@ -61,7 +61,9 @@ def test_kdump_notes_give_the_cpus_and_the_core_info_address(fx: F.Fixture, tmp_
     note = CoreInfoNote.build(dict(n_namesz=len(NOTE_NAME), n_descsz=len(text), n_type=0,
                                    name=NOTE_NAME.ljust(12, b"\0"),
                                    text=text.ljust(36, b"\0")))  # fmt: skip
-    dump = to_kdump(bytes(fx.image), tmp_path / "dump.kdump", notes=F._cpu_notes(0, fx.cr3) + note)
+    dump = to_kdump(
+        bytes(fx.image), tmp_path / "dump.kdump", notes=F._cpu_notes(0, fx.cr3, {}) + note
+    )
     src = open_dump(dump)
     assert src.core_info_note == fx.addresses["core"]
     assert [c.cr3 for c in src.cpus] == [fx.cr3]
