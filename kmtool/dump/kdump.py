@@ -33,8 +33,6 @@ from kmtool.schemas.kdump import (
     DUMP_DH_COMPRESSED_SNAPPY,
     DUMP_DH_COMPRESSED_ZLIB,
     DUMP_DH_COMPRESSED_ZSTD,
-    FLAT_SIGNATURE,
-    KDUMP_SIGNATURE,
     KNOWN_HEADER_VERSIONS,
     DiskDumpHeader,
     KdumpSubHeader,
@@ -48,16 +46,6 @@ _CODECS = {
     DUMP_DH_COMPRESSED_SNAPPY: "snappy",
     DUMP_DH_COMPRESSED_ZSTD: "zstd",
 }
-
-
-def is_kdump(head: bytes) -> bool:
-    """True when a file starting with `head` is a kdump-compressed dump."""
-    return head.startswith(KDUMP_SIGNATURE)
-
-
-def is_flattened(head: bytes) -> bool:
-    """True when a file starting with `head` is makedumpfile's flattened stream."""
-    return head.startswith(FLAT_SIGNATURE)
 
 
 def open_kdump(path: Path) -> tuple[PagedMemory, Notes]:

@@ -20,12 +20,6 @@ from kmtool.errors import DumpError
 from kmtool.schemas.lime import LIME_MAGIC, LIME_VERSION, LimeRangeHeader
 
 MAX_RANGES = 1 << 16
-MAGIC_BYTES = LIME_MAGIC.to_bytes(4, "little")
-
-
-def is_lime(head: bytes) -> bool:
-    """True when a file starting with `head` is a LiME dump."""
-    return head.startswith(MAGIC_BYTES)
 
 
 def open_lime(path: Path) -> PhysicalMemory:

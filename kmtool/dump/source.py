@@ -33,6 +33,8 @@ from kmtool.dump.elfcore import ELF_MAGIC, open_elf_core
 from kmtool.dump.memory import MemoryRange, PhysicalMemory
 from kmtool.errors import DumpError
 from kmtool.layout.table import PAGE_SIZE
+from kmtool.schemas.kdump import FLAT_SIGNATURE, KDUMP_SIGNATURE
+from kmtool.schemas.lime import LIME_MAGIC
 from kmtool.schemas.rawdump import RAW_FORMAT_NAME, RAW_FORMAT_VERSION, layout_path_for
 
 
@@ -117,10 +119,8 @@ def open_dump(path: Path, base: int | None = None) -> DumpSource:
 
 
 def _kind(path: Path) -> str:
-    """ "elf", "kdump", "lime" or "raw", from the first bytes of `path`."""
-    from kmtool.dump.kdump import is_flattened, is_kdump
-    from kmtool.dump.lime import is_lime
-
+    """The kind of dump at `path` ("elf", "kdump", "lime" or "raw") from its first bytes; the
+    signatures come from the schemas, so telling the kind imports no reader it does not need."""
     try:
         with open(path, "rb") as f:
             head = f.read(16)
@@ -128,15 +128,15 @@ def _kind(path: Path) -> str:
         raise DumpError(f"Cannot open dump `{path}`: {err.strerror}.") from None
     if is_elf_head(head):
         return "elf"
-    if is_kdump(head):
+    if head.startswith(KDUMP_SIGNATURE):
         return "kdump"
-    if is_flattened(head):
+    if head.startswith(FLAT_SIGNATURE):
         raise DumpError(
             f"Dump `{path}` is makedumpfile's flattened stream (signature `makedumpfile` at "
             "offset 0x0), not a kdump file; reassemble it first (`makedumpfile -R NEW < FILE`), "
             "or capture with `kmtool run --dump-format kdump`, which does that itself."
         )
-    if is_lime(head):
+    if head.startswith(LIME_MAGIC.to_bytes(4, "little")):
         return "lime"
     return "raw"
 
