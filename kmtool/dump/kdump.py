@@ -40,6 +40,7 @@ from kmtool.schemas.kdump import (
 )
 
 MAX_FRAMES = 1 << 40  # 52-bit physical addresses
+MAX_RUNS = 1 << 16  # memory ranges a dump may have (an ELF core's MAX_SEGMENTS is 4096)
 _CODECS = {
     DUMP_DH_COMPRESSED_ZLIB: "zlib",
     DUMP_DH_COMPRESSED_LZO: "lzo",
@@ -59,12 +60,21 @@ def open_kdump(path: Path) -> tuple[PagedMemory, Notes]:
         raise
 
 
+_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+_CHUNK_BYTES = 1 << 20  # bitmap bytes handled at once (8 Mi frames): bounded memory for any guest
+
+
 class _Bitmap:
-    """One of the two bitmaps: bit `pfn` (LSB first), and the rank of a set bit."""
+    """One of the two bitmaps: bit `pfn` (LSB first), and the rank of a set bit. Built a chunk at
+    a time, so a 512 GiB guest's 16 MiB bitmap never becomes a byte per frame."""
 
     def __init__(self, data: np.ndarray) -> None:
+        self.data = data
         self.words = data.view("<u8")
-        counts = np.unpackbits(data).reshape(-1, 64).sum(axis=1, dtype=np.int64)
+        counts = np.empty(len(self.words), dtype=np.int64)
+        for lo in range(0, len(data), _CHUNK_BYTES):
+            chunk = _POPCOUNT[data[lo : lo + _CHUNK_BYTES]].reshape(-1, 8).sum(axis=1)
+            counts[lo // 8 : lo // 8 + len(chunk)] = chunk
         self.before = np.concatenate(([0], np.cumsum(counts)))  # set bits before each word
 
     def __contains__(self, pfn: int) -> bool:
@@ -76,10 +86,20 @@ class _Bitmap:
         return int(self.before[pfn >> 6]) + low.bit_count()
 
     def runs(self) -> list[tuple[int, int]]:
-        """(first frame, frames) of every run of set bits."""
-        bits = np.unpackbits(self.words.view(np.uint8), bitorder="little").astype(np.int8)
-        edges = np.flatnonzero(np.diff(np.concatenate(([0], bits, [0]))))
-        return [(int(a), int(b - a)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+        """(first frame, frames) of every run of set bits, runs across chunk edges joined."""
+        out: list[tuple[int, int]] = []
+        for lo in range(0, len(self.data), _CHUNK_BYTES):
+            bits = np.unpackbits(self.data[lo : lo + _CHUNK_BYTES], bitorder="little")
+            edges = np.flatnonzero(np.diff(np.concatenate(([0], bits.astype(np.int8), [0]))))
+            base = lo * 8
+            for a, b in zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True):
+                if out and out[-1][0] + out[-1][1] == base + a:
+                    out[-1] = (out[-1][0], out[-1][1] + b - a)
+                else:
+                    out.append((base + a, b - a))
+            if len(out) > MAX_RUNS:
+                raise DumpError(f"The kdump bitmap describes more than {MAX_RUNS} memory ranges.")
+        return out
 
 
 class KdumpPages:
