@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_inspect import page_cache  # noqa: E402
 
 from kmtool.build.ninjafile import IMAGE  # noqa: E402
-from kmtool.dump.frames import WINDOW  # noqa: E402
+from kmtool.dump.chase import WINDOW  # noqa: E402
 from kmtool.layout.table import MiB  # noqa: E402
 from kmtool.qemu.cmdline import parse_size  # noqa: E402
 from kmtool.qemu.dump import capture  # noqa: E402

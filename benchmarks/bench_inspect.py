@@ -346,9 +346,10 @@ def main() -> None:
     )
     args = parser.parse_args()
 
+    from kmtool.dump.chase import WINDOW
     from kmtool.dump.checks import spans
     from kmtool.dump.coreinfo import magic_bytes
-    from kmtool.dump.frames import WINDOW, FreeList, read_free_list
+    from kmtool.dump.frames import FreeList, read_free_list
     from kmtool.dump.memory import PhysicalMemory
     from kmtool.dump.pagetable import walk
     from kmtool.dump.source import open_dump

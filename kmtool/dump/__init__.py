@@ -15,7 +15,8 @@ kernel_elf  symbols of the kernel ELF (`--kernel`)
 coreinfo    find and decode the core-info block (symbol or magic scan)
 bootinfo    the loader's boot info
 memmap      the firmware memory map, stepped by descriptor size
-frames      the frame allocator's free-span list (windowed chase)
+frames      the frame allocator's free-span list
+chase       a linked list of physical nodes, chased window by window, partial at a fault
 heap        the buddy heap's blocks and free lists
 descriptors each CPU's IDT, GDT and TSS, read through its CR3
 checks      the cross-checks, one function per named row

@@ -310,6 +310,7 @@ class FrameStackDoc(TypedDict):
 class FramesDoc(TypedDict):
     """The "frames" part: the allocator state and its free list (kmtool.dump.frames.FreeList)."""
 
+    error: str | None  # why the list stops before its end: the spans below are those read before
     state_address: str
     initialized: bool  # false while km_frames is all zero
     free_frames: int

@@ -92,7 +92,8 @@ class Inspection:
     accounting: FrameAccounting | None = None
     fault: FaultExplanation | None = None
     descriptors: list[DescriptorTablesDoc] | None = None  # the IDT, GDT and TSS of each CPU
-    part_errors: dict[str, str] = field(default_factory=dict)  # part -> why it is not decoded
+    # part -> why it is not decoded, or (the part is not None) why it is partial
+    part_errors: dict[str, str] = field(default_factory=dict)
     checks: list[Check] = field(default_factory=list)
 
     @property
@@ -207,6 +208,8 @@ def inspect_dump(path: Path, options: Options) -> Inspection:
         ins.boot = read_boot_info(memory, ins.core.boot_info_phys)
         ins.memmap = read_memory_map(memory, ins.boot)
         ins.frames = _part(ins, "frames", lambda: read_free_list(memory, core.frame_state_phys))
+        if ins.frames is not None and ins.frames.error is not None:  # partial: the spans before
+            ins.part_errors["frames"] = ins.frames.error
         kt = ins.kernel_tables
         if kt is not None and not kt.errors and heap_initialized(memory, ins.core.heap_state_phys):
             ins.heap = _part(ins, "heap", lambda: read_heap(memory, core.heap_state_phys, kt))

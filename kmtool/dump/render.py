@@ -386,8 +386,10 @@ def frames(doc: InspectionDoc) -> RenderableType:
         return Text(f"Frames: {_unreadable(doc['part_errors'], 'frames')}", style="red")
     if fr is None:
         return _not_ours("Frames", doc)
+    partial = fr["error"] is not None  # the spans read before the fault it names
     table = _table(
-        f"Free spans (list head in km_frames at {fr['state_address']})",
+        f"Free spans (list head in km_frames at {fr['state_address']})"
+        + (", partial: read up to the fault below" if partial else ""),
         "#",
         "start",
         "end",
@@ -406,6 +408,8 @@ def frames(doc: InspectionDoc) -> RenderableType:
             size_text(count * PAGE_SIZE),
         )
     grid = _grid()
+    if partial:
+        grid.add_row("list", Text(f"partial: {fr['error']}", style="red"))
     if not fr["initialized"]:
         grid.add_row("allocator", "not set up (km_frames is all zero)")
     grid.add_row("free frames", f"{fr['free_frames']} ({size_text(fr['free_bytes'])})")
@@ -419,7 +423,7 @@ def frames(doc: InspectionDoc) -> RenderableType:
     for key, value in fr["counters"].items():
         grid.add_row(f"km_frames.{key}", str(value))
     extra = [] if fr["stack"] is None else [Text(""), render_kernel.stack(fr["stack"])]
-    if doc["accounting"] is not None:
+    if doc["accounting"] is not None and not partial:  # owners need every span
         extra += [Text(""), render_kernel.owners(doc["accounting"])]
     return Group(table, Text(""), grid, *extra)
 

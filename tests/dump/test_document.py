@@ -22,9 +22,10 @@ import pytest
 
 from kmtool.dump import document
 from kmtool.dump.inspection import Options, inspect_dump
+from kmtool.dump.records import field_offset
 from kmtool.schemas.bootinfo import BootInfo
 from kmtool.schemas.coreinfo import CoreInfo
-from kmtool.schemas.frames import FrameAllocator
+from kmtool.schemas.frames import FrameAllocator, FrameSpan
 from kmtool.schemas.heap import Heap
 from kmtool.schemas.paging import PageStats
 
@@ -90,6 +91,9 @@ def _documents(tmp: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     broken.poke(fx.addresses["kernel_pml4"] + 511 * 8, 0x7F000000 | 3)  # a PDPT outside the dump
     broken.poke(fx.addresses["kernel_pml4"] + 5 * 8, fx.addresses["kernel_pml4"] | 3)  # recursive
     yield "broken page tables", _doc(broken.write_elf(tmp / "t.elf"), asked)
+    cut = _copy(fx)  # the free list's second node links outside the dump: a partial frames part
+    cut.poke(fx.truth["spans"][1][0] + field_offset(FrameSpan, "next"), 1 << 40)
+    yield "partial free list", _doc(cut.write_elf(tmp / "c.elf"), asked)
     wild = {"idt": {"base": F.KERNEL_VSPACE_BASE + 8 * F.MiB}, "gdt": {"base": 1 << 60},
             "tr": {"limit": 0x10}}  # fmt: skip
     yield "unreadable descriptor tables", _doc(fx.write_elf(tmp / "d.elf", tables=wild), asked)

@@ -1,8 +1,8 @@
-"""The vectorised free-list chase (kmtool.dump.frames.chase) against a node-by-node reference.
+"""The vectorised free-list chase (kmtool.dump.chase.chase) against a node-by-node reference.
 
 The chase reads whole windows of page heads and guesses the list from the nodes' magic; whatever it
-guesses, its answer must be the reference's: the same nodes in the same order, or the same one-line
-error. Windows are made tiny here so that a small image has many of them.
+guesses, its answer must be the reference's: the same nodes in the same order, and the same
+sentence where it stops early. Windows are made tiny here so that a small image has many of them.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kmtool.dump import frames
+from kmtool.dump import chase as chasing
 from kmtool.dump.checks.spans import spans_sorted
+from kmtool.dump.frames import FreeList
 from kmtool.dump.memory import MemoryRange, PhysicalMemory
 from kmtool.dump.records import field_offset
-from kmtool.errors import DumpError
 from kmtool.layout.table import PAGE_SIZE, KiB
 from kmtool.schemas.frames import FRAME_SPAN_MAGIC, FrameSpan
 
@@ -36,7 +36,7 @@ PAGES = [p for r in RANGES for p in range(r.start, r.start + r.size, PAGE_SIZE) 
 
 @pytest.fixture(autouse=True)
 def small_windows(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(frames, "WINDOW", 16 * PAGE_SIZE)
+    monkeypatch.setattr(chasing, "WINDOW", 16 * PAGE_SIZE)
 
 
 def node(start: int, nxt: int, magic: int = FRAME_SPAN_MAGIC) -> bytes:
@@ -58,8 +58,9 @@ def memory(tmp_path: Path, pages: dict[int, bytes]) -> PhysicalMemory:
     return PhysicalMemory(path, RANGES)
 
 
-def reference(mem: PhysicalMemory, head: int) -> tuple[list[int], bytes]:
-    """The list followed one node at a time with plain reads, as `chase` documents it."""
+def reference(mem: PhysicalMemory, head: int) -> tuple[list[int], bytes, str | None]:
+    """The list followed one node at a time with plain reads, as `chase` documents it: the nodes
+    read before the first fault, their records, and the fault's sentence (None at the list's end)."""
     limit = mem.ram_bytes // PAGE_SIZE + 1
     found: list[int] = []
     records: list[bytes] = []
@@ -67,30 +68,35 @@ def reference(mem: PhysicalMemory, head: int) -> tuple[list[int], bytes]:
     while a and len(found) < limit:
         if mem.range_index(a) < 0:
             origin = hex(last) if last else "the list head"
-            raise DumpError(
-                f"Frame free list: node {hex(a)} (linked from {origin}) is outside the dump."
-            )
+            message = f"Frame free list: node {hex(a)} (linked from {origin}) is outside the dump."
+            return found, b"".join(records), message
         if a % PAGE_SIZE:
-            raise frames._not_aligned(WHAT, a, last, PAGE_SIZE)
+            return found, b"".join(records), str(chasing._not_aligned(WHAT, a, last, PAGE_SIZE))
         data = mem.read(a, NODE, "frame free list node")
         found.append(a)
         records.append(data)
         last, a = a, int.from_bytes(data[NEXT : NEXT + 8], "little")
-    if a:
-        raise DumpError(frames._cycle_message(found, WHAT))
-    return found, b"".join(records)
+    if not a:
+        return found, b"".join(records), None
+    first_seen: dict[int, int] = {}
+    for i, pa in enumerate(found):
+        first_seen.setdefault(pa, i)
+    j = next((i for i, pa in enumerate(found) if first_seen[pa] != i), len(found))
+    message = (
+        f"Frame free list: a cycle: node {hex(found[j - 1])} links back to {hex(found[j])}, "
+        "visited before."
+    )
+    return found[:j], b"".join(records[:j]), message
 
 
 def outcome(fn: object, *args: object) -> object:
-    try:
-        addresses, records = fn(*args)  # type: ignore[operator]
-    except DumpError as err:
-        return str(err)
-    return list(map(int, addresses)), bytes(np.asarray(records).tobytes())
+    """What a chase returns, as comparable plain values."""
+    addresses, records, error = fn(*args)  # type: ignore[operator]
+    return list(map(int, addresses)), bytes(np.asarray(records).tobytes()), error
 
 
-def chase(mem: PhysicalMemory, head: int) -> tuple[np.ndarray, np.ndarray]:
-    return frames.chase(
+def chase(mem: PhysicalMemory, head: int) -> chasing.Chased:
+    return chasing.chase(
         mem, head, FrameSpan, "next", WHAT, PAGE_SIZE, tag=("magic", FRAME_SPAN_MAGIC)
     )
 
@@ -111,8 +117,8 @@ def test_chase_agrees_with_the_reference(
     """Lists dense and sparse, sorted or not, with links bent to other nodes (cycles), to stale
     nodes, empty pages, zero tails, holes, misaligned and absent addresses; stale nodes that keep
     the magic; nodes that lost it. Windows of 4 to 128 pages, 1 or 8 guesses a window."""
-    monkeypatch.setattr(frames, "WINDOW", data.draw(st.sampled_from([4, 16, 128])) * PAGE_SIZE)
-    monkeypatch.setattr(frames, "GUESSES", data.draw(st.sampled_from([1, 8])))
+    monkeypatch.setattr(chasing, "WINDOW", data.draw(st.sampled_from([4, 16, 128])) * PAGE_SIZE)
+    monkeypatch.setattr(chasing, "GUESSES", data.draw(st.sampled_from([1, 8])))
     pool = data.draw(st.sampled_from([PAGES, PAGES[:40], PAGES[::7]]))
     chain = data.draw(st.lists(st.sampled_from(pool), min_size=1, max_size=120, unique=True))
     if data.draw(st.booleans()):
@@ -139,19 +145,19 @@ def test_stale_nodes_between_the_spans(tmp_path: Path) -> None:
     pages.update({pa: node(pa, chain[i + 1] if i + 1 < len(chain) else 0)
                   for i, pa in enumerate(chain)})  # fmt: skip
     mem = memory(tmp_path, pages)
-    addresses, _ = chase(mem, chain[0])
+    addresses, _, _ = chase(mem, chain[0])
     assert addresses.tolist() == chain
 
 
 def test_more_stale_nodes_than_guesses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Past GUESSES wrong guesses in a window the rest of it is followed node by node."""
-    monkeypatch.setattr(frames, "WINDOW", 64 * PAGE_SIZE)
+    monkeypatch.setattr(chasing, "WINDOW", 64 * PAGE_SIZE)
     chain = list(range(PAGE_SIZE, 64 * PAGE_SIZE, 2 * PAGE_SIZE))
     pages = {pa + PAGE_SIZE: node(pa + PAGE_SIZE, 0) for pa in chain}  # stale, every other page
     pages.update({pa: node(pa, chain[i + 1] if i + 1 < len(chain) else 0)
                   for i, pa in enumerate(chain)})  # fmt: skip
     mem = memory(tmp_path, pages)
-    addresses, records = chase(mem, chain[0])
+    addresses, records, _ = chase(mem, chain[0])
     assert addresses.tolist() == chain and records["start"].tolist() == chain
 
 
@@ -159,8 +165,8 @@ def test_unsorted_list_is_decoded_and_fails_the_check(tmp_path: Path) -> None:
     chain = [20 * PAGE_SIZE, 22 * PAGE_SIZE, 5 * PAGE_SIZE, 7 * PAGE_SIZE, 40 * PAGE_SIZE]
     pages = {pa: node(pa, chain[i + 1] if i + 1 < len(chain) else 0) for i, pa in enumerate(chain)}
     mem = memory(tmp_path, pages)
-    addresses, records = chase(mem, chain[0])
+    addresses, records, _ = chase(mem, chain[0])
     assert addresses.tolist() == chain
-    fl = frames.FreeList(0, None, records, addresses)
+    fl = FreeList(0, None, records, addresses)
     result = spans_sorted(fl)
     assert result is not None and not result.ok and "span 0x5000 follows 0x16000" in result.detail

@@ -173,7 +173,7 @@ def test_absurd_span_counts_never_pass(
     path = tmp_path / "count.raw"
     path.write_bytes(bytes(image))
     ins = inspect_dump(path, Options())
-    assert f"FrameSpan at phys {hex(span[0])} has count {hex(count)}" in ins.part_errors["frames"]
+    assert f"node {hex(span[0])} has count {hex(count)}" in ins.part_errors["frames"]
     assert "kernel parts readable" in [c.name for c in ins.failed]
 
 

@@ -46,7 +46,8 @@ Part = Literal[
     "source", "kernel", "root", "tables", "core", "core_error", "kernel_tables", "boot",
     "memmap", "frames", "heap", "foreign", "aspaces", "accounting", "part_errors", "descriptors",
 ]  # fmt: skip
-Built = Literal["kernel_pml4", "frames", "heap"]
+# "span_list": the free list read to its end (a partial list still feeds the checks of each span).
+Built = Literal["kernel_pml4", "frames", "span_list", "heap"]
 
 # The detail of a check whose structure the kernel had not built when the dump was taken: it passes
 # (nothing to contradict) without reading anything; "kernel reached ready" is the one that fails.
@@ -97,7 +98,7 @@ CHECKS: tuple[InspectCheck, ...] = (
     C("spans sorted and non-overlapping", spans.spans_sorted, ("frames",), ("frames",)),
     C("spans coalesced", spans.spans_coalesced, ("frames",), ("frames",)),
     C("span links consistent", spans.span_links, ("frames",), ("frames",)),
-    C("span treap matches the list", treap.span_treap, ("frames",), ("frames",)),
+    C("span treap matches the list", treap.span_treap, ("frames",), ("frames", "span_list")),
     C("spans inside usable memory", spans.spans_usable, ("frames", "memmap"), ("frames",)),
     C("spans inside the offset map", spans.spans_offset_mapped, ("frames", "kernel_tables"),
       ("frames", "kernel_pml4")),
@@ -107,18 +108,23 @@ CHECKS: tuple[InspectCheck, ...] = (
       ("frames", "kernel_tables"), ("frames", "kernel_pml4")),
     C("spans hold no handoff data", spans.spans_no_handoff, ("frames", "boot", "memmap"),
       ("frames",)),
-    C("free frames match the kernel counter", spans.free_frames_counter, ("frames",), ("frames",)),
-    C("span count matches the kernel counter", spans.spans_counter, ("frames",), ("frames",)),
+    C("free frames match the kernel counter", spans.free_frames_counter,
+      ("frames",), ("frames", "span_list")),
+    C("span count matches the kernel counter", spans.spans_counter,
+      ("frames",), ("frames", "span_list")),
     C("frame stack decodes", stack.stack_decoded, ("frames",), ("frames",)),
-    C("frame stack matches the kernel counters", stack.stack_counters, ("frames",), ("frames",)),
-    C("stacked frames are in no span", stack.stack_not_in_spans, ("frames",), ("frames",)),
+    C("frame stack matches the kernel counters", stack.stack_counters,
+      ("frames",), ("frames", "span_list")),
+    C("stacked frames are in no span", stack.stack_not_in_spans,
+      ("frames",), ("frames", "span_list")),
     C("frame stack holds no page table", stack.stack_no_tables,
       ("frames", "tables", "kernel_tables"), ("frames",), ("kernel_tables",)),
     C("frame stack holds no mapped kernel page", stack.stack_not_mapped,
       ("frames", "kernel_tables"), ("frames", "kernel_pml4")),
     C("heap headers consistent", heap.heap_headers, ("heap",), ("heap",)),
     C("heap counters match", heap.heap_counters, ("heap",), ("heap",)),
-    C("no leaked frames", accounting.no_leaked_frames, ("accounting",), ("frames", "kernel_pml4")),
+    C("no leaked frames", accounting.no_leaked_frames, ("accounting",),
+      ("frames", "span_list", "kernel_pml4")),
     C(f"every address space shares the kernel's PML4 {SHARED_PML4_FIRST}-{SHARED_PML4_LAST}",
       aspaces.kernel_half_shared, ("aspaces",), ("kernel_pml4",)),
     C("no supervisor-only page in a user half", aspaces.user_half_is_user, ("aspaces",)),
@@ -161,8 +167,12 @@ def not_applicable(ins: Inspection) -> dict[Built, str]:
     out = {b: f"{prefix} ({why})" for b, why in not_built(ins).items()}
     corrupt: tuple[Built, ...] = ("frames", "heap")
     for part in corrupt:
-        if part in ins.part_errors:
+        if part not in ins.part_errors:
+            continue
+        if getattr(ins, part) is None:
             out[part] = f"not applicable, unreadable: {ins.part_errors[part]}"
+        elif part == "frames":  # partial: read up to the fault, which the part's row names
+            out["span_list"] = f"not applicable, the free list is partial: {ins.part_errors[part]}"
     return out
 
 
