@@ -85,6 +85,12 @@ ADDRESS = Address()
     "->member or [index] (repeatable).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print everything as one JSON object.")
+@click.option(
+    "--svg",
+    "svg",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also draw physical memory by owner and every address space's mappings to this SVG file.",
+)
 @click.pass_context
 def inspect(
     ctx: click.Context,
@@ -97,6 +103,7 @@ def inspect(
     pas: tuple[int, ...],
     expressions: tuple[str, ...],
     as_json: bool,
+    svg: Path | None,
 ) -> None:
     """Decode a memory dump: CPU, boot info, page tables, frames, heap.
 
@@ -115,6 +122,10 @@ def inspect(
     if expressions:
         _print(ins, list(expressions), as_json)
         return
+    if svg is not None:
+        from kmtool.picture import dump as picture
+
+        picture.write(ins, dump.name, svg)
     doc = ins.to_json()
     if as_json:
         print_json(doc)

@@ -22,14 +22,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kmtool import svgkit
 from kmtool.errors import LayoutError
 from kmtool.layout import table
 from kmtool.layout.report import Report, pml4_text
 from kmtool.layout.table import Backing, Region
+from kmtool.svgkit import FAULT, INK, MUTED, UNUSED
 from kmtool.units import hexaddr, plural, size_text
-
-SANS = "DejaVu Sans, Helvetica, Arial, sans-serif"
-MONO = "DejaVu Sans Mono, Menlo, Consolas, monospace"
 
 # Backing -> (fill, accent). Soft tints keep dark text readable; the accent marks the kind.
 COLOURS = {
@@ -39,10 +38,6 @@ COLOURS = {
     Backing.PER_PROCESS: ("#ecdff1", "#a06cb0"),
     Backing.CONTAINER: ("#f5f6f8", "#8a94a6"),
 }
-UNUSED = ("#fafafa", "#b8bec8")
-FAULT = "#d62728"
-INK = "#1f2933"
-MUTED = "#5f6b7a"
 
 WIDTH = 980
 GUTTER_RIGHT = 190  # address labels end here
@@ -143,26 +138,12 @@ class _Canvas:
         colour: str = INK,
         anchor: str = "start",
     ) -> None:
-        attrs = {
-            "x": f"{x:.1f}",
-            "y": f"{y:.1f}",
-            "font-family": MONO if mono else SANS,
-            "font-size": f"{size:g}",
-            "fill": colour,
-        }
-        if bold:
-            attrs["font-weight"] = "bold"
-        if anchor != "start":
-            attrs["text-anchor"] = anchor
-        ET.SubElement(parent, "text", attrs).text = content
+        svgkit.text(parent, x, y, content, size, mono=mono, bold=bold, colour=colour, anchor=anchor)
 
     def rect(
         self, parent: ET.Element, x: float, y: float, w: float, h: float, **attrs: str
     ) -> None:
-        base = {"x": f"{x:.1f}", "y": f"{y:.1f}", "width": f"{w:.1f}", "height": f"{h:.1f}"}
-        ET.SubElement(
-            parent, "rect", {**base, **{k.replace("_", "-"): v for k, v in attrs.items()}}
-        )
+        svgkit.rect(parent, x, y, w, h, **attrs)
 
     def address(self, y: float, address: int) -> None:
         self.text(
@@ -367,38 +348,7 @@ def _summary(canvas: _Canvas, report: Report, y: float) -> float:
 
 def _document(canvas: _Canvas, height: float) -> str:
     """The whole SVG text: title, the hatch pattern, a white background, then the drawing."""
-    svg = ET.Element(
-        "svg",
-        {
-            "xmlns": "http://www.w3.org/2000/svg",
-            "width": str(WIDTH),
-            "height": f"{height:.0f}",
-            "viewBox": f"0 0 {WIDTH} {height:.0f}",
-        },
-    )
-    ET.SubElement(svg, "title").text = "kmtool virtual address-space plan"
-    defs = ET.SubElement(svg, "defs")
-    pattern = ET.SubElement(
-        defs,
-        "pattern",
-        {
-            "id": "hatch",
-            "width": "8",
-            "height": "8",
-            "patternUnits": "userSpaceOnUse",
-            "patternTransform": "rotate(45)",
-        },
-    )
-    ET.SubElement(pattern, "rect", {"width": "8", "height": "8", "fill": UNUSED[0]})
-    ET.SubElement(
-        pattern,
-        "line",
-        {"x1": "0", "y1": "0", "x2": "0", "y2": "8", "stroke": "#e3e6ea", "stroke-width": "3"},
-    )
-    ET.SubElement(svg, "rect", {"width": "100%", "height": "100%", "fill": "#ffffff"})
-    svg.append(canvas.body)
-    ET.indent(svg, space=" ")
-    return ET.tostring(svg, encoding="unicode", xml_declaration=False) + "\n"
+    return svgkit.document(canvas.body, WIDTH, height, "kmtool virtual address-space plan")
 
 
 def _hole(canvas: _Canvas, y: float) -> float:
@@ -477,7 +427,4 @@ def _legend(canvas: _Canvas, y: float) -> float:
 
 def write(report: Report, path: Path) -> None:
     """Write the picture of `report` to `path`; LayoutError when the file cannot be written."""
-    try:
-        path.write_text(render(report), encoding="utf-8")
-    except OSError as err:
-        raise LayoutError(f"The SVG file `{path}` cannot be written: {err.strerror}.") from err
+    svgkit.write(render(report), path, LayoutError)
