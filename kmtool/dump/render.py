@@ -362,16 +362,14 @@ def walks(doc: InspectionDoc) -> RenderableType:
             table.add_row(s["level"], s["table"], str(s["index"]), s["entry"], s["flags"])
         items.append(table)
         if w["phys"] is not None and w["page_size"] is not None:
-            items.append(
-                Text(f"{w['va']} -> {w['phys']} ({size_text(w['page_size'])} page, {w['flags']})")
-            )
+            page = size_text(w["page_size"])
+            items.append(Text(f"{w['va']} -> {w['phys']} ({page} page, {w['flags']})"))
         else:
             items.append(Text(f"{w['va']} is not mapped: {w['stopped']}.", style="yellow"))
     for pa, aliases in pt.get("aliases", {}).items():
         if not aliases:
-            items.append(
-                Text(f"Physical {pa} is not mapped under CR3 {pt['cr3']}.", style="yellow")
-            )
+            why = f"Physical {pa} is not mapped under CR3 {pt['cr3']}."
+            items.append(Text(why, style="yellow"))
             continue
         table = _table(f"Virtual aliases of physical {pa}", "va", "page", "flags", "region")
         for a in aliases:
