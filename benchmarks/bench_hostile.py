@@ -4,7 +4,8 @@ naive work explode), beside the anchor, the healthy fixture written the same way
 
 Each dump is generated once, then `python -m kmtool inspect DUMP` (the summary a user reads; with
 `--json`, the document) runs `--runs` times, alternating across the cases so a busy host slows all
-alike; the table shows the medians of wall time and of peak RSS (the child's own rusage, os.wait4)
+alike; the table shows the medians of wall time and of peak RSS (the child's own rusage, through
+the launcher of hostile_dumps.measured)
 and ends with the worst case. `--repo` runs another checkout's kmtool (main, say) on the same dumps;
 `--only` picks cases by name; `--timeout` stops a run that would not end (reported as such).
 
@@ -15,12 +16,9 @@ and ends with the worst case. `--repo` runs another checkout's kmtool (main, say
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -34,17 +32,9 @@ ANCHOR = "healthy fixture (anchor)"
 def inspect_once(repo: Path, dump: Path, json_out: bool, timeout: float) -> tuple[float, int, int]:
     """One `kmtool inspect` of `dump` by the checkout at `repo`: wall seconds, peak RSS (bytes),
     exit status (-9 when stopped at `timeout`)."""
-    args = [sys.executable, "-m", "kmtool", "inspect", str(dump), *(["--json"] if json_out else [])]
-    env = dict(os.environ, NO_COLOR="1", COLUMNS="100", PYTHONPATH=str(repo))
-    start = time.perf_counter()
-    child = subprocess.Popen(args, cwd=repo, env=env, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)  # fmt: skip
-    try:
-        child.wait(timeout)
-    except subprocess.TimeoutExpired:
-        child.kill()
-    _, status, usage = os.wait4(child.pid, 0)
-    return time.perf_counter() - start, usage.ru_maxrss * 1024, os.waitstatus_to_exitcode(status)
+    argv = [sys.executable, "-m", "kmtool", "inspect", str(dump), *(["--json"] if json_out else [])]
+    status, seconds, peak = H.measured(argv, dump.with_suffix(".out"), repo, timeout=timeout)
+    return seconds, peak, status
 
 
 def main() -> None:
@@ -61,7 +51,7 @@ def main() -> None:
         for name in names:
             dumps[name] = H.CASES[name].make().write(Path(tmp) / f"{name}.dump")
         runs: dict[str, list[tuple[float, int, int]]] = {name: [] for name in dumps}
-        for name, dump in dumps.items():  # not timed: the first pass fills the page cache
+        for dump in dumps.values():  # not timed: the first pass fills the page cache
             inspect_once(args.repo, dump, args.json, args.timeout)
         for _ in range(args.runs):
             for name, dump in dumps.items():

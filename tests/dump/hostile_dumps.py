@@ -7,12 +7,19 @@ and a few milliseconds to write however large the dump claims to be. The cases a
 each names the structure it bends and what `kmtool inspect` must say about it (a failed check's
 name and a phrase of its sentence). tests/dump/test_hostile.py runs each through the whole process
 under an address-space limit; benchmarks/bench_hostile.py times them.
+
+`measured` runs a command the way both measure it: through a small Python launcher that forks and
+execs it and reports the child's own rusage (os.wait4). Measured straight from a large parent (a
+pytest process), a forked child's peak RSS would start at the parent's.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import struct
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,6 +87,42 @@ def _elf_header(loads: list[tuple[int, int]]) -> bytes:
         phdrs += struct.pack("<IIQQQQQQ", 1, 4, offset, start, start, length, length, PAGE)
         offset += length
     return ehdr + phdrs
+
+
+_LAUNCHER = """
+import os, resource, sys, time
+report, limit, argv = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+start = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    if limit:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    os.execv(argv[0], argv)
+_, status, usage = os.wait4(pid, 0)
+seconds = time.perf_counter() - start
+with open(report, "w") as f:
+    f.write(f"{os.waitstatus_to_exitcode(status)} {seconds} {usage.ru_maxrss * 1024}")
+"""
+
+
+def measured(argv: list[str], out: Path, cwd: Path, limit: int = 0,
+             timeout: float = 120.0) -> tuple[int, float, int]:  # fmt: skip
+    """Run `argv` (stdout to `out`, stderr to `out` + ".err") under RLIMIT_AS `limit` (0: none):
+    its exit status (-9 when killed at `timeout`), wall seconds and peak RSS in bytes."""
+    report = out.with_name(out.name + ".report")
+    env = dict(os.environ, NO_COLOR="1", COLUMNS="100")
+    with open(out, "w") as stdout, open(out.with_name(out.name + ".err"), "w") as stderr:
+        launcher = subprocess.Popen([sys.executable, "-c", _LAUNCHER, str(report), str(limit),
+                                     *argv], stdout=stdout, stderr=stderr, cwd=cwd, env=env,
+                                    start_new_session=True)  # fmt: skip
+        try:
+            launcher.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(launcher.pid, signal.SIGKILL)
+            launcher.wait()
+            return -9, timeout, 0
+    status, seconds, peak = report.read_text().split()
+    return int(status), float(seconds), int(peak)
 
 
 @dataclass(frozen=True)

@@ -4,19 +4,18 @@ say, the whole `kmtool inspect` process stays within 10 s and 1 GiB peak RSS.
 Each case of hostile_dumps.CASES is generated as a sparse 4 GiB dump, then `kmtool inspect --json`
 and the plain summary run on it as a user runs them: a child process under an address-space limit
 (the dump's size, which kmtool maps, plus 1.5 GiB), timed from outside, its peak RSS from its own
-rusage (os.wait4). Asserted: exit status 1 (a failed check) or 0 where the dump is only large, never
-a traceback or an internal error (70); the failed check and the phrase naming the structure; and
-the bounds with margin (8 s, 768 MiB). The worst case is recorded by benchmarks/bench_hostile.py.
+rusage (hostile_dumps.measured). Asserted: exit status 1 (a failed check) or 0 where the dump is
+only large, never a traceback or an internal error (70); the failed check and the phrase naming the
+structure; and the bounds with margin (8 s, 768 MiB). benchmarks/bench_hostile.py records the
+worst case.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -32,21 +31,10 @@ ADDRESS_SPACE = H.SIZE + (3 << 29)  # the dump's mapping plus 1.5 GiB
 def run_inspect(path: Path, *args: str) -> tuple[int, str, str, float, int]:
     """`python -m kmtool inspect PATH ARGS` under the address-space limit: exit status, stdout,
     stderr, wall seconds and peak RSS in bytes."""
-
-    def limit() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
-
-    env = dict(os.environ, NO_COLOR="1", COLUMNS="100")
-    out, err = path.with_suffix(".out"), path.with_suffix(".err")
-    with open(out, "w") as stdout, open(err, "w") as stderr:
-        start = time.perf_counter()
-        child = subprocess.Popen([sys.executable, "-m", "kmtool", "inspect", str(path), *args],
-                                 stdout=stdout, stderr=stderr, cwd=REPO, env=env,
-                                 preexec_fn=limit)  # fmt: skip
-        _, status, usage = os.wait4(child.pid, 0)
-        seconds = time.perf_counter() - start
-    child.returncode = os.waitstatus_to_exitcode(status)
-    return child.returncode, out.read_text(), err.read_text(), seconds, usage.ru_maxrss * 1024
+    out = path.with_suffix(".out")
+    argv = [sys.executable, "-m", "kmtool", "inspect", str(path), *args]
+    status, seconds, peak = H.measured(argv, out, REPO, ADDRESS_SPACE, timeout=60)
+    return status, out.read_text(), out.with_name(out.name + ".err").read_text(), seconds, peak
 
 
 @pytest.fixture(scope="module")
