@@ -22,5 +22,6 @@ descriptors each CPU's IDT, GDT and TSS, read through its CR3
 checks      the cross-checks, one function per named row
 inspection  one inspection: roots, every part, checks, the JSON document
 render      the human output, drawn from the JSON document (render_kernel, render_descriptors:
-            the second-wave parts)
+            the second-wave parts; render_flow: summary values that wrap between items)
+pagecount   the size of a page-table walk, counted over distinct tables before it is built
 """

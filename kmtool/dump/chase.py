@@ -21,6 +21,8 @@ from kmtool.layout.table import PAGE_SHIFT, PAGE_SIZE
 WINDOW = 16 << 20  # bytes of physical address space the chase maps at a time
 DENSE_PAGES_PER_NODE = 64  # a window with at most this many pages per node is prefetched whole
 GUESSES = 8  # vectorised guesses per dense window before it is followed node by node
+THIN_STEPS = 8  # consecutive steps of at most one node before the chase goes node by node
+NODE_BATCH = 1 << 16  # nodes one node-by-node step reads at most
 
 
 class Chased(NamedTuple):
@@ -62,7 +64,7 @@ def chase(
     total = 0
     a, last = head, 0  # the next node, and the node that linked to it (0: the list head)
     stepper = _Stepper(memory, shape)
-    while a and total < limit:
+    while a and total < limit and a not in stepper.seen:
         try:
             addresses, records, a = stepper.step(a, last, limit - total)
         except DumpError as err:  # outside the dump, misaligned, or a node cut by a range's end
@@ -74,7 +76,9 @@ def chase(
     addresses, records = _joined(parts, shape)
     if not a:
         return Chased(addresses, records, None)
-    j, message = _cycle(addresses.tolist(), what)
+    # A cycle: `a` is a node visited before (by the node-by-node steps' record) or the dump's
+    # frame count is reached; the first repeat ends the list either way.
+    j, message = _cycle([*addresses.tolist(), a], what)
     return Chased(addresses[:j], records[:j], message)
 
 
@@ -85,6 +89,8 @@ class _Stepper:
         self.memory, self.shape = memory, shape
         self.views: dict[int, memoryview] = {}
         self.dense = True
+        self.thin = 0  # consecutive steps that found at most one node
+        self.seen: set[int] = set()  # the nodes node-by-node steps visited
 
     def step(self, a: int, last: int, budget: int) -> tuple[np.ndarray, np.ndarray, int]:
         """The nodes from `a` (`last` linked to it) up to `budget`, their records, and where the
@@ -92,6 +98,22 @@ class _Stepper:
         raises on it (`_range_of`), so every fault is named in one place."""
         memory, shape = self.memory, self.shape
         i = _range_of(memory, a, last, shape)
+        if self.thin >= THIN_STEPS:
+            # A list that leaves every window after one node (across ranges, say): window
+            # set-up would cost more than the nodes, so read them one by one for a while.
+            self.thin = 0
+            return _node_by_node(memory, a, shape, min(budget, NODE_BATCH), self.seen)
+        addresses, records, a = self._window_step(i, a, budget)
+        self.thin = self.thin + 1 if len(addresses) <= 1 else 0
+        misaligned = np.flatnonzero(addresses % np.uint64(shape.align))
+        if len(misaligned):
+            k = int(misaligned[0])
+            return addresses[:k], records[:k], int(addresses[k])
+        return addresses, records, a
+
+    def _window_step(self, i: int, a: int, budget: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """The nodes from `a` (in range `i`) that one window holds, read in bulk."""
+        memory, shape = self.memory, self.shape
         r = memory.ranges[i]
         hi = r.file_end - shape.node_size  # the last node start whose record is in the file
         if a > hi or a % WORD or r.start % WORD:
@@ -108,11 +130,28 @@ class _Stepper:
         # a window that yielded none falls back to the plain loop, which always makes progress.
         pages_spanned = (window.end - window.first) // PAGE_SIZE
         self.dense = len(addresses) > 0 and len(addresses) * DENSE_PAGES_PER_NODE >= pages_spanned
-        misaligned = np.flatnonzero(addresses % np.uint64(shape.align))
-        if len(misaligned):
-            k = int(misaligned[0])
-            return addresses[:k], records[:k], int(addresses[k])
         return addresses, records, a
+
+
+def _node_by_node(
+    memory: PhysicalMemory, a: int, shape: _Shape, budget: int, seen: set[int]
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Up to `budget` nodes from `a`, one plain read each, across ranges; each goes into `seen`.
+    Stops (returning that address) at the 0 ending the list, at a node visited before in `seen`
+    (`chase` names the cycle), or at one outside the dump or misaligned (the next step names it)."""
+    size = shape.width * WORD
+    found: list[int] = []
+    data: list[bytes] = []
+    for _ in repeat(None, budget):
+        if not a or a in seen or a % shape.align or not memory.contains(a, size):
+            break
+        chunk = memory.read(a, size, f"{shape.what} node")
+        found.append(a)
+        seen.add(a)
+        data.append(chunk)
+        a = int.from_bytes(chunk[shape.next_offset : shape.next_offset + WORD], "little")
+    records = np.frombuffer(b"".join(data), dtype="<u8").reshape(len(found), shape.width)
+    return np.array(found, dtype=np.uint64), records, a
 
 
 def _range_of(memory: PhysicalMemory, a: int, last: int, shape: _Shape) -> int:

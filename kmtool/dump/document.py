@@ -180,6 +180,7 @@ class MemoryDescriptorDoc(TypedDict):
 class MemoryMapDoc(TypedDict):
     """The memory map the loader handed over."""
 
+    error: str | None  # why the map is partial: the entries below are those read before
     address: str
     map_size: int
     descriptor_size: int

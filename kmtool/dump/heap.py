@@ -20,10 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from kmtool.dump.document import HeapBlockDoc, HeapCountersDoc, HeapDoc, HeapOrderDoc
 from kmtool.dump.memory import PhysicalMemory
 from kmtool.dump.pagetable import PageTables
-from kmtool.dump.records import parse
+from kmtool.dump.records import parse, words_to_records
 from kmtool.errors import DumpError
 from kmtool.layout.table import PAGE_SIZE, canonical
 from kmtool.schemas.heap import (
@@ -34,7 +36,7 @@ from kmtool.schemas.heap import (
     HeapBlock,
 )
 
-MAX_BLOCKS = 1 << 20
+MAX_BLOCKS = 1 << 18  # blocks and list nodes (a 16 MiB heap of 64-byte blocks)
 BLOCKS_LISTED = 4096
 
 
@@ -154,7 +156,7 @@ def read_heap(memory: PhysicalMemory, state_pa: int, tables: PageTables) -> Heap
     problems: list[str] = []
     header = _header_reader(memory, tables)
     untouched = _untouched(state, problems)
-    blocks = _tree_blocks(state, state_pa, header, untouched, problems)
+    blocks = _tree_blocks(state, state_pa, _bulk_headers(memory, tables), untouched, problems)
     free_lists = _free_lists(state, blocks, header, problems)
     heap_pages = tables.ranges_in("kernel-heap")
     backed = int(heap_pages.size.sum()) // PAGE_SIZE if len(heap_pages) else 0
@@ -178,55 +180,105 @@ def _header_reader(memory: PhysicalMemory, tables: PageTables) -> Callable[[int]
 def _tree_blocks(
     state: Any,
     state_pa: int,
-    header: Callable[[int], Any | None],
+    headers: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
     untouched: dict[int, int],
     problems: list[str],
 ) -> list[HeapBlockView]:
     """The blocks of the buddy tree, found by descending it from the whole range (see the module
-    docstring); what makes no sense is added to `problems`."""
-    header_size = HeapBlock.sizeof()
-    blocks: list[HeapBlockView] = []
-    found_untouched: set[int] = set()
-    stack = [(canonical(state.base), state.max_order)]
-    while stack:
-        va, order = stack.pop()
-        if len(blocks) + len(stack) > MAX_BLOCKS:
+    docstring) one order at a time, each order's headers read and judged in bulk; what makes no
+    sense is added to `problems` (in address order). DumpError, before any block object is made,
+    when an order holds more than MAX_BLOCKS blocks to visit."""
+    found: list[tuple[int, int, int, bool, int, int, int]] = []  # va, order, untouched, used, ...
+    notes: list[tuple[int, str]] = []  # (va, problem)
+    vas = np.array([canonical(state.base)], dtype=np.uint64)
+    for order in range(state.max_order, state.min_order - 1, -1):
+        if len(found) + len(vas) > MAX_BLOCKS:
             raise DumpError(
-                f"Heap at {hex(state_pa)}: more than {MAX_BLOCKS} blocks; refusing to "
-                "decode further."
+                f"Heap at {hex(state_pa)}: more than {MAX_BLOCKS} blocks (at order {order}); "
+                "refusing to decode further."
             )
-        if untouched.get(order) == va:
-            blocks.append(HeapBlockView(va, order, False, 0, 0, 0, untouched=True))
-            found_untouched.add(order)
-            continue
-        h = header(va)
-        if h is None:
-            problems.append(f"block {hex(va)} (order {order}) has no backed header page")
-            continue
-        if h.magic not in (HEAP_FREE_MAGIC, HEAP_USED_MAGIC):
-            problems.append(f"block {hex(va)} (order {order}) has magic {hex(h.magic)}")
-            continue
-        if h.order == order:
-            used = h.magic == HEAP_USED_MAGIC
-            blocks.append(HeapBlockView(va, order, used, h.size, h.next, h.prev))
-            if used and h.size + header_size > 1 << order:
-                problems.append(
-                    f"used block {hex(va)} (order {order}) holds {h.size} bytes, more than fits"
-                )
-            if not used and h.size:
-                problems.append(f"free block {hex(va)} has size {h.size}, not 0")
-        elif state.min_order <= h.order < order:
-            half = 1 << (order - 1)
-            stack.append((va + half, order - 1))
-            stack.append((va, order - 1))
-        else:
-            problems.append(f"block {hex(va)} (order {order}) has a header of order {h.order}")
+        if not len(vas):
+            break
+        mark = untouched.get(order)
+        is_untouched = vas == np.uint64(mark) if mark is not None else np.zeros(len(vas), bool)
+        for va in vas[is_untouched].tolist():
+            found.append((va, order, 1, False, 0, 0, 0))
+        vas = vas[~is_untouched]
+        h, ok = headers(vas)
+        vas = _judge(state, order, vas, h, ok, found, notes)
+    notes.sort(key=lambda n: n[0])  # stable: one block's problems keep their order
+    problems.extend(text for _, text in notes)
+    found.sort(key=lambda b: b[0])
+    found_untouched = {b[1] for b in found if b[2]}
     for order, va in sorted(untouched.items()):
         if order not in found_untouched:
             problems.append(
                 f"km_heap.untouched[{order}] is {hex(va)}, not a block of order {order} in the tree"
             )
-    return blocks
+    return [HeapBlockView(va, o, used, size, nxt, prev, untouched=bool(kind))
+            for va, o, kind, used, size, nxt, prev in found]  # fmt: skip
+
+
+def _judge(
+    state: Any,
+    order: int,
+    vas: np.ndarray,
+    h: np.ndarray,
+    ok: np.ndarray,
+    found: list[tuple[int, int, int, bool, int, int, int]],
+    notes: list[tuple[int, str]],
+) -> np.ndarray:
+    """One order of `_tree_blocks`: the blocks at `vas` with headers `h` (`ok`: backed) are whole
+    blocks (into `found`), split (their halves, returned for the next order) or problems (into
+    `notes`)."""
+    header_size = HeapBlock.sizeof()
+    magic = h["magic"]
+    sane = ok & ((magic == HEAP_FREE_MAGIC) | (magic == HEAP_USED_MAGIC))
+    whole = sane & (h["order"] == order)
+    split = sane & (h["order"] >= state.min_order) & (h["order"] < order)
+    for k in np.flatnonzero(~ok).tolist():
+        va = int(vas[k])
+        notes.append((va, f"block {hex(va)} (order {order}) has no backed header page"))
+    for k in np.flatnonzero(ok & ~sane).tolist():
+        va = int(vas[k])
+        notes.append((va, f"block {hex(va)} (order {order}) has magic {hex(int(magic[k]))}"))
+    for k in np.flatnonzero(sane & ~whole & ~split).tolist():
+        va, got = int(vas[k]), int(h["order"][k])
+        notes.append((va, f"block {hex(va)} (order {order}) has a header of order {got}"))
+    for k in np.flatnonzero(whole).tolist():
+        va, used, size = int(vas[k]), bool(magic[k] == HEAP_USED_MAGIC), int(h["size"][k])
+        found.append((va, order, 0, used, size, int(h["next"][k]), int(h["prev"][k])))
+        if used and size + header_size > 1 << order:
+            notes.append(
+                (va, f"used block {hex(va)} (order {order}) holds {size} bytes, more than fits")
+            )
+        if not used and size:
+            notes.append((va, f"free block {hex(va)} has size {size}, not 0"))
+    halves = vas[split]
+    return np.concatenate((halves, halves + np.uint64(1 << (order - 1)))) if order else halves[:0]
+
+
+def _bulk_headers(
+    memory: PhysicalMemory, tables: PageTables
+) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """A function from blocks' virtual addresses (uint64) to their headers (numpy records of
+    HeapBlock) and which of them are backed in the dump (translated through `tables`)."""
+    width = -(-HeapBlock.sizeof() // 8)
+    start, size, phys = tables.ranges.start, tables.ranges.size, tables.ranges.phys
+
+    def headers(vas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        i = np.searchsorted(start, vas, side="right").astype(np.int64) - 1
+        j = np.maximum(i, 0)
+        offset = vas - start[j] if len(start) else vas
+        mapped = (i >= 0) & (offset < size[j]) if len(start) else np.zeros(len(vas), bool)
+        pas = np.where(mapped, phys[j] + offset, 0) if len(start) else vas
+        words, ok = memory.gather(pas[mapped], width)
+        out = np.zeros((len(vas), width), dtype=np.uint64)
+        backed = np.zeros(len(vas), dtype=bool)
+        out[mapped], backed[mapped] = words, ok
+        return words_to_records(out, HeapBlock), backed
+
+    return headers
 
 
 def _check_state(state: Any, pa: int) -> None:

@@ -206,10 +206,7 @@ def inspect_dump(path: Path, options: Options) -> Inspection:
             ins.kernel_tables = ins.tables if pml4 == ins.root else walk(memory, pml4)
         core = ins.core
         ins.boot = read_boot_info(memory, ins.core.boot_info_phys)
-        ins.memmap = read_memory_map(memory, ins.boot)
-        ins.frames = _part(ins, "frames", lambda: read_free_list(memory, core.frame_state_phys))
-        if ins.frames is not None and ins.frames.error is not None:  # partial: the spans before
-            ins.part_errors["frames"] = ins.frames.error
+        _memory_map_and_frames(ins, ins.boot, core)
         kt = ins.kernel_tables
         if kt is not None and not kt.errors and heap_initialized(memory, ins.core.heap_state_phys):
             ins.heap = _part(ins, "heap", lambda: read_heap(memory, core.heap_state_phys, kt))
@@ -225,6 +222,18 @@ def inspect_dump(path: Path, options: Options) -> Inspection:
     ins.descriptors = read_descriptor_tables(memory, source.cpus, locate, not ins.foreign) or None
     ins.checks = run_checks(ins)
     return ins
+
+
+def _memory_map_and_frames(ins: Inspection, boot: BootInfoView, core: CoreInfoBlock) -> None:
+    """The memory map and the free list, each on its own (`_part`); a partial one (read up to a
+    fault, its `error`) also names the fault in `ins.part_errors`."""
+    memory = ins.source.memory
+    ins.memmap = _part(ins, "memory map", lambda: read_memory_map(memory, boot))
+    if ins.memmap is not None and ins.memmap.error is not None:
+        ins.part_errors["memory map"] = ins.memmap.error
+    ins.frames = _part(ins, "frames", lambda: read_free_list(memory, core.frame_state_phys))
+    if ins.frames is not None and ins.frames.error is not None:
+        ins.part_errors["frames"] = ins.frames.error
 
 
 def _part(ins: Inspection, name: str, decode: Callable[[], T]) -> T | None:

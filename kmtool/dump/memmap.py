@@ -9,7 +9,7 @@ import numpy as np
 from kmtool.dump.bootinfo import BootInfoView
 from kmtool.dump.document import MemoryDescriptorDoc, MemoryMapDoc
 from kmtool.dump.memory import PhysicalMemory
-from kmtool.dump.records import numpy_dtype
+from kmtool.dump.records import words_to_records
 from kmtool.errors import DumpError
 from kmtool.layout.table import MEMTYPE_HANDOFF, MEMTYPE_KERNEL, MEMTYPE_SCRATCH, PAGE_SIZE
 from kmtool.schemas.memmap import EfiMemoryDescriptor, EfiMemoryType
@@ -68,6 +68,7 @@ class MemoryMap:
     descriptor_size: int
     descriptor_version: int
     entries: np.ndarray  # dtype numpy_dtype(EfiMemoryDescriptor)
+    error: str | None = None  # why the map is partial (the entries are those read before)
 
     @property
     def starts(self) -> np.ndarray:
@@ -109,6 +110,7 @@ class MemoryMap:
                 }
             )
         return {
+            "error": self.error,
             "address": hex(self.address),
             "map_size": self.map_size,
             "descriptor_size": self.descriptor_size,
@@ -133,21 +135,61 @@ def merge_intervals(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, n
 
 
 def read_memory_map(memory: PhysicalMemory, boot: BootInfoView) -> MemoryMap:
-    """Decode the memory map the boot info points to, stepping by its descriptor size."""
-    size, step = boot.memory_map_size, boot.descriptor_size
+    """Decode the memory map the boot info points to, stepping by its descriptor size.
+
+    A descriptor size no UEFI firmware gives is a DumpError (nothing to step by). A map that
+    claims more than MAX_DESCRIPTORS descriptors, or runs out of the dump, is partial (docs/design.md
+    §10): the descriptors before the fault are kept and `error` names it. Only the descriptors'
+    own bytes are read, never the padding between them.
+    """
+    size, step, at = boot.memory_map_size, boot.descriptor_size, boot.memory_map
     minimum = EfiMemoryDescriptor.sizeof()
     if step < minimum or step > MAX_DESCRIPTOR_SIZE or step % 8:
         raise DumpError(
             f"The boot info at {hex(boot.address)} gives descriptor_size {step} (raw "
             f"{hex(step)}); a UEFI descriptor is at least {minimum} bytes, 8-aligned."
         )
-    count = size // step
+    count, error = size // step, None
     if count > MAX_DESCRIPTORS:
-        raise DumpError(
+        error = (
             f"The boot info at {hex(boot.address)} gives memory_map_size {hex(size)}: {count} "
-            f"descriptors is more than kmtool accepts ({MAX_DESCRIPTORS})."
+            f"descriptors is more than kmtool accepts ({MAX_DESCRIPTORS}); the first "
+            f"{MAX_DESCRIPTORS} are shown."
         )
-    data = memory.read(boot.memory_map, count * step, "memory map")
-    dtype = numpy_dtype(EfiMemoryDescriptor)
-    entries = np.ndarray((count,), dtype=dtype, buffer=data, strides=(step,)).copy()
-    return MemoryMap(boot.memory_map, size, step, boot.descriptor_version, entries)
+        count = MAX_DESCRIPTORS
+    words, ok = _descriptor_words(memory, at, step, count)
+    bad = np.flatnonzero(~ok)
+    if len(bad):
+        k = int(bad[0])
+        error = error or (
+            f"Memory map at {hex(at)} (boot info at {hex(boot.address)}, memory_map_size "
+            f"{hex(size)}): descriptor {k} at {hex(at + k * step)} is outside the dump; the {k} "
+            "before it are shown."
+        )
+        words = words[:k]
+    entries = words_to_records(words, EfiMemoryDescriptor)
+    return MemoryMap(at, size, step, boot.descriptor_version, entries, error)
+
+
+def _descriptor_words(
+    memory: PhysicalMemory, at: int, step: int, count: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The words of `count` descriptors from physical `at`, `step` bytes apart, and which were
+    wholly in the dump (a descriptor past 2^64 is not)."""
+    width = -(-EfiMemoryDescriptor.sizeof() // 8)
+    fits = min(count, max(0, ((1 << 64) - width * 8 - at) // step + 1))
+    if at % 8 == 0:
+        pas = np.uint64(at) + np.arange(fits, dtype=np.uint64) * np.uint64(step)
+        words, ok = memory.gather(pas, width)
+    else:  # a misaligned map (no firmware makes one): read descriptor by descriptor
+        rows = []
+        for k in range(fits):
+            if not memory.contains(at + k * step, width * 8):
+                break
+            rows.append(np.frombuffer(memory.read(at + k * step, width * 8, "memory map"), "<u8"))
+        words = np.array(rows, dtype=np.uint64).reshape(len(rows), width)
+        ok = np.ones(len(rows), dtype=bool)
+    if len(words) < count:  # one row that is not in the dump marks where the map stops
+        words = np.concatenate((words, np.zeros((1, width), dtype=np.uint64)))
+        ok = np.concatenate((ok, [False]))
+    return words, ok

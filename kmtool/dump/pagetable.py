@@ -30,7 +30,9 @@ mappings beneath it and the other parts of an inspection still decode:
   the "page tables walked" check fails on one when the dump is of our kernel and passes with a note
   on a foreign dump (kmtool.dump.checks);
 - more than `MAX_LEAVES` pages or `MAX_RANGES` distinct ranges ends the walk with an error, and the
-  result holds no ranges.
+  result holds no ranges. Pages and table visits are counted over the distinct tables first
+  (kmtool.dump.pagecount), so shared tables that would make millions of paths are refused before
+  any per-path array is built.
 
 Ranges are merged when virtually and physically contiguous with the same page size, the same effective
 permissions and the same region of the layout table. Addresses are canonical (sign-extended from bit
@@ -54,6 +56,7 @@ from kmtool.dump.levels import (
     perm_text,
 )
 from kmtool.dump.memory import PhysicalMemory
+from kmtool.dump.pagecount import refusal
 from kmtool.dump.regions import NO_REGION, region_ids, region_name
 from kmtool.layout.table import ENTRIES_PER_TABLE, VIRTUAL_ADDRESS_BITS, canonical
 from kmtool.schemas.paging import Pte
@@ -62,6 +65,7 @@ from kmtool.units import suffix_size_text
 TABLE_BYTES = ENTRIES_PER_TABLE * 8
 MAX_LEAVES = 1 << 25  # 32 Mi pages (128 GiB of 4 KiB pages): the bound on one walk's work
 MAX_RANGES = 1 << 22  # distinct merged ranges kept (memory bound when nothing merges)
+MAX_TABLE_VISITS = 1 << 20  # tables visited at one level (a 4 GiB dump holds 1 Mi distinct pages)
 RECURSIVE_LISTED = 16  # recursive entries listed in JSON
 RANGES_LISTED = 1 << 16  # ranges listed in JSON and by `--part pagetables`
 CHUNK_TABLES = 512  # tables decoded per bulk step (2 MiB of entries, 256 Ki leaves)
@@ -237,6 +241,9 @@ def walk(
     errors: list[str] = []
     recursive: list[str] = []
     try:
+        refused = refusal(memory, root, max_leaves, MAX_TABLE_VISITS)
+        if refused is not None:
+            raise _LimitReached(refused)
         tables = _walk(memory, root, keep_leaves, max_leaves, errors, recursive)
     except _LimitReached as limit:
         u = np.zeros(0, dtype=np.uint64)

@@ -12,11 +12,7 @@ key: value lines.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
-
-from rich.console import Console, ConsoleOptions, Group, RenderableType
-from rich.measure import Measurement
+from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -35,6 +31,7 @@ from kmtool.dump.document import (
     PageTablesDoc,
     SourceDoc,
 )
+from kmtool.dump.render_flow import Flow
 from kmtool.elf.kernel import build_ids_match
 from kmtool.layout.table import PAGE_SIZE
 from kmtool.units import plural, size_text
@@ -45,35 +42,8 @@ MEMMAP_TOTALS_SHOWN = 4
 RANGES_DRAWN = 500  # page-table ranges drawn as table rows (a wrong --cr3 can yield 65536 and more)
 
 
-# Where a summary value may break: after ", " "; " or ": ", and at a double space.
-BREAKS = re.compile(r"(?<=[,;:] )|(?<=  )")
 _KINDS = {"elf": "QEMU ELF core", "kdump": "kdump-compressed dump", "lime": "LiME dump",
           "raw": "raw physical image"}  # fmt: skip
-
-
-class Flow:
-    """A line of text that wraps only between its items (see BREAKS), so a value such as
-    "cr3 0x9f000" or "in 1 GiB pages" stays on one line; an item wider than the line is folded."""
-
-    def __init__(self, text: str) -> None:
-        self.items = [item for item in BREAKS.split(text) if item]
-
-    def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator[Text]:
-        width, lines, line = options.max_width, [], ""
-        for item in self.items:
-            if line and len(line) + len(item.rstrip()) > width:
-                lines.append(line.rstrip())
-                line = item
-            else:
-                line += item
-        lines.append(line.rstrip())
-        for text in lines:
-            yield Text(text, overflow="fold")
-
-    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
-        widest = max((len(item.rstrip()) for item in self.items), default=0)
-        whole = len("".join(self.items).rstrip())
-        return Measurement(min(widest, options.max_width), min(whole, options.max_width))
 
 
 def _grid() -> Table:
@@ -94,6 +64,13 @@ def _table(title: str, *columns: str, right: tuple[str, ...] = ()) -> Table:
 def _unreadable(errors: dict[str, str], part: str) -> str | None:
     """The summary's word for a part whose structure is corrupt, or None."""
     return None if part not in errors else f"unreadable: {errors[part]}"
+
+
+def _partial(part: FramesDoc | MemoryMapDoc | None, line: str) -> str | None:
+    """The summary's line for a part read up to a fault (its "error"), or None."""
+    if part is None or part["error"] is None:
+        return None
+    return f"partial, {line}; then: {part['error']}"
 
 
 def _not_ours(what: str, doc: InspectionDoc) -> Text:
@@ -133,10 +110,14 @@ def summary(doc: InspectionDoc) -> RenderableType:
         key = "Descriptors" if len(doc["descriptors"]) == 1 else f"Descriptors {tables['cpu']}"
         _flow_row(grid, key, render_descriptors.headline(tables))
     _flow_row(grid, "Boot info", _boot_line(doc["boot_info"]))
-    _flow_row(grid, "Memory map", _memmap_line(doc["memory_map"]))
-    _flow_row(grid, "Page tables", _pages_line(doc["page_tables"]))
     errors = doc["part_errors"]
-    _flow_row(grid, "Frames", _unreadable(errors, "frames") or _frames_line(doc["frames"]))
+    memmap_line = _memmap_line(doc["memory_map"])
+    _flow_row(grid, "Memory map", _partial(doc["memory_map"], memmap_line)
+              or _unreadable(errors, "memory map") or memmap_line)  # fmt: skip
+    _flow_row(grid, "Page tables", _pages_line(doc["page_tables"]))
+    frames_line = _frames_line(doc["frames"])
+    _flow_row(grid, "Frames", _partial(doc["frames"], frames_line)
+              or _unreadable(errors, "frames") or frames_line)  # fmt: skip
     _flow_row(grid, "Heap", _unreadable(errors, "heap") or _heap_line(doc["heap"]))
     if doc["address_spaces"] is not None:
         spaces = doc["address_spaces"]["spaces"]
@@ -288,11 +269,14 @@ def boot(doc: InspectionDoc) -> RenderableType:
 
 def memmap(doc: InspectionDoc) -> RenderableType:
     mm = doc["memory_map"]
+    if mm is None and "memory map" in doc["part_errors"]:
+        return Text(f"Memory map: {_unreadable(doc['part_errors'], 'memory map')}", style="red")
     if mm is None:
         return _not_ours("Memory map", doc)
     table = _table(
         f"Memory map at {mm['address']}: {mm['count']} descriptors of "
-        f"{mm['descriptor_size']} bytes",
+        f"{mm['descriptor_size']} bytes"
+        + ("" if mm["error"] is None else f", partial: {mm['error']}"),
         "#",
         "type",
         "start",

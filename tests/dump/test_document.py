@@ -93,7 +93,8 @@ def _documents(tmp: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     yield "broken page tables", _doc(broken.write_elf(tmp / "t.elf"), asked)
     cut = _copy(fx)  # the free list's second node links outside the dump: a partial frames part
     cut.poke(fx.truth["spans"][1][0] + field_offset(FrameSpan, "next"), 1 << 40)
-    yield "partial free list", _doc(cut.write_elf(tmp / "c.elf"), asked)
+    cut.poke(cut.field_pa("boot", "memory_map_size"), 1 << 40)  # and a partial memory map
+    yield "partial free list and memory map", _doc(cut.write_elf(tmp / "c.elf"), asked)
     wild = {"idt": {"base": F.KERNEL_VSPACE_BASE + 8 * F.MiB}, "gdt": {"base": 1 << 60},
             "tr": {"limit": 0x10}}  # fmt: skip
     yield "unreadable descriptor tables", _doc(fx.write_elf(tmp / "d.elf", tables=wild), asked)

@@ -129,11 +129,33 @@ def test_boot_info_refusals(fx: F.Fixture, tmp_path: Path) -> None:
     mem = _mem(bad, tmp_path)
     with pytest.raises(DumpError, match=r"gives descriptor_size 12 \(raw 0xc\)"):
         read_memory_map(mem, read_boot_info(mem, F.BOOT_INFO_PA))
+
+
+def test_memory_maps_too_long_or_cut_by_the_dump_are_partial(fx: F.Fixture, tmp_path: Path) -> None:
+    whole = read_memory_map(_mem(fx, tmp_path), read_boot_info(_mem(fx, tmp_path), F.BOOT_INFO_PA))
     bad = copy(fx)
     bad.poke(bad.field_pa("boot", "memory_map_size"), 1 << 40)
     mem = _mem(bad, tmp_path)
-    with pytest.raises(DumpError, match=r"gives memory_map_size 0x10000000000: .* more than"):
-        read_memory_map(mem, read_boot_info(mem, F.BOOT_INFO_PA))
+    mm = read_memory_map(mem, read_boot_info(mem, F.BOOT_INFO_PA))
+    assert mm.error == (
+        f"The boot info at {hex(F.BOOT_INFO_PA)} gives memory_map_size 0x10000000000: "
+        f"{(1 << 40) // 48} descriptors is more than kmtool accepts (65536); the first 65536 are "
+        "shown."
+    )
+    assert len(mm.entries) == 65536 and mm.entries[: len(whole.entries)].tolist() == (
+        whole.entries.tolist()
+    )
+    bad = copy(fx)  # the map moved to the last 100 bytes of RAM: two descriptors fit
+    top = F.RAM[-1][0] + F.RAM[-1][1]
+    at = top - 100
+    bad.put(at, bytes(bad.image[F.BOOT_INFO_PA + 0x1000 : F.BOOT_INFO_PA + 0x1000 + 96]))
+    bad.poke(bad.field_pa("boot", "memory_map"), at)
+    mem = _mem(bad, tmp_path)
+    mm = read_memory_map(mem, read_boot_info(mem, F.BOOT_INFO_PA))
+    assert mm.error is not None and mm.error.startswith(f"Memory map at {hex(at)} (boot info at ")
+    assert mm.error.endswith(f"descriptor 2 at {hex(at + 96)} is outside the dump; the 2 before "
+                             "it are shown.")  # fmt: skip
+    assert mm.entries.tolist() == whole.entries[:2].tolist()
 
 
 # -- heap -----------------------------------------------------------------------------------------

@@ -47,14 +47,16 @@ Part = Literal[
     "memmap", "frames", "heap", "foreign", "aspaces", "accounting", "part_errors", "descriptors",
 ]  # fmt: skip
 # "span_list": the free list read to its end (a partial list still feeds the checks of each span).
-Built = Literal["kernel_pml4", "frames", "span_list", "heap"]
+# "memmap": the memory map read whole (a partial or unreadable one makes its checks not applicable).
+Built = Literal["kernel_pml4", "frames", "span_list", "heap", "memmap"]
 
 # The detail of a check whose structure the kernel had not built when the dump was taken: it passes
 # (nothing to contradict) without reading anything; "kernel reached ready" is the one that fails.
 NOT_BUILT_YET = "not applicable, not built yet: the kernel did not reach ready"
 NOT_BUILT = "not applicable, not built"  # the same, when ready_tsc says the kernel did reach ready
 # The part that is None because a structure is not built (see the module docstring).
-EXPLAINED: dict[Built, Part] = {"kernel_pml4": "kernel_tables", "heap": "heap", "frames": "frames"}
+EXPLAINED: dict[Built, Part] = {"kernel_pml4": "kernel_tables", "heap": "heap", "frames": "frames",
+                                "memmap": "memmap"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -83,15 +85,16 @@ CHECKS: tuple[InspectCheck, ...] = (
     C("core-info agrees with kernel symbols", core.core_symbols,
       ("core", "kernel", "kernel_tables"), ("kernel_pml4",)),
     C("build id matches the kernel ELF", core.build_id_matches, ("core", "kernel")),
-    C("memory map sorted", memmap.memory_map_sorted, ("memmap",)),
-    C("memory map non-overlapping", memmap.memory_map_disjoint, ("memmap",)),
-    C("memory map stepped by descriptor size", memmap.memory_map_stepping, ("memmap",)),
+    C("memory map sorted", memmap.memory_map_sorted, ("memmap",), ("memmap",)),
+    C("memory map non-overlapping", memmap.memory_map_disjoint, ("memmap",), ("memmap",)),
+    C("memory map stepped by descriptor size", memmap.memory_map_stepping, ("memmap",),
+      ("memmap",)),
     C("page tables walked", pagetables.page_tables_walked,
       ("tables", "kernel_tables", "foreign"), optional=("kernel_tables",)),
     C(f"kernel PML4 entries {SHARED_PML4_FIRST} and {SHARED_PML4_LAST} present",
       pagetables.shared_entries, ("core", "source", "root"), ("kernel_pml4",), ("root",)),
     C(f"offset map is physical + {hex(OFFSET_MAP_BASE)}", pagetables.offset_map,
-      ("memmap", "kernel_tables"), ("kernel_pml4",)),
+      ("memmap", "kernel_tables"), ("kernel_pml4", "memmap")),
     C("no writable and executable kernel mapping", pagetables.no_wx, ("kernel_tables",),
       ("kernel_pml4",)),
     C("spans page aligned", spans.spans_aligned, ("frames",), ("frames",)),
@@ -99,7 +102,8 @@ CHECKS: tuple[InspectCheck, ...] = (
     C("spans coalesced", spans.spans_coalesced, ("frames",), ("frames",)),
     C("span links consistent", spans.span_links, ("frames",), ("frames",)),
     C("span treap matches the list", treap.span_treap, ("frames",), ("frames", "span_list")),
-    C("spans inside usable memory", spans.spans_usable, ("frames", "memmap"), ("frames",)),
+    C("spans inside usable memory", spans.spans_usable, ("frames", "memmap"),
+      ("frames", "memmap")),
     C("spans inside the offset map", spans.spans_offset_mapped, ("frames", "kernel_tables"),
       ("frames", "kernel_pml4")),
     C("spans hold no page table", spans.spans_no_tables,
@@ -107,7 +111,7 @@ CHECKS: tuple[InspectCheck, ...] = (
     C("spans hold no mapped kernel page", spans.spans_no_kernel_pages,
       ("frames", "kernel_tables"), ("frames", "kernel_pml4")),
     C("spans hold no handoff data", spans.spans_no_handoff, ("frames", "boot", "memmap"),
-      ("frames",)),
+      ("frames", "memmap")),
     C("free frames match the kernel counter", spans.free_frames_counter,
       ("frames",), ("frames", "span_list")),
     C("span count matches the kernel counter", spans.spans_counter,
@@ -124,12 +128,12 @@ CHECKS: tuple[InspectCheck, ...] = (
     C("heap headers consistent", heap.heap_headers, ("heap",), ("heap",)),
     C("heap counters match", heap.heap_counters, ("heap",), ("heap",)),
     C("no leaked frames", accounting.no_leaked_frames, ("accounting",),
-      ("frames", "span_list", "kernel_pml4")),
+      ("frames", "span_list", "kernel_pml4", "memmap")),
     C(f"every address space shares the kernel's PML4 {SHARED_PML4_FIRST}-{SHARED_PML4_LAST}",
       aspaces.kernel_half_shared, ("aspaces",), ("kernel_pml4",)),
     C("no supervisor-only page in a user half", aspaces.user_half_is_user, ("aspaces",)),
     C("no user mapping points into kernel-owned frames", aspaces.user_not_in_kernel_frames,
-      ("kernel_tables", "aspaces", "memmap"), ("kernel_pml4",)),
+      ("kernel_tables", "aspaces", "memmap"), ("kernel_pml4", "memmap")),
     C("IDT covers the exception vectors", descriptors.idt_covers_exceptions, ("descriptors",)),
     C("exception gates present", descriptors.exception_gates_present, ("descriptors",)),
     C("IST stacks mapped", descriptors.ist_stacks_mapped, ("descriptors",)),
@@ -165,14 +169,17 @@ def not_applicable(ins: Inspection) -> dict[Built, str]:
     sentence, from `ins.part_errors`), which wins."""
     prefix = NOT_BUILT if ins.core is not None and ins.core.ready_tsc else NOT_BUILT_YET
     out = {b: f"{prefix} ({why})" for b, why in not_built(ins).items()}
-    corrupt: tuple[Built, ...] = ("frames", "heap")
-    for part in corrupt:
-        if part not in ins.part_errors:
+    corrupt: dict[Built, str] = {"frames": "frames", "heap": "heap", "memmap": "memory map"}
+    for built, part in corrupt.items():
+        why = ins.part_errors.get(part)
+        if why is None:
             continue
-        if getattr(ins, part) is None:
-            out[part] = f"not applicable, unreadable: {ins.part_errors[part]}"
-        elif part == "frames":  # partial: read up to the fault, which the part's row names
-            out["span_list"] = f"not applicable, the free list is partial: {ins.part_errors[part]}"
+        if getattr(ins, built) is None:
+            out[built] = f"not applicable, unreadable: {why}"
+        elif built == "frames":  # partial: read up to the fault, which the part's row names
+            out["span_list"] = f"not applicable, the free list is partial: {why}"
+        elif built == "memmap":
+            out["memmap"] = f"not applicable, the memory map is partial: {why}"
     return out
 
 
