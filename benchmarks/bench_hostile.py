@@ -5,9 +5,10 @@ naive work explode), beside the anchor, the healthy fixture written the same way
 Each dump is generated once, then `python -m kmtool inspect DUMP` (the summary a user reads; with
 `--json`, the document) runs `--runs` times, alternating across the cases so a busy host slows all
 alike; the table shows the medians of wall time and of peak RSS (the child's own rusage, through
-the launcher of hostile_dumps.measured)
-and ends with the worst case. `--repo` runs another checkout's kmtool (main, say) on the same dumps;
-`--only` picks cases by name; `--timeout` stops a run that would not end (reported as such).
+hostile_dumps.measured's launcher) and ends with the worst case. `--repo` runs another checkout's
+kmtool on the same dumps (its .venv if it has one, else this interpreter from that directory: a
+`git archive` of an older commit, say); `--only` picks cases by name; `--timeout` stops a run that
+would not end (reported as exit -9).
 
     .venv/bin/python benchmarks/bench_hostile.py [--runs 5] [--json] [--only NAME ...]
                                                  [--repo /work/main] [--timeout 120]
@@ -32,7 +33,9 @@ ANCHOR = "healthy fixture (anchor)"
 def inspect_once(repo: Path, dump: Path, json_out: bool, timeout: float) -> tuple[float, int, int]:
     """One `kmtool inspect` of `dump` by the checkout at `repo`: wall seconds, peak RSS (bytes),
     exit status (-9 when stopped at `timeout`)."""
-    argv = [sys.executable, "-m", "kmtool", "inspect", str(dump), *(["--json"] if json_out else [])]
+    venv = repo / ".venv" / "bin" / "python"  # that checkout's own install of kmtool
+    python = str(venv) if venv.exists() else sys.executable
+    argv = [python, "-m", "kmtool", "inspect", str(dump), *(["--json"] if json_out else [])]
     status, seconds, peak = H.measured(argv, dump.with_suffix(".out"), repo, timeout=timeout)
     return seconds, peak, status
 
