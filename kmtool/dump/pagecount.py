@@ -9,10 +9,11 @@ over the entries naming it, of how often their table is reached) and from that t
 table visits of each level; it refuses when they pass its bounds, before one per-path array exists.
 
 The count reads each distinct table once per level it appears at, CHUNK_TABLES at a time, and
-stops as soon as a bound is passed. It is an upper bound of the walk: the walk also drops entries
-that point back at a table on their own path (recursive mappings), of which the count drops only
-the direct ones (an entry naming its own table). Counts are float64: exact far past the bounds,
-and they cannot wrap.
+stops as soon as a bound is passed, or as soon as full tables all the way down could not pass one
+(on a kernel's own tables: after the PML4 and its few PDPTs). It is an upper bound of the walk:
+the walk also drops entries that point back at a table on their own path (recursive mappings), of
+which the count drops only the direct ones (an entry naming its own table). Counts are float64:
+exact far past the bounds, and they cannot wrap.
 """
 
 from __future__ import annotations
@@ -41,6 +42,12 @@ def refusal(memory: PhysicalMemory, root: int, max_leaves: int, max_visits: int)
         if visits > max_visits:
             what = f"visit {visits:.0f} {level.name} tables, more than {max_visits}"
             return _sentence(root, level.name, pas, reached, what)
+        below = len(LEVELS) - depth  # this level and those beneath it
+        if (
+            leaves + visits * ENTRIES_PER_TABLE**below <= max_leaves
+            and visits * ENTRIES_PER_TABLE ** (below - 1) <= max_visits
+        ):
+            return None  # even full tables all the way down stay within both bounds
         children: list[tuple[np.ndarray, np.ndarray]] = []
         pending = 0
         for lo in range(0, len(pas), CHUNK_TABLES):

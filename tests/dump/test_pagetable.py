@@ -226,3 +226,21 @@ def test_bounded_ranges(fx: F.Fixture, mem, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(pagetable, "MAX_RANGES", 5)
     error = walk(mem, fx.cr3).error
     assert error is not None and "hold more than 5 distinct mappings (at PT level)" in error
+
+
+def test_the_count_reads_no_deeper_than_its_bounds_need(fx: F.Fixture, tmp_path: Path) -> None:
+    """On a kernel's own tables the count before the walk stops at the PDPTs: their PDs could
+    not hold more pages or tables than the bounds even if every entry below were full."""
+    from kmtool.dump import pagecount
+
+    mem = _open(fx, tmp_path)
+    read: list[int] = []
+    gather = mem.gather
+    mem.gather = lambda pas, width: (read.append(len(pas)), gather(pas, width))[1]  # type: ignore[method-assign]
+    assert pagecount.refusal(mem, fx.cr3, 1 << 25, 1 << 20) is None
+    pml4 = np.frombuffer(bytes(fx.image[fx.cr3 : fx.cr3 + 4096]), "<u8")
+    pdpts = len({int(e) & F.ADDR for e in pml4 if e & F.P})
+    assert read == [1, pdpts]  # the PML4, then its PDPTs; no PD and no PT
+    # with bounds that full PDs could pass, it reads on and still says nothing of this dump
+    read.clear()
+    assert pagecount.refusal(mem, fx.cr3, 1 << 17, 1 << 20) is None and len(read) > 2
