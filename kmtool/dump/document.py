@@ -381,6 +381,7 @@ class HeapDoc(TypedDict):
     block_list: list[HeapBlockDoc]  # the first BLOCKS_LISTED, in tree order
     counters: HeapCountersDoc
     problems: list[str]
+    error: str | None  # why the blocks stop before the tree's end (a partial heap), or None
 
 
 # -- second-wave parts: address spaces, frame accounting, the fault -------------------------------

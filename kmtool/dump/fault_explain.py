@@ -175,6 +175,8 @@ def _page_now(
             return f"inside heap block {block.va:#x} (order {block.order}), never handed out"
         if block is not None:
             return f"inside heap block {block.va:#x} (order {block.order}, in use), not backed"
+        if heap.error is not None:
+            return "kernel heap, in no block decoded: the heap is partial"
         return "kernel heap outside every block the dump holds"
     if name == "kernel-vspace":
         return "kernel virtual space the address manager never handed out (or it was released)"

@@ -11,7 +11,11 @@ sense, is recorded as a problem for the checks rather than guessed at. The free 
 followed from `free_heads` and compared with the free blocks the tree holds: the free blocks are
 exactly the listed ones plus the untouched ones.
 
-Work is bounded: at most `MAX_BLOCKS` blocks and list nodes; more is a `DumpError`.
+Work is bounded: at most `MAX_BLOCKS` blocks and list nodes. Past the bound the heap is *partial*
+(`HeapView.error` names the order, or the list, where the descent stopped): the blocks of the orders
+visited before it are kept, and the free lists are not compared with a tree that is not whole. A
+heap state that makes no sense (orders, size, alignment) is a `DumpError`: there is no tree to
+descend.
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ class HeapView:
     free_lists: dict[int, list[int]]  # order -> block addresses in list order
     backed_pages: int  # 4 KiB pages mapped in the heap's range
     problems: list[str] = field(default_factory=list)
+    error: str | None = None  # why the blocks stop before the tree's end (partial; see above)
 
     @property
     def used(self) -> list[HeapBlockView]:
@@ -116,6 +121,7 @@ class HeapView:
             "block_list": [_block_doc(b) for b in self.blocks[:BLOCKS_LISTED]],
             "counters": self.counters(),
             "problems": self.problems,
+            "error": self.error,
         }
 
     def counters(self) -> HeapCountersDoc:
@@ -156,11 +162,15 @@ def read_heap(memory: PhysicalMemory, state_pa: int, tables: PageTables) -> Heap
     problems: list[str] = []
     header = _header_reader(memory, tables)
     untouched = _untouched(state, problems)
-    blocks = _tree_blocks(state, state_pa, _bulk_headers(memory, tables), untouched, problems)
-    free_lists = _free_lists(state, blocks, header, problems)
+    blocks, error = _tree_blocks(
+        state, state_pa, _bulk_headers(memory, tables), untouched, problems
+    )
+    free_lists: dict[int, list[int]] = {}
+    if error is None:
+        free_lists, error = _free_lists(state, blocks, header, problems)
     heap_pages = tables.ranges_in("kernel-heap")
     backed = int(heap_pages.size.sum()) // PAGE_SIZE if len(heap_pages) else 0
-    return HeapView(state_pa, state, blocks, free_lists, backed, problems)
+    return HeapView(state_pa, state, blocks, free_lists, backed, problems, error)
 
 
 def _header_reader(memory: PhysicalMemory, tables: PageTables) -> Callable[[int], Any | None]:
@@ -183,20 +193,23 @@ def _tree_blocks(
     headers: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
     untouched: dict[int, int],
     problems: list[str],
-) -> list[HeapBlockView]:
+) -> tuple[list[HeapBlockView], str | None]:
     """The blocks of the buddy tree, found by descending it from the whole range (see the module
     docstring) one order at a time, each order's headers read and judged in bulk; what makes no
-    sense is added to `problems` (in address order). DumpError, before any block object is made,
-    when an order holds more than MAX_BLOCKS blocks to visit."""
+    sense is added to `problems` (in address order). When an order holds more than MAX_BLOCKS
+    blocks to visit, the descent stops there, before any of them is read: the blocks of the orders
+    above, and the sentence saying where it stopped."""
     found: list[tuple[int, int, int, bool, int, int, int]] = []  # va, order, untouched, used, ...
     notes: list[tuple[int, str]] = []  # (va, problem)
     vas = np.array([canonical(state.base)], dtype=np.uint64)
+    error = None
     for order in range(state.max_order, state.min_order - 1, -1):
         if len(found) + len(vas) > MAX_BLOCKS:
-            raise DumpError(
-                f"Heap at {hex(state_pa)}: more than {MAX_BLOCKS} blocks (at order {order}); "
-                "refusing to decode further."
+            error = (
+                f"Heap at {hex(state_pa)}: more than {MAX_BLOCKS} blocks (at order {order}, "
+                f"{len(vas)} split halves to visit); the blocks of orders above {order} are shown"
             )
+            break
         if not len(vas):
             break
         mark = untouched.get(order)
@@ -211,12 +224,13 @@ def _tree_blocks(
     found.sort(key=lambda b: b[0])
     found_untouched = {b[1] for b in found if b[2]}
     for order, va in sorted(untouched.items()):
-        if order not in found_untouched:
+        if order not in found_untouched and error is None:
             problems.append(
                 f"km_heap.untouched[{order}] is {hex(va)}, not a block of order {order} in the tree"
             )
-    return [HeapBlockView(va, o, used, size, nxt, prev, untouched=bool(kind))
-            for va, o, kind, used, size, nxt, prev in found]  # fmt: skip
+    blocks = [HeapBlockView(va, o, used, size, nxt, prev, untouched=bool(kind))
+              for va, o, kind, used, size, nxt, prev in found]  # fmt: skip
+    return blocks, error
 
 
 def _judge(
@@ -334,7 +348,10 @@ def _free_lists(
     blocks: list[HeapBlockView],
     header: Callable[[int], Any | None],
     problems: list[str],
-) -> dict[int, list[int]]:
+) -> tuple[dict[int, list[int]], str | None]:
+    """Each order's free list followed from `free_heads` and compared with the tree's free blocks
+    (mismatches into `problems`); past MAX_BLOCKS nodes in all, the lists read so far and the
+    sentence naming the list and node where the reading stopped."""
     free_at = {b.va: b for b in blocks if not b.used and not b.untouched}
     untouched_at = {b.va for b in blocks if b.untouched}
     lists: dict[int, list[int]] = {}
@@ -349,8 +366,10 @@ def _free_lists(
         while va:
             budget -= 1
             if budget < 0:
-                raise DumpError(
-                    f"Heap free list of order {order}: more than {MAX_BLOCKS} nodes (a cycle?)."
+                lists[order] = seen
+                return lists, (
+                    f"Heap free list of order {order} at node {hex(va)}: more than {MAX_BLOCKS} "
+                    "nodes in all lists; the nodes before it are shown"
                 )
             block = free_at.get(va)
             if va in untouched_at:
@@ -378,4 +397,4 @@ def _free_lists(
     for b in blocks:
         if not b.used and not b.untouched and b.va not in listed:
             problems.append(f"free block {hex(b.va)} (order {b.order}) is on no free list")
-    return lists
+    return lists, None

@@ -210,6 +210,8 @@ def inspect_dump(path: Path, options: Options) -> Inspection:
         kt = ins.kernel_tables
         if kt is not None and not kt.errors and heap_initialized(memory, ins.core.heap_state_phys):
             ins.heap = _part(ins, "heap", lambda: read_heap(memory, core.heap_state_phys, kt))
+            if ins.heap is not None and ins.heap.error is not None:
+                ins.part_errors["heap"] = ins.heap.error
         stats = memory.read(ins.core.page_state_phys, PageStats.sizeof(), "page stats")
         ins.page_stats = parse(PageStats, stats, "page stats", ins.core.page_state_phys)
         decode_kernel_parts(ins)

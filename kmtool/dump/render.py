@@ -66,7 +66,7 @@ def _unreadable(errors: dict[str, str], part: str) -> str | None:
     return None if part not in errors else f"unreadable: {errors[part]}"
 
 
-def _partial(part: FramesDoc | MemoryMapDoc | None, line: str) -> str | None:
+def _partial(part: FramesDoc | MemoryMapDoc | HeapDoc | None, line: str) -> str | None:
     """The summary's line for a part read up to a fault (its "error"), or None."""
     if part is None or part["error"] is None:
         return None
@@ -118,7 +118,9 @@ def summary(doc: InspectionDoc) -> RenderableType:
     frames_line = _frames_line(doc["frames"])
     _flow_row(grid, "Frames", _partial(doc["frames"], frames_line)
               or _unreadable(errors, "frames") or frames_line)  # fmt: skip
-    _flow_row(grid, "Heap", _unreadable(errors, "heap") or _heap_line(doc["heap"]))
+    heap_line = _heap_line(doc["heap"])
+    _flow_row(grid, "Heap", _partial(doc["heap"], heap_line)
+              or _unreadable(errors, "heap") or heap_line)  # fmt: skip
     if doc["address_spaces"] is not None:
         spaces = doc["address_spaces"]["spaces"]
         pages = sum(s["user_pages"] for s in spaces)
@@ -453,6 +455,8 @@ def heap(doc: InspectionDoc) -> RenderableType:
     for key, value in h["counters"].items():
         grid.add_row(f"km_heap.{key}", str(value))
     items: list[RenderableType] = [table, Text(""), grid]
+    if h["error"] is not None:
+        items.append(Text(f"partial: {h['error']}", style="red"))
     for problem in h["problems"]:
         items.append(Text(f"problem: {problem}", style="red"))
     return Group(*items)

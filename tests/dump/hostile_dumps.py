@@ -46,7 +46,8 @@ class Dump:
     fx: F.Fixture = field(default_factory=F.build)
     pages: dict[int, bytes] = field(default_factory=dict)
     next_page: int = POOL
-    elf: bool = False  # write an ELF core of two ranges (the fixture's 16 MiB, then the rest)
+    elf: bool = False  # write an ELF core of two ranges (split at `split`), not a raw image
+    split: int | None = None  # where the second PT_LOAD starts (None: the fixture image's end)
 
     def page(self, data: bytes = b"") -> int:
         """A fresh page past the fixture holding `data` (zero-filled); its physical address."""
@@ -63,9 +64,10 @@ class Dump:
 
     def write(self, path: Path) -> Path:
         """A raw image (file offset == physical address), or an ELF core whose two PT_LOADs
-        split physical memory at the end of the fixture's image."""
+        split physical memory at `split` (by default the end of the fixture's image)."""
         image = bytes(self.fx.image)
-        loads = [(0, len(image)), (len(image), SIZE - len(image))] if self.elf else []
+        cut = len(image) if self.split is None else self.split
+        loads = [(0, cut), (cut, SIZE - cut)] if self.elf else []
         header = _elf_header(loads) if self.elf else b""
         with open(path, "wb") as f:
             f.write(header + image)
@@ -206,10 +208,12 @@ def _cycle_across_ranges() -> Dump:
     return _cycle(10 * MiB, 3 * GiB, elf=True)
 
 
-def _zigzag_list(nodes: int = 1 << 13) -> Dump:
+def _zigzag_list(nodes: int = 1 << 13, elf: bool = False) -> Dump:
     """A list whose nodes alternate between the bottom and the top 2 GiB of the dump, each jump
-    past the chase's window, with stale magic nodes between: the window guesser never agrees."""
-    d = Dump()
+    past the chase's window, with stale magic nodes between: the window guesser never agrees.
+    With `elf`, an ELF core split at 1 GiB, so every jump also crosses from one PT_LOAD to the
+    other."""
+    d = Dump(elf=elf, split=GiB if elf else None)
     low, high = 32 * MiB, 2 * GiB
     order = [x for i in range(nodes // 2) for x in (low + 2 * i * PAGE, high + 2 * i * PAGE)]
     for k, here in enumerate(order):
@@ -290,6 +294,9 @@ CASES: dict[str, Case] = {
     "freelist-cycle-across-windows": Case(_cycle_across_windows, READABLE, "a cycle"),
     "freelist-cycle-across-ranges": Case(_cycle_across_ranges, READABLE, "a cycle"),
     "freelist-zigzag": Case(_zigzag_list, "spans sorted and non-overlapping", "follows"),
+    "freelist-zigzag-across-ranges": Case(
+        lambda: _zigzag_list(elf=True), "spans sorted and non-overlapping", "follows"
+    ),
     "heap-of-aliases": Case(
         _heap_of_aliases, READABLE, "Heap at 0x118800: more than 262144 blocks"
     ),

@@ -16,11 +16,12 @@ import typing
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints, is_typeddict
+from unittest import mock
 
 import dump_fixtures as F
 import pytest
 
-from kmtool.dump import document
+from kmtool.dump import document, heap
 from kmtool.dump.inspection import Options, inspect_dump
 from kmtool.dump.records import field_offset
 from kmtool.schemas.bootinfo import BootInfo
@@ -95,6 +96,8 @@ def _documents(tmp: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     cut.poke(fx.truth["spans"][1][0] + field_offset(FrameSpan, "next"), 1 << 40)
     cut.poke(cut.field_pa("boot", "memory_map_size"), 1 << 40)  # and a partial memory map
     yield "partial free list and memory map", _doc(cut.write_elf(tmp / "c.elf"), asked)
+    with mock.patch.object(heap, "MAX_BLOCKS", 10):  # the fixture's small heap passes the bound
+        yield "partial heap", _doc(fx.write_elf(tmp / "h.elf"), asked)
     wild = {"idt": {"base": F.KERNEL_VSPACE_BASE + 8 * F.MiB}, "gdt": {"base": 1 << 60},
             "tr": {"limit": 0x10}}  # fmt: skip
     yield "unreadable descriptor tables", _doc(fx.write_elf(tmp / "d.elf", tables=wild), asked)

@@ -19,6 +19,7 @@ import dump_fixtures as F
 import pytest
 from conftest import run_kmtool
 
+from kmtool.dump import heap as heap_module
 from kmtool.dump.inspection import Inspection, Options, inspect_dump
 from kmtool.dump.records import field_offset
 from kmtool.layout.table import PAGE_SIZE
@@ -147,3 +148,35 @@ def test_inspect_shows_the_partial_frames_part(tmp_path: Path) -> None:
     doc = json.loads(run_kmtool("inspect", str(path), "--json").stdout)
     assert doc["frames"]["error"] == sentence and doc["part_errors"]["frames"] == sentence
     assert doc["heap"] is not None and doc["page_tables"]["error"] is None
+
+
+def test_a_heap_past_the_block_bound_keeps_the_orders_above_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The buddy descent stops at the order whose blocks would pass MAX_BLOCKS (lowered here, so
+    the fixture's small heap reaches it): the blocks of the orders above are the healthy heap's,
+    "kernel parts readable" fails naming where it stopped, the heap's checks are not applicable,
+    and the page tables and the free list decode as on the healthy dump."""
+    path = HEALTHY.write_elf(tmp_path / "ok.elf")
+    healthy = inspect_dump(path, Options())
+    assert healthy.heap is not None and healthy.heap.error is None
+    monkeypatch.setattr(heap_module, "MAX_BLOCKS", 10)
+    ins = inspect_dump(path, Options())
+    h = ins.heap
+    assert h is not None and h.error is not None
+    stop = int(h.error.split("(at order ")[1].split(",")[0])
+    assert f"more than 10 blocks (at order {stop}," in h.error
+    assert [b for b in healthy.heap.blocks if b.order > stop] == h.blocks
+    assert len(h.blocks) < len(healthy.heap.blocks) and h.free_lists == {}
+    assert [c.name for c in ins.failed] == ["kernel parts readable"]
+    table = rows(ins)
+    assert table["kernel parts readable"] == (False, f"heap: {h.error}")
+    for name in ("heap headers consistent", "heap counters match"):
+        assert table[name] == (True, f"not applicable, the heap is partial: {h.error}")
+    assert ins.tables is not None and healthy.tables is not None
+    assert ins.tables.to_json() == healthy.tables.to_json()
+    assert ins.frames is not None and healthy.frames is not None
+    assert ins.frames.to_json() == healthy.frames.to_json()
+    doc = ins.to_json()
+    assert doc["heap"] is not None and doc["heap"]["error"] == h.error
+    assert doc["part_errors"]["heap"] == h.error

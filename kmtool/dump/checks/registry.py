@@ -180,6 +180,8 @@ def not_applicable(ins: Inspection) -> dict[Built, str]:
             out["span_list"] = f"not applicable, the free list is partial: {why}"
         elif built == "memmap":
             out["memmap"] = f"not applicable, the memory map is partial: {why}"
+        elif built == "heap":  # partial: the blocks of the orders above the bound
+            out["heap"] = f"not applicable, the heap is partial: {why}"
     return out
 
 
