@@ -35,7 +35,12 @@ from kmtool.errors import DumpError
 from kmtool.layout.table import PAGE_SIZE
 from kmtool.schemas.kdump import FLAT_SIGNATURE, KDUMP_SIGNATURE
 from kmtool.schemas.lime import LIME_MAGIC
-from kmtool.schemas.rawdump import RAW_FORMAT_NAME, RAW_FORMAT_VERSION, layout_path_for
+from kmtool.schemas.rawdump import (
+    CPU_REGISTERS,
+    RAW_FORMAT_NAME,
+    RAW_FORMAT_VERSION,
+    layout_path_for,
+)
 
 
 @dataclass
@@ -153,18 +158,7 @@ def _read_layout(path: Path) -> tuple[list[MemoryRange], list[CpuState], int | N
         for r in doc["ranges"]:
             size = int(r["size"], 16)
             ranges.append(MemoryRange(int(r["phys"], 16), size, int(r["file_offset"], 16), size))
-        cpus = []
-        for c in doc.get("cpus", []):
-            cpus.append(
-                CpuState(
-                    index=int(c["index"]),
-                    cr0=_hex(c.get("cr0")),
-                    cr3=_hex(c.get("cr3")),
-                    cr4=_hex(c.get("cr4")),
-                    efer=_hex(c.get("efer")),
-                    source="layout file",
-                )
-            )
+        cpus = [_layout_cpu(c) for c in doc.get("cpus", [])]
         core = _hex(doc.get("core_info"))
     except DumpError:
         raise
@@ -173,6 +167,25 @@ def _read_layout(path: Path) -> tuple[list[MemoryRange], list[CpuState], int | N
             f"Layout file `{path}` is malformed: {type(err).__name__}: {err}."
         ) from None
     return ranges, cpus, core
+
+
+def _layout_cpu(c: dict[str, Any]) -> CpuState:
+    """One `cpus` entry of a raw sidecar (kmtool.schemas.rawdump) as a CpuState; the keys it does
+    not hold stay None (a sidecar of an older kmtool has only the control registers)."""
+    get = {key: _hex(c.get(key)) for key in CPU_REGISTERS}
+
+    def pair(*keys: str) -> Any:
+        values = tuple(get[k] for k in keys)
+        return None if None in values else values
+
+    return CpuState(
+        index=int(c["index"]),
+        cr0=get["cr0"], cr2=get["cr2"], cr3=get["cr3"], cr4=get["cr4"], efer=get["efer"],
+        rip=get["rip"], rsp=get["rsp"], rflags=get["rflags"], cs=get["cs"], ss=get["ss"],
+        gdt=pair("gdt_base", "gdt_limit"), idt=pair("idt_base", "idt_limit"),
+        tr=pair("tr", "tr_base", "tr_limit"),
+        source="layout file",
+    )  # fmt: skip
 
 
 def is_elf_head(head: bytes) -> bool:

@@ -64,7 +64,11 @@ _MTREE_RAM = re.compile(
     r"^\s*([0-9a-f]+)-([0-9a-f]+) \(prio -?\d+, ram\): alias (ram-(?:below|above)-4g) @",
     re.MULTILINE,
 )
-_REGISTER = re.compile(r"\b(CR0|CR3|CR4|EFER)=([0-9a-f]+)")
+# `info registers` lines: "CR3=...", "RFL=..."; "CS =0008 <base> <limit> <flags>"; "GDT=     <base>
+# <limit>" (QEMU's monitor output, target/i386/cpu-dump.c).
+_REGISTER = re.compile(r"\b(CR0|CR2|CR3|CR4|EFER|RIP|RSP|RFL)=([0-9a-f]+)")
+_SEGMENT = re.compile(r"^(CS|SS|TR) =([0-9a-f]+) ([0-9a-f]+) ([0-9a-f]+)", re.MULTILINE)
+_TABLE = re.compile(r"^(GDT|IDT)= +([0-9a-f]+) ([0-9a-f]+)", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -221,12 +225,22 @@ def parse_mtree(text: str) -> list[RamRange]:
 
 
 def parse_registers(text: str) -> list[RawCpu]:
-    """CR0, CR3, CR4 and EFER per CPU from `info registers -a` output ("0x..." strings)."""
+    """Per CPU from `info registers -a` output, as "0x..." strings under the sidecar's keys
+    (kmtool.schemas.rawdump.CPU_REGISTERS): the control registers and EFER, RIP, RSP, RFLAGS, the
+    CS and SS selectors, GDTR, IDTR and the task register (selector, cached base and limit)."""
     cpus: list[RawCpu] = []
     for index, block in enumerate(re.split(r"^CPU#\d+\s*$", text, flags=re.MULTILINE)[1:]):
         entry: RawCpu = {"index": index}
         for name, value in _REGISTER.findall(block):
-            entry[name.lower()] = hex(int(value, 16))
+            entry["rflags" if name == "RFL" else name.lower()] = hex(int(value, 16))
+        for name, selector, base, limit in _SEGMENT.findall(block):
+            key = name.lower()
+            entry[key] = hex(int(selector, 16))
+            if key == "tr":
+                entry["tr_base"], entry["tr_limit"] = hex(int(base, 16)), hex(int(limit, 16))
+        for name, base, limit in _TABLE.findall(block):
+            key = name.lower()
+            entry[f"{key}_base"], entry[f"{key}_limit"] = hex(int(base, 16)), hex(int(limit, 16))
         cpus.append(entry)
     return cpus
 

@@ -17,14 +17,21 @@ RAM is, so holes (the PCI hole) are known to be absent rather than read as zeros
          "file_offset": "0x100000000"}       # present only when RAM reaches past the PCI hole
       ],
       "cpus": [                             # from `info registers -a` of the stopped VM
-        {"index": 0, "cr0": "0x80010033", "cr3": "0x7e01000", "cr4": "0x6a0", "efer": "0xd00"}
+        {"index": 0, "cr0": "0x80010033", "cr3": "0x7e01000", "cr4": "0x6a0", "efer": "0xd00",
+         "cr2": "0x0", "rip": "0xffffff0000001234", "rsp": "0xffffff0000105f88",
+         "rflags": "0x246", "cs": "0x8", "ss": "0x10",
+         "gdt_base": "0xffffff0000112000", "gdt_limit": "0x37",
+         "idt_base": "0xffffff0000113000", "idt_limit": "0xfff",
+         "tr": "0x28", "tr_base": "0xffffff0000110000", "tr_limit": "0x67"}
       ],
       "core_info": "0xde84080"              # optional: the core-info block's physical address
     }
 
 All numbers are "0x..." strings except `version` and `index`; `file_offset` always equals `phys`.
-A register QEMU did not print is absent from its `cpus` entry. The `cpus` entry is a convenience:
-the kernel's core-info block remains the self-describing root of a raw dump. `core_info` is where
+A register QEMU did not print is absent from its `cpus` entry; `cs`, `ss` and `tr` are selectors,
+`tr_base` and `tr_limit` the task register's cached descriptor, and the `gdt_*` and `idt_*` pairs
+GDTR and IDTR, so a raw dump shows the descriptor tables as an ELF core does. The `cpus` entry is a
+convenience: the kernel's core-info block remains the self-describing root of a raw dump. `core_info` is where
 the kernel said that block is (its VMCOREINFO note as QEMU holds it, docs/design.md §5.3); it is
 absent when the kernel published none, and a reader that does not know the key loses nothing.
 """
@@ -39,7 +46,11 @@ RAW_FORMAT_NAME = "kmtool-raw-physical"
 RAW_FORMAT_VERSION = 1
 MACHINE = "q35"
 LAYOUT_SUFFIX = ".layout.json"
-CPU_REGISTERS = ("cr0", "cr3", "cr4", "efer")  # the keys a `cpus` entry may hold besides `index`
+# The keys a `cpus` entry may hold besides `index`.
+CPU_REGISTERS = (
+    "cr0", "cr2", "cr3", "cr4", "efer", "rip", "rsp", "rflags", "cs", "ss",
+    "gdt_base", "gdt_limit", "idt_base", "idt_limit", "tr", "tr_base", "tr_limit",
+)  # fmt: skip
 
 # One `cpus` entry: "index" (an int) and any of CPU_REGISTERS ("0x..." strings).
 RawCpu = dict[str, str | int]

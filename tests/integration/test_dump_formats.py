@@ -79,6 +79,12 @@ def test_raw_finds_the_block_through_the_sidecar(dumps: dict[str, Path]) -> None
     assert raw["source"]["core_info"]["found_by"] == "sidecar"
     assert elf["source"]["core_info"]["address"] == raw["source"]["core_info"]["address"]
     assert elf["frames"] == raw["frames"] and elf["heap"] == raw["heap"]
+    # the sidecar's registers (QEMU's `info registers`) equal the ELF core's notes, so the raw
+    # dump shows the same descriptor tables (EFER is not compared: the ELF core has no EFER)
+    assert raw["descriptors"] and raw["descriptors"] == elf["descriptors"]
+    same = ("cr0", "cr2", "cr3", "cr4", "rip", "rsp", "rflags", "cs", "ss", "gdt", "idt")
+    for elf_cpu, raw_cpu in zip(elf["cpu"], raw["cpu"], strict=True):
+        assert {k: raw_cpu[k] for k in same} == {k: elf_cpu[k] for k in same}
 
 
 @pytest.mark.qemu

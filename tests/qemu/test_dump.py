@@ -31,7 +31,16 @@ memory-region: ram
 REGISTERS = """\
 CPU#0
 RAX=0000000000000000 RBX=0000000000000000 RCX=0000000000000000 RDX=0000000000000000
-CR0=80010033 CR2=0000000000000000 CR3=000000001de71000 CR4=00000668
+RSI=0000000000000000 RDI=0000000000000000 RBP=0000000000000000 RSP=ffffff0000105f88
+RIP=ffffff0000001234 RFL=00000246 [---Z-P-] CPL=0 II=0 A20=1 SMM=0 HLT=1
+ES =0010 0000000000000000 ffffffff 00c09300 DPL=0 DS   [-WA]
+CS =0008 0000000000000000 ffffffff 00a09b00 DPL=0 CS64 [-RA]
+SS =0010 0000000000000000 ffffffff 00c09300 DPL=0 DS   [-WA]
+LDT=0000 0000000000000000 0000ffff 00008200 DPL=0 LDT
+TR =0028 ffffff0000110000 00000067 00008900 DPL=0 TSS64-busy
+GDT=     ffffff0000112000 00000037
+IDT=     ffffff0000113000 00000fff
+CR0=80010033 CR2=00000000deadb000 CR3=000000001de71000 CR4=00000668
 EFER=0000000000000d00
 CPU#1
 CR0=60000010 CR2=0000000000000000 CR3=0000000000000000 CR4=00000000
@@ -53,8 +62,27 @@ def test_mtree_without_ram_is_an_error() -> None:
 
 def test_registers_per_cpu() -> None:
     assert parse_registers(REGISTERS) == [
-        {"index": 0, "cr0": "0x80010033", "cr3": "0x1de71000", "cr4": "0x668", "efer": "0xd00"},
-        {"index": 1, "cr0": "0x60000010", "cr3": "0x0", "cr4": "0x0", "efer": "0x0"},
+        {
+            "index": 0,
+            "rsp": "0xffffff0000105f88",
+            "rip": "0xffffff0000001234",
+            "rflags": "0x246",
+            "cr0": "0x80010033",
+            "cr2": "0xdeadb000",
+            "cr3": "0x1de71000",
+            "cr4": "0x668",
+            "efer": "0xd00",
+            "cs": "0x8",
+            "ss": "0x10",
+            "tr": "0x28",
+            "tr_base": "0xffffff0000110000",
+            "tr_limit": "0x67",
+            "gdt_base": "0xffffff0000112000",
+            "gdt_limit": "0x37",
+            "idt_base": "0xffffff0000113000",
+            "idt_limit": "0xfff",
+        },
+        {"index": 1, "cr0": "0x60000010", "cr2": "0x0", "cr3": "0x0", "cr4": "0x0", "efer": "0x0"},
     ]
 
 
