@@ -25,11 +25,20 @@ from kmtool.cli.app import abort, console, print_json
     help="Exit 1 when one of these findings occurs, comma-separated: leak, owner-change, "
     "mapping-change, wx, heap-change, counter-change.",
 )
+@click.option(
+    "--svg",
+    "svg",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also draw what changed to this SVG file: frames by their change of owner, and each "
+    "changed address space's pages added, removed or changed.",
+)
 @click.pass_context
-def diff(ctx: click.Context, a: Path, b: Path, as_json: bool, fail_on: str) -> None:
+def diff(
+    ctx: click.Context, a: Path, b: Path, as_json: bool, fail_on: str, svg: Path | None
+) -> None:
     """Compare two dumps (or two `kmtool inspect --json` documents) of the kernel: frames that
-    changed owner (leaked frames first), mappings added, removed or changed per address space,
-    heap blocks by order, and counters."""
+    changed owner (leaked frames first), mappings added, removed or changed per address space
+    (merged into ranges), heap blocks by order, and counters."""
     from kmtool.diff.compare import KINDS, compare
     from kmtool.diff.render import render
     from kmtool.diff.snapshot import load
@@ -40,7 +49,12 @@ def diff(ctx: click.Context, a: Path, b: Path, as_json: bool, fail_on: str) -> N
         abort(
             f"`--fail-on {fail_on}` names {', '.join(unknown)}; the kinds are {', '.join(KINDS)}."
         )
-    result = compare(load(a), load(b))
+    side_a, side_b = load(a), load(b)
+    result = compare(side_a, side_b)
+    if svg is not None:
+        from kmtool.picture.diff import write
+
+        write(result, side_a, side_b, (str(a), str(b)), svg)
     if as_json:
         print_json(result.to_json())
     else:

@@ -2,7 +2,8 @@
 
     leak            frames unaccounted in B that were not in A (named as ranges, listed first)
     owner-change    frames whose owner changed (free -> page-table, mapped -> free, ...)
-    mapping-change  a range added, removed or changed (target or rights) in an address space
+    mapping-change  a range added, removed or changed (target or rights) in an address space,
+                    compared page by page as intervals and merged (kmtool.diff.mappings)
     wx              a kernel range writable and executable in B that was not in A
     heap-change     heap blocks of an order allocated or freed, or bytes in use changed
     counter-change  a kernel counter (km_frames, km_heap, km_page_stats) changed
@@ -18,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from kmtool.diff.snapshot import Mapping, Snapshot
+from kmtool.diff.mappings import MappingChange, SpaceMap, space_changes
+from kmtool.diff.snapshot import Snapshot
 from kmtool.dump.accounting import OWNERS, Intervals
 from kmtool.layout.table import PAGE_SIZE
 
@@ -34,28 +36,11 @@ class OwnerChange:
     after: str
     frames: int
     ranges: list[tuple[int, int]]  # [first byte, last byte], the first LISTED
+    intervals: Intervals | None = field(default=None, compare=False, repr=False)  # all of them
 
     def to_json(self) -> dict[str, Any]:
         return {"from": self.before, "to": self.after, "frames": self.frames,
                 "ranges": [[hex(a), hex(b)] for a, b in self.ranges]}  # fmt: skip
-
-
-@dataclass(frozen=True)
-class MappingChange:
-    """A range of address space `space` that was `change`d: added, removed or changed."""
-
-    space: str
-    change: str
-    before: Mapping | None
-    after: Mapping | None
-
-    def to_json(self) -> dict[str, Any]:
-        def doc(m: Mapping | None) -> dict[str, Any] | None:
-            return None if m is None else {"start": hex(m.start), "size": m.size,
-                                           "phys": hex(m.phys), "flags": m.flags}  # fmt: skip
-
-        return {"space": self.space, "change": self.change, "before": doc(self.before),
-                "after": doc(self.after)}  # fmt: skip
 
 
 @dataclass
@@ -66,6 +51,7 @@ class Diff:
     owners: list[OwnerChange] = field(default_factory=list)
     owners_complete: bool = True
     mappings: list[MappingChange] = field(default_factory=list)
+    mappings_complete: bool = True  # false when a document listed only its first ranges
     new_wx: list[MappingChange] = field(default_factory=list)
     heap: dict[int, tuple[int, int]] = field(default_factory=dict)  # order -> (used, free) delta
     heap_bytes: int = 0
@@ -90,6 +76,7 @@ class Diff:
             "owner_changes": [c.to_json() for c in self.owners],
             "owner_changes_complete": self.owners_complete,
             "mapping_changes": [c.to_json() for c in self.mappings],
+            "mapping_changes_complete": self.mappings_complete,
             "new_wx": [c.to_json() for c in self.new_wx],
             "heap": {str(o): {"used": u, "free": f} for o, (u, f) in sorted(self.heap.items())},
             "heap_bytes_in_use": self.heap_bytes,
@@ -103,7 +90,7 @@ def _change(before: str, after: str, iv: Intervals) -> OwnerChange | None:
     if not iv.total:
         return None
     ranges = [(int(a), int(b) - 1) for a, b in zip(iv.start[:LISTED], iv.end[:LISTED], strict=True)]
-    return OwnerChange(before, after, iv.total // PAGE_SIZE, ranges)
+    return OwnerChange(before, after, iv.total // PAGE_SIZE, ranges, iv)
 
 
 def _intersect(a: Intervals, b: Intervals) -> Intervals:
@@ -130,17 +117,12 @@ def owner_changes(a: Snapshot, b: Snapshot) -> tuple[OwnerChange | None, list[Ow
 
 
 def mapping_changes(a: Snapshot, b: Snapshot) -> list[MappingChange]:
-    """Ranges added, removed or changed, space by space (a range is known by its start)."""
+    """Ranges added, removed or changed, space by space (kmtool.diff.mappings), the kernel's
+    tables first; a space on one side only is all added or all removed."""
     out = []
+    empty = SpaceMap.of([])
     for space in sorted(set(a.spaces) | set(b.spaces), key=lambda s: (s != "kernel", s)):
-        before = {m.start: m for m in a.spaces.get(space, [])}
-        after = {m.start: m for m in b.spaces.get(space, [])}
-        for start in sorted(set(before) | set(after)):
-            x, y = before.get(start), after.get(start)
-            if x == y:
-                continue
-            kind = "added" if x is None else "removed" if y is None else "changed"
-            out.append(MappingChange(space, kind, x, y))
+        out += space_changes(space, a.spaces.get(space, empty), b.spaces.get(space, empty))
     return out
 
 
@@ -150,6 +132,7 @@ def compare(a: Snapshot, b: Snapshot) -> Diff:
     diff.leaks, diff.owners = owner_changes(a, b)
     diff.owners_complete = a.owners_complete and b.owners_complete
     diff.mappings = mapping_changes(a, b)
+    diff.mappings_complete = all(m.complete for side in (a, b) for m in side.spaces.values())
     diff.new_wx = [c for c in diff.mappings if c.space == "kernel" and c.after is not None
                    and "W" in c.after.flags and "X" in c.after.flags
                    and not (c.before is not None and "W" in c.before.flags

@@ -6,7 +6,8 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from kmtool.diff.compare import Diff, MappingChange
+from kmtool.diff.compare import Diff
+from kmtool.diff.mappings import MappingChange
 from kmtool.layout.table import PAGE_SIZE
 from kmtool.units import plural, size_text
 
@@ -26,11 +27,11 @@ def _ranges(ranges: list[tuple[int, int]]) -> str:
 
 
 def _mapping(c: MappingChange) -> tuple[str, ...]:
-    m = c.after if c.after is not None else c.before
-    assert m is not None
+    m = c.mapping
     if c.change == "changed":
         assert c.before is not None and c.after is not None
-        what = f"{c.before.phys:#x} {c.before.flags} -> {c.after.phys:#x} {c.after.flags}"
+        what = (f"{c.what}: {c.before.phys:#x} {c.before.flags} -> {c.after.phys:#x} "
+                f"{c.after.flags}")  # fmt: skip
     else:
         what = f"-> {m.phys:#x} {m.flags}"
     return (c.space, c.change, f"{m.start:#x}", size_text(m.size), what)
@@ -59,6 +60,10 @@ def render(diff: Diff, a: str, b: str) -> RenderableType:
         for mc in diff.mappings[:SHOWN]:
             t.add_row(*_mapping(mc))
         parts.append(t)
+    if not diff.mappings_complete:
+        parts.append(Text("(a document listed only its first ranges of an address space: "
+                          "mapping changes are partial; diff the dumps for all of them)",
+                          style="yellow"))  # fmt: skip
     for wx in diff.new_wx:
         start = 0 if wx.after is None else wx.after.start
         parts.append(Text(f"W+X: kernel range {start:#x} is writable and executable in B",

@@ -10,12 +10,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from kmtool.diff.mappings import Mapping, SpaceMap
 from kmtool.dump.accounting import OWNERS, Intervals
+from kmtool.dump.levels import perm_text
 from kmtool.errors import KmtoolError
+
+if TYPE_CHECKING:
+    from kmtool.dump.pagetable import Ranges
 
 #: The largest `inspect --json` document read (its lists are bounded; bigger is not one of ours).
 MAX_DOCUMENT_BYTES = 1 << 30
@@ -25,16 +30,6 @@ class DiffError(KmtoolError):
     """An input of `kmtool diff` that cannot be compared."""
 
 
-@dataclass(frozen=True)
-class Mapping:
-    """One merged range of an address space: where it maps and with what rights."""
-
-    start: int
-    size: int
-    phys: int
-    flags: str
-
-
 @dataclass
 class Snapshot:
     """What one side holds: owners' frames, mappings per space, heap by order, counters."""
@@ -42,7 +37,7 @@ class Snapshot:
     path: Path
     owners: dict[str, Intervals] = field(default_factory=dict)  # OWNERS and "unaccounted"
     owners_complete: bool = True  # false when the document listed only the first ranges
-    spaces: dict[str, list[Mapping]] = field(default_factory=dict)  # "kernel", "space 1", ...
+    spaces: dict[str, SpaceMap] = field(default_factory=dict)  # "kernel", "space 1", ...
     heap_orders: dict[int, tuple[int, int]] = field(default_factory=dict)  # order -> (used, free)
     heap_bytes: int = 0
     counters: dict[str, int] = field(default_factory=dict)
@@ -78,6 +73,10 @@ def load(path: Path) -> Snapshot:
         if ins.accounting is not None:  # the whole accounting, not the document's first ranges
             snap.owners = {**ins.accounting.owned, "unaccounted": ins.accounting.unaccounted}
             snap.owners_complete = True
+        if ins.tables is not None:  # every range, not the document's first ones
+            snap.spaces["kernel"] = _space_of(ins.tables.ranges)
+        for space in [] if ins.aspaces is None else ins.aspaces.spaces:
+            snap.spaces[f"space {space.id}"] = _space_of(space.user)
         return snap
     return from_document(path, doc)
 
@@ -116,17 +115,27 @@ def _owners(snap: Snapshot, acc: Any) -> None:
     )
 
 
-def _mappings(rows: list[dict[str, Any]]) -> list[Mapping]:
-    return [Mapping(int(r["start"], 16), r["size"], int(r["phys"], 16), r["flags"]) for r in rows]
+def _mappings(rows: list[dict[str, Any]], total: int) -> SpaceMap:
+    """A document's listed ranges; incomplete when it lists fewer than its `total`."""
+    found = [Mapping(int(r["start"], 16), r["size"], int(r["phys"], 16), r["flags"]) for r in rows]
+    return SpaceMap.of(found, complete=len(found) == total)
+
+
+def _space_of(ranges: Ranges) -> SpaceMap:
+    """The merged ranges of a walk, whole."""
+    flags = np.array([perm_text(int(p)) for p in ranges.perm], dtype=str)
+    return SpaceMap(ranges.start, ranges.size, ranges.phys, flags)
 
 
 def _spaces(snap: Snapshot, doc: Any) -> None:
     pt = doc["page_tables"]
     if pt is not None:
-        snap.spaces["kernel"] = _mappings(pt["regions"])
+        snap.spaces["kernel"] = _mappings(pt["regions"], pt["regions_total"])
     spaces = doc.get("address_spaces")
     for space in [] if spaces is None else spaces["spaces"]:
-        snap.spaces[f"space {space['id']}"] = _mappings(space["user_ranges"])
+        snap.spaces[f"space {space['id']}"] = _mappings(
+            space["user_ranges"], space["user_ranges_total"]
+        )
 
 
 def _heap(snap: Snapshot, heap: Any) -> None:
