@@ -5,9 +5,14 @@ ranges. The two are cut at every range boundary of either side; on each piece a 
 (mapped in B only), *removed* (in A only), *changed* (mapped on both sides, to another frame or with
 other rights) or the same. The pieces that differ are merged again where they continue one another:
 the same kind, adjacent in virtual space, and on each side still one linear mapping with one set of
-rights. So a page whose rights changed in the middle of a large range is one changed range of one
-page, and a range that grew by N pages is one added range of N pages, whatever the ranges were
-called on each side.
+rights (`linear_changes`). So a page whose rights changed in the middle of a large range is one
+changed range of one page, and a range that grew by N pages is one added range of N pages, whatever
+the ranges were called on each side.
+
+What a user reads (`space_changes`) merges once more: VA-contiguous linear changes of one kind with
+one set of rights on each side become one range whatever frames they map, and `runs` says how many
+linear pieces it holds (the heap backed by 335 scattered frames is one added range of 335 pages,
+not 335 rows); `before` and `after` then give the first piece's target.
 
 Work is numpy over the range boundaries: it follows the number of ranges, never of pages. Addresses
 are held as page numbers, so a range that ends at the top of the address space does not wrap.
@@ -73,6 +78,7 @@ class MappingChange:
     change: str
     before: Mapping | None
     after: Mapping | None
+    runs: int = 1  # linear pieces (one target each) merged into this range
 
     @property
     def mapping(self) -> Mapping:
@@ -95,7 +101,8 @@ class MappingChange:
                                            "phys": hex(m.phys), "flags": m.flags}  # fmt: skip
 
         return {"space": self.space, "change": self.change, "what": self.what,
-                "before": doc(self.before), "after": doc(self.after)}  # fmt: skip
+                "before": doc(self.before), "after": doc(self.after),
+                "runs": self.runs}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -108,7 +115,36 @@ class _Side:
 
 
 def space_changes(space: str, a: SpaceMap, b: SpaceMap) -> list[MappingChange]:
-    """The ranges of `space` that differ from A to B, merged, in address order."""
+    """The ranges of `space` that differ from A to B, merged for reading (see the module
+    docstring), in address order."""
+    out: list[MappingChange] = []
+    for c in linear_changes(space, a, b):
+        last = out[-1] if out else None
+        if last is not None and _extends(last, c):
+            grow = c.mapping.size
+            out[-1] = MappingChange(space, c.change, _longer(last.before, grow),
+                                    _longer(last.after, grow), last.runs + 1)  # fmt: skip
+        else:
+            out.append(c)
+    return out
+
+
+def _extends(last: MappingChange, c: MappingChange) -> bool:
+    """Whether `c` continues `last` in VA, of the same kind and rights on each side."""
+    m = last.mapping
+    if m.start + m.size != c.mapping.start or (last.change, last.what) != (c.change, c.what):
+        return False
+    return all((x is None) == (y is None) and (x is None or y is None or x.flags == y.flags)
+               for x, y in ((last.before, c.before), (last.after, c.after)))  # fmt: skip
+
+
+def _longer(m: Mapping | None, grow: int) -> Mapping | None:
+    return None if m is None else Mapping(m.start, m.size + grow, m.phys, m.flags)
+
+
+def linear_changes(space: str, a: SpaceMap, b: SpaceMap) -> list[MappingChange]:
+    """The ranges of `space` that differ from A to B, each one linear mapping with one set of
+    rights on each side, merged as far as that allows, in address order."""
     shift = np.uint64(PAGE_SHIFT)
     first = [m.start >> shift for m in (a, b)]
     end = [f + (m.size >> shift) for f, m in zip(first, (a, b), strict=True)]

@@ -28,12 +28,13 @@ def _ranges(ranges: list[tuple[int, int]]) -> str:
 
 def _mapping(c: MappingChange) -> tuple[str, ...]:
     m = c.mapping
+    pieces = f" (first of {c.runs} targets)" if c.runs > 1 else ""
     if c.change == "changed":
         assert c.before is not None and c.after is not None
         what = (f"{c.what}: {c.before.phys:#x} {c.before.flags} -> {c.after.phys:#x} "
-                f"{c.after.flags}")  # fmt: skip
+                f"{c.after.flags}{pieces}")  # fmt: skip
     else:
-        what = f"-> {m.phys:#x} {m.flags}"
+        what = f"-> {m.phys:#x} {m.flags}{pieces}"
     return (c.space, c.change, f"{m.start:#x}", size_text(m.size), what)
 
 

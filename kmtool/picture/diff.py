@@ -37,7 +37,7 @@ _CHANGES = {
     "changed rights": ("#fff3c4", "#c9a227"),
     "changed target and rights": ("#fde6cf", "#e8862a"),
 }
-_GREY = ("#f1f2f4", "#b4bac4")
+_GREY = ("#f7f8fa", "#c9ced6")  # unchanged: the background the changes stand out from
 
 
 def physical_colour(kind: str) -> tuple[str, str]:
@@ -46,7 +46,9 @@ def physical_colour(kind: str) -> tuple[str, str]:
         return palette.physical("unaccounted")
     if kind == UNCHANGED:
         return _GREY
-    return palette.physical(kind.rsplit(" -> ", 1)[-1])
+    owner = kind.rsplit(" -> ", 1)[-1]
+    # the accounting's one "mapped" owner: the picture of inspect splits it, the diff does not
+    return palette.physical("kernel-mapped" if owner == "mapped" else owner)
 
 
 def mapping_colour(kind: str) -> tuple[str, str]:

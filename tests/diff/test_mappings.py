@@ -6,7 +6,13 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kmtool.diff.mappings import Mapping, MappingChange, SpaceMap, space_changes
+from kmtool.diff.mappings import (
+    Mapping,
+    MappingChange,
+    SpaceMap,
+    linear_changes,
+    space_changes,
+)
 
 P = 0x1000
 BASE = 0xFFFFFF0000000000
@@ -102,7 +108,7 @@ def test_changes_are_exactly_the_pages_that_differ_merged_as_far_as_they_go(
         if x != y:
             want[page] = ("added" if x is None else "removed" if y is None else "changed", x, y)
     got = {}
-    changes = space_changes("s", a, b)
+    changes = linear_changes("s", a, b)
     for c in changes:
         m = c.after if c.after is not None else c.before
         assert m is not None
@@ -130,3 +136,26 @@ def test_changes_are_exactly_the_pages_that_differ_merged_as_far_as_they_go(
             )
         )
         assert not continues, (c, d)
+    # what a user reads: the same pages and kinds, VA-contiguous linear changes of one kind and
+    # rights merged, `runs` counting them
+    shown = space_changes("s", a, b)
+    assert sum(c.runs for c in shown) == len(changes)
+    kinds = {page: kind for page, (kind, _, _) in want.items()}
+    assert {m.start // P + k: c.change for c in shown
+            for m in [c.mapping] for k in range(m.size // P)} == kinds  # fmt: skip
+    for c, d in zip(shown, shown[1:], strict=False):
+        m = c.mapping
+        assert not (m.start + m.size == d.mapping.start and c.change == d.change
+                    and c.what == d.what
+                    and all((x is None) == (y is None) and (x is None or y is None
+                                                            or x.flags == y.flags)
+                            for x, y in ((c.before, d.before), (c.after, d.after)))), (c, d)  # fmt: skip
+
+
+def test_scattered_new_pages_read_as_one_range_of_many_targets() -> None:
+    b = space((BASE, 1, 0x1D000, "RW--"), (BASE + P, 1, 0x29000, "RW--"),
+              (BASE + 2 * P, 1, 0x37000, "RW--"))  # fmt: skip
+    assert len(linear_changes("kernel", SpaceMap.of([]), b)) == 3
+    assert space_changes("kernel", SpaceMap.of([]), b) == [
+        MappingChange("kernel", "added", None, Mapping(BASE, 3 * P, 0x1D000, "RW--"), runs=3)
+    ]
