@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -137,9 +138,12 @@ def test_diff_against_a_plain_boot_names_what_the_workloads_did(
     build = run["dump"].parent / "build"
     done = run_kmtool("run", "--build-dir", str(build), "--memory", "256M", "--dump", str(plain))
     assert plain.exists(), done.stdout + done.stderr
-    done = run_kmtool("diff", str(plain), str(run["dump"]), "--json", "--fail-on", "leak,wx")
+    svg = tmp_path / "diff.svg"
+    done = run_kmtool("diff", str(plain), str(run["dump"]), "--json", "--fail-on", "leak,wx",
+                      "--svg", str(svg))  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr  # the workloads leak nothing
     diff = json.loads(done.stdout)
+    _picture_agrees(svg, diff, run["dump"])
     assert {"owner-change", "mapping-change", "heap-change"} <= set(diff["findings"])
     assert diff["leaks"] is None and diff["new_wx"] == []
     spaces = {c["space"] for c in diff["mapping_changes"] if c["change"] == "added"}
@@ -150,3 +154,24 @@ def test_diff_against_a_plain_boot_names_what_the_workloads_did(
     owners = {(c["from"], c["to"]) for c in diff["owner_changes"]}
     assert ("free", "mapped") in owners and ("free", "page-table") in owners
     plain.unlink()
+
+
+def _picture_agrees(svg: Path, diff: dict[str, Any], dump: Path) -> None:
+    """The diff picture's legend holds each owner change with its exact bytes, and each address
+    space's band adds exactly the user pages that `kmtool inspect` of B counts in it."""
+    ns = "{http://www.w3.org/2000/svg}"
+    root = ET.parse(svg).getroot()
+    legend: dict[str, int] = {}
+    for g in root.iter(f"{ns}g"):
+        if g.get("class") == "legend":  # the physical legend first, then the virtual one
+            legend.setdefault(g.get("data-kind") or "", int(g.get("data-bytes") or -1))
+    for c in diff["owner_changes"]:
+        assert legend[f"{c['from']} -> {c['to']}"] == c["frames"] * PAGE_SIZE, c
+    inspected = json.loads(run_kmtool("inspect", str(dump), "--json").stdout)
+    titles = [t.text or "" for t in root.iter(f"{ns}text")]
+    for space in inspected["address_spaces"]["spaces"]:
+        name = f"space {space['id']}"
+        added = sum(c["after"]["size"] for c in diff["mapping_changes"]
+                    if c["space"] == name and c["change"] == "added")  # fmt: skip
+        assert added == space["user_pages"] * PAGE_SIZE, name
+        assert any(t.startswith(f"{name}: ") for t in titles), name
