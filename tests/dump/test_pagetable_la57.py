@@ -16,6 +16,7 @@ import dump_fixtures as F
 import hostile_dumps as H
 import numpy as np
 import pytest
+from conftest import run_kmtool
 
 from kmtool.dump.inspection import Options, inspect_dump
 from kmtool.dump.levels import FIVE_LEVEL, FOUR_LEVEL, LEVELS, LeafRule
@@ -159,3 +160,27 @@ def test_inspect_takes_the_mode_from_cr4_or_the_statement(dump) -> None:  # type
         assert json.loads(sidecar.read_text())["cpus"][0]["cr4"] == "0x16a0"
     finally:
         sidecar.unlink()
+
+
+def test_cli_states_the_mode(dump) -> None:  # type: ignore[no-untyped-def]
+    _, pml5, path = dump
+    va = at_slot(300, KERNEL_LINK_BASE)
+    done = run_kmtool("inspect", str(path), "--cr3", hex(pml5), "--paging", "5-level", "--part", "summary",
+                      "--walk", hex(va))  # fmt: skip
+    assert done.stderr == "", done.stderr
+    assert f"CR3 {hex(pml5)} (from --cr3, 5-level paging)" in done.stdout
+    assert "PML5" in done.stdout
+    refused = run_kmtool("inspect", str(path), "--cr3", hex(pml5), "--walk", hex(va))
+    assert refused.returncode == 1 and "not canonical in 4-level paging" in refused.stderr
+
+
+def test_shared_entries_are_read_under_pml5_entry_511(tmp_path: Path) -> None:
+    """Our kernel's check of its shared PML4 entries, under a 5-level CR3: the PML4 that PML5
+    entry 511 names must be the kernel's; without that entry the check fails naming it."""
+    d = H.Dump()
+    pml5 = d.table({1: d.fx.cr3 | H.TABLE})
+    d.la57_root = pml5  # the sidecar's CPU 0: no --cr3, so the core-info block is scanned for
+    ins = inspect_dump(d.write(tmp_path / "no511.raw"), Options())
+    assert ins.core is not None and ins.tables is not None and ins.tables.mode is FIVE_LEVEL
+    (row,) = [c for c in ins.checks if c.name == "kernel PML4 entries 510 and 511 present"]
+    assert not row.ok and row.detail == "CR3's PML5 entry 511 is 0x0 (not present)"

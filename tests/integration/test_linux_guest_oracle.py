@@ -21,62 +21,17 @@ The kernel comes from scripts/fetch-linux-guest (run by .ci/run) in $KMTOOL_LINU
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import require, run_kmtool, unavailable
+from linux_guest import GUEST, boot_and_dump
 from tlb_oracle import Tlb, leaf_tlb, parse_tlb
 
 from kmtool.dump.cpu import CR4_LA57
 from kmtool.dump.inspection import Options, inspect_dump
-
-GUEST = Path(os.environ.get("KMTOOL_LINUX_GUEST", Path.home() / ".cache/kmtool/linux-guest"))
-BOOT_SECONDS = 180  # about 5 s alone under TCG; a shared, loaded machine takes several times that
-PAGE_SIZES = {"4K": 4096, "2M": 2 << 20, "1G": 1 << 30}
-
-
-def _boot_and_dump(cpu: str, work: Path) -> dict[str, str]:
-    """Boot the guest kernel with `-cpu cpu` until it panics and pauses; dump it to work/dump.elf
-    and return the monitor's `info registers`, `info tlb` and the serial log."""
-    from kmtool.qemu.qmp import Monitor
-
-    sock = Path(tempfile.mkdtemp(prefix="kml")) / "qmp.sock"  # short: socket paths are limited
-    serial = work / "serial.log"
-    argv = ["qemu-system-x86_64", "-accel", "tcg", "-cpu", cpu, "-m", "256M", "-no-user-config",
-            "-nodefaults", "-display", "none", "-serial", f"file:{serial}",
-            "-kernel", str(GUEST / "vmlinuz"), "-append", "console=ttyS0 panic=-1",
-            "-action", "reboot=shutdown,shutdown=pause",
-            "-qmp", f"unix:{sock},server=on,wait=off"]  # fmt: skip
-    qemu = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)  # fmt: skip
-    try:
-        with Monitor(sock) as monitor:
-            deadline = time.monotonic() + BOOT_SECONDS
-            while monitor.status() == "running":
-                assert time.monotonic() < deadline, (
-                    f"the guest did not panic within {BOOT_SECONDS} s: "
-                    + serial.read_text(errors="replace")[-2000:]
-                )
-                time.sleep(0.25)
-            out = {"registers": monitor.hmp("info registers"), "tlb": monitor.hmp("info tlb")}
-            monitor.command("dump-guest-memory", paging=False, protocol=f"file:{work}/dump.elf")
-            monitor.quit()
-        qemu.wait(30)
-    finally:
-        if qemu.poll() is None:
-            qemu.kill()
-            qemu.wait()
-        shutil.rmtree(sock.parent, ignore_errors=True)
-    log = out["serial"] = serial.read_text(errors="replace")
-    assert "Kernel panic" in log and "VFS: Unable to mount root fs" in log, log[-2000:]
-    return out
 
 
 @pytest.fixture(scope="module", params=["max", "max,-la57"])
@@ -87,7 +42,7 @@ def guest(
     if not (GUEST / "vmlinuz").is_file():
         unavailable(f"no Linux guest kernel at {GUEST}/vmlinuz; run scripts/fetch-linux-guest")
     work = tmp_path_factory.mktemp("linux")
-    seen = _boot_and_dump(request.param, work)
+    seen = boot_and_dump(request.param, work)
     yield {"cpu": request.param, "work": work, **seen}
     (work / "dump.elf").unlink()  # guest RAM: do not leave it in pytest's kept tmp dirs
 
