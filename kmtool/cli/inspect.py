@@ -52,6 +52,12 @@ ADDRESS = Address()
     help="The kernel ELF: find the core-info block through its symbols.",
 )
 @click.option("--cr3", type=ADDRESS, help="Walk the page tables under this PML4 (any x86-64 dump).")
+@click.option(
+    "--paging",
+    type=click.Choice(["4-level", "5-level"]),
+    help="The paging mode of the tables when the dump records no CR4 (5-level: CR4.LA57, PML5 "
+    "tables, 57-bit addresses); default: CPU 0's CR4, else 4-level.",
+)
 @click.option("--base", type=ADDRESS, help="Physical address of a raw image's first byte [0].")
 @click.option(
     "--part",
@@ -97,6 +103,7 @@ def inspect(
     dump: Path,
     kernel: Path | None,
     cr3: int | None,
+    paging: str | None,
     base: int | None,
     parts: tuple[str, ...],
     walk_vas: tuple[int, ...],
@@ -115,7 +122,8 @@ def inspect(
     from kmtool.dump import render
     from kmtool.dump.inspection import Options, inspect_dump
 
-    options = Options(kernel=kernel, cr3=cr3, base=base, walk=list(walk_vas), pa=list(pas))
+    options = Options(kernel=kernel, cr3=cr3, base=base, walk=list(walk_vas), pa=list(pas),
+                      paging=paging)  # fmt: skip
     if expressions and kernel is None:
         raise KmtoolError("`--print` reads the kernel's types from its ELF: pass `--kernel ELF`.")
     ins = inspect_dump(dump, options)

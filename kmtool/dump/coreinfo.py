@@ -145,7 +145,7 @@ def find_core_info(
         return block
     if kernel is not None and tables is not None:
         va = kernel.symbols[CORE_INFO_SYMBOL]
-        pa, ok = translate_many(memory, tables.root, np.array([va], dtype=np.uint64))
+        pa, ok = translate_many(memory, tables.root, np.array([va], dtype=np.uint64), tables.mode)
         if not ok[0]:
             raise DumpError(
                 f"The kernel symbol `{CORE_INFO_SYMBOL}` at {hex(va)} is not mapped under CR3 "

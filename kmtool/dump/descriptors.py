@@ -36,6 +36,7 @@ from kmtool.dump.document_descriptors import (
     SegmentDoc,
     TssDoc,
 )
+from kmtool.dump.levels import FOUR_LEVEL, MODES, PagingMode
 from kmtool.dump.memory import PhysicalMemory
 from kmtool.dump.translate import translate_many
 from kmtool.layout.table import PAGE_SIZE, canonical, is_canonical, region_for
@@ -69,17 +70,24 @@ Locate = Callable[[int], str]  # a code address in words (function+offset and fi
 
 @dataclass(frozen=True)
 class Reader:
-    """Reads a CPU's virtual addresses from the dump: through `root` (its CR3), or physically
-    when paging is off (`root` None)."""
+    """Reads a CPU's virtual addresses from the dump: through `root` (its CR3) in paging `mode`,
+    or physically when paging is off (`root` None)."""
 
     memory: PhysicalMemory
     root: int | None
+    mode: PagingMode = FOUR_LEVEL
+
+    def canonical(self, va: int) -> bool:
+        """True when `va` is canonical in the CPU's paging mode (48 or 57 bits)."""
+        return is_canonical(va, self.mode.address_bits)
 
     def physical(self, va: int) -> int | None:
         """The physical address of `va`, or None when it is unmapped."""
         if self.root is None:
             return va
-        phys, mapped = translate_many(self.memory, self.root, np.array([va], dtype=np.uint64))
+        phys, mapped = translate_many(
+            self.memory, self.root, np.array([va], dtype=np.uint64), self.mode
+        )
         return int(phys[0]) if mapped[0] else None
 
     def read(self, va: int, length: int, what: str) -> tuple[bytes, str | None]:
@@ -88,7 +96,7 @@ class Reader:
         data = bytearray()
         while len(data) < length:
             at = va + len(data)
-            if not is_canonical(at):
+            if not self.canonical(at):
                 return bytes(data), f"{what} reaches {hex(at)}, which is not canonical."
             chunk = min(length - len(data), PAGE_SIZE - at % PAGE_SIZE)
             pa = self.physical(at)
@@ -100,7 +108,7 @@ class Reader:
         return bytes(data), None
 
 
-def _table_bounds(name: str, base: int, limit: int) -> tuple[int, str | None]:
+def _table_bounds(reader: Reader, name: str, base: int, limit: int) -> tuple[int, str | None]:
     """The limit to read by (at most 16 bits), and the sentences when the register is unusable."""
     said = []
     if limit > MAX_LIMIT:
@@ -109,7 +117,7 @@ def _table_bounds(name: str, base: int, limit: int) -> tuple[int, str | None]:
             f"read up to {hex(MAX_LIMIT)}."
         )
         limit = MAX_LIMIT
-    if not is_canonical(base):
+    if not reader.canonical(base):
         said.append(f"The {name} base {hex(base)} is not canonical, so nothing of it can be read.")
     return limit, " ".join(said) or None
 
@@ -119,8 +127,8 @@ def _table_bounds(name: str, base: int, limit: int) -> tuple[int, str | None]:
 
 def read_idt(reader: Reader, base: int, limit: int, locate: Locate) -> IdtDoc:
     """The IDT at `base` with `limit`: how many gates fit and the gate of each exception vector."""
-    limit, error = _table_bounds("IDT", base, limit)
-    usable = is_canonical(base)
+    limit, error = _table_bounds(reader, "IDT", base, limit)
+    usable = reader.canonical(base)
     data, stopped = b"", None
     if usable:
         data, stopped = reader.read(
@@ -168,10 +176,10 @@ def _gate(vector: int, base: int | None, limit: int, data: bytes, locate: Locate
 def read_gdt(reader: Reader, base: int, limit: int) -> GdtDoc:
     """The GDT at `base` with `limit`, descriptor by descriptor (a system descriptor's two slots
     as one row), at most MAX_DESCRIPTORS_SHOWN rows."""
-    limit, error = _table_bounds("GDT", base, limit)
+    limit, error = _table_bounds(reader, "GDT", base, limit)
     entries = (limit + 1) // DESCRIPTOR_BYTES
     rows: list[SegmentDoc] = []
-    if is_canonical(base):
+    if reader.canonical(base):
         length = min(entries, MAX_DESCRIPTORS_SHOWN) * DESCRIPTOR_BYTES
         data, stopped = reader.read(base, length, f"The GDT at {hex(base)}")
         error = error or stopped
@@ -238,7 +246,7 @@ def read_tss(reader: Reader, tr: tuple[int, int, int], gates: list[GateDoc], our
             f"({TSS_BYTES} bytes); it is not read."
         )
         return doc
-    data, stopped = (b"", None) if not is_canonical(base) else reader.read(
+    data, stopped = (b"", None) if not reader.canonical(base) else reader.read(
         base, TSS_BYTES, f"The TSS at {hex(base)}"
     )  # fmt: skip
     if len(data) < TSS_BYTES:
@@ -257,7 +265,7 @@ def read_tss(reader: Reader, tr: tuple[int, int, int], gates: list[GateDoc], our
 
 def _ist(reader: Reader, index: int, top: int, used: list[int], ours: bool) -> IstDoc:
     below = (top - 1) % (1 << 64)
-    pa = reader.physical(below) if top and is_canonical(below) else None
+    pa = reader.physical(below) if top and reader.canonical(below) else None
     mapped = pa is not None and reader.memory.contains(pa, 1)
     region = region_for(canonical(below)) if ours and top else None
     return {"index": index, "top": hex(top), "mapped": mapped,
@@ -279,11 +287,11 @@ def read_descriptor_tables(
             continue
         mode = cpu.paging_mode
         root = None if mode == "off" else cpu.page_table_root
-        if mode not in ("off", "4-level") or root is None:
+        if mode not in ("off", *MODES) or root is None:
             out.append(_unreadable(cpu, f"CPU {cpu.index} uses {mode} paging; kmtool reads "
-                                        "the tables of 4-level paging (or none)."))  # fmt: skip
+                                        "the tables of 4- and 5-level paging (or none)."))  # fmt: skip
             continue
-        reader = Reader(memory, root)
+        reader = Reader(memory, root, MODES.get(mode, FOUR_LEVEL))
         idt = read_idt(reader, *cpu.idt, locate)
         tss = None if cpu.tr is None else read_tss(reader, cpu.tr, idt["gates"], ours)
         out.append({"cpu": cpu.index, "idt": idt, "gdt": read_gdt(reader, *cpu.gdt), "tss": tss})

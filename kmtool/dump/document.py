@@ -251,6 +251,7 @@ class WalkedTablesDoc(TypedDict):
     """What a walk of all the tables under one root found (kmtool.dump.pagetable.PageTables)."""
 
     cr3: str
+    paging: str  # "4-level" or "5-level" (CR4.LA57): the levels walked, the canonical width
     regions: list[RangeDoc]  # the first RANGES_LISTED, by virtual address
     regions_total: int
     leaves: int

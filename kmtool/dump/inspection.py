@@ -1,9 +1,13 @@
 """One inspection of a dump: find the roots, decode every part, run the checks, describe it as JSON.
 
 Roots, in order of preference: `--cr3`; CR3 of CPU 0 from the dump (QEMU note or raw layout file);
-the kernel PML4 recorded in the core-info block. The core-info block is found through the dump's
-note, `--kernel`, the raw sidecar, or a physical scan, in that order (kmtool.dump.coreinfo); with
-`--cr3` the scan covers only the kernel-image pages, so a foreign dump is never searched whole.
+the kernel PML4 recorded in the core-info block. The paging mode of a CR3 (4-level, or 5-level with
+CR4.LA57: the levels walked and the canonical width) is CPU 0's when the dump records its CR4, else
+the one `--paging` states, else 4-level; a statement that contradicts the dump's CR4 is an error.
+The kernel PML4 of the core-info block is always 4-level (docs/design.md §2). The core-info block is
+found through the dump's note, `--kernel`, the raw sidecar, or a physical scan, in that order
+(kmtool.dump.coreinfo); with `--cr3` the scan covers only the kernel-image pages, so a foreign dump
+is never searched whole.
 A dump without one is *foreign* (not our kernel, or not ready yet): with a CR3 the page tables are
 still decoded and the kernel parts are null, and the ranges carry no region names (the names come
 from kmtool's layout table, which says nothing about another kernel's address space).
@@ -45,7 +49,7 @@ from kmtool.dump.frames import FreeList, read_free_list
 from kmtool.dump.heap import HeapView, heap_initialized, read_heap
 from kmtool.dump.kernel_elf import KernelSymbols, load_kernel_symbols
 from kmtool.dump.kernel_parts import decode_kernel_parts
-from kmtool.dump.levels import ADDRESS_MASK
+from kmtool.dump.levels import ADDRESS_MASK, FOUR_LEVEL, MODES, PagingMode
 from kmtool.dump.memmap import MemoryMap, read_memory_map
 from kmtool.dump.pagetable import PageTables, walk
 from kmtool.dump.records import parse
@@ -67,6 +71,7 @@ class Options:
     walk: list[int] = field(default_factory=list)
     pa: list[int] = field(default_factory=list)
     keep_leaves: bool = False
+    paging: str | None = None  # "4-level" or "5-level" for a dump that records no CR4
 
 
 @dataclass
@@ -78,6 +83,7 @@ class Inspection:
     kernel: KernelSymbols | None = None
     root: int | None = None
     root_source: str | None = None
+    mode: PagingMode = FOUR_LEVEL  # the paging mode of `root`
     tables: PageTables | None = None
     core: CoreInfoBlock | None = None
     core_error: UnreadableCoreInfo | None = None  # ours, but a version this kmtool cannot read
@@ -172,9 +178,9 @@ def inspect_dump(path: Path, options: Options) -> Inspection:
     memory = source.memory
     if options.kernel is not None:
         ins.kernel = load_kernel_symbols(options.kernel)
-    ins.root, ins.root_source = _dump_root(source, options)
+    ins.root, ins.root_source, ins.mode = _dump_root(source, options)
     if ins.root is not None:
-        ins.tables = walk(memory, ins.root, keep_leaves=options.keep_leaves)
+        ins.tables = walk(memory, ins.root, keep_leaves=options.keep_leaves, mode=ins.mode)
     try:
         hints = (source.core_info_note, source.core_info_sidecar)
         ins.core = find_core_info(memory, ins.kernel, ins.tables, hints, options.cr3 is None)
@@ -194,7 +200,7 @@ def inspect_dump(path: Path, options: Options) -> Inspection:
         # 0 until the kernel has built its own PML4 (a dump of an early panic).
         pml4 = ins.core.kernel_pml4_phys & ADDRESS_MASK
         if pml4 and ins.root is None:
-            ins.root, ins.root_source = pml4, "core-info"
+            ins.root, ins.root_source, ins.mode = pml4, "core-info", FOUR_LEVEL
             ins.tables = walk(memory, pml4, keep_leaves=options.keep_leaves)
         if ins.root is None:
             raise DumpError(
@@ -218,7 +224,7 @@ def inspect_dump(path: Path, options: Options) -> Inspection:
     root = ins.root
     assert root is not None
     for va in options.walk:
-        ins.walks.append(walk_address(memory, root, va))
+        ins.walks.append(walk_address(memory, root, va, ins.mode))
     elf = None if ins.kernel is None else ins.kernel.elf
     locate = hex if elf is None else elf.describe
     ins.descriptors = read_descriptor_tables(memory, source.cpus, locate, not ins.foreign) or None
@@ -264,16 +270,29 @@ def _without_core_info(ins: Inspection) -> None:
         ins.boot = ins.memmap = None
 
 
-def _dump_root(source: DumpSource, options: Options) -> tuple[int | None, str | None]:
+def _dump_root(source: DumpSource, options: Options) -> tuple[int | None, str | None, PagingMode]:
+    """The root to walk, where it came from, and its paging mode (see the module docstring)."""
+    mode = _paging_mode(source, options.paging)
     if options.cr3 is not None:
-        return options.cr3 & ADDRESS_MASK, "--cr3"
+        return options.cr3 & ADDRESS_MASK, "--cr3", mode
     for cpu in source.cpus[:1]:
-        mode = cpu.paging_mode
-        if mode == "5-level":
+        if cpu.paging_mode in ("4-level", "5-level", "unknown") and cpu.page_table_root is not None:
+            return cpu.page_table_root, f"CPU {cpu.index}, {cpu.source}", mode
+    return None, None, mode
+
+
+def _paging_mode(source: DumpSource, stated: str | None) -> PagingMode:
+    """CPU 0's paging mode when the dump records its CR4 and it pages with 4 or 5 levels, else
+    the `stated` one, else 4-level; DumpError when `stated` contradicts the dump."""
+    if stated is not None and stated not in MODES:
+        raise DumpError(f"`{stated}` is not a paging mode; say 4-level or 5-level.")
+    for cpu in source.cpus[:1]:
+        recorded = MODES.get(cpu.paging_mode)
+        if recorded is not None and stated not in (None, recorded.name):
             raise DumpError(
-                f"CPU {cpu.index} of `{source.path}` uses 5-level paging (CR4.LA57); kmtool walks "
-                "4-level tables only."
+                f"CPU {cpu.index} of `{source.path}` uses {recorded.name} paging (CR4 "
+                f"{hex(cpu.cr4 or 0)}), not the {stated} paging stated."
             )
-        if mode in ("4-level", "unknown") and cpu.page_table_root is not None:
-            return cpu.page_table_root, f"CPU {cpu.index}, {cpu.source}"
-    return None, None
+        if recorded is not None:
+            return recorded
+    return MODES[stated] if stated is not None else FOUR_LEVEL

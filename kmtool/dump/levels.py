@@ -1,8 +1,14 @@
-"""The x86-64 4-level paging levels as data, and the effective permissions of a mapping.
+"""The x86-64 paging levels as data, and the effective permissions of a mapping.
 
-`LEVELS` lists the levels from the root down, each with the virtual-address bits its index uses and
-its `LeafRule`; the bulk walk (kmtool.dump.pagetable) and the single-address walks
-(kmtool.dump.translate) both walk this table rather than one hand-written step per level.
+One table of levels, PML5 down to PT, each with its `LeafRule`. A `PagingMode` is the lowest rows
+of it: 4-level paging (`FOUR_LEVEL`, PML4 to PT, 48-bit canonical addresses) or, with CR4.LA57,
+5-level paging (`FIVE_LEVEL`, PML5 to PT, 57-bit canonical addresses; Intel SDM vol. 3, 4.5).
+The bulk walk (kmtool.dump.pagetable), the count before it (kmtool.dump.pagecount) and the
+single-address walks (kmtool.dump.translate) all walk a mode's `levels` rather than one
+hand-written step per level. Each level's shift follows from its depth: an index takes 9 bits,
+so the root's index ends at bit 47 (4-level) or 56 (5-level), the mode's canonical width.
+Our own kernel uses 4-level paging (`LEVELS`, the layout table's PAGING_LEVELS); 5-level tables
+are those of foreign dumps (docs/design.md §7.3).
 
 An entry's permission bits are W (bit 1), U (bit 2) and X (not bit 63, NX); the effective
 permissions of a page are the AND of W and U over its path and the OR of NX (Intel SDM vol. 3, 4.6).
@@ -15,7 +21,12 @@ from enum import Enum
 
 import numpy as np
 
-from kmtool.layout.table import ENTRIES_PER_TABLE, PAGE_SHIFT, PAGING_LEVELS
+from kmtool.layout.table import (
+    ENTRIES_PER_TABLE,
+    PAGE_SHIFT,
+    PAGING_LEVELS,
+    VIRTUAL_ADDRESS_BITS,
+)
 from kmtool.schemas.paging import PTE_ADDR, Pte
 
 ADDRESS_MASK = PTE_ADDR  # bits 51:12 of an entry (and of CR3)
@@ -50,21 +61,48 @@ class Level:
         return 1 << self.shift
 
 
-def _levels() -> tuple[Level, ...]:
-    rules = (
-        ("PML4", LeafRule.NEVER),
-        ("PDPT", LeafRule.PS_BIT),
-        ("PD", LeafRule.PS_BIT),
-        ("PT", LeafRule.ALWAYS),
-    )
-    assert len(rules) == PAGING_LEVELS
-    return tuple(
-        Level(name, PAGE_SHIFT + INDEX_BITS * (PAGING_LEVELS - 1 - depth), rule)
-        for depth, (name, rule) in enumerate(rules)
-    )
+@dataclass(frozen=True)
+class PagingMode:
+    """A paging mode: its name ("4-level", "5-level", as CpuState.paging_mode says it) and its
+    levels from the root down."""
+
+    name: str
+    levels: tuple[Level, ...]
+
+    @property
+    def address_bits(self) -> int:
+        """Width of a canonical address: bits above it repeat bit `address_bits` - 1."""
+        return self.levels[0].shift + INDEX_BITS
+
+    @property
+    def sign_bits(self) -> str:
+        """The bits a canonical address repeats, as a sentence says them ("63..47")."""
+        return f"63..{self.address_bits - 1}"
 
 
-LEVELS = _levels()
+# Every level from the root of 5-level paging down; a mode of n levels is the last n rows.
+_RULES = (
+    ("PML5", LeafRule.NEVER),
+    ("PML4", LeafRule.NEVER),
+    ("PDPT", LeafRule.PS_BIT),
+    ("PD", LeafRule.PS_BIT),
+    ("PT", LeafRule.ALWAYS),
+)
+
+
+def _mode(name: str, count: int) -> PagingMode:
+    rules = _RULES[len(_RULES) - count :]
+    return PagingMode(name, tuple(
+        Level(rule_name, PAGE_SHIFT + INDEX_BITS * (count - 1 - depth), rule)
+        for depth, (rule_name, rule) in enumerate(rules)
+    ))  # fmt: skip
+
+
+FOUR_LEVEL = _mode("4-level", PAGING_LEVELS)
+FIVE_LEVEL = _mode("5-level", PAGING_LEVELS + 1)
+MODES = {mode.name: mode for mode in (FOUR_LEVEL, FIVE_LEVEL)}
+LEVELS = FOUR_LEVEL.levels  # our kernel's (docs/design.md §2)
+assert FOUR_LEVEL.address_bits == VIRTUAL_ADDRESS_BITS and FIVE_LEVEL.address_bits == 57
 
 
 def perm_text(perm: int) -> str:

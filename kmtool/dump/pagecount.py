@@ -2,11 +2,12 @@
 
 The walk of kmtool.dump.pagetable keeps one row per *path* to a table: a table that several entries
 point to is read once but visited once per entry, because each visit maps other virtual addresses.
-Shared tables multiply: 255 PML4 entries naming one PDPT whose 512 entries name one PD whose 512
-entries name one PT make 66.8 million PT visits and 34 billion pages, from four pages of a dump.
-So the walk first counts, over *distinct* tables only, how many times each is reached (the sum,
-over the entries naming it, of how often their table is reached) and from that the pages and
-table visits of each level; it refuses when they pass its bounds, before one per-path array exists.
+Shared tables multiply (the more so with 5-level paging, one level more): 255 PML4 entries naming
+one PDPT whose 512 entries name one PD whose 512 entries name one PT make 66.8 million PT visits and
+34 billion pages, from four pages of a dump. So the walk first counts, over *distinct* tables only,
+how many times each is reached (the sum, over the entries naming it, of how often their table is
+reached) and from that the pages and table visits of each level; it refuses when they pass its
+bounds, before one per-path array exists.
 
 The count reads each distinct table once per level it appears at, CHUNK_TABLES at a time, and
 stops as soon as a bound is passed, or as soon as full tables all the way down could not pass one
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kmtool.dump.levels import ADDRESS_MASK, LEVELS, leaf_mask
+from kmtool.dump.levels import ADDRESS_MASK, FOUR_LEVEL, PagingMode, leaf_mask
 from kmtool.dump.memory import PhysicalMemory
 from kmtool.layout.table import ENTRIES_PER_TABLE
 from kmtool.schemas.paging import Pte
@@ -29,20 +30,27 @@ CHUNK_TABLES = 512  # distinct tables read per bulk step (2 MiB of entries)
 COMPACT_AT = 1 << 20  # child rows gathered before they are merged by address
 
 
-def refusal(memory: PhysicalMemory, root: int, max_leaves: int, max_visits: int) -> str | None:
-    """The sentence refusing the walk under the PML4 at `root` when it would map more than
-    `max_leaves` pages or visit more than `max_visits` tables at one level; None when it stays
-    within both. Never raises on what the tables hold (a table outside the dump reads as empty;
-    the walk names it)."""
+def refusal(
+    memory: PhysicalMemory,
+    root: int,
+    max_leaves: int,
+    max_visits: int,
+    mode: PagingMode = FOUR_LEVEL,
+) -> str | None:
+    """The sentence refusing the walk under the root table at `root` (a PML4, or a PML5 in
+    5-level `mode`) when it would map more than `max_leaves` pages or visit more than
+    `max_visits` tables at one level; None when it stays within both. Never raises on what the
+    tables hold (a table outside the dump reads as empty; the walk names it)."""
+    levels = mode.levels
     pas = np.array([root], dtype=np.uint64)
     reached = np.ones(1)  # how many paths reach each of `pas`
     leaves = 0.0
-    for depth, level in enumerate(LEVELS):
+    for depth, level in enumerate(levels):
         visits = float(reached.sum())
         if visits > max_visits:
             what = f"visit {visits:.0f} {level.name} tables, more than {max_visits}"
             return _sentence(root, level.name, pas, reached, what)
-        below = len(LEVELS) - depth  # this level and those beneath it
+        below = len(levels) - depth  # this level and those beneath it
         if (
             leaves + visits * ENTRIES_PER_TABLE**below <= max_leaves
             and visits * ENTRIES_PER_TABLE ** (below - 1) <= max_visits
@@ -60,7 +68,7 @@ def refusal(memory: PhysicalMemory, root: int, max_leaves: int, max_visits: int)
             if leaves > max_leaves:
                 what = f"map more than {max_leaves} pages"
                 return _sentence(root, level.name, chunk, times, what)
-            if depth + 1 < len(LEVELS):
+            if depth + 1 < len(levels):
                 children.append(_named(chunk, times, entries, present & ~leaf))
                 pending += len(children[-1][0])
                 if pending > COMPACT_AT:

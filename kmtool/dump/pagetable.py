@@ -1,6 +1,7 @@
-"""x86-64 4-level page tables in a dump: the full walk into merged ranges.
+"""x86-64 page tables in a dump, 4-level or 5-level: the full walk into merged ranges.
 
-The paging levels are *data* (`LEVELS`, kmtool.dump.levels): one function walks them all. Single
+The paging levels are *data* (a `PagingMode`'s levels, kmtool.dump.levels): one function walks
+them all, four of them (PML4 to PT) or, with CR4.LA57, five (PML5 to PT). Single
 addresses (one walk shown level by level, batch translations) are kmtool.dump.translate's.
 
 The walk goes level by level (breadth first), and each level is decoded in bulk: the entries of
@@ -34,9 +35,10 @@ mappings beneath it and the other parts of an inspection still decode:
   (kmtool.dump.pagecount), so shared tables that would make millions of paths are refused before
   any per-path array is built.
 
-Ranges are merged when virtually and physically contiguous with the same page size, the same effective
-permissions and the same region of the layout table. Addresses are canonical (sign-extended from bit
-47). A range's `end` is its last byte (inclusive), like `Region.end` in the layout table.
+Ranges are merged when virtually and physically contiguous with the same page size, the same
+effective permissions and the same region of the layout table. Addresses are canonical (sign-
+extended from bit 47, or from bit 56 in 5-level paging). A range's `end` is its last byte
+(inclusive), like `Region.end` in the layout table.
 """
 
 from __future__ import annotations
@@ -48,9 +50,10 @@ import numpy as np
 from kmtool.dump.document import AliasDoc, RangeDoc, WalkedTablesDoc
 from kmtool.dump.levels import (
     ADDRESS_MASK,
-    LEVELS,
+    FOUR_LEVEL,
     PERM_ALL,
     Level,
+    PagingMode,
     entry_perm,
     leaf_mask,
     perm_text,
@@ -58,7 +61,7 @@ from kmtool.dump.levels import (
 from kmtool.dump.memory import PhysicalMemory
 from kmtool.dump.pagecount import refusal
 from kmtool.dump.regions import NO_REGION, region_ids, region_name
-from kmtool.layout.table import ENTRIES_PER_TABLE, VIRTUAL_ADDRESS_BITS, canonical
+from kmtool.layout.table import ENTRIES_PER_TABLE, canonical
 from kmtool.schemas.paging import Pte
 from kmtool.units import suffix_size_text
 
@@ -69,12 +72,12 @@ MAX_TABLE_VISITS = 1 << 20  # tables visited at one level (a 4 GiB dump holds 1 
 RECURSIVE_LISTED = 16  # recursive entries listed in JSON
 RANGES_LISTED = 1 << 16  # ranges listed in JSON and by `--part pagetables`
 CHUNK_TABLES = 512  # tables decoded per bulk step (2 MiB of entries, 256 Ki leaves)
-SIGN_EXTENSION = ((1 << 64) - 1) ^ ((1 << VIRTUAL_ADDRESS_BITS) - 1)
 
 
-def _canonical(va: np.ndarray) -> np.ndarray:
-    high = (va & np.uint64(1 << (VIRTUAL_ADDRESS_BITS - 1))) != 0
-    return np.where(high, va | np.uint64(SIGN_EXTENSION), va)
+def _canonical(va: np.ndarray, bits: int) -> np.ndarray:
+    """`va` (uint64) sign-extended from bit `bits` - 1."""
+    high = (va & np.uint64(1 << (bits - 1))) != 0
+    return np.where(high, va | np.uint64(((1 << 64) - 1) ^ ((1 << bits) - 1)), va)
 
 
 @dataclass
@@ -173,6 +176,7 @@ class PageTables:
     leaves: Leaves | None = None
     errors: list[str] = field(default_factory=list)  # tables outside the dump, limits hit
     recursive: list[str] = field(default_factory=list)  # recursive entries, not followed
+    mode: PagingMode = FOUR_LEVEL  # the levels walked, and so the canonical width
 
     @property
     def error(self) -> str | None:
@@ -193,7 +197,7 @@ class PageTables:
 
     def translate(self, va: int) -> int | None:
         """Physical address `va` maps to, from the merged ranges; None when unmapped."""
-        va = canonical(va)
+        va = canonical(va, self.mode.address_bits)
         i = int(np.searchsorted(self.ranges.start, np.uint64(va), side="right")) - 1
         if i < 0:
             return None
@@ -220,6 +224,7 @@ class PageTables:
     def to_json(self) -> WalkedTablesDoc:
         return {
             "cr3": hex(self.root),
+            "paging": self.mode.name,
             "regions": self.ranges.to_json(RANGES_LISTED),
             "regions_total": len(self.ranges),
             "leaves": self.leaf_total,
@@ -231,9 +236,14 @@ class PageTables:
 
 
 def walk(
-    memory: PhysicalMemory, root: int, keep_leaves: bool = False, max_leaves: int = MAX_LEAVES
+    memory: PhysicalMemory,
+    root: int,
+    keep_leaves: bool = False,
+    max_leaves: int = MAX_LEAVES,
+    mode: PagingMode = FOUR_LEVEL,
 ) -> PageTables:
-    """Walk every mapping under the PML4 at physical `root` (CR3 with its low bits cleared).
+    """Walk every mapping under the root table at physical `root` (CR3 with its low bits
+    cleared): a PML4, or a PML5 when `mode` is 5-level paging.
 
     Never raises on what the tables hold: faults are in the result's `errors` and `recursive`.
     """
@@ -241,15 +251,16 @@ def walk(
     errors: list[str] = []
     recursive: list[str] = []
     try:
-        refused = refusal(memory, root, max_leaves, MAX_TABLE_VISITS)
+        refused = refusal(memory, root, max_leaves, MAX_TABLE_VISITS, mode)
         if refused is not None:
             raise _LimitReached(refused)
-        tables = _walk(memory, root, keep_leaves, max_leaves, errors, recursive)
+        found = _Found(root, max_leaves, keep_leaves, mode)
+        tables = _walk(memory, found, errors, recursive)
     except _LimitReached as limit:
         u = np.zeros(0, dtype=np.uint64)
         tables = PageTables(root, Ranges.empty(), {}, u)
         errors.append(str(limit))
-    tables.errors, tables.recursive = errors, recursive
+    tables.errors, tables.recursive, tables.mode = errors, recursive, mode
     return tables
 
 
@@ -294,6 +305,7 @@ class _Found:
     root: int
     max_leaves: int
     keep_leaves: bool
+    mode: PagingMode
     parts: list[Ranges] = field(default_factory=list)  # merged ranges, one part per level
     leaf_parts: list[Leaves] = field(default_factory=list)
     leaf_counts: dict[int, int] = field(default_factory=dict)
@@ -310,18 +322,14 @@ class _Found:
 
 
 def _walk(
-    memory: PhysicalMemory,
-    root: int,
-    keep_leaves: bool,
-    max_leaves: int,
-    errors: list[str],
-    recursive: list[str],
+    memory: PhysicalMemory, found: _Found, errors: list[str], recursive: list[str]
 ) -> PageTables:
     """Breadth first: each level's tables are read CHUNK_TABLES at a time, their leaves kept as
     merged ranges, their table entries the next level's tables."""
-    found = _Found(root, max_leaves, keep_leaves)
-    tables = _Tables.root(root)
-    for depth, level in enumerate(LEVELS):
+    tables = _Tables.root(found.root)
+    levels = found.mode.levels
+    for depth, level in enumerate(levels):
+        parent = levels[depth - 1] if depth else None
         found.tables.append(np.unique(tables.pa))
         level_parts: list[Ranges] = []
         children: list[_Tables] = []
@@ -330,14 +338,14 @@ def _walk(
             # one loop body: freed all at once on a return, glibc hands the top of the heap back
             # to the kernel and the next chunk pays page faults for it again (1.5x the walk).
             chunk = tables.chunk(lo)
-            entries = _read_tables(memory, chunk.pa, level, depth, chunk.path, errors)
+            entries = _read_tables(memory, chunk.pa, level, parent, chunk.path, errors)
             present = (entries & np.uint64(Pte.PRESENT)) != 0
             leaf = leaf_mask(level, entries, present)
             rows, cols = np.nonzero(leaf)
             if len(rows):
                 leaves = _chunk_leaves(found, level, chunk, entries, rows, cols)
                 level_parts.append(_merged(found, level, leaves))
-                if keep_leaves:
+                if found.keep_leaves:
                     found.leaf_parts.append(leaves)
             below = _child_tables(level, chunk, entries, present & ~leaf, recursive)
             if below is not None:
@@ -367,7 +375,8 @@ def _chunk_leaves(
             f"(at {level.name} level); refusing to walk further."
         )
     e = entries[rows, cols]
-    va = _canonical(chunk.va[rows] + (cols.astype(np.uint64) << np.uint64(level.shift)))
+    va = chunk.va[rows] + (cols.astype(np.uint64) << np.uint64(level.shift))
+    va = _canonical(va, found.mode.address_bits)
     pa = e & np.uint64(ADDRESS_MASK & ~(level.page_size - 1))
     perm = chunk.perm[rows] & entry_perm(e)
     sizes = np.full(len(va), level.page_size, dtype=np.uint64)
@@ -430,11 +439,12 @@ def _read_tables(
     memory: PhysicalMemory,
     pas: np.ndarray,
     level: Level,
-    depth: int,
+    parent: Level | None,
     ancestors: np.ndarray,
     errors: list[str],
 ) -> np.ndarray:
-    """The entries of the tables at `pas` as a (len(pas), 512) uint64 array, each table read once.
+    """The entries of the `level` tables at `pas` as a (len(pas), 512) uint64 array, each table
+    read once; `parent` is the level above (None at the root, which CR3 names).
 
     A table outside the dump reads as all zero (nothing beneath it is walked) and adds one error
     per table to `errors`, naming the entry that points to it.
@@ -443,13 +453,15 @@ def _read_tables(
     entries, ok = memory.gather(unique, ENTRIES_PER_TABLE)
     if not ok.all():
         for bad in unique[np.flatnonzero(~ok)].tolist():
-            if depth == 0:
-                errors.append(f"Page table: the PML4 at {hex(bad)} (CR3) is outside the dump.")
+            if parent is None:
+                errors.append(
+                    f"Page table: the {level.name} at {hex(bad)} (CR3) is outside the dump."
+                )
                 continue
             k = int(np.flatnonzero(pas == np.uint64(bad))[0])
-            parent = int(ancestors[k, -1])
+            holder = int(ancestors[k, -1])
             errors.append(
-                f"Page table: {_pointing_entry(memory, parent, bad, LEVELS[depth - 1])} points to "
+                f"Page table: {_pointing_entry(memory, holder, bad, parent)} points to "
                 f"a {level.name} table at {hex(bad)}, outside the dump; not followed."
             )
         entries[~ok] = 0  # gather zeroes them already; say so here

@@ -187,12 +187,17 @@ def _memmap_line(mm: MemoryMapDoc | None) -> str:
     return f"{mm['count']} descriptors of {mm['descriptor_size']} bytes: " + ", ".join(shown)
 
 
+def _root_text(pt: PageTablesDoc) -> str:
+    """Where the root came from, and the paging mode when it is not our kernel's 4 levels."""
+    return pt["root_source"] + ("" if pt["paging"] == "4-level" else f", {pt['paging']} paging")
+
+
 def _pages_line(pt: PageTablesDoc | None) -> str:
     if pt is None:
         return "-"
     counts = ", ".join(f"{k} {v}" for k, v in pt["leaf_counts"].items())
     return (
-        f"CR3 {pt['cr3']} (from {pt['root_source']}): {plural(pt['regions_total'], 'range')}, "
+        f"CR3 {pt['cr3']} (from {_root_text(pt)}): {plural(pt['regions_total'], 'range')}, "
         f"{pt['leaves']} pages ({counts or 'none'}), {pt['tables']} tables"
     )
 
@@ -300,7 +305,7 @@ def pagetables(doc: InspectionDoc) -> RenderableType:
     if pt is None:
         return Text("No page tables (no CR3 and no core-info block).", style="dim")
     table = _table(
-        f"Page tables under CR3 {pt['cr3']} ({pt['root_source']})",
+        f"Page tables under CR3 {pt['cr3']} ({_root_text(pt)})",
         "start",
         "end",
         "size",

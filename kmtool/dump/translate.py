@@ -2,8 +2,9 @@
 (`walk_address`, for `inspect --walk` and the fault's CR2), and many translated at once
 (`translate_many`, one gather per level).
 
-Both follow the same rules as the full walk (kmtool.dump.pagetable) over the same `LEVELS` table,
-but read only the entries on each address's path.
+Both follow the same rules as the full walk (kmtool.dump.pagetable) over the same levels (a
+`PagingMode`: 4-level, or 5-level with CR4.LA57), but read only the entries on each address's
+path.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ import numpy as np
 from kmtool.dump.document import WalkDoc, WalkStepDoc
 from kmtool.dump.levels import (
     ADDRESS_MASK,
-    LEVELS,
+    FOUR_LEVEL,
     PERM_ALL,
     LeafRule,
     Level,
+    PagingMode,
     entry_perm,
     leaf_mask,
     perm_text,
@@ -27,17 +29,23 @@ from kmtool.layout.table import ENTRIES_PER_TABLE, is_canonical
 from kmtool.schemas.paging import Pte
 
 
-def walk_address(memory: PhysicalMemory, root: int, va: int) -> WalkDoc:
-    """Each level's table, index and raw entry on the way to `va`, and where it ends: the physical
-    address, page size and effective flags of the page, or (all three None) why the walk stopped.
-    DumpError when `va` is not canonical; a table outside the dump only stops the walk.
+def walk_address(
+    memory: PhysicalMemory, root: int, va: int, mode: PagingMode = FOUR_LEVEL
+) -> WalkDoc:
+    """Each level of `mode`'s table, index and raw entry on the way to `va`, and where it ends:
+    the physical address, page size and effective flags of the page, or (all three None) why the
+    walk stopped. DumpError when `va` is not canonical in `mode` (48 or 57 bits); a table outside
+    the dump only stops the walk.
     """
-    if not is_canonical(va):
-        raise DumpError(f"The virtual address {hex(va)} is not canonical (bits 63..47 differ).")
+    if not is_canonical(va, mode.address_bits):
+        raise DumpError(
+            f"The virtual address {hex(va)} is not canonical in {mode.name} paging (bits "
+            f"{mode.sign_bits} differ)."
+        )
     table = root & ADDRESS_MASK
     perm = PERM_ALL
     steps: list[WalkStepDoc] = []
-    for level in LEVELS:
+    for level in mode.levels:
         index = (va >> level.shift) & (ENTRIES_PER_TABLE - 1)
         address = table + index * 8
         if not memory.contains(address, 8):
@@ -95,21 +103,22 @@ def entry_flags_text(entry: int, level: Level) -> str:
 
 
 def translate_many(
-    memory: PhysicalMemory, root: int, vas: np.ndarray
+    memory: PhysicalMemory, root: int, vas: np.ndarray, mode: PagingMode = FOUR_LEVEL
 ) -> tuple[np.ndarray, np.ndarray]:
     """Vectorised translation of many virtual addresses: (physical uint64, mapped bool) arrays.
 
-    Walks all addresses level by level with one gather per level; unmapped addresses (or ones whose
-    tables are outside the dump) come back with mapped False and physical 0.
+    Walks all addresses level by level of `mode` with one gather per level; unmapped addresses
+    (ones whose tables are outside the dump, and ones not canonical in `mode`, which the CPU
+    would fault on) come back with mapped False and physical 0.
     """
     vas = np.asarray(vas, dtype=np.uint64)
     n = len(vas)
     table = np.full(n, root & ADDRESS_MASK, dtype=np.uint64)
     phys = np.zeros(n, dtype=np.uint64)
     mapped = np.zeros(n, dtype=bool)
-    active = np.arange(n)
+    active = np.flatnonzero(_canonical(vas, mode.address_bits))
     mask9 = np.uint64(ENTRIES_PER_TABLE - 1)
-    for level in LEVELS:
+    for level in mode.levels:
         if len(active) == 0:
             break
         va = vas[active]
@@ -126,3 +135,9 @@ def translate_many(
         table[active[go]] = e[go] & np.uint64(ADDRESS_MASK)
         active = active[go]
     return phys, mapped
+
+
+def _canonical(vas: np.ndarray, bits: int) -> np.ndarray:
+    """Which of `vas` (uint64) are canonical at width `bits`: bits 63..bits-1 all 0 or all 1."""
+    top = vas >> np.uint64(bits - 1)
+    return (top == 0) | (top == np.uint64((1 << (65 - bits)) - 1))

@@ -29,7 +29,8 @@ MiB = 1 << 20
 GiB = 1 << 30
 TiB = 1 << 40
 
-# Paging constants (x86-64 4-level paging).
+# Paging constants (x86-64 4-level paging: our kernel's plan; kmtool.dump.levels also decodes the
+# 5-level tables of foreign dumps, with their own width passed to canonical()).
 PAGE_SIZE = 4 * KiB
 PAGE_SHIFT = 12
 PAGING_LEVELS = 4
@@ -187,17 +188,18 @@ def region(name: str) -> Region:
     raise KeyError(name)
 
 
-def canonical(address: int) -> int:
-    """`address` sign-extended from bit 47 to 64 bits (as an unsigned 64-bit integer)."""
+def canonical(address: int, bits: int = VIRTUAL_ADDRESS_BITS) -> int:
+    """`address` sign-extended from bit `bits` - 1 (47: our plan's 4-level paging; 56 for the
+    5-level tables of a foreign dump) to 64 bits, as an unsigned 64-bit integer."""
     address &= (1 << 64) - 1
-    if address & (1 << (VIRTUAL_ADDRESS_BITS - 1)):
-        return address | ~((1 << VIRTUAL_ADDRESS_BITS) - 1) & ((1 << 64) - 1)
-    return address & ((1 << VIRTUAL_ADDRESS_BITS) - 1)
+    if address & (1 << (bits - 1)):
+        return address | ~((1 << bits) - 1) & ((1 << 64) - 1)
+    return address & ((1 << bits) - 1)
 
 
-def is_canonical(address: int) -> bool:
-    """True when bits 63..47 of `address` are all equal."""
-    return canonical(address) == address
+def is_canonical(address: int, bits: int = VIRTUAL_ADDRESS_BITS) -> bool:
+    """True when bits 63..`bits` - 1 of `address` are all equal."""
+    return canonical(address, bits) == address
 
 
 def pml4_index(address: int) -> int:

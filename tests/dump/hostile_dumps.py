@@ -15,6 +15,7 @@ pytest process), a forked child's peak RSS would start at the parent's.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import struct
@@ -48,6 +49,7 @@ class Dump:
     next_page: int = POOL
     elf: bool = False  # write an ELF core of two ranges (split at `split`), not a raw image
     split: int | None = None  # where the second PT_LOAD starts (None: the fixture image's end)
+    la57_root: int | None = None  # a raw image's sidecar says CPU 0 runs 5-level paging from here
 
     def page(self, data: bytes = b"") -> int:
         """A fresh page past the fixture holding `data` (zero-filled); its physical address."""
@@ -74,7 +76,24 @@ class Dump:
             for pa, data in self.pages.items():
                 os.pwrite(f.fileno(), data, len(header) + pa)
             f.truncate(len(header) + SIZE)
+        if self.la57_root is not None:
+            write_la57_sidecar(path, self.la57_root)
         return path
+
+
+def write_la57_sidecar(path: Path, root: int, size: int = SIZE) -> Path:
+    """FILE.layout.json of a raw image (file offset == physical address, `size` bytes) whose
+    CPU 0 pages with 5 levels (CR4.LA57, bit 12) from the PML5 at `root`."""
+    doc = {
+        "format": "kmtool-raw-physical", "version": 1, "machine": "q35",
+        "memory_size": hex(size), "file_size": hex(size),
+        "ranges": [{"name": "ram0", "phys": "0x0", "size": hex(size), "file_offset": "0x0"}],
+        "cpus": [{"index": 0, "cr0": "0x80010033", "cr3": hex(root), "cr4": hex(0x6A0 | 1 << 12),
+                  "efer": "0xd00"}],
+    }  # fmt: skip
+    sidecar = path.with_name(path.name + ".layout.json")
+    sidecar.write_text(json.dumps(doc))
+    return sidecar
 
 
 def _elf_header(loads: list[tuple[int, int]]) -> bytes:
@@ -144,6 +163,18 @@ def _fanout(pd: Callable[[Dump], dict[int, int]], pml4_slots: int = 255) -> Dump
     pml4 = d.fx.addresses["kernel_pml4"]
     for i in range(pml4_slots):
         d.poke(pml4 + 8 * i, pdpt | TABLE)
+    return d
+
+
+def _pml5_fanout() -> Dump:
+    """5-level paging (the sidecar's CR4.LA57): 512 PML5 entries name one PML4, whose 512 entries
+    name one PDPT, whose 512 name one PD, whose 512 name one PT of 512 4 KiB pages: 35 trillion
+    pages from five pages of a dump, one level of sharing more than a PML4 can make."""
+    d = Dump()
+    table = d.table({i: (i * PAGE) | LEAF for i in range(512)})
+    for _ in range(4):  # PD, PDPT, PML4, PML5
+        table = d.table(dict.fromkeys(range(512), table | TABLE))
+    d.la57_root = table
     return d
 
 
@@ -283,6 +314,12 @@ CASES: dict[str, Case] = {
         WALKED,
         "the PT table at 0x4000000 is reached by 66846720 paths",
     ),
+    "pt-fanout-pml5": Case(
+        _pml5_fanout,
+        WALKED,
+        "visit 134217728 PD tables, more than 1048576 (at PD level: the PD "
+        "table at 0x4001000 is reached by 134217728 paths",
+    ),  # fmt: skip
     "pt-fanout-2m": Case(lambda: _fanout(_large_pages(512)), WALKED, "would map more than"),
     # 255 x 512 x 256 = 33.4 million 2 MiB pages, just under MAX_LEAVES: walked to the end
     "pt-leaves-at-the-bound": Case(lambda: _fanout(_large_pages(256)), "", ""),

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, require
+from tlb_oracle import Tlb, leaf_tlb, parse_tlb
 
 from kmtool.dump.inspection import Inspection, Options, inspect_dump
 from kmtool.dump.memmap import type_name
@@ -36,11 +37,9 @@ from kmtool.errors import KmtoolError
 from kmtool.layout.table import MEMTYPE_HANDOFF, MEMTYPE_KERNEL, MEMTYPE_SCRATCH, PAGE_SIZE, MiB
 from kmtool.qemu.cmdline import DEFAULT_MEMORY
 from kmtool.schemas.frames import FrameAllocator, FrameSpan
-from kmtool.schemas.paging import Pte
 
 TOOLS = ("clang", "ld.lld", "lld-link", "mformat", "mcopy", "qemu-system-x86_64",
          "/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd")  # fmt: skip
-TLB_LINE = re.compile(r"^([0-9a-f]{16}): ([0-9a-f]{16}) ([-XGPDACTUW]{9})$")
 MAP_ROW = re.compile(
     r"^\s*(\d+)\s+(\S+)\s+0x([0-9a-f]{16})\s+0x([0-9a-f]{16})\s+(\d+)\s+0x([0-9a-f]+)$"
 )
@@ -53,10 +52,6 @@ KERNEL_TYPE_NAMES = {
     "KmKernel": MEMTYPE_KERNEL, "KmHandoff": MEMTYPE_HANDOFF, "KmScratch": MEMTYPE_SCRATCH,
 }  # fmt: skip
 COMPARE_CHUNK = 16 * MiB  # dumps are compared this much at a time (bounded memory)
-QEMU_ADDRESS_MASK = {4096: 0x3FFFFFFFFF000, 2 << 20: 0x3FFFFFFE00000, 1 << 30: 0x3FFFFC0000000}
-FLAG_LETTERS = (("X", Pte.NX), ("G", Pte.GLOBAL), ("P", Pte.PS), ("D", Pte.DIRTY),
-                ("A", Pte.ACCESSED), ("C", Pte.PCD), ("T", Pte.PWT), ("U", Pte.USER),
-                ("W", Pte.WRITABLE))  # fmt: skip
 
 
 def kmtool(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
@@ -65,29 +60,10 @@ def kmtool(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
                           env=env, cwd=cwd, timeout=300)  # fmt: skip
 
 
-def parse_tlb(text: str) -> set[tuple[int, int, int, str]]:
-    """`info tlb` lines as (va, pa, page size, flag letters); the size from P and the level mask."""
-    entries = set()
-    for line in text.splitlines():
-        match = TLB_LINE.match(line.strip())
-        assert match or not line.strip(), f"unexpected info tlb line: {line!r}"
-        if match:
-            va, pa, flags = int(match.group(1), 16), int(match.group(2), 16), match.group(3)
-            entries.add((va, pa, 0, flags))
-    return entries
-
-
-def kmtool_tlb(ins: Inspection) -> set[tuple[int, int, int, str]]:
+def kmtool_tlb(ins: Inspection) -> Tlb:
     """kmtool's leaves formatted the way QEMU's `info tlb` prints them."""
     assert ins.tables is not None and ins.tables.leaves is not None
-    leaves = ins.tables.leaves
-    out = set()
-    for va, size, raw in zip(leaves.va.tolist(), leaves.size.tolist(), leaves.entry.tolist(),
-                             strict=True):  # fmt: skip
-        entry = raw & ~Pte.PS if size == 4096 else raw  # QEMU hides the PAT bit of 4 KiB pages
-        flags = "".join(ch if entry & bit else "-" for ch, bit in FLAG_LETTERS)
-        out.add((va, raw & QEMU_ADDRESS_MASK[size], 0, flags))
-    return out
+    return leaf_tlb(ins.tables.leaves)
 
 
 # -- the real kernel ------------------------------------------------------------------------------

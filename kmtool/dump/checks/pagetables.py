@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from kmtool.dump.checks.common import SHOWN, Verdict, contained, listing, offenders
-from kmtool.dump.levels import ADDRESS_MASK, PERM_W, PERM_X, perm_text
+from kmtool.dump.levels import ADDRESS_MASK, FOUR_LEVEL, PERM_W, PERM_X, PagingMode, perm_text
 from kmtool.dump.memmap import RAM_TYPES, MemoryMap, merge_intervals
 from kmtool.dump.pagetable import PageTables
 from kmtool.layout.table import (
@@ -23,6 +23,8 @@ from kmtool.schemas.paging import Pte
 if TYPE_CHECKING:
     from kmtool.dump.coreinfo import CoreInfoBlock
     from kmtool.dump.source import DumpSource
+
+PML5_KERNEL_ENTRY = 511  # with 5 levels, the 48-bit kernel half sits under the PML5's last entry
 
 
 def offset_mapped(kernel_tables: PageTables) -> tuple[np.ndarray, np.ndarray]:
@@ -54,17 +56,25 @@ def page_tables_walked(
     return Verdict(True, f"{leaves} pages under {roots}{note}")
 
 
-def shared_entries(core: CoreInfoBlock, source: DumpSource, root: int | None) -> Verdict:
+def shared_entries(
+    core: CoreInfoBlock, source: DumpSource, root: int | None, mode: PagingMode = FOUR_LEVEL
+) -> Verdict:
     """The kernel PML4's shared entries are present, and CR3's table (`root`, when another one)
-    points them at the same tables."""
+    points them at the same tables; with 5-level paging (`mode`) CR3's PML4 for the kernel's
+    addresses is the one its PML5 entry 511 names."""
     pml4 = core.kernel_pml4_phys & ADDRESS_MASK
     memory = source.memory
     if not memory.contains(pml4, PAGE_SIZE):
         return Verdict(False, f"the kernel PML4 at {hex(pml4)} is outside the dump")
+    found = []
+    if root is not None and len(mode.levels) > len(FOUR_LEVEL.levels) and memory.contains(root, 8):
+        top = memory.u64(root + PML5_KERNEL_ENTRY * 8, f"PML5 entry {PML5_KERNEL_ENTRY} under CR3")
+        if not top & Pte.PRESENT:
+            found.append(f"CR3's PML5 entry {PML5_KERNEL_ENTRY} is {hex(top)} (not present)")
+        root = top & ADDRESS_MASK if top & Pte.PRESENT else None
     live_root = root if root is not None and root != pml4 else None
     if live_root is not None and not memory.contains(live_root, PAGE_SIZE):
         live_root = None  # "page tables walked" names it
-    found = []
     for index in range(SHARED_PML4_FIRST, SHARED_PML4_LAST + 1):
         entry = memory.u64(pml4 + index * 8, f"kernel PML4 entry {index}")
         if not entry & Pte.PRESENT:

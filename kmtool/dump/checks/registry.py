@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 Part = Literal[
     "source", "kernel", "root", "tables", "core", "core_error", "kernel_tables", "boot",
     "memmap", "frames", "heap", "foreign", "aspaces", "accounting", "part_errors", "descriptors",
+    "mode",
 ]  # fmt: skip
 # "span_list": the free list read to its end (a partial list still feeds the checks of each span).
 # "memmap": the memory map read whole (a partial or unreadable one makes its checks not applicable).
@@ -92,7 +93,8 @@ CHECKS: tuple[InspectCheck, ...] = (
     C("page tables walked", pagetables.page_tables_walked,
       ("tables", "kernel_tables", "foreign"), optional=("kernel_tables",)),
     C(f"kernel PML4 entries {SHARED_PML4_FIRST} and {SHARED_PML4_LAST} present",
-      pagetables.shared_entries, ("core", "source", "root"), ("kernel_pml4",), ("root",)),
+      pagetables.shared_entries, ("core", "source", "root", "mode"), ("kernel_pml4",),
+      ("root",)),
     C(f"offset map is physical + {hex(OFFSET_MAP_BASE)}", pagetables.offset_map,
       ("memmap", "kernel_tables"), ("kernel_pml4", "memmap")),
     C("no writable and executable kernel mapping", pagetables.no_wx, ("kernel_tables",),
