@@ -144,7 +144,7 @@ def inspect(
             _show(ctx, inspect_source(source, options), session.path.name, asked)
         return
     if dump is None:
-        raise click.UsageError("Missing argument 'DUMP' (or pass `--live`).")
+        raise click.UsageError("Missing argument 'DUMP'.")
     options = Options(kernel=kernel, cr3=cr3, base=base, walk=list(walk_vas), pa=list(pas),
                       paging=paging)  # fmt: skip
     _need_kernel(options, expressions)
