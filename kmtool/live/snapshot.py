@@ -26,11 +26,13 @@ from pathlib import Path
 
 from kmtool.dump.memory import MemoryRange, PhysicalMemory
 from kmtool.dump.source import DumpSource
-from kmtool.live.session import Session
+from kmtool.errors import DumpError
+from kmtool.live.session import LiveError, Session
 from kmtool.qemu.dump import page_notes
 from kmtool.qemu.qmp import Monitor
 
 RUNNING = "running"  # QMP query-status: the only state that is paused and resumed
+PRELAUNCH = "prelaunch"  # QEMU started with -S (gdb) and no CPU has run yet: nothing to decode
 
 
 @contextlib.contextmanager
@@ -38,7 +40,13 @@ def paused(session: Session) -> Iterator[DumpSource]:
     """The guest of `session` as a DumpSource (kind "live") while it is paused; RunError when
     QEMU does not answer, DumpError when its memory or notes cannot be read."""
     with Monitor(session.qmp) as monitor:
-        was_running = monitor.status() == RUNNING
+        status = monitor.status()
+        if status == PRELAUNCH:
+            raise LiveError(
+                f"The guest of the live session `{session.path}` has not started yet (QEMU status "
+                f"{status}: it waits for gdb to continue it)."
+            )
+        was_running = status == RUNNING
         if was_running:
             monitor.stop()
         try:
@@ -56,7 +64,14 @@ def _source(session: Session, monitor: Monitor) -> DumpSource:
     """The stopped guest's memory (the RAM file) and CPU state (one page's ELF notes)."""
     fd, scratch = tempfile.mkstemp(prefix=".cpu-", suffix=".elf", dir=session.path.parent)
     os.close(fd)
-    notes = page_notes(monitor, Path(scratch))
+    try:
+        notes = page_notes(monitor, Path(scratch))
+    except DumpError as err:
+        text = str(err)
+        raise LiveError(
+            f"The CPU state of the live session `{session.path}` cannot be read from QEMU's "
+            f"one-page ELF dump: {text[:1].lower()}{text[1:]}"
+        ) from None
     ranges = [MemoryRange(phys, size, offset, size) for phys, offset, size in session.ranges]
     memory = PhysicalMemory(session.ram, ranges)
     return DumpSource(session.path, "live", memory, notes.cpus, core_info_note=notes.core_info)
