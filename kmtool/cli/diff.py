@@ -38,7 +38,11 @@ def diff(
 ) -> None:
     """Compare two dumps (or two `kmtool inspect --json` documents) of the kernel: frames that
     changed owner (leaked frames first), mappings added, removed or changed per address space
-    (merged into ranges), heap blocks by order, and counters."""
+    (merged into ranges), heap blocks by order, and counters.
+
+    Either side may be `live:` or `live:SESSION`, the running guest of a live session (`kmtool
+    run --live`; SESSION defaults to BUILD_DIR/live/session.json), paused while it is read and
+    resumed if it was running: `kmtool diff before.elf live:`."""
     from kmtool.diff.compare import KINDS, compare
     from kmtool.diff.render import render
     from kmtool.diff.snapshot import load

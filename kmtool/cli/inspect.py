@@ -6,6 +6,7 @@ Exit status: 0 when every check passes, 1 when one fails or the dump cannot be d
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,7 +16,8 @@ from kmtool.cli.app import console, err_console, print_json
 from kmtool.errors import KmtoolError
 
 if TYPE_CHECKING:
-    from kmtool.dump.inspection import Inspection
+    from kmtool.dump.inspection import Inspection, Options
+    from kmtool.live.session import Session
 
 PART_CHOICES = ("summary", "cpu", "descriptors", "boot", "memmap", "pagetables", "frames", "heap", "fault",
                 "aspaces", "checks", "all")  # fmt: skip
@@ -45,7 +47,7 @@ ADDRESS = Address()
 
 
 @click.command()
-@click.argument("dump", type=click.Path(dir_okay=True, path_type=Path))
+@click.argument("dump", required=False, type=click.Path(dir_okay=True, path_type=Path))
 @click.option(
     "--kernel",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -92,6 +94,13 @@ ADDRESS = Address()
 )
 @click.option("--json", "as_json", is_flag=True, help="Print everything as one JSON object.")
 @click.option(
+    "--live",
+    is_flag=True,
+    help="Inspect the running guest of a live session (`kmtool run --live`) instead of a dump: "
+    "DUMP is then its session file [default: BUILD_DIR/live/session.json]; the guest is paused "
+    "while it is read and resumed if it was running; --kernel defaults to the session's kernel.",
+)
+@click.option(
     "--svg",
     "svg",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -100,7 +109,7 @@ ADDRESS = Address()
 @click.pass_context
 def inspect(
     ctx: click.Context,
-    dump: Path,
+    dump: Path | None,
     kernel: Path | None,
     cr3: int | None,
     paging: str | None,
@@ -110,6 +119,7 @@ def inspect(
     pas: tuple[int, ...],
     expressions: tuple[str, ...],
     as_json: bool,
+    live: bool,
     svg: Path | None,
 ) -> None:
     """Decode a memory dump: CPU, boot info, page tables, frames, heap.
@@ -117,23 +127,75 @@ def inspect(
     DUMP is a QEMU ELF core (`kmtool run --dump FILE`) or a raw physical image (`--dump-format
     raw`; its FILE.layout.json is read when present). The kernel's core-info block is found by
     scanning for its magic, or through `--kernel`; `--cr3` walks the page tables of any x86-64
-    dump, even of another kernel. Exits 1 when a check fails.
+    dump, even of another kernel. With `--live`, the running guest of a live session is decoded
+    the same way. Exits 1 when a check fails.
     """
-    from kmtool.dump import render
-    from kmtool.dump.inspection import Options, inspect_dump
+    from kmtool.dump.inspection import Options, inspect_dump, inspect_source
 
+    asked = _Asked(parts, walk_vas, pas, expressions, as_json, svg)
+    if live:
+        from kmtool.live.snapshot import paused
+
+        session = _session(dump, base)
+        kernel = kernel or session.kernel
+        options = Options(kernel=kernel, cr3=cr3, walk=list(walk_vas), pa=list(pas), paging=paging)
+        _need_kernel(options, expressions)
+        with paused(session) as source:
+            _show(ctx, inspect_source(source, options), session.path.name, asked)
+        return
+    if dump is None:
+        raise click.UsageError("Missing argument 'DUMP'.")
     options = Options(kernel=kernel, cr3=cr3, base=base, walk=list(walk_vas), pa=list(pas),
                       paging=paging)  # fmt: skip
-    if expressions and kernel is None:
+    _need_kernel(options, expressions)
+    _show(ctx, inspect_dump(dump, options), dump.name, asked)
+
+
+def _session(path: Path | None, base: int | None) -> Session:
+    """The live session `--live` names: DUMP, or the build's default session file."""
+    from kmtool.artifacts import build_dir
+    from kmtool.live.session import default_session, read_session
+
+    if base is not None:
+        raise KmtoolError("`--base` places a raw image; a live session has its RAM ranges.")
+    session = read_session(path or default_session(build_dir()))
+    if session.kernel is not None and not session.kernel.is_file():
+        return Session(session.path, {**session.doc, "kernel": None})  # rebuilt away: no default
+    return session
+
+
+def _need_kernel(options: Options, expressions: tuple[str, ...]) -> None:
+    if expressions and options.kernel is None:
         raise KmtoolError("`--print` reads the kernel's types from its ELF: pass `--kernel ELF`.")
-    ins = inspect_dump(dump, options)
+
+
+@dataclass(frozen=True)
+class _Asked:
+    """What the options ask to be shown."""
+
+    parts: tuple[str, ...]
+    walk_vas: tuple[int, ...]
+    pas: tuple[int, ...]
+    expressions: tuple[str, ...]
+    as_json: bool
+    svg: Path | None
+
+
+def _show(ctx: click.Context, ins: Inspection, name: str, asked: _Asked) -> None:
+    """Print what was asked of the inspection `ins` of the dump called `name`; exit 1 when a
+    check failed."""
+    from kmtool.dump import render
+
+    parts, walk_vas, pas, expressions = asked.parts, asked.walk_vas, asked.pas, asked.expressions
+    as_json, svg = asked.as_json, asked.svg
+
     if expressions:
         _print(ins, list(expressions), as_json)
         return
     if svg is not None:
         from kmtool.picture import dump as picture
 
-        picture.write(ins, dump.name, svg)
+        picture.write(ins, name, svg)
     doc = ins.to_json()
     if as_json:
         print_json(doc)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import click
 
 from kmtool.cli.app import console
+from kmtool.errors import KmtoolError
 from kmtool.qemu.cmdline import DEFAULT_MEMORY, GDB_PORT
 from kmtool.units import suffix_size_text
 
@@ -22,7 +23,8 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.text import Text
 
-    from kmtool.qemu.runner import RunResult
+    from kmtool.qemu.process import Echo
+    from kmtool.qemu.runner import RunOptions, RunResult
 
 
 @click.command()
@@ -67,6 +69,25 @@ if TYPE_CHECKING:
     show_default=True,
     help="QEMU ELF core, raw physical memory (+ FILE.layout.json), or kdump-compressed (zlib).",
 )
+@click.option(
+    "--live",
+    is_flag=True,
+    help="Back guest RAM with a shared sparse file and return once the kernel is ready (with "
+    "--gdb: once QEMU waits for gdb), leaving QEMU running as a live session for `kmtool inspect "
+    "--live`, `kmtool diff live:` and gdb.",
+)
+@click.option(
+    "--session",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The live session file [default: BUILD_DIR/live/session.json]; the RAM file, QMP socket "
+    "and QEMU's stderr sit beside it (.ram, .qmp, .stderr).",
+)
+@click.option(
+    "--stop",
+    is_flag=True,
+    help="`kmtool run --stop [SESSION]`: end a live session (stop its QEMU, remove its RAM file "
+    "and session file); SESSION defaults to --session's default.",
+)
 @click.option("--cpu", "cpu_model", help="QEMU CPU model (default: max under TCG, host under KVM).")
 @click.option(
     "--build-dir",
@@ -86,6 +107,9 @@ def run(
     as_json: bool,
     dump: Path | None,
     dump_format: str,
+    live: bool,
+    session: Path | None,
+    stop: bool,
     cpu_model: str | None,
     build_dir: Path | None,
 ) -> int:
@@ -94,6 +118,9 @@ def run(
     IMAGE defaults to BUILD_DIR/kmtool.img. The serial output is shown live and saved to
     BUILD_DIR/serial.log (debugcon to BUILD_DIR/debugcon.log). Exit status: pass 0, fail 2,
     panic 3, reset 4, timeout 5, qemu-error 6.
+
+    `--live` returns with that status once the kernel is ready and leaves QEMU running (`kmtool
+    inspect --live`, `kmtool diff live: B`); `kmtool run --stop` ends the session.
     """
     from kmtool.artifacts import IMAGE, KERNEL_ELF
     from kmtool.artifacts import build_dir as default_build_dir
@@ -102,6 +129,9 @@ def run(
     from kmtool.qemu.runner import RunOptions, run_image
 
     build_dir = build_dir if build_dir is not None else default_build_dir()
+    if stop:
+        return _stop(image or _session_file(build_dir, session), live or dump is not None)
+    session = _live_session(build_dir, session, live, dump is not None)
     options = RunOptions(
         memory=parse_size(memory),
         cpus=cpus,
@@ -114,22 +144,74 @@ def run(
         dump_format=dump_format,
         build_dir=build_dir,
     )
-    image = image if image is not None else build_dir / IMAGE
+    image = image or build_dir / IMAGE
     if gdb:
-        kernel = build_dir / KERNEL_ELF
-        _print_gdb_hint(err_console if as_json else console, kernel, gdb_port)
-
-    def echo(line: str) -> None:
-        console.out(line, highlight=False)
-
+        _print_gdb_hint(err_console if as_json else console, build_dir / KERNEL_ELF, gdb_port)
+    if session is not None:
+        return _live(image, options, session, _echo, as_json)
     with _terminate_cleanly(), _DumpProgress(err_console if as_json else console) as progress:
-        result = run_image(image, options, echo=None if as_json else echo, progress=progress)
+        result = run_image(image, options, echo=None if as_json else _echo, progress=progress)
 
-    if as_json:
-        print_json(result.to_json())
-    else:
-        _print_result(result)
+    print_json(result.to_json()) if as_json else _print_result(result)
     return result.exit_status
+
+
+def _echo(line: str) -> None:
+    """One serial line of the guest, as it arrives."""
+    console.out(line, highlight=False)
+
+
+def _session_file(build_dir: Path, session: Path | None) -> Path:
+    from kmtool.live.session import default_session
+
+    return session or default_session(build_dir)
+
+
+def _live_session(build_dir: Path, session: Path | None, live: bool, dump: bool) -> Path | None:
+    """The session file of a `--live` run, None for another run; KmtoolError on a misuse."""
+    if not live:
+        if session is not None:
+            raise KmtoolError("`--session` names a live session: use it with `--live` or `--stop`.")
+        return None
+    if dump:
+        raise KmtoolError("`--live` leaves the guest running; dump it with QMP, not `--dump`.")
+    return _session_file(build_dir, session)
+
+
+def _stop(session: Path, conflicting: bool) -> int:
+    """`--stop`: end the live session `session` and say so."""
+    from rich.text import Text
+
+    from kmtool.live.session import end_session
+
+    if conflicting:
+        raise KmtoolError("`--stop` ends a session; it takes no `--live` or `--dump`.")
+    console.print(Text(end_session(session)), soft_wrap=True)
+    return 0
+
+
+def _live(image: Path, options: RunOptions, session: Path, echo: Echo, as_json: bool) -> int:
+    """`--live`: boot, leave QEMU running, print the run (or the gdb hint) and the session."""
+    from rich.text import Text
+
+    from kmtool.cli.app import err_console, print_json
+    from kmtool.live.run import run_live
+
+    with _terminate_cleanly():
+        started = run_live(image, options, session, echo=None if as_json else echo)
+    result = started.result
+    if as_json:
+        doc = {} if result is None else result.to_json()
+        print_json({**doc, "live_session": None if started.session is None else
+                    str(started.session), "gdb": started.gdb})  # fmt: skip
+    elif result is not None:
+        _print_result(result)
+    if started.session is not None and not as_json:
+        (err_console if as_json else console).print(Text(
+            f"live session {started.session}: QEMU runs on; `kmtool inspect --live "
+            f"{started.session}`, end it with `kmtool run --stop {started.session}`."
+        ), soft_wrap=True)  # fmt: skip
+    return 0 if result is None else result.exit_status
 
 
 def _print_gdb_hint(target: Console, kernel: Path, port: int) -> None:
@@ -165,7 +247,10 @@ def _summary(result: RunResult) -> Text:
     from kmtool.qemu.outcome import Outcome
 
     style = "green" if result.outcome is Outcome.PASS else "red"
-    if result.held:
+    if result.live_session is not None:
+        status = "held" if result.held else "still running"
+        status += ", QEMU left running as a live session"
+    elif result.held:
         status = "held, then stopped by kmtool"
     elif result.outcome is Outcome.TIMEOUT and not result.killed:
         status = "stopped by kmtool at the time limit"

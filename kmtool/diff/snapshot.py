@@ -2,7 +2,9 @@
 of a dump (kmtool.dump.document), so a dump and a saved document are read by the same code.
 
 A dump is inspected first (as `kmtool inspect` would, without a kernel ELF). A document is taken
-as it is; one that is not an inspect document is a DiffError naming the file and the key.
+as it is; one that is not an inspect document is a DiffError naming the file and the key. A side
+spelled `live:` (the build's default session) or `live:SESSION` is a live guest, inspected while
+paused exactly as `kmtool inspect --live` does (kmtool.live.snapshot), then resumed.
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ from kmtool.dump.levels import perm_text
 from kmtool.errors import KmtoolError
 
 if TYPE_CHECKING:
+    from kmtool.dump.inspection import Inspection
     from kmtool.dump.pagetable import Ranges
 
 #: The largest `inspect --json` document read (its lists are bounded; bigger is not one of ours).
 MAX_DOCUMENT_BYTES = 1 << 30
+LIVE_PREFIX = "live:"  # a side that names a live session rather than a file
 
 
 class DiffError(KmtoolError):
@@ -44,7 +48,10 @@ class Snapshot:
 
 
 def load(path: Path) -> Snapshot:
-    """The snapshot of a dump or of a saved `inspect --json` document at `path`."""
+    """The snapshot of a dump or of a saved `inspect --json` document at `path`, or of the live
+    guest `live:[SESSION]` names."""
+    if str(path).startswith(LIVE_PREFIX):
+        return _live(path, str(path)[len(LIVE_PREFIX) :])
     try:
         with open(path, "rb") as f:
             head = f.read(1)
@@ -69,16 +76,33 @@ def load(path: Path) -> Snapshot:
             raise DiffError(
                 f"`{path}` is neither an inspect document nor a dump of the kernel: {err}"
             ) from None
-        snap = from_document(path, ins.to_json())
-        if ins.accounting is not None:  # the whole accounting, not the document's first ranges
-            snap.owners = {**ins.accounting.owned, "unaccounted": ins.accounting.unaccounted}
-            snap.owners_complete = True
-        if ins.tables is not None:  # every range, not the document's first ones
-            snap.spaces["kernel"] = _space_of(ins.tables.ranges)
-        for space in [] if ins.aspaces is None else ins.aspaces.spaces:
-            snap.spaces[f"space {space.id}"] = _space_of(space.user)
-        return snap
+        return _from_inspection(path, ins)
     return from_document(path, doc)
+
+
+def _live(side: Path, session_path: str) -> Snapshot:
+    """The snapshot of the live guest of `session_path` (empty: the build's default session)."""
+    from kmtool.artifacts import build_dir
+    from kmtool.dump.inspection import Options, inspect_source
+    from kmtool.live.session import default_session, read_session
+    from kmtool.live.snapshot import paused
+
+    session = read_session(Path(session_path) if session_path else default_session(build_dir()))
+    with paused(session) as source:
+        return _from_inspection(side, inspect_source(source, Options()))
+
+
+def _from_inspection(path: Path, ins: Inspection) -> Snapshot:
+    """The snapshot of an inspection, with its whole frame accounting."""
+    snap = from_document(path, ins.to_json())
+    if ins.accounting is not None:  # the whole accounting, not the document's first ranges
+        snap.owners = {**ins.accounting.owned, "unaccounted": ins.accounting.unaccounted}
+        snap.owners_complete = True
+    if ins.tables is not None:  # every range, not the document's first ones
+        snap.spaces["kernel"] = _space_of(ins.tables.ranges)
+    for space in [] if ins.aspaces is None else ins.aspaces.spaces:
+        snap.spaces[f"space {space.id}"] = _space_of(space.user)
+    return snap
 
 
 def from_document(path: Path, doc: Any) -> Snapshot:

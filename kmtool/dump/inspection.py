@@ -173,7 +173,12 @@ def _page_stats_doc(stats: Any) -> PageStatsDoc:
 
 def inspect_dump(path: Path, options: Options) -> Inspection:
     """Open and decode the dump at `path` (DumpError on structural faults)."""
-    source = open_dump(path, options.base)
+    return inspect_source(open_dump(path, options.base), options)
+
+
+def inspect_source(source: DumpSource, options: Options) -> Inspection:
+    """Decode an opened dump, or a live guest's memory (kmtool.live.snapshot), the same way."""
+    path = source.path
     ins = Inspection(source, options)
     memory = source.memory
     if options.kernel is not None:

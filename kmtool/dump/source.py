@@ -48,7 +48,7 @@ class DumpSource:
     """A dump opened for reading: its memory, what kind it is, and any recorded CPU state."""
 
     path: Path
-    kind: str  # "elf", "kdump", "lime" or "raw"
+    kind: str  # "elf", "kdump", "lime", "raw", or "live" (a running guest, kmtool.live.snapshot)
     memory: PhysicalMemory
     cpus: list[CpuState] = field(default_factory=list)
     base: int | None = None  # raw images read with --base or without a layout file

@@ -15,10 +15,14 @@ The machine (docs/design.md §6.1):
       [-fw_cfg name=opt/kmtool/cmdline,file=CMDLINE_FILE]
       [-qmp unix:SOCKET,server=on,wait=off]  [-gdb tcp:127.0.0.1:PORT -S]
 
-- RAM is always a `memory-backend-ram` with `reserve=off`: QEMU then maps guest RAM without
+- RAM is a `memory-backend-ram` with `reserve=off`: QEMU then maps guest RAM without
   reserving swap, so a 64 GiB or 256 GiB guest starts on a 24 GiB host (plain `-m 64G` is refused)
   and pages the guest never touches cost nothing. One form for every size keeps the layout of every
-  run the same.
+  run the same. A live run (`ram_file`) backs the same `ram` object with a file instead,
+  `memory-backend-file,id=ram,size=S,mem-path=FILE,share=on`: QEMU creates FILE sparse and maps
+  it shared, so the guest's writes land in FILE's page cache, where kmtool maps them too
+  (docs/design.md §12); a shared file mapping reserves no swap either, and untouched pages stay
+  holes.
 - The disk is read-only (virtio-blk, since QEMU's SATA disks cannot be read-only), so a run never
   modifies the built image. A directory is served as a read-only FAT disk (vvfat), which tests use.
 - The kernel command line goes through a fw_cfg *file* rather than `string=`: QEMU splits option
@@ -98,6 +102,7 @@ class MachineSpec:
     # (kmtool/qemu/exceptions.py). With one, a reset pauses the VM instead of ending QEMU, so a
     # triple fault keeps its state for QMP; None: `-no-reboot`, QEMU exits on a reset.
     exception_log: Path | None = None
+    ram_file: Path | None = None  # a live run: guest RAM is this shared file (created by QEMU)
 
 
 def build_argv(spec: MachineSpec) -> list[str]:
@@ -116,7 +121,7 @@ def build_argv(spec: MachineSpec) -> list[str]:
         "-accel", spec.accel,
         "-cpu", spec.cpu,
         "-smp", str(spec.cpus),
-        "-object", f"memory-backend-ram,id=ram,size={size},reserve=off",
+        "-object", _ram_backend(spec, size),
         "-machine", "q35,memory-backend=ram",
         "-m", size,
         "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={escape(spec.firmware_code)}",
@@ -140,6 +145,13 @@ def build_argv(spec: MachineSpec) -> list[str]:
         argv.insert(argv.index("-action") + 1, "reboot=shutdown,shutdown=pause")
         argv += ["-d", "int,cpu_reset", "-D", escape(spec.exception_log)]
     return argv
+
+
+def _ram_backend(spec: MachineSpec, size: str) -> str:
+    """The `-object` value of guest RAM: anonymous memory, or a live run's shared file."""
+    if spec.ram_file is None:
+        return f"memory-backend-ram,id=ram,size={size},reserve=off"
+    return f"memory-backend-file,id=ram,size={size},mem-path={escape(spec.ram_file)},share=on"
 
 
 def kernel_cmdline(text: str, hold: bool) -> str:

@@ -39,6 +39,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kmtool.errors import DumpError, RunError
 from kmtool.layout.table import PAGE_SIZE, MiB
@@ -46,9 +47,9 @@ from kmtool.qemu import dumpfile, kdumpflat
 from kmtool.qemu.dumpfile import BlockWriter
 from kmtool.qemu.qmp import Monitor
 from kmtool.schemas.rawdump import RawCpu, layout_document, layout_path_for
-from kmtool.schemas.vmcoreinfo import NOTE_NAME, core_info_address
 
-VMCOREINFO_NAME = NOTE_NAME.rstrip(b"\0").decode()
+if TYPE_CHECKING:
+    from kmtool.dump.elfcore import Notes
 
 FORMATS = ("elf", "raw", "kdump")
 KDUMP_QEMU_FORMAT = "kdump-zlib"  # the kdump flavour every QEMU build offers (zlib is always there)
@@ -61,7 +62,8 @@ DRAIN_SECONDS = 30.0  # the ELF copy's bound after QEMU's last byte (a pipe and 
 Progress = Callable[[int, int], None]  # (bytes done, bytes total)
 
 _MTREE_RAM = re.compile(
-    r"^\s*([0-9a-f]+)-([0-9a-f]+) \(prio -?\d+, ram\): alias (ram-(?:below|above)-4g) @",
+    r"^\s*([0-9a-f]+)-([0-9a-f]+) \(prio -?\d+, ram\): alias (ram-(?:below|above)-4g) @"
+    r"(?:\S+ ([0-9a-f]+)-)?",  # the backend's name and the alias's offset into it
     re.MULTILINE,
 )
 # `info registers` lines: "CR3=...", "RFL=..."; "CS =0008 <base> <limit> <flags>"; "GDT=     <base>
@@ -78,6 +80,7 @@ class RamRange:
     name: str
     phys: int
     size: int
+    offset: int = 0  # where the range starts in the RAM backend (a live session's RAM file)
 
     @property
     def end(self) -> int:
@@ -218,7 +221,8 @@ def parse_mtree(text: str) -> list[RamRange]:
     found: dict[str, RamRange] = {}
     for match in _MTREE_RAM.finditer(text):
         start, last, name = int(match.group(1), 16), int(match.group(2), 16), match.group(3)
-        found.setdefault(name, RamRange(name, start, last - start + 1))
+        offset = int(match.group(4) or "0", 16)
+        found.setdefault(name, RamRange(name, start, last - start + 1, offset))
     if not found:
         raise RunError("QEMU's memory tree (`info mtree`) shows no `ram-below-4g` RAM alias.")
     return sorted(found.values(), key=lambda r: r.phys)
@@ -284,27 +288,29 @@ def _capture_raw(monitor: Monitor, path: Path, progress: Progress | None) -> tup
 
 def note_core_info(monitor: Monitor, scratch: Path) -> int | None:
     """The core-info address the kernel published to QEMU (docs/design.md §5.3), read from QEMU's
-    own copy of the VMCOREINFO note: an ELF dump of one page (QEMU adds the note to every dump)
-    written to `scratch` and removed again. None when the kernel published none."""
-    from elftools.common.exceptions import ELFError
-    from elftools.elf.elffile import ELFFile
-    from elftools.elf.segments import NoteSegment
+    own copy of the VMCOREINFO note (`page_notes`). None when the kernel published none."""
+    try:
+        return page_notes(monitor, scratch).core_info
+    except (RunError, DumpError):
+        return None
+
+
+def page_notes(monitor: Monitor, scratch: Path) -> Notes:
+    """The notes QEMU writes into every ELF dump, from an ELF dump of one page written to
+    `scratch` and removed again: each CPU's registers (NT_PRSTATUS and the QEMU note, the same
+    state an ELF dump records, decoded by the same kmtool.dump.elfcore) and the kernel's
+    VMCOREINFO note. One QMP command, whatever the size of the guest; it needs a stopped VM
+    (QEMU would pause a running one itself). RunError/DumpError when QEMU or the file fails."""
+    from kmtool.dump.elfcore import open_elf_core
 
     try:
         monitor.command("dump-guest-memory", paging=False, protocol=f"file:{scratch}",
                         begin=0, length=PAGE_SIZE)  # fmt: skip
-        with open(scratch, "rb") as f:
-            for segment in ELFFile(f).iter_segments():
-                if not isinstance(segment, NoteSegment):
-                    continue
-                for note in segment.iter_notes():
-                    if note["n_name"] == VMCOREINFO_NAME:
-                        return core_info_address(note["n_descdata"])
-    except (OSError, ELFError, ValueError, KeyError):
-        return None
+        memory, notes = open_elf_core(scratch)
+        memory.close()
+        return notes
     finally:
         scratch.unlink(missing_ok=True)
-    return None
 
 
 def _copy_chunk(source: Path, writer: BlockWriter, phys: int, length: int) -> None:

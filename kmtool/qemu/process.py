@@ -12,6 +12,11 @@ QEMU), and dies with kmtool however kmtool dies. Two threads read its pipes: std
 whose every byte goes to `serial_log` as it arrives and through a `SerialWatcher` (serial.py),
 each line to `echo`; stderr is kept, and a KVM internal error in it ends the wait. What the output
 means for the run is the policy's business (runner.py); this module only reports why a wait ended.
+
+A *detached* launch (a live session, docs/design.md §12) is meant to outlive kmtool: QEMU's stdout
+goes straight into `serial_log` and its stderr into `stderr_log`, the threads follow those files
+instead of pipes, and QEMU does not die with kmtool. `detach()` lets it go: the threads stop and
+`close` no longer kills it.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -50,6 +55,8 @@ class Launch:
     debugcon_log: Path
     qmp_socket: Path | None = None
     exception_log: Path | None = None  # the FIFO of `-D` (cmdline.MachineSpec.exception_log)
+    detached: bool = False  # QEMU may outlive kmtool (see the module docstring)
+    stderr_log: Path | None = None  # where a detached QEMU's stderr goes
 
 
 class Stop(Enum):
@@ -120,6 +127,7 @@ class QemuProcess:
         self.killed = False  # kmtool ended QEMU (time limit, KVM failure, clean-up)
         self._monitor: Monitor | None = None
         self._threads: list[threading.Thread] = []
+        self._let_go = threading.Event()  # set by `detach`: the followers stop, QEMU lives on
         self.exceptions = (
             None if launch.exception_log is None else ExceptionLog(launch.exception_log)
         )
@@ -146,6 +154,9 @@ class QemuProcess:
         self.launch.debugcon_log.write_bytes(b"")
         if self.exceptions is not None:
             self.exceptions.open()
+        if self.launch.detached:
+            self._start_detached()
+            return
         try:
             self.process = subprocess.Popen(
                 self.argv,
@@ -163,6 +174,36 @@ class QemuProcess:
         tap = SerialTap(self.serial, log, self.echo, held=self.held)
         self._spawn(self._read_serial, self.process.stdout.fileno(), tap)
         self._spawn(self._read_stderr, self.process.stderr.fileno())
+
+    def _start_detached(self) -> None:
+        """`start` for a detached launch: QEMU writes its output files itself, kmtool follows."""
+        stderr_log = self.launch.stderr_log
+        assert stderr_log is not None
+        with open(self.launch.serial_log, "wb") as out, open(stderr_log, "wb") as err:
+            try:
+                self.process = subprocess.Popen(
+                    self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                    start_new_session=True, preexec_fn=_detached_child_setup,
+                )  # fmt: skip
+            except OSError as error:
+                raise RunError(
+                    f"Could not start `{self.argv[0]}`: {error.strerror or error}."
+                ) from error
+        self.started = time.monotonic()
+        sink = open(os.devnull, "wb")  # noqa: SIM115 (closed by the reader thread)
+        tap = SerialTap(self.serial, sink, self.echo, held=self.held)
+        self._spawn(self._read_serial, os.open(self.launch.serial_log, os.O_RDONLY), tap)
+        self._spawn(self._read_stderr, os.open(stderr_log, os.O_RDONLY))
+
+    def detach(self) -> None:
+        """Let a detached QEMU run on after kmtool: stop following its output, drop the monitor
+        connection; `close` then leaves QEMU alone."""
+        assert self.launch.detached
+        self._let_go.set()
+        if self._monitor is not None:
+            self._monitor.close()
+            self._monitor = None
+        self._join_readers()
 
     def wait(self, limit: float | None, until_held: bool, keep_at_limit: bool = False) -> Stop:
         """Block until QEMU exits, `limit` seconds from the start run out (QEMU is then killed,
@@ -235,11 +276,13 @@ class QemuProcess:
             process.wait()
 
     def close(self) -> None:
-        """Release everything: monitor, process, threads (idempotent)."""
+        """Release everything: monitor, process (unless detached), threads (idempotent)."""
         if self._monitor is not None:
             self._monitor.close()
             self._monitor = None
-        self.kill()
+        if not self._let_go.is_set():
+            self.kill()
+        self._let_go.set()
         self._join_readers()
         if self.exceptions is not None:
             self.exceptions.close()
@@ -255,15 +298,36 @@ class QemuProcess:
 
     def _read_serial(self, fd: int, tap: SerialTap) -> None:
         with tap.log:
-            while chunk := _read(fd):
+            for chunk in self._chunks(fd):
                 tap.take(chunk)
             tap.finish()
 
     def _read_stderr(self, fd: int) -> None:
-        while chunk := _read(fd):
+        for chunk in self._chunks(fd):
             self.stderr_parts.append(chunk.decode("utf-8", errors="replace"))
             if KVM_FAILURE in "".join(self.stderr_parts[-2:]):
                 self.kvm_failed.set()
+
+    def _chunks(self, fd: int) -> Iterator[bytes]:
+        """What QEMU writes to `fd`: a pipe's chunks up to EOF; for a detached launch, a file's
+        chunks as they are appended, until QEMU exits (then what is left) or `detach`."""
+        if not self.launch.detached:
+            while chunk := _read(fd):
+                yield chunk
+            return
+        try:
+            while not self._let_go.is_set():
+                chunk = _read(fd)
+                if chunk:
+                    yield chunk
+                elif self.process is not None and self.process.poll() is not None:
+                    while chunk := _read(fd):
+                        yield chunk
+                    return
+                else:
+                    time.sleep(POLL_SECONDS)
+        finally:
+            os.close(fd)
 
 
 def _qemu_child_setup() -> None:
@@ -286,6 +350,16 @@ def _qemu_child_setup() -> None:
         libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
         if os.environ.get("KMTOOL_HOST_THP") != "1":
             libc.prctl(pr_set_thp_disable, 1, 0, 0, 0)
+
+
+def _detached_child_setup() -> None:
+    """`_qemu_child_setup` without the death signal: a detached QEMU outlives kmtool."""
+    import ctypes
+
+    pr_set_thp_disable = 41
+    with contextlib.suppress(OSError, AttributeError):
+        if os.environ.get("KMTOOL_HOST_THP") != "1":
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_thp_disable, 1, 0, 0, 0)
 
 
 def _read(fd: int) -> bytes:

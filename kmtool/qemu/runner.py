@@ -83,6 +83,11 @@ class RunOptions:
     build_dir: Path = Path(BUILD_DIR_NAME)
     qemu: str = QEMU
     kernel: Path | None = None  # the ELF that symbolizes a panic; None: BUILD_DIR/kernel.elf
+    # A live run (docs/design.md §12, kmtool/live/run.py): guest RAM in this shared file,
+    # QMP and QEMU's stderr at these paths, and QEMU left running when kmtool is done.
+    ram_file: Path | None = None
+    qmp_socket: Path | None = None
+    stderr_log: Path | None = None
 
 
 @dataclass
@@ -111,6 +116,7 @@ class RunResult:
     stopped_at: int | None = None  # RIP where kmtool found the CPU (time limit, reset)
     reset_chain: list[Delivery] | None = None  # the exceptions that ended in a triple fault
     exceptions_log: Path | None = None  # the tail of QEMU's exception log, after a reset
+    live_session: Path | None = None  # the session file of a live run whose QEMU runs on
 
     @property
     def exit_status(self) -> int:
@@ -145,12 +151,13 @@ class RunResult:
             if self.reset_chain is None
             else [d.to_json() for d in self.reset_chain],
             "exceptions_log": None if self.exceptions_log is None else str(self.exceptions_log),
+            "live_session": None if self.live_session is None else str(self.live_session),
             "command": self.command,
         }
 
 
 @dataclass
-class _Boot:
+class Boot:
     """One run in progress: its options, what was decided before the start, and its QEMU."""
 
     options: RunOptions
@@ -178,10 +185,11 @@ class _Boot:
 
 
 @contextlib.contextmanager
-def _boot(
+def boot_vm(
     image: Path, options: RunOptions, echo: Echo | None, hold: bool = False
-) -> Iterator[_Boot]:
-    """Check, prepare and start a run; on exit, kill what is left and remove the temp directory."""
+) -> Iterator[Boot]:
+    """Check, prepare and start a run; on exit, kill what is left (unless detached: a live
+    run) and remove the temp directory."""
     hold = hold or options.hold or options.dump is not None
     cmdline = kernel_cmdline(options.cmdline, hold)
     check_run(image, cmdline, cmdline != options.cmdline, options.dump, options.qemu)
@@ -194,7 +202,7 @@ def _boot(
         process = QemuProcess(launch, echo)
         try:
             process.start()
-            yield _Boot(options, cmdline, hold, accel, process)
+            yield Boot(options, cmdline, hold, accel, process)
         finally:
             process.close()
     finally:
@@ -218,8 +226,11 @@ def _launch(
         cmdline_file = temp / "cmdline.txt"
         cmdline_file.write_bytes(cmdline.encode("utf-8"))
     debugcon_log = options.build_dir / DEBUGCON_LOG
-    qmp_socket = temp / "qmp.sock"  # every run: a hang or a triple fault is inspected through it
-    exception_log = temp / "exceptions.fifo"
+    # Every run has QMP: a hang or a triple fault is inspected through it. A live QEMU outlives
+    # the temp directory, so its socket is where the options say, and it has no exception log
+    # (a FIFO nobody reads once kmtool is gone); a reset then ends QEMU (-no-reboot).
+    qmp_socket = options.qmp_socket or temp / "qmp.sock"
+    exception_log = None if options.ram_file else temp / "exceptions.fifo"
     spec = MachineSpec(
         image=image,
         firmware_code=firmware.code,
@@ -235,9 +246,11 @@ def _launch(
         gdb_port=options.gdb_port,
         qemu=options.qemu,
         exception_log=exception_log,
+        ram_file=options.ram_file,
     )
     serial_log = options.build_dir / SERIAL_LOG
-    return Launch(build_argv(spec), serial_log, debugcon_log, qmp_socket, exception_log)
+    return Launch(build_argv(spec), serial_log, debugcon_log, qmp_socket, exception_log,
+                  detached=options.ram_file is not None, stderr_log=options.stderr_log)  # fmt: skip
 
 
 def run_image(
@@ -252,21 +265,21 @@ def run_image(
     a dump is written. Raises RunError/ToolError only when the run cannot be set up at all; a QEMU
     that fails is the outcome qemu-error.
     """
-    with _boot(image, options, echo) as boot:
+    with boot_vm(image, options, echo) as boot:
         boot.wait(until_held=boot.hold, keep_at_limit=True)
         if boot.ended_by is Stop.RESET:
             return _finish_reset(boot, progress)
         if boot.ended_by is Stop.TIME_LIMIT and boot.process.running:
             return _finish_hang(boot, progress)
         if not boot.process.held.is_set():
-            outcome, message = _exit_outcome(boot)
+            outcome, message = exit_outcome(boot)
             if options.dump is not None:
                 message = (message + " " if message else "") + _no_dump_reason(outcome)
-            return _result(boot, outcome, message.strip())
+            return run_result(boot, outcome, message.strip())
         return _finish_held(boot, progress)
 
 
-def _finish_hang(boot: _Boot, progress: Progress | None) -> RunResult:
+def _finish_hang(boot: Boot, progress: Progress | None) -> RunResult:
     """A hang: stop the VM, say where the CPU was, dump it if asked (the state of a hang is the
     most useful dump there is), quit QEMU. A QEMU whose QMP socket does not answer is killed."""
     limit = f"No exit within {boot.options.timeout:g} s;"
@@ -275,7 +288,7 @@ def _finish_hang(boot: _Boot, progress: Progress | None) -> RunResult:
         rip = _rip(monitor)
     except RunError:
         boot.process.kill()
-        return _result(boot, Outcome.TIMEOUT, f"{limit} QEMU was killed.")
+        return run_result(boot, Outcome.TIMEOUT, f"{limit} QEMU was killed.")
     dump = None
     if boot.options.dump is not None:
         dump = capture(monitor, boot.options.dump, boot.options.dump_format, progress)
@@ -284,10 +297,10 @@ def _finish_hang(boot: _Boot, progress: Progress | None) -> RunResult:
     where = "" if rip is None else f" The CPU was at {_where(boot, rip)}."
     message = f"{limit} {done}.{where}"
     reason = None if dump is None else "timeout"
-    return _result(boot, Outcome.TIMEOUT, message, dump=dump, dump_reason=reason, rip=rip)
+    return run_result(boot, Outcome.TIMEOUT, message, dump=dump, dump_reason=reason, rip=rip)
 
 
-def _finish_reset(boot: _Boot, progress: Progress | None) -> RunResult:
+def _finish_reset(boot: Boot, progress: Progress | None) -> RunResult:
     """A triple fault, the VM paused at it: name the chain, keep the log, dump it if asked."""
     log = boot.process.exceptions
     assert log is not None
@@ -304,7 +317,7 @@ def _finish_reset(boot: _Boot, progress: Progress | None) -> RunResult:
     elf = symbolize.load(_kernel(boot))
     what = describe(chain, lambda a: symbolize.code_location(elf, a)) if chain else "triple fault"
     message = f"The CPU triple-faulted: {what} (QEMU's exception log: `{saved}`)."
-    return _result(boot, Outcome.RESET, message, dump=dump, dump_reason="reset", rip=rip,
+    return run_result(boot, Outcome.RESET, message, dump=dump, dump_reason="reset", rip=rip,
                    chain=chain, exceptions_log=saved)  # fmt: skip
 
 
@@ -315,15 +328,15 @@ def _rip(monitor: Monitor) -> int | None:
     return None if m is None else int(m.group(1), 16)
 
 
-def _kernel(boot: _Boot) -> Path:
+def _kernel(boot: Boot) -> Path:
     return boot.options.kernel or boot.options.build_dir / KERNEL_ELF
 
 
-def _where(boot: _Boot, rip: int) -> str:
+def _where(boot: Boot, rip: int) -> str:
     return symbolize.code_location(symbolize.load(_kernel(boot)), rip)
 
 
-def _finish_held(boot: _Boot, progress: Progress | None) -> RunResult:
+def _finish_held(boot: Boot, progress: Progress | None) -> RunResult:
     """The kernel is held (ready, or after a panic): stop it, dump it if asked, quit QEMU."""
     monitor = boot.stop_vm()
     dump = None
@@ -332,10 +345,10 @@ def _finish_held(boot: _Boot, progress: Progress | None) -> RunResult:
     boot.process.quit()
     serial = boot.process.serial
     reason = None if dump is None else ("panic" if serial.saw_panic else "ready")
-    return _result(boot, serial.outcome(), dump=dump, held=True, dump_reason=reason)
+    return run_result(boot, serial.outcome(), dump=dump, held=True, dump_reason=reason)
 
 
-def _exit_outcome(boot: _Boot) -> tuple[Outcome, str]:
+def exit_outcome(boot: Boot) -> tuple[Outcome, str]:
     """The outcome of a run that ended without kmtool quitting it, and what to say about it."""
     status = boot.process.returncode
     outcome = outcomes.from_qemu_status(status, timed_out=boot.ended_by is Stop.TIME_LIMIT)
@@ -363,8 +376,8 @@ def _no_dump_reason(outcome: Outcome) -> str:
     )
 
 
-def _result(
-    boot: _Boot,
+def run_result(
+    boot: Boot,
     outcome: Outcome,
     message: str = "",
     dump: DumpInfo | None = None,
@@ -442,10 +455,10 @@ def held_vm(image: Path, options: RunOptions, echo: Echo | None = None) -> Itera
 
     Raises RunError when the kernel does not get there (the message has the outcome and the log).
     """
-    with _boot(image, options, echo, hold=True) as boot:
+    with boot_vm(image, options, echo, hold=True) as boot:
         boot.wait(until_held=True)
         if not boot.process.held.is_set():
-            outcome, message = _exit_outcome(boot)
+            outcome, message = exit_outcome(boot)
             raise RunError(
                 f"The kernel never reported `{READY_MARKER}` (outcome {outcome.value}; "
                 f"see `{boot.process.launch.serial_log}`). {message}".strip()

@@ -129,3 +129,11 @@ def test_kernel_cmdline_appends_hold_once() -> None:
     assert kernel_cmdline("", hold=True) == "hold"
     assert kernel_cmdline("hold test", hold=True) == "hold test"
     assert kernel_cmdline("a=1,b=2", hold=False) == "a=1,b=2"
+
+
+def test_a_live_run_backs_ram_with_a_shared_file(tmp_path: Path) -> None:
+    argv = build_argv(_spec(tmp_path, memory=256 * GiB, ram_file=Path("build/live/s,1.ram")))
+    backend = argv[argv.index("-object") + 1]
+    assert backend == "memory-backend-file,id=ram,size=256G,mem-path=build/live/s,,1.ram,share=on"
+    assert argv[argv.index("-machine") + 1] == "q35,memory-backend=ram"
+    assert argv[argv.index("-m") + 1] == "256G"

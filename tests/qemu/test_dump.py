@@ -51,7 +51,7 @@ EFER=0000000000000000
 def test_mtree_ranges_split_around_the_pci_hole() -> None:
     assert parse_mtree(MTREE_3G) == [
         RamRange("ram-below-4g", 0, 0x80000000),
-        RamRange("ram-above-4g", 0x100000000, 0x40000000),
+        RamRange("ram-above-4g", 0x100000000, 0x40000000, offset=0x80000000),  # file offset
     ]
 
 
