@@ -10,6 +10,9 @@ the timing loops in benchmarks/frames_bench.c, then runs, alternating the two al
   churn  an arena of 4 GiB worth of frames (1M frames), filled to 50% with random 1-16 frame
          allocations (untimed), then 1M random operations: allocate 1-16 frames or free a random
          live chunk, with equal odds. Both allocators see the same random numbers.
+  touched the same churn, but every owner writes a word into each frame it is given (as a real
+         owner writes the frames it asked for), for both allocators alike. The plain churn's
+         owners never touch their frames; both figures are reported.
 
 Prints ns per operation (medians over the runs, min-max in brackets), the number of free spans
 (runs of free frames) after the churn, short allocations (fewer frames than asked) as a count and a
@@ -73,7 +76,7 @@ def build(out: Path) -> ctypes.CDLL:
     for name in ("span_churn", "bitmap_churn"):
         getattr(dll, name).restype = Result
         getattr(dll, name).argtypes = [ctypes.c_uint64, ctypes.c_uint64, ctypes.c_uint64,
-                                       ctypes.c_uint]  # fmt: skip
+                                       ctypes.c_uint, ctypes.c_uint]  # fmt: skip
     return dll
 
 
@@ -86,11 +89,14 @@ def run(runs: int) -> str:
         dll = build(Path(tmp))
         pairs: dict[str, list[Result]] = {"span": [], "bitmap": []}
         churn: dict[str, list[Result]] = {"span": [], "bitmap": []}
+        touched: dict[str, list[Result]] = {"span": [], "bitmap": []}
         for i in range(runs):
             seed = 0x9E3779B97F4A7C15 + i
             for kind in ("span", "bitmap"):
                 pairs[kind].append(getattr(dll, f"{kind}_pairs")(FRAMES, OPS))
-                churn[kind].append(getattr(dll, f"{kind}_churn")(FRAMES, OPS, seed, FILL_PERCENT))
+                fn = getattr(dll, f"{kind}_churn")
+                churn[kind].append(fn(FRAMES, OPS, seed, FILL_PERCENT, 0))
+                touched[kind].append(fn(FRAMES, OPS, seed, FILL_PERCENT, 1))
     rows = []
     names = {"span": "hybrid stack/span list in free frames (kernel/mm/frame*.c)",
              "bitmap": "bitmap, next-fit (benchmarks/bitmap.c)"}  # fmt: skip
@@ -104,11 +110,15 @@ def run(runs: int) -> str:
         rows.append(
             f"| {names[kind]} | {spread([r.ns_per_op for r in pairs[kind]])} | "
             f"{spread([r.ns_per_op for r in c])} | "
+            f"{spread([r.ns_per_op for r in touched[kind]])} | "
             f"{statistics.median([r.spans for r in c]):.0f} | "
             f"{short:.0f} ({100 * short / requests:.2f}%) | "
             f"{statistics.median([r.failed for r in c]):.0f} | {stack} |"
         )
     ratio = [s.ns_per_op / b.ns_per_op for s, b in zip(churn["span"], churn["bitmap"], strict=True)]
+    touch_ratio = [
+        s.ns_per_op / b.ns_per_op for s, b in zip(touched["span"], touched["bitmap"], strict=True)
+    ]
     pair_ratio = [
         s.ns_per_op / b.ns_per_op for s, b in zip(pairs["span"], pairs["bitmap"], strict=True)
     ]
@@ -119,18 +129,23 @@ def run(runs: int) -> str:
         f"{runs} --write` (host, -O2; both allocators in one process, alternating, same random "
         "numbers; medians, min-max in brackets):",
         "",
-        "| allocator | pairs: ns/op | churn: ns/op | spans after churn | short allocations | "
-        "refused | folds / stack depth |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| allocator | pairs: ns/op | churn: ns/op | churn, owners write their frames: ns/op | "
+        "spans after churn | short allocations | refused | folds / stack depth |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
         *rows,
         "",
         f"- hybrid / bitmap, per run (same run, same random numbers): churn "
-        f"{', '.join(f'{x:.2f}x' for x in ratio)}; pairs {', '.join(f'{x:.2f}x' for x in pair_ratio)}.",
+        f"{', '.join(f'{x:.2f}x' for x in ratio)}; churn, owners writing "
+        f"{', '.join(f'{x:.2f}x' for x in touch_ratio)}; pairs "
+        f"{', '.join(f'{x:.2f}x' for x in pair_ratio)}.",
         f"- pairs: {OPS:,} single-frame allocate+free pairs on a fresh allocator (ns per "
         "allocate or free).",
         f"- churn: {FRAMES:,} frames (4 GiB worth), filled to {FILL_PERCENT}% with random 1-16 "
         f"frame allocations (untimed), then {OPS:,} random operations, allocate 1-16 frames or "
-        "free a random live chunk with equal odds (ns per operation).",
+        "free a random live chunk with equal odds (ns per operation). Owners write their frames: "
+        "the same churn (same random numbers), but the owner of every allocation writes one word "
+        "into each frame it was given, in the fill and in the timed loop, for both allocators "
+        "alike (the plain churn's owners never touch their frames, which no real owner does).",
         "- spans after churn: runs of free frames in the span list (for the bitmap, counted by a "
         "scan). Short allocations: requests met with fewer frames than asked, as a count and a share "
         "of the churn's allocation requests; the hybrid returns fewer only when no run holds the "

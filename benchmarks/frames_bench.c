@@ -55,10 +55,18 @@ struct chunk {
     uint64_t frame, count;
 };
 
+// The owner of `count` frames at arena offset `byte` writes one word into each (when `touch`):
+// what a real owner does with frames it was given, for both allocators alike.
+static void *arena;
+static void owner_touch(unsigned touch, uint64_t byte, uint64_t count)
+{
+    for (uint64_t i = 0; touch && i < count; i++)
+        ((volatile uint64_t *)((char *)arena + byte + i * 4096))[0] = byte + i;
+}
+
 /* ---- the kernel's hybrid stack/span allocator ---- */
 
-static void *arena;          // one arena for every run, prepared once
-static uint64_t arena_frames;
+static uint64_t arena_frames;  // `arena`: one arena for every run, prepared once
 
 static void *arena_map(uint64_t frames)
 {
@@ -109,8 +117,10 @@ struct result span_pairs(uint64_t frames, uint64_t pairs)
 }
 
 // Fill to `fill_percent` with random 1-16 frame allocations (untimed), then `ops` random
-// operations: allocate 1-16 frames or free a random live chunk, each with probability 1/2.
-struct result span_churn(uint64_t frames, uint64_t ops, uint64_t seed, unsigned fill_percent)
+// operations: allocate 1-16 frames or free a random live chunk, each with probability 1/2. With
+// `touch`, the owner writes a word into every frame it gets (owner_touch), in the fill and the loop.
+struct result span_churn(uint64_t frames, uint64_t ops, uint64_t seed, unsigned fill_percent,
+                         unsigned touch)
 {
     struct km_frame_allocator fa;
     span_setup(&fa, frames);
@@ -121,6 +131,7 @@ struct result span_churn(uint64_t frames, uint64_t ops, uint64_t seed, unsigned 
         uint64_t want = rng_next(&s) % 16 + 1, phys, got;
         if (frames_alloc(&fa, want, &phys, &got) != KM_OK)
             break;
+        owner_touch(touch, phys, got);
         live[n++] = (struct chunk){phys, got};
         used += got;
     }
@@ -136,6 +147,7 @@ struct result span_churn(uint64_t frames, uint64_t ops, uint64_t seed, unsigned 
             }
             if (got < want)
                 r.short_allocs++;
+            owner_touch(touch, phys, got);
             live[n++] = (struct chunk){phys, got};
         } else {
             uint64_t k = (x >> 1) % n;
@@ -177,9 +189,12 @@ struct result bitmap_pairs(uint64_t frames, uint64_t pairs)
     return r;
 }
 
-struct result bitmap_churn(uint64_t frames, uint64_t ops, uint64_t seed, unsigned fill_percent)
+struct result bitmap_churn(uint64_t frames, uint64_t ops, uint64_t seed, unsigned fill_percent,
+                           unsigned touch)
 {
     struct bitmap b;
+    if (touch)
+        arena_map(frames);  // the frames the owners write: the same arena as the hybrid's
     bitmap_init(&b, frames);
     uint64_t f;
     bitmap_alloc(&b, 1, &f);   // frame 0
@@ -190,6 +205,7 @@ struct result bitmap_churn(uint64_t frames, uint64_t ops, uint64_t seed, unsigne
         uint64_t want = rng_next(&s) % 16 + 1;
         if (bitmap_alloc(&b, want, &f) != 0)
             break;
+        owner_touch(touch, f * 4096, want);
         live[n++] = (struct chunk){f, want};
         used += want;
     }
@@ -203,6 +219,7 @@ struct result bitmap_churn(uint64_t frames, uint64_t ops, uint64_t seed, unsigne
                 r.failed++;
                 continue;
             }
+            owner_touch(touch, f * 4096, want);
             live[n++] = (struct chunk){f, want};
         } else {
             uint64_t k = (x >> 1) % n;

@@ -1,7 +1,8 @@
 """The frame allocator's stack half, followed through the dump (docs/design.md §14,
 kmtool.schemas.frames): every stack of runs from `FrameAllocator.stack`, bounded by `stack_runs` and
 by the dump's frames, each link checked for alignment and for lying inside the dump, then every run's
-first and last frame checked in bulk for its free marker, run and length. Faults do not stop
+first and last frame checked in bulk for its free marker, run and length (the walk itself, and how
+it stays array-fast on a deep stack, is kmtool/dump/stack_chase.py). Faults do not stop
 inspect: they are kept in `FrameStackView.errors` (kmtool/dump/checks/stack.py reports them).
 """
 
@@ -13,15 +14,13 @@ from typing import Any
 import numpy as np
 
 from kmtool.dump.document import FrameStackDoc
-from kmtool.dump.memory import WORD, PhysicalMemory
-from kmtool.dump.records import field_offset
+from kmtool.dump.memory import PhysicalMemory
+from kmtool.dump.stack_chase import stack_index, stack_links
 from kmtool.layout.table import PAGE_SHIFT, PAGE_SIZE
 from kmtool.schemas.frames import (
     FRAME_STACK_MAGIC,
     STACK_NODE_COLOURS,
     STACK_RUN_MAX,
-    FrameStack,
-    stack_node_offset,
 )
 
 RUN_LIST_LIMIT = 1 << 16  # stacked runs listed in JSON
@@ -54,32 +53,6 @@ class FrameStackView:
             ],  # fmt: skip
             "errors": list(self.errors),
         }
-
-
-def _stack_links(memory: PhysicalMemory, head: int, budget: int) -> tuple[list[int], str]:
-    """Follow one stack's `next` words from `head`, at most `budget` runs: the runs' first frames
-    and what stopped the walk early ("" at the bottom). One word load per run from a memoryview of
-    the dump (the hot loop); the nodes are verified in bulk afterwards (`_stack_verify`)."""
-    out: list[int] = []
-    append = out.append
-    nxt = field_offset(FrameStack, "next")
-    a, lo, hi, base, view = head, 1, 0, 0, memoryview(b"").cast("Q")
-    while a:
-        if not lo <= a < hi:
-            i = memory.range_index(a)
-            origin = hex(out[-1]) if out else "the stack head"
-            if i < 0 or memory.ranges[i].start % WORD:
-                return out, f"Stacked run {hex(a)} (linked from {origin}) is outside the dump."
-            r = memory.ranges[i]
-            lo, hi, base, view = r.start, r.file_end - PAGE_SIZE, r.start, memory.word_view(i)
-            continue
-        if a % PAGE_SIZE or len(out) >= budget:
-            origin = hex(out[-1]) if out else "the stack head"
-            why = "is not frame aligned" if a % PAGE_SIZE else "closes a loop or passes stack_runs"
-            return out, f"Stacked run {hex(a)} (linked from {origin}) {why}."
-        append(a)
-        a = view[(a - base + stack_node_offset(a) + nxt) >> 3]
-    return out, ""
 
 
 def _stack_verify(memory: PhysicalMemory, state: Any, runs: np.ndarray, c: int) -> str:
@@ -121,11 +94,12 @@ def _stack_verify(memory: PhysicalMemory, state: Any, runs: np.ndarray, c: int) 
 def read_stack(memory: PhysicalMemory, state: Any) -> FrameStackView:
     """Follow every stack of the state (bounded by stack_runs, and by the dump's frames)."""
     budget = min(int(state.stack_runs), memory.ram_bytes // PAGE_SIZE)
+    index = stack_index(memory, int(state.stack_key), budget)
     runs: list[int] = []
     counts: list[int] = []
     errors: list[str] = []
     for c in range(STACK_RUN_MAX):
-        found, error = _stack_links(memory, int(state.stack[c]), budget - len(runs))
+        found, error = stack_links(memory, int(state.stack[c]), budget - len(runs), index)
         error = error or _stack_verify(memory, state, np.array(found, dtype=np.uint64), c)
         runs += found
         counts += [c + 1] * len(found)

@@ -234,13 +234,7 @@ class PhysicalMemory:
                            (len(words) - first - width) // step + 1))  # fmt: skip
         if pages == 0:
             return np.zeros((0, width), dtype=np.uint64)
-        if self.bounded:
-            offset = r.file_offset + (start - r.start)
-            aligned = offset - offset % mmap.PAGESIZE
-            try:
-                self._mm.madvise(_MADV_POPULATE_READ, aligned, offset + pages * PAGE_SIZE - aligned)
-            except (OSError, ValueError):
-                pass
+        self.populate(index, start, start + pages * PAGE_SIZE)
         # One opaque `width`-word item per page: numpy copies those with a tight strided loop
         # (about a third faster than a (pages, width) view of words, which loops per row).
         view = np.ndarray(
@@ -251,6 +245,20 @@ class PhysicalMemory:
             strides=(PAGE_SIZE,),
         )
         return view.copy().view("<u8").reshape(pages, width)
+
+    def populate(self, index: int, start: int, end: int) -> None:
+        """Map the pages of range `index` holding physical [start, end) (inside its file part) in
+        one call (MADV_POPULATE_READ), before a vectorised pass reads them; bounded memory only
+        (unbounded readers keep their pages mapped anyway). A kernel without it: no effect."""
+        if not self.bounded:
+            return
+        r = self.ranges[index]
+        offset = r.file_offset + (start - r.start)
+        aligned = offset - offset % mmap.PAGESIZE
+        try:
+            self._mm.madvise(_MADV_POPULATE_READ, aligned, offset + (end - start) - aligned)
+        except (OSError, ValueError):
+            pass
 
     def release_range(self, index: int, start: int, end: int) -> None:
         """`release`, limited to the pages of range `index` holding physical [start, end)."""

@@ -1,0 +1,126 @@
+"""The frame stack's walk (kmtool.dump.stack_chase.stack_links) with its guess against a node by
+node reference: the same runs in the same order and the same sentence where it stops, whatever the
+dump holds (links anywhere, markers overwritten or forged, loops, links to a range's last frame or
+into its zero tail, misaligned links). The scan is forced on and its windows made tiny."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kmtool.dump import stack_chase
+from kmtool.dump.memory import MemoryRange, PhysicalMemory
+from kmtool.dump.stack_chase import stack_index, stack_links
+from kmtool.layout.table import PAGE_SIZE, KiB
+from kmtool.schemas.frames import FRAME_STACK_MAGIC, stack_node_offset
+
+KEY = 0x5EED_0F_57ACC
+# [0, 256 KiB) whole; [1 MiB, 1.25 MiB) with a 64 KiB zero tail; one range not page aligned.
+RANGES = [
+    MemoryRange(0, 256 * KiB, 0, 256 * KiB),
+    MemoryRange(1 << 20, 256 * KiB, 256 * KiB, 192 * KiB),
+    MemoryRange((2 << 20) + 8, 64 * KiB, 448 * KiB, 64 * KiB),
+]
+FILE_SIZE = 512 * KiB
+PAGES = [p for r in RANGES for p in range(r.start, r.start + r.size, PAGE_SIZE) if p]
+
+
+@pytest.fixture(autouse=True)
+def forced_scan(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stack_chase, "SCAN_WINDOW", 8 * PAGE_SIZE)
+    monkeypatch.setattr(stack_chase, "SCAN_MIN_RUNS", 0)
+    monkeypatch.setattr(stack_chase, "SCAN_PAGES_PER_RUN", 1 << 20)
+
+
+def _dump(tmp_path: Path, nodes: dict[int, tuple[int, int, int]]) -> PhysicalMemory:
+    """RANGES holding a stack node (marker, run, next) in each frame of `nodes`."""
+    image = bytearray(FILE_SIZE)
+    for pa, words in nodes.items():
+        data = b"".join(w.to_bytes(8, "little") for w in (*words[:2], 1, words[2]))
+        for r in RANGES:
+            at = pa + stack_node_offset(pa)
+            if r.start <= at and at + len(data) <= r.file_end:
+                off = r.file_offset + at - r.start
+                image[off : off + len(data)] = data
+    path = tmp_path / "stack.raw"
+    path.write_bytes(bytes(image))
+    return PhysicalMemory(path, RANGES)
+
+
+def _reference(memory: PhysicalMemory, head: int, budget: int) -> tuple[list[int], str]:
+    """The walk as the module doc states it, one plain read per node."""
+    out: list[int] = []
+    a = head
+    while a:
+        origin = hex(out[-1]) if out else "the stack head"
+        whole = any(r.start <= a and a + PAGE_SIZE <= r.file_end and r.start % 8 == 0
+                    for r in RANGES)  # fmt: skip
+        if not whole:
+            return out, f"Stacked run {hex(a)} (linked from {origin}) is outside the dump."
+        if a % PAGE_SIZE or len(out) >= budget:
+            why = "is not frame aligned" if a % PAGE_SIZE else "closes a loop or passes stack_runs"
+            return out, f"Stacked run {hex(a)} (linked from {origin}) {why}."
+        out.append(a)
+        a = memory.u64(a + stack_node_offset(a) + 24, "next")
+    return out, ""
+
+
+links = st.one_of(
+    st.sampled_from(PAGES),
+    st.just(0),
+    st.sampled_from([PAGES[3] + 8, (3 << 20), 0x44000 - PAGE_SIZE, (1 << 64) - PAGE_SIZE]),
+)
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    chain=st.lists(st.sampled_from(PAGES), min_size=1, max_size=60),
+    tail=links,
+    spoilt=st.sets(st.integers(0, 59), max_size=5),
+    forged=st.lists(st.tuples(st.sampled_from(PAGES), links), max_size=5),
+    budget=st.integers(0, 80),
+)
+def test_the_guessed_walk_is_the_node_by_node_walk(
+    tmp_path: Path,
+    chain: list[int],
+    tail: int,
+    spoilt: set[int],
+    forged: list[tuple[int, int]],
+    budget: int,
+) -> None:
+    nodes: dict[int, tuple[int, int, int]] = {}
+    for pa, nxt in forged:  # stray frames that look stacked, linking anywhere
+        nodes[pa] = (FRAME_STACK_MAGIC ^ pa ^ KEY, pa, nxt)
+    for k, pa in enumerate(chain):  # later writes win, so repeats make loops and branches
+        marker = 0 if k in spoilt else FRAME_STACK_MAGIC ^ pa ^ KEY
+        nodes[pa] = (marker, pa, chain[k + 1] if k + 1 < len(chain) else tail)
+    memory = _dump(tmp_path, nodes)
+    expected = _reference(memory, chain[0], budget)
+    index = stack_index(memory, KEY, budget)
+    assert (index is None) == (budget == 0)  # no guess for an empty budget: nothing to walk
+    assert stack_links(memory, chain[0], budget, index) == expected
+    assert stack_links(memory, chain[0], budget) == expected
+
+
+def test_a_link_to_a_range_s_last_frame_or_its_zero_tail_ends_the_walk(tmp_path: Path) -> None:
+    last = 0x40000 - PAGE_SIZE  # the last frame of the first range: whole in the file
+    tail = (1 << 20) + 200 * KiB  # in the second range's zero tail
+    memory = _dump(tmp_path, {PAGE_SIZE: (0, 0, last), last: (0, 0, tail)})
+    runs, error = stack_links(memory, PAGE_SIZE, 10)
+    assert runs == [PAGE_SIZE, last]
+    assert error == f"Stacked run {hex(tail)} (linked from {hex(last)}) is outside the dump."
+
+
+def test_more_marked_frames_than_the_budget_allows_give_up_the_guess(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nodes = {pa: (FRAME_STACK_MAGIC ^ pa ^ KEY, pa, 0) for pa in PAGES}
+    memory = _dump(tmp_path, nodes)
+    assert stack_index(memory, KEY, 4) is not None  # within SCAN_SLACK
+    monkeypatch.setattr(stack_chase, "SCAN_SLACK", 0)
+    assert stack_index(memory, KEY, 4) is None
