@@ -1,9 +1,9 @@
 """`kmtool gdb`: gdb attached to QEMU's stub, with the kernel's symbols and kmtool's `km` commands
 (docs/design.md §12).
 
-    session.py    reads the live session file `kmtool run --live` writes (BUILD/live/session.json)
-    target.py     what gdb attaches to: the stub's address, the kernel ELF, the session, from the
-                  options, the session and the defaults, checked before gdb starts
+    target.py     what gdb attaches to: the stub's address, the kernel ELF, the live session
+                  (read by kmtool/live/session.py), from the options, the session and the
+                  defaults, checked before gdb starts
     gdbinit.py    the generated gdbinit, line by line with the reason for each line
     launch.py     writes the gdbinit next to the build and replaces kmtool with gdb
     in_gdb.py     runs inside gdb's own Python (the system python3, without kmtool's

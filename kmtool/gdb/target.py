@@ -18,16 +18,31 @@ from pathlib import Path
 
 from kmtool.artifacts import KERNEL_ELF
 from kmtool.errors import KmtoolError
-from kmtool.gdb.session import (
-    GdbAddress,
-    Session,
-    StaleSessionError,
-    default_session_path,
-    read_session,
-)
+from kmtool.live.session import Session, default_session, read_session, why_stale
 from kmtool.qemu.cmdline import GDB_HOST, GDB_PORT
 
 PROBE_BYTES = 16  # bytes of each executable segment compared to tell "the kernel is mapped"
+
+
+@dataclass(frozen=True)
+class GdbAddress:
+    """Where QEMU's gdb stub listens: `host:port`."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def parse_gdb_address(value: str, what: str) -> GdbAddress:
+    """`HOST:PORT` as a GdbAddress; KmtoolError naming `what` and the value when it is not one."""
+    host, colon, port_text = value.rpartition(":")
+    if not colon or not host:
+        raise KmtoolError(f"{what} is {value!r}, not HOST:PORT.")
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise KmtoolError(f"{what} is {value!r}: the port must be a number from 1 to 65535.")
+    return GdbAddress(host, int(port_text))
 
 
 @dataclass(frozen=True)
@@ -55,15 +70,18 @@ def resolve(
 ) -> Target:
     """The target of `kmtool gdb [SESSION] [--port] [--kernel]`; KmtoolError on bad input."""
     session, note = _session(session_path, build_dir)
+    stub = None
+    if session is not None and session.doc["gdb"] is not None:
+        stub = parse_gdb_address(session.doc["gdb"], f"The `gdb` key of `{session.path}`")
     if port is not None:
-        address = GdbAddress(session.gdb.host if session and session.gdb else GDB_HOST, port)
+        address = GdbAddress(stub.host if stub else GDB_HOST, port)
     elif session is not None:
-        if session.gdb is None:
+        if stub is None:
             raise KmtoolError(
                 f"The live session `{session.path}` has no gdb stub (its guest was started "
                 "without `--gdb`): start it with `kmtool run --live --gdb`."
             )
-        address = session.gdb
+        address = stub
     else:
         address = GdbAddress(GDB_HOST, GDB_PORT)
     if kernel is None:
@@ -73,15 +91,17 @@ def resolve(
 
 
 def _session(path: Path | None, build_dir: Path) -> tuple[Session | None, str | None]:
+    """The named session (LiveError unless it is live), else the default one when it is live."""
     if path is not None:
-        return read_session(path.resolve()), None
-    default = default_session_path(build_dir)
+        return read_session(path.absolute()), None
+    default = default_session(build_dir).absolute()
     if not default.exists():
         return None, None
-    try:
-        return read_session(default.resolve()), None
-    except StaleSessionError as err:
-        return None, f"Ignored: {err}"
+    session = read_session(default, require_live=False)
+    stale = why_stale(session)
+    if stale is not None:  # a session left over from an earlier run; `run --gdb` needs none
+        return None, f"Not using the live session `{default}`: {stale}."
+    return session, None
 
 
 def text_regions(kernel: Path) -> tuple[TextRegion, ...]:
