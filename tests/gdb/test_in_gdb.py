@@ -1,7 +1,7 @@
 """kmtool/gdb/in_gdb.py inside the real gdb, without QEMU: the guard of the kernel's text, the `km`
 commands' argument handling and the command lines they run (a stand-in kmtool prints its argv).
 The connect step is tested through the CLI (tests/cli/test_gdb.py), the whole path in
-tests/integration/test_gdb.py."""
+tests/integration/test_gdb_boot.py."""
 
 from __future__ import annotations
 
