@@ -53,6 +53,7 @@ TOOLS: tuple[Tool, ...] = (
     Tool("mdir", ("mdir",), "mtools", "lists the ESP (tests)"),
     Tool("qemu-system-x86_64", ("qemu-system-x86_64",), "qemu-system-x86", "boots the image"),
     Tool("sgdisk", ("sgdisk",), "gdisk", "verifies the GPT (tests only)", required=False),
+    Tool("gdb", ("gdb",), "gdb", "debugs the guest (`kmtool gdb`)", required=False),
 )
 
 TOOLS_BY_KEY: dict[str, Tool] = {t.key: t for t in TOOLS}

@@ -86,4 +86,4 @@ def test_every_required_tool_has_a_package() -> None:
     assert {t.package for t in toolchain.TOOLS} >= {
         "clang", "lld", "mtools", "qemu-system-x86", "gdisk",
     }  # fmt: skip
-    assert [t.key for t in toolchain.TOOLS if not t.required] == ["sgdisk"]
+    assert [t.key for t in toolchain.TOOLS if not t.required] == ["sgdisk", "gdb"]

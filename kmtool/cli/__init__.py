@@ -25,6 +25,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "Decode a memory dump: CPU, boot info, page tables, frames, heap.",
     ),
     "diff": ("diff", "diff", "Compare two dumps: leaked frames, owners, mappings, heap, counters."),
+    "gdb": (
+        "gdb",
+        "gdb",
+        "Start gdb on the guest's stub: kernel symbols, early breakpoints, km commands.",
+    ),
     "layout": ("layout", "layout", "Show, check and generate the virtual address-space plan."),
 }
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import require
 
-FAKE_TOOLS = ("ld.lld-14", "lld-link", "mformat", "mcopy", "mmd", "mdir", "sgdisk")
+FAKE_TOOLS = ("ld.lld-14", "lld-link", "mformat", "mcopy", "mmd", "mdir", "sgdisk", "gdb")
 
 
 def _doctor(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -80,7 +80,7 @@ def test_missing_tools_name_their_packages(short_tmp: Path) -> None:
     assert rows["ninja"][2] == "ok"  # the Python package's binary needs no PATH
     assert list(rows) == [
         "clang", "ld.lld", "lld-link", "ninja", "mformat", "mcopy", "mmd", "mdir",
-        "qemu-system-x86_64", "sgdisk", "OVMF code", "OVMF vars",
+        "qemu-system-x86_64", "sgdisk", "gdb", "OVMF code", "OVMF vars",
     ]  # fmt: skip
     tail = proc.stdout.rstrip().splitlines()[-2:]
     assert tail == [
@@ -99,6 +99,7 @@ def test_stripped_path_json(tmp_path: Path) -> None:
     assert data["ok"] is False
     assert data["missing_packages"] == [
         "clang",
+        "gdb",
         "gdisk",
         "lld",
         "mtools",
@@ -115,11 +116,13 @@ def test_stripped_path_json(tmp_path: Path) -> None:
 
 def test_only_optional_missing_is_success(short_tmp: Path) -> None:
     tmp_path = short_tmp
-    tools = tuple(t for t in FAKE_TOOLS if t != "sgdisk") + ("clang", "qemu-system-x86_64")
+    optional = ("sgdisk", "gdb")
+    tools = tuple(t for t in FAKE_TOOLS if t not in optional) + ("clang", "qemu-system-x86_64")
     proc = _doctor(env=_fake_env(tmp_path, tools))
     assert proc.returncode == 0, proc.stdout
     assert _rows(proc.stdout)["sgdisk"] == ["-", "-", "missing (optional): install `gdisk`"]
-    assert "To install what is missing: apt-get install gdisk" in proc.stdout
+    assert _rows(proc.stdout)["gdb"] == ["-", "-", "missing (optional): install `gdb`"]
+    assert "To install what is missing: apt-get install gdb gdisk" in proc.stdout
     assert proc.stdout.rstrip().endswith("Everything kmtool needs is installed.")
 
 
@@ -134,7 +137,7 @@ def test_broken_tool_is_reported(tmp_path: Path) -> None:
 
 def test_this_machine(tmp_path: Path) -> None:
     """On a machine set up by scripts/install-system-deps everything is found."""
-    require("clang", "ld.lld", "lld-link", "mformat", "qemu-system-x86_64", "sgdisk")
+    require("clang", "ld.lld", "lld-link", "mformat", "qemu-system-x86_64", "sgdisk", "gdb")
     proc = _doctor("--json", env=dict(os.environ))
     data = json.loads(proc.stdout)
     assert proc.returncode == 0 and data["ok"] is True, proc.stdout
