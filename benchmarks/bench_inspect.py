@@ -62,6 +62,7 @@ from kmtool.layout.table import (
     GiB,
     MiB,
 )
+from kmtool.schemas.aspace import ASPACE_MAX, AspaceList
 from kmtool.schemas.bootinfo import BOOT_INFO_MAGIC, BOOT_INFO_VERSION, BootInfo
 from kmtool.schemas.coreinfo import CORE_INFO_MAGIC, CORE_INFO_MAGIC2, CORE_INFO_VERSION, CoreInfo
 from kmtool.schemas.frames import FRAME_SPAN_MAGIC, FrameAllocator, FrameSpan
@@ -78,6 +79,9 @@ KERNEL_PAGES = 16
 HANDOFF = KERNEL_AREA + 0x10_0000
 TABLES = KERNEL_AREA + 0x20_0000
 P, W, NX = int(Pte.PRESENT), int(Pte.WRITABLE), int(Pte.NX)
+U, PS = int(Pte.USER), int(Pte.PS)
+USER_BASE = 0x0000_0080_0000_0000  # the process's mappings start here (PML4 entry 1)
+LARGE = 2 * MiB
 TRANSLATIONS = 100_000
 
 
@@ -137,6 +141,60 @@ def balanced_treap(keys: list[int]) -> tuple[int, list[int], list[int], list[int
     return root, left, right, priority
 
 
+def _split(runs: list[tuple[int, int]]) -> tuple[list[int], list[int]]:
+    """Physical [start, end) runs as 4 KiB pages (unaligned heads and tails) and 2 MiB blocks."""
+    pages, blocks = [], []
+    for s, e in runs:
+        lo, hi = min(e, -(-s // LARGE) * LARGE), max(s, e // LARGE * LARGE)
+        if lo >= hi:  # no whole 2 MiB block inside
+            pages += range(s, e, PAGE_SIZE)
+            continue
+        pages += range(s, lo, PAGE_SIZE)
+        blocks += range(lo, hi, LARGE)
+        pages += range(hi, e, PAGE_SIZE)
+    return pages, blocks
+
+
+def user_space(
+    w: DumpWriter, kernel_pml4: int, gaps: np.ndarray, runs: list[tuple[int, int]]
+) -> int:
+    """One process's address space that maps, from USER_BASE up, every frame the kernel took from
+    the allocator and does not reach itself: the one-frame `gaps` between the free spans (4 KiB
+    pages) and the `runs` of RAM beside the list (2 MiB pages where aligned), the last of which
+    ends at RAM, where the tables of this address space are put (so the frames they take are not
+    mapped). Its kernel half is the kernel's (PML4 entries 510-511). Returns its PML4."""
+    tables = 0
+    while True:  # how many tables the mappings need depends on where the tables end the last run
+        top = RAM - tables * PAGE_SIZE
+        pages, blocks = _split(runs[:-1] + [(runs[-1][0], top)])
+        n_pts = -(-(len(gaps) + len(pages)) // 512)
+        n_pds = -(-(n_pts + len(blocks)) // 512)
+        if 2 + n_pds + n_pts == tables:
+            break
+        tables = 2 + n_pds + n_pts
+    pml4, pdpt, pds, pts = top, top + PAGE_SIZE, top + 2 * PAGE_SIZE, top + (2 + n_pds) * PAGE_SIZE
+    leaf = np.uint64(P | W | U | NX)
+    pt = np.zeros(n_pts * 512, dtype=np.uint64)
+    pt[: len(gaps) + len(pages)] = (
+        np.sort(np.concatenate((gaps, np.array(pages, np.uint64)))) | leaf
+    )
+    pd = np.zeros(n_pds * 512, dtype=np.uint64)
+    pd[:n_pts] = (pts + np.arange(n_pts, dtype=np.uint64) * np.uint64(PAGE_SIZE)) | np.uint64(
+        P | W | U
+    )
+    pd[n_pts : n_pts + len(blocks)] = np.array(blocks, np.uint64) | leaf | np.uint64(PS)
+    top_entries = np.zeros(1024, dtype=np.uint64)  # the PML4, then the PDPT
+    top_entries[(USER_BASE >> 39) & 511] = pdpt | P | W | U
+    top_entries[510:512] = w.tables[kernel_pml4][510:512]
+    top_entries[512 : 512 + n_pds] = (
+        pds + np.arange(n_pds, dtype=np.uint64) * np.uint64(PAGE_SIZE)
+    ) | np.uint64(P | W | U)
+    w.put(pml4, top_entries.astype("<u8").tobytes())
+    w.put(pds, pd.astype("<u8").tobytes())
+    w.put(pts, pt.astype("<u8").tobytes())
+    return pml4
+
+
 def generate(path: Path) -> dict[str, int]:
     """Write the dump; return the addresses a benchmark needs."""
     w = DumpWriter(path)
@@ -174,8 +232,15 @@ def generate(path: Path) -> dict[str, int]:
                                   "next": nxt, "prev": s - 2 * PAGE_SIZE if i else 0,
                                   "left": left[i], "right": right[i],
                                   "priority": priority[i]}))  # fmt: skip
-    # Kernel state in the image's data pages. The fault record and the address-space list stay
-    # zero, as the kernel's .bss leaves them when nothing faulted and no address space was made.
+    # The frames the kernel took from the allocator (every one that is usable RAM and neither a
+    # free span, a page table, the kernel image, the heap page nor the handoff data) are a
+    # process's pages, so the frame accounting finds an owner for each (no leaked frames).
+    gaps = starts + np.uint64(PAGE_SIZE)
+    beside = [(PAGE_SIZE, SPAN_BASE), (SPAN_BASE + 2 * SPANS * PAGE_SIZE, KERNEL_AREA),
+              (w.next_table, heap_page), (heap_page + PAGE_SIZE, RAM)]  # fmt: skip
+    user_pml4 = user_space(w, pml4, gaps, beside)
+    # Kernel state in the image's data pages. The fault record stays zero, as the kernel's .bss
+    # leaves it when nothing faulted; the address-space list holds the one process.
     core, frames, heap, stats = (
         KERNEL_AREA + 8 * PAGE_SIZE + k * 0x400 for k in range(4)
     )  # --reuse
@@ -211,7 +276,10 @@ def generate(path: Path) -> dict[str, int]:
                             "free_heads": [HEAP_BASE if o == HEAP_SIZE.bit_length() - 1 else 0
                                            for o in range(HEAP_MAX_ORDERS)]}))  # fmt: skip
     w.put(stats, PageStats.build({"page_faults": 1, "demand_maps": 1, "tables_allocated": 0,
-                                  "tables_freed": 0, "address_spaces": 0}))  # fmt: skip
+                                  "tables_freed": 0, "address_spaces": 1}))  # fmt: skip
+    w.put(aspaces, AspaceList.build({"count": 1, "created": 1,
+                                     "pml4": [user_pml4] + [0] * (ASPACE_MAX - 1),
+                                     "id": [1] + [0] * (ASPACE_MAX - 1)}))  # fmt: skip
     w.put(core, CoreInfo.build({
         "magic": CORE_INFO_MAGIC, "magic2": CORE_INFO_MAGIC2, "version": CORE_INFO_VERSION,
         "length": CoreInfo.sizeof(), "self_phys": core, "boot_info_phys": HANDOFF,

@@ -2,20 +2,42 @@
 
 `abort(message)` is the single path for user errors: it raises `KmtoolError`, which `main` turns into
 one red line on stderr and exit status 1.
+
+The two consoles are made on first use (`from kmtool.cli.app import console` makes one), so a
+command that prints only JSON (`print_json`) never imports rich.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from typing import Any, NoReturn
-
-from rich.console import Console
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from kmtool.errors import KmtoolError
 
-console = Console(highlight=False, soft_wrap=False)
-err_console = Console(stderr=True, highlight=False)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    console: Console
+    err_console: Console
+
+_consoles: dict[str, Console] = {}
+
+
+def __getattr__(name: str) -> Console:
+    """`console` (stdout) and `err_console` (stderr), each made once, when first imported."""
+    if name not in ("console", "err_console"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    made = _consoles.get(name)
+    if made is None:
+        from rich.console import Console
+
+        made = _consoles[name] = (
+            Console(highlight=False, soft_wrap=False)
+            if name == "console"
+            else Console(stderr=True, highlight=False)
+        )
+    return made
 
 
 def abort(message: str) -> NoReturn:

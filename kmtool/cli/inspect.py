@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from kmtool.cli.app import console, err_console, print_json
+from kmtool.cli.app import print_json
 from kmtool.errors import KmtoolError
 
 if TYPE_CHECKING:
@@ -183,9 +183,7 @@ class _Asked:
 
 def _show(ctx: click.Context, ins: Inspection, name: str, asked: _Asked) -> None:
     """Print what was asked of the inspection `ins` of the dump called `name`; exit 1 when a
-    check failed."""
-    from kmtool.dump import render
-
+    check failed. rich and kmtool.dump.render are imported only to draw: `--json` needs neither."""
     parts, walk_vas, pas, expressions = asked.parts, asked.walk_vas, asked.pas, asked.expressions
     as_json, svg = asked.as_json, asked.svg
 
@@ -197,9 +195,13 @@ def _show(ctx: click.Context, ins: Inspection, name: str, asked: _Asked) -> None
 
         picture.write(ins, name, svg)
     doc = ins.to_json()
+    chosen: list[str] = []
     if as_json:
         print_json(doc)
     else:
+        from kmtool.cli.app import console
+        from kmtool.dump import render
+
         chosen = list(render.PARTS) if "all" in parts else list(dict.fromkeys(parts))
         if not chosen and not (walk_vas or pas):
             chosen = ["summary"]
@@ -214,6 +216,8 @@ def _show(ctx: click.Context, ins: Inspection, name: str, asked: _Asked) -> None
     failed = ins.failed
     if failed:
         if not as_json and not {"summary", "checks"} & set(chosen):
+            from kmtool.cli.app import err_console
+
             names = ", ".join(f"`{c.name}`" for c in failed)
             err_console.print(f"[red]{len(failed)} of {len(ins.checks)} checks failed:[/] {names}.")
         ctx.exit(1)
@@ -223,6 +227,7 @@ def _print(ins: Inspection, expressions: list[str], as_json: bool) -> None:
     """`--print`: each expression's value, read through the kernel's tables (or the dump's)."""
     from rich.text import Text
 
+    from kmtool.cli.app import console
     from kmtool.dump.printer import print_expressions, virtual_reader
     from kmtool.elf.dwarf import read_dwarf
 

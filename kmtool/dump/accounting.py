@@ -65,21 +65,35 @@ class Intervals:
         """Bytes covered (exact: summed as Python ints past 2^63)."""
         return int(np.sum(self.end - self.start, dtype=np.uint64)) if len(self.start) else 0
 
+    def intersect(self, other: Intervals) -> Intervals:
+        """The parts of these intervals that `other` covers too.
+
+        Both lists are sorted and disjoint, so the intervals of `other` that meet interval i of
+        these are one run j in [lo[i], hi[i]), found by binary search; each pair gives one piece,
+        max of the starts to min of the ends. The pieces come out sorted, disjoint, non-empty and
+        non-adjacent (two pieces are separated by a gap of one list or the other), so no sort or
+        merge is needed: O((n + m) log m) in the number of intervals, never in frames."""
+        a, b = self, other
+        if not len(a.start) or not len(b.start):
+            return Intervals(a.start[:0], a.end[:0])
+        lo = np.searchsorted(b.end, a.start, side="right")  # first j with b.end[j] > a.start[i]
+        hi = np.searchsorted(b.start, a.end, side="left")  # first j with b.start[j] >= a.end[i]
+        n = np.maximum(hi.astype(np.int64) - lo.astype(np.int64), 0)
+        i = np.repeat(np.arange(len(a.start)), n)
+        first = np.cumsum(n) - n  # where interval i's pieces begin in the output
+        j = np.arange(len(i)) - np.repeat(first - lo.astype(np.int64), n)
+        return Intervals(np.maximum(a.start[i], b.start[j]), np.minimum(a.end[i], b.end[j]))
+
     def minus(self, other: Intervals) -> Intervals:
-        """The parts of these intervals that `other` does not cover."""
+        """The parts of these intervals that `other` does not cover: these intervals intersected
+        with the gaps of `other` (between its intervals, and before and after them as far as these
+        reach)."""
         if not len(self.start) or not len(other.start):
             return self
-        points = np.concatenate((self.start, self.end, other.start, other.end))
-        n, m = len(self.start), len(other.start)
-        mine = np.concatenate((np.ones(n), -np.ones(n), np.zeros(2 * m))).astype(np.int64)
-        theirs = np.concatenate((np.zeros(2 * n), np.ones(m), -np.ones(m))).astype(np.int64)
-        order = np.argsort(points, kind="stable")
-        points, mine, theirs = points[order], np.cumsum(mine[order]), np.cumsum(theirs[order])
-        # The coverage after the last event at each distinct point holds up to the next point.
-        last = np.flatnonzero(np.concatenate((points[1:] != points[:-1], [True])))
-        at, mine, theirs = points[last], mine[last], theirs[last]
-        keep = (mine[:-1] > 0) & (theirs[:-1] == 0)
-        return Intervals.of(at[:-1][keep], at[1:][keep])
+        low, high = self.start[:1], self.end[-1:]
+        gaps = Intervals(np.concatenate((low, other.end)), np.concatenate((other.start, high)))
+        keep = gaps.end > gaps.start  # drops a gap before `low` or after `high`, never a real one
+        return self.intersect(Intervals(gaps.start[keep], gaps.end[keep]))
 
     def clip(self, low: int, high: int) -> Intervals:
         """These intervals cut to [low, high)."""
@@ -158,9 +172,10 @@ def account(ownable_memory: Intervals, owners: dict[str, Intervals]) -> FrameAcc
     by_owner: dict[str, int] = {}
     owned: dict[str, Intervals] = {}
     for name in OWNERS:
-        left = rest.minus(owners.get(name, Intervals.of(np.zeros(0), np.zeros(0))))
+        owner = owners.get(name, Intervals.of(np.zeros(0), np.zeros(0)))
+        left = rest.minus(owner)
         by_owner[name] = (rest.total - left.total) // PAGE_SIZE
-        owned[name] = rest.minus(left)
+        owned[name] = rest.intersect(owner)
         rest = left
     return FrameAccounting(ownable_memory.total // PAGE_SIZE, by_owner, rest, owned)
 

@@ -42,6 +42,15 @@ def test_minus_is_set_difference(a: list[tuple[int, int]], b: list[tuple[int, in
     left = intervals(a).minus(intervals(b))
     assert frames(left) == frames(intervals(a)) - frames(intervals(b))
     assert all(left.start[1:] > left.end[:-1])
+    assert all(left.end > left.start)
+
+
+@given(runs, runs)
+def test_intersect_is_set_intersection(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> None:
+    both = intervals(a).intersect(intervals(b))
+    assert frames(both) == frames(intervals(a)) & frames(intervals(b))
+    assert all(both.start[1:] > both.end[:-1]) and all(both.end > both.start)
+    assert both.start.dtype == both.end.dtype == np.uint64
 
 
 @given(runs, st.lists(runs, min_size=len(OWNERS), max_size=len(OWNERS)))
