@@ -115,7 +115,7 @@ def from_document(path: Path, doc: Any) -> Snapshot:
         _spaces(snap, doc)
         _heap(snap, doc.get("heap"))
         _counters(snap, doc)
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as err:
         raise DiffError(f"`{path}` is an inspect document kmtool cannot read: {err!r}.") from None
     return snap
 

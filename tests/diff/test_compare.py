@@ -94,3 +94,22 @@ def test_a_document_with_the_wrong_shapes_is_one_sentence(tmp_path: Path) -> Non
     odd.write_text('{"frames": null, "page_tables": null, "accounting": {"owner_ranges": []}}')
     with pytest.raises(DiffError, match=r"is an inspect document kmtool cannot read"):
         load(odd)
+
+
+@pytest.mark.parametrize(
+    "region",
+    [
+        {"start": "0x1ffffffffffffffff", "size": 4096, "phys": "0x0", "flags": "R---"},
+        {"start": "0x1000", "size": -4096, "phys": "0x0", "flags": "R---"},
+    ],
+)
+def test_a_document_with_numbers_past_64_bits_is_one_sentence(
+    tmp_path: Path, region: dict[str, object]
+) -> None:
+    """An address past 2^64 or a negative size cannot become a uint64 range: a DiffError, not
+    an OverflowError out of numpy."""
+    doc = {"frames": None, "page_tables": {"regions": [region], "regions_total": 1}}
+    odd = tmp_path / "big.json"
+    odd.write_text(json.dumps(doc))
+    with pytest.raises(DiffError, match=r"is an inspect document kmtool cannot read"):
+        load(odd)
