@@ -122,23 +122,8 @@ class _Canvas:
         """Write (text, colour, bold) lines beside the bar from baseline `y`, below other notes."""
         y = max(y, self.note_floor)
         for i, (content, colour, bold) in enumerate(lines):
-            self.text(self.body, NOTE_LEFT, y + 15 * i, content, 11, colour=colour, bold=bold)
+            svgkit.text(self.body, NOTE_LEFT, y + 15 * i, content, 11, colour=colour, bold=bold)
         self.note_floor = y + 15 * len(lines) + 6
-
-    def text(
-        self,
-        parent: ET.Element,
-        x: float,
-        y: float,
-        content: str,
-        size: float = 12,
-        *,
-        mono: bool = False,
-        bold: bool = False,
-        colour: str = INK,
-        anchor: str = "start",
-    ) -> None:
-        svgkit.text(parent, x, y, content, size, mono=mono, bold=bold, colour=colour, anchor=anchor)
 
     def rect(
         self, parent: ET.Element, x: float, y: float, w: float, h: float, **attrs: str
@@ -146,7 +131,7 @@ class _Canvas:
         svgkit.rect(parent, x, y, w, h, **attrs)
 
     def address(self, y: float, address: int) -> None:
-        self.text(
+        svgkit.text(
             self.body,
             GUTTER_RIGHT,
             y + 4,
@@ -204,8 +189,8 @@ class _Canvas:
         )
         lo, hi = table.pml4_index(box.start), table.pml4_index(box.end)
         entries = f"PML4 {lo}" if lo == hi else f"PML4 {lo}-{hi}"
-        self.text(group, x0 + 12, y + h / 2 - 2, "unused", 13, bold=True, colour=MUTED)
-        self.text(
+        svgkit.text(group, x0 + 12, y + h / 2 - 2, "unused", 13, bold=True, colour=MUTED)
+        svgkit.text(
             group,
             x0 + 12,
             y + h / 2 + 13,
@@ -244,13 +229,13 @@ class _Canvas:
         label = f"{hexaddr(r.start)} · {size_text(r.size)}"
         lines = self._note_lines(r, faults)
         if box.children:
-            self.text(group, x0 + 14, y + 17, r.name, 13, bold=True)
-            self.text(group, x1 - 10, y + 17, label, 11, mono=True, colour=MUTED, anchor="end")
+            svgkit.text(group, x0 + 14, y + 17, r.name, 13, bold=True)
+            svgkit.text(group, x1 - 10, y + 17, label, 11, mono=True, colour=MUTED, anchor="end")
             self.note(y + 13, lines)
         else:
             mid = y + h / 2
-            self.text(group, x0 + 14, mid - 3, r.name, 13, bold=True)
-            self.text(group, x0 + 14, mid + 12, label, 11, mono=True)
+            svgkit.text(group, x0 + 14, mid - 3, r.name, 13, bold=True)
+            svgkit.text(group, x0 + 14, mid + 12, label, 11, mono=True)
             self.note(mid - 3, lines)
 
     def _note_lines(self, r: Region, faults: list[str]) -> list[tuple[str, str, bool]]:
@@ -303,13 +288,13 @@ def _notes(report: Report) -> dict[str, list[str]]:
 
 def _title(canvas: _Canvas, y: float) -> float:
     """The title and the two subtitle lines from `y`; return the y below them."""
-    canvas.text(canvas.body, MARGIN, y + 18, "Virtual address-space plan", 22, bold=True)
+    svgkit.text(canvas.body, MARGIN, y + 18, "Virtual address-space plan", 22, bold=True)
     subtitle = (
         "x86-64, 4-level paging, 48-bit canonical addresses, high addresses at the top.",
         "Box heights grow with log2 of the size; each address on the left starts the box above it.",
     )
     for i, line in enumerate(subtitle):
-        canvas.text(canvas.body, MARGIN, y + 42 + 16 * i, line, 12, colour=MUTED)
+        svgkit.text(canvas.body, MARGIN, y + 42 + 16 * i, line, 12, colour=MUTED)
     return y + 92
 
 
@@ -321,7 +306,7 @@ def _halves(canvas: _Canvas, regions: Sequence[Region], y: float) -> float:
     )
     for number, (title, half) in enumerate(halves):
         y += 14 if number else 0
-        canvas.text(canvas.body, BAR_LEFT, y, title, 14, bold=True)
+        svgkit.text(canvas.body, BAR_LEFT, y, title, 14, bold=True)
         y += 14
         canvas.address(y, half[1])
         for box in reversed(half_boxes(regions, half)):
@@ -340,7 +325,7 @@ def _summary(canvas: _Canvas, report: Report, y: float) -> float:
         else f"{len(report.failed)} of {len(report.checks)} checks failed: "
         + ", ".join(c.name for c in report.failed)
     )
-    canvas.text(
+    svgkit.text(
         canvas.body, MARGIN, y + 14, summary, 12, bold=True, colour=MUTED if report.ok else FAULT
     )
     return y + 14
@@ -374,7 +359,7 @@ def _hole(canvas: _Canvas, y: float) -> float:
         )
     lo = 1 << (table.VIRTUAL_ADDRESS_BITS - 1)
     hi = UPPER_HALF[0] - 1
-    canvas.text(
+    svgkit.text(
         canvas.body,
         (BAR_LEFT + BAR_RIGHT) / 2,
         y + HOLE / 2 + 4,
@@ -384,7 +369,7 @@ def _hole(canvas: _Canvas, y: float) -> float:
         colour=MUTED,
         anchor="middle",
     )
-    canvas.text(
+    svgkit.text(
         canvas.body,
         NOTE_LEFT,
         y + HOLE / 2 - 3,
@@ -393,7 +378,7 @@ def _hole(canvas: _Canvas, y: float) -> float:
         mono=True,
         colour=MUTED,
     )
-    canvas.text(
+    svgkit.text(
         canvas.body,
         NOTE_LEFT,
         y + HOLE / 2 + 12,
@@ -420,7 +405,7 @@ def _legend(canvas: _Canvas, y: float) -> float:
             stroke_width="1.2",
             rx="3",
         )
-        canvas.text(canvas.body, x + 22, y + 12, name, 12)
+        svgkit.text(canvas.body, x + 22, y + 12, name, 12)
         x += 36 + 7.2 * len(name)
     return y + 30
 
