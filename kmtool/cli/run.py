@@ -215,13 +215,14 @@ def _live(image: Path, options: RunOptions, session: Path, echo: Echo, as_json: 
 
 
 def _print_gdb_hint(target: Console, kernel: Path, port: int) -> None:
-    """The gdb command that attaches to the waiting stub and loads the kernel's symbols."""
+    """How to attach: `kmtool gdb`, whose gdbinit avoids the traps a bare `gdb -ex 'target
+    remote'` falls into (docs/design.md §12)."""
     from rich.text import Text
 
     from kmtool.qemu.cmdline import GDB_HOST
 
     target.print(Text(f"QEMU waits for gdb on {GDB_HOST}:{port}; in another terminal run:"))
-    target.print(Text(f"  gdb {kernel} -ex 'target remote {GDB_HOST}:{port}'"), soft_wrap=True)
+    target.print(Text(f"  kmtool gdb --port {port} --kernel {kernel}"), soft_wrap=True)
 
 
 def _print_result(result: RunResult) -> None:

@@ -56,3 +56,18 @@ def test_no_stub_listening(fresh_build: BuildPaths, tmp_path: Path) -> None:
                                           "`kmtool run --live --gdb` first.")  # fmt: skip
     assert "$1 = 42" not in done.stdout  # the -ex commands after the gdbinit never ran
     assert (tmp_path / "kmtool.gdbinit").is_file()
+
+
+def test_run_gdb_points_at_kmtool_gdb() -> None:
+    """`kmtool run --gdb` tells the user to attach with `kmtool gdb` (its gdbinit), with the port
+    and kernel of this run, not with a bare gdb command line."""
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from kmtool.cli.run import _print_gdb_hint
+
+    console = Console(record=True, width=200)
+    _print_gdb_hint(console, Path("/b/kernel.elf"), 4321)
+    text = console.export_text()
+    assert "kmtool gdb --port 4321 --kernel /b/kernel.elf" in text and "target remote" not in text
