@@ -56,7 +56,11 @@ EXCEPTIONS = {
     13: ("#GP", "general protection"), 14: ("#PF", "page fault"), 16: ("#MF", "x87 error"),
     17: ("#AC", "alignment check"), 18: ("#MC", "machine check"), 19: ("#XM", "SIMD error"),
     20: ("#VE", "virtualization exception"), 21: ("#CP", "control protection"),
+    28: ("#HV", "hypervisor injection"), 29: ("#VC", "VMM communication"),  # AMD APM vol. 2, 8.2
 }  # fmt: skip
+#: Vectors only a confidential guest's CPU raises, with the guest that does (AMD APM vol. 2, 8.2
+#: and 15.35): outside such a guest their gates are never taken, so what they select is never used.
+CONFIDENTIAL_GUEST_VECTORS = {28: "an SEV-SNP guest", 29: "an SEV-ES guest"}
 #: Vectors whose error code is a selector error code (EXT bit 0, IDT bit 1, TI bit 2, index).
 SELECTOR_ERROR_VECTORS = frozenset({10, 11, 12, 13})
 PAGE_FAULT = 14

@@ -72,14 +72,14 @@ def gdt(tss_base: int) -> bytes:
     return b"".join(word.to_bytes(8, "little") for word in SEGMENTS) + tss
 
 
-def tss(ist1_top: int) -> bytes:
-    """The TSS with IST1 set to `ist1_top` and no I/O bitmap."""
+def tss(ist1_top: int, *more: int) -> bytes:
+    """The TSS with IST1 set to `ist1_top` (and IST2... to `more`) and no I/O bitmap."""
     return Tss.build(
         {
             "reserved0": 0,
             "rsp": [0, 0, 0],
             "reserved1": 0,
-            "ist": [ist1_top] + [0] * (IST_COUNT - 1),
+            "ist": [ist1_top, *more] + [0] * (IST_COUNT - 1 - len(more)),
             "reserved2": 0,
             "reserved3": 0,
             "iomap_base": Tss.sizeof(),

@@ -155,6 +155,24 @@ def test_ist_stack_unmapped_or_unset(fx: F.Fixture, tmp_path: Path) -> None:
     assert not ok and detail == "CPU 0 IST1 (top 0x0) is 0, for vectors 2, 8, 18"
 
 
+def test_an_unmapped_ist_only_a_confidential_guest_takes(fx: F.Fixture, tmp_path: Path) -> None:
+    # Linux sets an IST for #VC (29) but maps its stack only in an SEV-ES guest: not a failure
+    # while #VC alone selects it, a failure as soon as an exception any CPU raises does too.
+    broken = F.Fixture(bytearray(fx.image), fx.cr3, fx.truth, dict(fx.addresses))
+    hole = F.KERNEL_VSPACE_BASE + 8 * F.MiB  # no mapping there
+    broken.put(pa_of(F.TSS_VA), D.tss(F.IST1_TOP, hole))
+    broken.put(pa_of(F.IDT_VA + 29 * 16), D.gate(0xFFFFFF0000100200, ist=2))
+    ok, detail = rows(inspect(broken, tmp_path / "vc.elf"))["IST stacks mapped"]
+    assert ok and detail.endswith(
+        "IST2 not mapped, only #VC (29) selects it, raised only in an SEV-ES guest"
+    )
+    broken.put(pa_of(F.IDT_VA + 6 * 16), D.gate(0xFFFFFF0000100200, ist=2))
+    ok, detail = rows(inspect(broken, tmp_path / "vc-ud.elf"))["IST stacks mapped"]
+    assert not ok and detail == (
+        f"CPU 0 IST2 (top {hex(hole)}) is not mapped below its top, for vectors 6, 29"
+    )
+
+
 def test_tr_that_names_another_descriptor(fx: F.Fixture, tmp_path: Path) -> None:
     ok, detail = rows(inspect(fx, tmp_path / "tr.elf", {"tr": {"selector": 0x10}}))[
         "TR names the GDT's TSS descriptor"
