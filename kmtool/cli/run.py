@@ -250,6 +250,8 @@ def _summary(result: RunResult) -> Text:
     style = "green" if result.outcome is Outcome.PASS else "red"
     if result.live_session is not None:
         status = "held" if result.held else "still running"
+        if result.outcome is Outcome.RESET:
+            status = "paused by QEMU at the reset"
         status += ", QEMU left running as a live session"
     elif result.held:
         status = "held, then stopped by kmtool"

@@ -14,6 +14,9 @@ BUILD_DIR/serial.log. kmtool returns
   time limit runs out (timeout: the hung guest is left running, the state worth inspecting);
   the VM keeps running and the session file is written;
 - with `gdb`, as soon as QEMU waits for the debugger (no outcome yet);
+- when the CPU triple-faults before that: QEMU pauses the VM at the reset (a live run has no
+  exception log, but still `-action shutdown=pause`; QMP's status says so), the outcome reset,
+  the session written, the paused guest left for `kmtool inspect --live`;
 - when QEMU exits before any of that: the outcome as for `kmtool run`, no session, the RAM file
   removed.
 
@@ -41,7 +44,15 @@ from kmtool.qemu.cmdline import GDB_HOST
 from kmtool.qemu.dump import ram_ranges
 from kmtool.qemu.outcome import Outcome
 from kmtool.qemu.process import Echo, Stop
-from kmtool.qemu.runner import Boot, RunOptions, RunResult, boot_vm, exit_outcome, run_result
+from kmtool.qemu.runner import (
+    Boot,
+    RunOptions,
+    RunResult,
+    boot_vm,
+    exit_outcome,
+    run_result,
+    stopped_at,
+)
 from kmtool.schemas.livesession import session_document
 
 
@@ -74,6 +85,8 @@ def run_live(
             boot.wait(until_held=True, keep_at_limit=True)
             if boot.process.held.is_set():
                 result = run_result(boot, boot.process.serial.outcome(), held=True)
+            elif boot.ended_by is Stop.RESET:
+                result = _reset(boot, paths)
             elif boot.ended_by is Stop.TIME_LIMIT and boot.process.running:
                 limit = f"No ready report within {options.timeout:g} s"
                 result = run_result(boot, Outcome.TIMEOUT, f"{limit}; the guest runs on.")
@@ -88,6 +101,19 @@ def run_live(
     except BaseException:
         _remove(paths)
         raise
+
+
+def _reset(boot: Boot, paths: SessionPaths) -> RunResult:
+    """A triple fault before the ready report: QEMU paused the VM at the reset, which stays as it
+    is for `kmtool inspect --live` (a live run has no exception log to name the chain from)."""
+    rip, where = stopped_at(boot, boot.process.monitor())
+    message = (
+        f"The CPU triple-faulted before the ready report; QEMU paused the VM at the reset.{where} "
+        "A live run keeps no exception log, so the chain is not named here: "
+        f"`kmtool inspect --live {paths.session}` decodes the paused guest, its descriptor "
+        "tables included."
+    )
+    return run_result(boot, Outcome.RESET, message, rip=rip)
 
 
 def _leave_running(boot: Boot, paths: SessionPaths) -> None:

@@ -99,8 +99,8 @@ class MachineSpec:
     gdb_port: int = GDB_PORT
     qemu: str = QEMU
     # Where QEMU logs every exception it delivers (`-d int,cpu_reset`), usually a FIFO
-    # (kmtool/qemu/exceptions.py). With one, a reset pauses the VM instead of ending QEMU, so a
-    # triple fault keeps its state for QMP; None: `-no-reboot`, QEMU exits on a reset.
+    # (kmtool/qemu/exceptions.py). With one, or in a live run, a reset pauses the VM instead of
+    # ending QEMU, so a triple fault keeps its state for QMP; else `-no-reboot`, QEMU exits on it.
     exception_log: Path | None = None
     ram_file: Path | None = None  # a live run: guest RAM is this shared file (created by QEMU)
 
@@ -140,9 +140,10 @@ def build_argv(spec: MachineSpec) -> list[str]:
         argv += ["-qmp", f"unix:{escape(spec.qmp_socket)},server=on,wait=off"]
     if spec.gdb:
         argv += ["-gdb", f"tcp:{GDB_HOST}:{spec.gdb_port}", "-S"]
-    if spec.exception_log is not None:
+    if spec.exception_log is not None or spec.ram_file is not None:
         argv[argv.index("-no-reboot")] = "-action"
         argv.insert(argv.index("-action") + 1, "reboot=shutdown,shutdown=pause")
+    if spec.exception_log is not None:
         argv += ["-d", "int,cpu_reset", "-D", escape(spec.exception_log)]
     return argv
 

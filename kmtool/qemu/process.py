@@ -41,6 +41,8 @@ from kmtool.qemu.serial import Event, SerialWatcher
 KVM_FAILURE = "KVM internal error"
 KILL_GRACE_SECONDS = 2.0
 POLL_SECONDS = 0.05
+STATUS_POLL_SECONDS = 0.5  # how often a detached run without exception log asks QMP's status
+RESET_STATUS = "shutdown"  # QMP query-status of a VM paused at a reset (-action shutdown=pause)
 
 Echo = Callable[[str], None]
 
@@ -126,6 +128,7 @@ class QemuProcess:
         self.ended: float | None = None
         self.killed = False  # kmtool ended QEMU (time limit, KVM failure, clean-up)
         self._monitor: Monitor | None = None
+        self._next_status = 0.0  # when _paused_at_reset may ask QMP again
         self._threads: list[threading.Thread] = []
         self._let_go = threading.Event()  # set by `detach`: the followers stop, QEMU lives on
         self.exceptions = (
@@ -218,6 +221,9 @@ class QemuProcess:
             if self.exceptions is not None and self.exceptions.triple.is_set():
                 self.mark_ended()
                 return Stop.RESET
+            if self._paused_at_reset():
+                self.mark_ended()
+                return Stop.RESET
             if self.kvm_failed.is_set():
                 self.kill()
                 stop = Stop.KVM_FAILED
@@ -234,6 +240,23 @@ class QemuProcess:
         self.mark_ended()
         self._join_readers()
         return stop
+
+    def _paused_at_reset(self) -> bool:
+        """A detached launch has no exception log: whether QMP says the VM is paused at a reset
+        (asked at most every STATUS_POLL_SECONDS; False while the socket does not answer yet)."""
+        if not self.launch.detached or self.exceptions is not None:
+            return False
+        now = time.monotonic()
+        if now < self._next_status or self.launch.qmp_socket is None:
+            return False
+        self._next_status = now + STATUS_POLL_SECONDS
+        if not self.launch.qmp_socket.exists():
+            return False
+        try:
+            return self.monitor().status() == RESET_STATUS
+        except RunError:
+            self._monitor = None
+            return False
 
     def mark_ended(self) -> None:
         """Take now as the end of the run, unless an end was taken already."""

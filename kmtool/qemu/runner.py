@@ -228,7 +228,8 @@ def _launch(
     debugcon_log = options.build_dir / DEBUGCON_LOG
     # Every run has QMP: a hang or a triple fault is inspected through it. A live QEMU outlives
     # the temp directory, so its socket is where the options say, and it has no exception log
-    # (a FIFO nobody reads once kmtool is gone); a reset then ends QEMU (-no-reboot).
+    # (a FIFO nobody reads once kmtool is gone); a reset still pauses it (cmdline.py), and the
+    # wait sees that in QMP's status (process.py).
     qmp_socket = options.qmp_socket or temp / "qmp.sock"
     exception_log = None if options.ram_file else temp / "exceptions.fifo"
     spec = MachineSpec(
@@ -285,7 +286,7 @@ def _finish_hang(boot: Boot, progress: Progress | None) -> RunResult:
     limit = f"No exit within {boot.options.timeout:g} s;"
     try:
         monitor = boot.stop_vm()
-        rip = _rip(monitor)
+        rip, where = stopped_at(boot, monitor)
     except RunError:
         boot.process.kill()
         return run_result(boot, Outcome.TIMEOUT, f"{limit} QEMU was killed.")
@@ -294,7 +295,6 @@ def _finish_hang(boot: Boot, progress: Progress | None) -> RunResult:
         dump = capture(monitor, boot.options.dump, boot.options.dump_format, progress)
     boot.process.quit()
     done = "kmtool stopped the VM, dumped it and quit QEMU" if dump else "kmtool stopped the VM"
-    where = "" if rip is None else f" The CPU was at {_where(boot, rip)}."
     message = f"{limit} {done}.{where}"
     reason = None if dump is None else "timeout"
     return run_result(boot, Outcome.TIMEOUT, message, dump=dump, dump_reason=reason, rip=rip)
@@ -332,8 +332,13 @@ def _kernel(boot: Boot) -> Path:
     return boot.options.kernel or boot.options.build_dir / KERNEL_ELF
 
 
-def _where(boot: Boot, rip: int) -> str:
-    return symbolize.code_location(symbolize.load(_kernel(boot)), rip)
+def stopped_at(boot: Boot, monitor: Monitor) -> tuple[int | None, str]:
+    """CPU 0's RIP on the stopped VM and the sentence ` The CPU was at FUNCTION+OFF (FILE:LINE).`
+    (symbolised with the run's kernel ELF), or (None, "") when QEMU does not say."""
+    rip = _rip(monitor)
+    if rip is None:
+        return None, ""
+    return rip, f" The CPU was at {symbolize.code_location(symbolize.load(_kernel(boot)), rip)}."
 
 
 def _finish_held(boot: Boot, progress: Progress | None) -> RunResult:

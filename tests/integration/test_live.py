@@ -12,6 +12,7 @@ the session stops QEMU and removes the RAM file and the session file.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -126,3 +127,33 @@ def test_stopping_the_session_removes_its_files(live: dict[str, Any]) -> None:
     assert not cmdline.exists() or cmdline.read_bytes() == b""  # gone, or a zombie
     again = run_kmtool("inspect", "--live", live["path"])
     assert again.returncode == 1 and "is missing" in again.stderr
+
+
+@pytest.mark.qemu
+def test_a_triple_fault_before_ready_stays_paused_for_inspect_live(
+    live: dict[str, Any], tmp_path: Path
+) -> None:
+    # A live run has no exception log, but a reset still pauses QEMU (-action shutdown=pause):
+    # the run says so and leaves the session, and inspect --live decodes the triple-faulted
+    # guest (bug=idt: an IDT limit of 0, then int3) without resuming it. Its own copy of the
+    # build, so that its serial log does not overwrite the other session's.
+    build = tmp_path / "build"
+    shutil.copytree(live["build_dir"], build, ignore=shutil.ignore_patterns("live"))
+    session = build / "reset" / "session.json"
+    run = run_kmtool("run", "--live", "--build-dir", str(build), "--session", str(session),
+                     "--memory", MEMORY, "--cmdline", "bug=idt", "--timeout", "150")  # fmt: skip
+    try:
+        assert run.returncode == 4, run.stdout + run.stderr  # the exit status of a reset
+        assert "triple-faulted before the ready report" in run.stdout, run.stdout
+        assert "The CPU was at idt+0x" in run.stdout and "paused by QEMU at the reset" in run.stdout
+        doc = json.loads(session.read_text())
+        assert status(doc) == "shutdown"
+        done = run_kmtool("inspect", "--live", str(session), "--json")
+        assert done.returncode == 1 and done.stderr == "", done.stderr  # 1: checks failed
+        checks = {c["name"]: c for c in json.loads(done.stdout)["checks"]}
+        covers = checks["IDT covers the exception vectors"]
+        assert not covers["ok"] and "has limit 0x0" in covers["detail"], covers
+        assert status(doc) == "shutdown"  # not resumed: it was not running
+    finally:
+        run_kmtool("run", "--stop", str(session))
+    assert not session.exists()

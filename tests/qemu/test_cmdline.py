@@ -137,3 +137,6 @@ def test_a_live_run_backs_ram_with_a_shared_file(tmp_path: Path) -> None:
     assert backend == "memory-backend-file,id=ram,size=256G,mem-path=build/live/s,,1.ram,share=on"
     assert argv[argv.index("-machine") + 1] == "q35,memory-backend=ram"
     assert argv[argv.index("-m") + 1] == "256G"
+    # no exception log (nobody would read it), but a reset pauses the VM rather than ending QEMU
+    assert "-no-reboot" not in argv and "-d" not in argv
+    assert argv[argv.index("-action") + 1] == "reboot=shutdown,shutdown=pause"
