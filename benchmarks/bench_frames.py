@@ -38,6 +38,7 @@ SOURCES = [
     "kernel/mm/frame.c",
     "kernel/mm/frame_stack.c",
     "kernel/mm/frame_treap.c",
+    "kernel/mm/frame_validate.c",
     "benchmarks/bitmap.c",
     "benchmarks/frames_bench.c",
 ]
