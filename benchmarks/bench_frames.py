@@ -13,6 +13,10 @@ the timing loops in benchmarks/frames_bench.c, then runs, alternating the two al
   touched the same churn, but every owner writes a word into each frame it is given (as a real
          owner writes the frames it asked for), for both allocators alike. The plain churn's
          owners never touch their frames; both figures are reported.
+  floor  each churn again with no allocator: the hybrid's recorded allocations replayed in the same
+         loop, touching only the marker word of each freed frame (check and write) and clearing it
+         in each stacked frame handed out; what any allocator with a marker in every free frame
+         must pay at least (docs/design.md §14).
 
 Prints ns per operation (medians over the runs, min-max in brackets), the number of free spans
 (runs of free frames) after the churn, short allocations (fewer frames than asked) as a count and a

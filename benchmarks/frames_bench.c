@@ -1,6 +1,7 @@
 // Timing loops for benchmarks/bench_frames.py: the kernel's frame allocator (kernel/mm/frame.c,
 // built with -DKM_HOST over an mmap'd arena standing in for physical memory) and the bitmap
-// yardstick (benchmarks/bitmap.c) run the same workloads with the same random numbers.
+// yardstick (benchmarks/bitmap.c) run the same workloads with the same random numbers; floor_churn
+// replays the hybrid's last churn touching only what the marker rule demands (docs/design.md §14).
 #define _GNU_SOURCE
 #include <stdarg.h>
 #include <stdio.h>
