@@ -13,6 +13,10 @@ the timing loops in benchmarks/frames_bench.c, then runs, alternating the two al
   touched the same churn, but every owner writes a word into each frame it is given (as a real
          owner writes the frames it asked for), for both allocators alike. The plain churn's
          owners never touch their frames; both figures are reported.
+  floor  each churn again with no allocator: the hybrid's recorded allocations replayed in the same
+         loop, touching only the marker word of each freed frame (check and write) and clearing it
+         in each stacked frame handed out; what any allocator with a marker in every free frame
+         must pay at least (docs/design.md §14).
 
 Prints ns per operation (medians over the runs, min-max in brackets), the number of free spans
 (runs of free frames) after the churn, short allocations (fewer frames than asked) as a count and a
@@ -38,6 +42,7 @@ SOURCES = [
     "kernel/mm/frame.c",
     "kernel/mm/frame_stack.c",
     "kernel/mm/frame_treap.c",
+    "kernel/mm/frame_validate.c",
     "benchmarks/bitmap.c",
     "benchmarks/frames_bench.c",
 ]
@@ -61,6 +66,45 @@ class Result(ctypes.Structure):
     ]
 
 
+NOTES = (
+    f"- pairs: {OPS:,} single-frame allocate+free pairs on a fresh allocator (ns per "
+    "allocate or free).",
+    f"- churn: {FRAMES:,} frames (4 GiB worth), filled to {FILL_PERCENT}% with random 1-16 "
+    f"frame allocations (untimed), then {OPS:,} random operations, allocate 1-16 frames or "
+    "free a random live chunk with equal odds (ns per operation). Owners write their frames: "
+    "the same churn (same random numbers), but the owner of every allocation writes one word "
+    "into each frame it was given, in the fill and in the timed loop, for both allocators "
+    "alike (the plain churn's owners never touch their frames, which no real owner does).",
+    "- spans after churn: runs of free frames in the span list (for the bitmap, counted by a "
+    "scan). Short allocations: requests met with fewer frames than asked, as a count and a share "
+    "of the churn's allocation requests; the hybrid returns fewer only when no run holds the "
+    "request. The bitmap always returns exactly what was asked, or refuses.",
+    "- The hybrid: a free of 1-16 frames pushes the run onto the stack of its length (one write "
+    "and one marker check per frame, no search); an allocation pops a run of exactly that "
+    "length, else takes the top of the first span that fits (first fit), else folds the stack "
+    "into the spans and tries again. Folds / stack depth: folds during the churn and runs on the "
+    "stack at its end.",
+    "- The floor of the marker rule (docs/design.md §14): the same churn loop (same random "
+    "numbers, live array and owners' writes), but each allocation is the hybrid's recorded "
+    "result and the only other work is what the rule demands of any allocator that keeps a "
+    "free marker in every free frame: a check and write of one word in each freed frame (at "
+    "the line the hybrid's node uses) and a clear of it in each stacked frame handed out. No "
+    "links, counters or search. The hybrid records its allocations for the replay (one "
+    "sequential store each, timed with it).",
+    "- Why the bitmap still wins the plain churn: its 128 KiB of bits stay in cache, while the "
+    "churn frees frames nobody touched since their allocation, somewhere in 4 GiB, and the "
+    "marker rule has to read and write a line in each of them: a cache miss per frame, which "
+    "the floor row prices alone at several times the bitmap's whole operation. The nodes sit "
+    "at a per-frame cache-line offset so that the runs' frames do not all compete for the same "
+    "cache sets. The trade the design makes: no memory outside the free frames (the bitmap "
+    "needs 32 KiB per GiB, allocated before any allocator exists), set-up in O(spans) rather "
+    "than O(frames), and an O(1) double-free check on every frame.",
+    "- The arena is faulted in (with 2 MiB huge pages where the host allows) before timing, "
+    "standing in for the kernel's offset map: the kernel pays no first-touch faults and maps "
+    "physical memory with 1 GiB pages.",
+)
+
+
 def build(out: Path) -> ctypes.CDLL:
     cc = next((c for c in ("cc", "clang", "gcc") if shutil.which(c)), None)
     if cc is None:
@@ -73,7 +117,7 @@ def build(out: Path) -> ctypes.CDLL:
     for name in ("span_pairs", "bitmap_pairs"):
         getattr(dll, name).restype = Result
         getattr(dll, name).argtypes = [ctypes.c_uint64, ctypes.c_uint64]
-    for name in ("span_churn", "bitmap_churn"):
+    for name in ("span_churn", "bitmap_churn", "floor_churn"):
         getattr(dll, name).restype = Result
         getattr(dll, name).argtypes = [ctypes.c_uint64, ctypes.c_uint64, ctypes.c_uint64,
                                        ctypes.c_uint, ctypes.c_uint]  # fmt: skip
@@ -88,15 +132,30 @@ def run(runs: int) -> str:
     with tempfile.TemporaryDirectory(prefix="bench-frames-") as tmp:
         dll = build(Path(tmp))
         pairs: dict[str, list[Result]] = {"span": [], "bitmap": []}
-        churn: dict[str, list[Result]] = {"span": [], "bitmap": []}
-        touched: dict[str, list[Result]] = {"span": [], "bitmap": []}
+        churn: dict[str, list[Result]] = {"span": [], "floor": [], "bitmap": []}
+        touched: dict[str, list[Result]] = {"span": [], "floor": [], "bitmap": []}
         for i in range(runs):
             seed = 0x9E3779B97F4A7C15 + i
             for kind in ("span", "bitmap"):
                 pairs[kind].append(getattr(dll, f"{kind}_pairs")(FRAMES, OPS))
-                fn = getattr(dll, f"{kind}_churn")
-                churn[kind].append(fn(FRAMES, OPS, seed, FILL_PERCENT, 0))
-                touched[kind].append(fn(FRAMES, OPS, seed, FILL_PERCENT, 1))
+            for touch, results in ((0, churn), (1, touched)):
+                # floor_churn replays the allocations of the span_churn just before it.
+                for kind in ("span", "floor", "bitmap"):
+                    fn = getattr(dll, f"{kind}_churn")
+                    results[kind].append(fn(FRAMES, OPS, seed, FILL_PERCENT, touch))
+    return table(runs, pairs, churn, touched)
+
+
+def ratios(a: list[Result], b: list[Result]) -> str:
+    return ", ".join(f"{x.ns_per_op / y.ns_per_op:.2f}x" for x, y in zip(a, b, strict=True))
+
+
+def table(
+    runs: int,
+    pairs: dict[str, list[Result]],
+    churn: dict[str, list[Result]],
+    touched: dict[str, list[Result]],
+) -> str:
     rows = []
     names = {"span": "hybrid stack/span list in free frames (kernel/mm/frame*.c)",
              "bitmap": "bitmap, next-fit (benchmarks/bitmap.c)"}  # fmt: skip
@@ -115,13 +174,13 @@ def run(runs: int) -> str:
             f"{short:.0f} ({100 * short / requests:.2f}%) | "
             f"{statistics.median([r.failed for r in c]):.0f} | {stack} |"
         )
-    ratio = [s.ns_per_op / b.ns_per_op for s, b in zip(churn["span"], churn["bitmap"], strict=True)]
-    touch_ratio = [
-        s.ns_per_op / b.ns_per_op for s, b in zip(touched["span"], touched["bitmap"], strict=True)
-    ]
-    pair_ratio = [
-        s.ns_per_op / b.ns_per_op for s, b in zip(pairs["span"], pairs["bitmap"], strict=True)
-    ]
+    rows.insert(
+        1,
+        "| floor of the marker rule: the hybrid's own allocations replayed, only the marker "
+        "words touched (benchmarks/frames_bench.c floor_churn) | - | "
+        f"{spread([r.ns_per_op for r in churn['floor']])} | "
+        f"{spread([r.ns_per_op for r in touched['floor']])} | - | - | - | - |",
+    )
     lines = [
         SECTION,
         "",
@@ -134,38 +193,16 @@ def run(runs: int) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|",
         *rows,
         "",
-        f"- hybrid / bitmap, per run (same run, same random numbers): churn "
-        f"{', '.join(f'{x:.2f}x' for x in ratio)}; churn, owners writing "
-        f"{', '.join(f'{x:.2f}x' for x in touch_ratio)}; pairs "
-        f"{', '.join(f'{x:.2f}x' for x in pair_ratio)}.",
-        f"- pairs: {OPS:,} single-frame allocate+free pairs on a fresh allocator (ns per "
-        "allocate or free).",
-        f"- churn: {FRAMES:,} frames (4 GiB worth), filled to {FILL_PERCENT}% with random 1-16 "
-        f"frame allocations (untimed), then {OPS:,} random operations, allocate 1-16 frames or "
-        "free a random live chunk with equal odds (ns per operation). Owners write their frames: "
-        "the same churn (same random numbers), but the owner of every allocation writes one word "
-        "into each frame it was given, in the fill and in the timed loop, for both allocators "
-        "alike (the plain churn's owners never touch their frames, which no real owner does).",
-        "- spans after churn: runs of free frames in the span list (for the bitmap, counted by a "
-        "scan). Short allocations: requests met with fewer frames than asked, as a count and a share "
-        "of the churn's allocation requests; the hybrid returns fewer only when no run holds the "
-        "request. The bitmap always returns exactly what was asked, or refuses.",
-        "- The hybrid: a free of 1-16 frames pushes the run onto the stack of its length (one write "
-        "and one marker check per frame, no search); an allocation pops a run of exactly that "
-        "length, else takes the top of the first span that fits (first fit), else folds the stack "
-        "into the spans and tries again. Folds / stack depth: folds during the churn and runs on the "
-        "stack at its end.",
-        "- Why the bitmap still wins the churn: its 128 KiB of bits stay in cache, while every free "
-        "of the hybrid writes (and checks) the free marker in each freed frame, and the churn frees "
-        "frames nobody touched since their allocation, somewhere in 4 GiB: a cache miss (and, where "
-        "the arena did not get huge pages, a TLB miss) per frame. The nodes sit at a per-frame "
-        "cache-line offset so that the runs' frames do not all compete for the same cache sets. "
-        "The trade the design makes: no memory outside the free frames (the bitmap needs 32 KiB "
-        "per GiB, allocated before any allocator exists), set-up in O(spans) rather than O(frames), "
-        "and an O(1) double-free check on every frame.",
-        "- The arena is faulted in (with 2 MiB huge pages where the host allows) before timing, "
-        "standing in for the kernel's offset map: the kernel pays no first-touch faults and maps "
-        "physical memory with 1 GiB pages.",
+        "- hybrid / bitmap, per run (same run, same random numbers): churn "
+        f"{ratios(churn['span'], churn['bitmap'])}; churn, owners writing "
+        f"{ratios(touched['span'], touched['bitmap'])}; pairs "
+        f"{ratios(pairs['span'], pairs['bitmap'])}.",
+        "- floor / bitmap, per run: churn "
+        f"{ratios(churn['floor'], churn['bitmap'])}; churn, owners writing "
+        f"{ratios(touched['floor'], touched['bitmap'])}. Hybrid / floor: churn "
+        f"{ratios(churn['span'], churn['floor'])}; churn, owners writing "
+        f"{ratios(touched['span'], touched['floor'])}.",
+        *NOTES,
         "",
     ]
     return "\n".join(lines)

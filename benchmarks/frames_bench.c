@@ -1,6 +1,7 @@
 // Timing loops for benchmarks/bench_frames.py: the kernel's frame allocator (kernel/mm/frame.c,
 // built with -DKM_HOST over an mmap'd arena standing in for physical memory) and the bitmap
-// yardstick (benchmarks/bitmap.c) run the same workloads with the same random numbers.
+// yardstick (benchmarks/bitmap.c) run the same workloads with the same random numbers; floor_churn
+// replays the hybrid's last churn touching only what the marker rule demands (docs/design.md §14).
 #define _GNU_SOURCE
 #include <stdarg.h>
 #include <stdio.h>
@@ -66,6 +67,28 @@ static void owner_touch(unsigned touch, uint64_t byte, uint64_t count)
 
 /* ---- the kernel's hybrid stack/span allocator ---- */
 
+// What every allocation of the last span_churn returned, in order (fill and timed loop), and
+// whether it came off the stack (its frames carried markers that the pop cleared): floor_churn
+// replays it. Recording is one sequential store per allocation, timed with the hybrid.
+struct traced {
+    uint64_t phys, got, stacked;
+};
+static struct traced *trace;
+static uint64_t trace_len, trace_cap, trace_folds;
+
+static void trace_put(uint64_t phys, uint64_t got, uint64_t stacked)
+{
+    if (trace_len == trace_cap) {
+        trace_cap = trace_cap ? 2 * trace_cap : 1 << 20;
+        trace = realloc(trace, trace_cap * sizeof(*trace));
+        if (!trace) {
+            perror("realloc");
+            exit(1);
+        }
+    }
+    trace[trace_len++] = (struct traced){phys, got, stacked};
+}
+
 static uint64_t arena_frames;  // `arena`: one arena for every run, prepared once
 
 static void *arena_map(uint64_t frames)
@@ -127,10 +150,12 @@ struct result span_churn(uint64_t frames, uint64_t ops, uint64_t seed, unsigned 
     struct chunk *live = malloc(sizeof(*live) * frames);
     uint64_t n = 0, s = seed, target = frames * fill_percent / 100, used = 0;
     struct result r = {0};
+    trace_len = 0;
     while (used < target) {
-        uint64_t want = rng_next(&s) % 16 + 1, phys, got;
+        uint64_t want = rng_next(&s) % 16 + 1, phys, got, runs = fa.stack_runs;
         if (frames_alloc(&fa, want, &phys, &got) != KM_OK)
             break;
+        trace_put(phys, got, fa.stack_runs < runs);
         owner_touch(touch, phys, got);
         live[n++] = (struct chunk){phys, got};
         used += got;
@@ -140,11 +165,12 @@ struct result span_churn(uint64_t frames, uint64_t ops, uint64_t seed, unsigned 
         uint64_t x = rng_next(&s);
         if ((x & 1) || n == 0) {
             r.requests++;
-            uint64_t want = (x >> 1) % 16 + 1, phys, got;
+            uint64_t want = (x >> 1) % 16 + 1, phys, got, runs = fa.stack_runs;
             if (frames_alloc(&fa, want, &phys, &got) != KM_OK) {
                 r.failed++;
                 continue;
             }
+            trace_put(phys, got, fa.stack_runs < runs);
             if (got < want)
                 r.short_allocs++;
             owner_touch(touch, phys, got);
@@ -162,6 +188,7 @@ struct result span_churn(uint64_t frames, uint64_t ops, uint64_t seed, unsigned 
     r.free_frames = fa.free_frames;
     r.folds = fa.folds;
     r.stack_runs = fa.stack_runs;
+    trace_folds = fa.folds;
     char why[128];
     if (frames_validate(&fa, why, sizeof(why)) != 0)
         panic("span allocator invalid after churn: %s", why);
@@ -235,5 +262,72 @@ struct result bitmap_churn(uint64_t frames, uint64_t ops, uint64_t seed, unsigne
     r.free_frames = b.free_frames;
     free(live);
     bitmap_destroy(&b);
+    return r;
+}
+
+/* ---- the floor of the marker rule ---- */
+
+// Where the hybrid keeps a frame's marker word: its stack node (kernel/include/mm/frame_stack.h).
+static volatile uint64_t *floor_marker(uint64_t phys)
+{
+    return (volatile uint64_t *)((char *)arena + phys + ((phys >> 12) % 64) * 64);
+}
+
+// The same churn as the last span_churn (same seed, fill and touch), but with no allocator: each
+// allocation is the hybrid's recorded result, and the only work besides the loop's own (random
+// numbers, the live array, the owners' writes) is what the marker rule demands of ANY allocator
+// that keeps a free marker in every free frame (docs/design.md §14): a check and write of one word
+// in each freed frame, and a clear of it in each frame handed out that carried one. No links, no
+// counters, no search. What this costs above the bitmap is out of reach under the rule.
+struct result floor_churn(uint64_t frames, uint64_t ops, uint64_t seed, unsigned fill_percent,
+                          unsigned touch)
+{
+    struct chunk *live = malloc(sizeof(*live) * frames);
+    uint64_t n = 0, s = seed, target = frames * fill_percent / 100, used = 0, next = 0;
+    uint64_t key = 0x4b4d464c4f4f5231ull ^ (uint64_t)now_ns();  // no stale marker matches it
+    struct result r = {0};
+    // A frame folded into the spans and handed out from there later leaves no trace of where it
+    // came from, so the replay only knows when to clear a marker if the hybrid never folded.
+    if (trace_folds)
+        panic("floor_churn: the span_churn it replays folded its stack %lu times",
+              (unsigned long)trace_folds);
+    arena_map(frames);
+    for (uint64_t f = 1; f < frames; f++)  // every frame free, unmarked: as after span_setup
+        *floor_marker(f * 4096) = 0;
+    while (used < target && next < trace_len) {
+        rng_next(&s);
+        struct traced t = trace[next++];
+        owner_touch(touch, t.phys, t.got);
+        live[n++] = (struct chunk){t.phys, t.got};
+        used += t.got;
+    }
+    double t0 = now_ns();
+    for (uint64_t i = 0; i < ops; i++) {
+        uint64_t x = rng_next(&s);
+        if ((x & 1) || n == 0) {
+            r.requests++;
+            if (next == trace_len)
+                panic("floor_churn: the trace of span_churn ends at allocation %lu",
+                      (unsigned long)next);
+            struct traced t = trace[next++];
+            for (uint64_t j = 0; t.stacked && j < t.got; j++)
+                *floor_marker(t.phys + j * 4096) = 0;
+            owner_touch(touch, t.phys, t.got);
+            live[n++] = (struct chunk){t.phys, t.got};
+        } else {
+            uint64_t k = (x >> 1) % n;
+            for (uint64_t j = 0; j < live[k].count; j++) {
+                uint64_t f = live[k].frame + j * 4096;
+                if (*floor_marker(f) == (key ^ f))
+                    panic("floor_churn: double free of frame 0x%lx", (unsigned long)f);
+                *floor_marker(f) = key ^ f;
+            }
+            live[k] = live[--n];
+        }
+    }
+    double t1 = now_ns();
+    r.ns_per_op = (t1 - t0) / ops;
+    r.ops = ops;
+    free(live);
     return r;
 }

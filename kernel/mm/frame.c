@@ -11,11 +11,6 @@
 
 #define FRAME KM_PAGE_SIZE
 
-static uint64_t span_end(const struct km_frame_span *n)
-{
-    return n->start + n->count * FRAME;
-}
-
 /* ---- list helpers ---- */
 
 // Links the fresh node `p` between `prev` and `next` (either may be 0).
@@ -283,27 +278,21 @@ void frames_add(struct km_frame_allocator *fa, uint64_t phys, uint64_t count)
     (void)span;
 }
 
-void frames_free(struct km_frame_allocator *fa, uint64_t phys, uint64_t count)
+// Every free the fast path of frames_free() does not finish: bad addresses and bad frees (which
+// panic here, after the checks are made again in full), and runs longer than the stack takes.
+__attribute__((noinline, cold)) static void free_slow(struct km_frame_allocator *fa, uint64_t phys,
+                                                      uint64_t count)
 {
     uint64_t pred, succ;
     check_range(fa, "frames_free", phys, count);
     if (count <= KM_FRAME_STACK_RUN_MAX) {
+        // The fast path's tests are these, so one of them fails here.
         uint64_t in_span = span_overlap(fa, phys, count, &pred, &succ);
-        if (in_span)
-            bad_free(fa, "frames_free", phys, count, in_span, stack_first_held(fa, phys, count));
-#if KM_DEBUG
-        if (pred)  // the spans around the run: checked although the run does not join them
-            debug_check_span(fa, "frames_free", pred);
-        if (succ)
-            debug_check_span(fa, "frames_free", succ);
-#endif
-        uint64_t stacked = stack_push(fa, phys, count);  // checks the markers as it writes them
-        if (stacked)
-            bad_free(fa, "frames_free", phys, count, 0, stacked);
-        fa->free_calls++;
-        if (fa->stack_frames > fa->stack_limit)
-            frames_fold(fa);
-        return;
+        uint64_t stacked = stack_first_held(fa, phys, count);
+        if (in_span || stacked)
+            bad_free(fa, "frames_free", phys, count, in_span, stacked);
+        panic("frames_free: frames 0x%lx + %lu: the fast path refused a free the full checks allow",
+              phys, count);
     }
     frames_fold(fa);  // a long run: checked against the spans alone
     check_free(fa, "frames_free", phys, count, &pred, &succ);
@@ -312,6 +301,37 @@ void frames_free(struct km_frame_allocator *fa, uint64_t phys, uint64_t count)
     fa->free_calls++;
     debug_check_around(fa, "frames_free", span);
     (void)span;
+}
+
+// The fast path: a run of 1..16 frames inside the limit, which no span holds (the span at or below
+// its last frame ends at or below its first) and no frame of which is stacked (stack_push checks
+// every marker before it writes one), goes onto the stack. Anything else is free_slow()'s.
+void frames_free(struct km_frame_allocator *fa, uint64_t phys, uint64_t count)
+{
+    uint64_t end = phys + count * FRAME;
+    // phys - 1 < limit - 1: frame 0 and frames at or above the limit fail, and then end cannot wrap.
+    if (__builtin_expect(count - 1 < KM_FRAME_STACK_RUN_MAX && !(phys & KM_PAGE_MASK) &&
+                             phys - 1 < fa->limit - 1 && end <= fa->limit, 1)) {
+        uint64_t pred = treap_floor(fa->root, end - FRAME);
+        if (!pred || span_end(node(pred)) <= phys) {
+#if KM_DEBUG
+            // The spans around the run: checked although the run does not join them.
+            uint64_t succ = pred ? node(pred)->next : fa->head;
+            if (pred)
+                debug_check_span(fa, "frames_free", pred);
+            if (succ)
+                debug_check_span(fa, "frames_free", succ);
+#endif
+            // (count == 1 spelled out, so that the single frame gets its own straight-line push.)
+            if (!(count == 1 ? stack_push(fa, phys, 1) : stack_push(fa, phys, count))) {
+                fa->free_calls++;
+                if (__builtin_expect(fa->stack_frames > fa->stack_limit, 0))
+                    frames_fold(fa);
+                return;
+            }
+        }
+    }
+    free_slow(fa, phys, count);
 }
 
 // Takes `take` frames off the top of span `p` (all of it when take == count).
@@ -362,7 +382,9 @@ static uint64_t take_whole(struct km_frame_allocator *fa, uint64_t want)
     return p ? take_top(fa, p, want) : 0;
 }
 
-int frames_alloc(struct km_frame_allocator *fa, uint64_t want, uint64_t *phys, uint64_t *got)
+// Every allocation the fast path of frames_alloc() does not finish: the spans, a fold, a short one.
+__attribute__((noinline)) static int alloc_slow(struct km_frame_allocator *fa, uint64_t want,
+                                                uint64_t *phys, uint64_t *got)
 {
     if (want == 0)
         return KM_EINVAL;
@@ -383,6 +405,20 @@ int frames_alloc(struct km_frame_allocator *fa, uint64_t want, uint64_t *phys, u
     *got = node(best)->count;
     *phys = take_top(fa, best, *got);
     return KM_OK;
+}
+
+// The fast path: the top run of the stack of runs of exactly `want` frames.
+int frames_alloc(struct km_frame_allocator *fa, uint64_t want, uint64_t *phys, uint64_t *got)
+{
+    if (__builtin_expect(want - 1 < KM_FRAME_STACK_RUN_MAX && fa->stack[want - 1], 1)) {
+        stack_debug_check_top(fa, "frames_alloc", want - 1);
+        *phys = stack_take_run(fa, want - 1);
+        *got = want;
+        fa->free_frames -= want;
+        fa->alloc_calls++;
+        return KM_OK;
+    }
+    return alloc_slow(fa, want, phys, got);
 }
 
 int frames_alloc_contig(struct km_frame_allocator *fa, uint64_t count, uint64_t *phys)
@@ -414,71 +450,4 @@ uint64_t frames_span_hash(const struct km_frame_allocator *fa)
         hash = hash * KM_SPAN_HASH_MULTIPLIER + s->count;
     }
     return hash;
-}
-
-/* ---- validation (tests) ---- */
-
-#ifdef KM_HOST
-#include <stdio.h>
-#define VALIDATE_FAIL(...) (snprintf(why, n, __VA_ARGS__), -1)
-#else
-#include "lib/printf.h"
-#define VALIDATE_FAIL(...) (ksnprintf(why, n, __VA_ARGS__), -1)
-#endif
-
-int frames_validate(const struct km_frame_allocator *fa, char *why, size_t n)
-{
-    uint64_t spans = 0, frames = 0, prev = 0, prev_end = 0;
-    for (uint64_t p = fa->head; p; p = node(p)->next) {
-        const struct km_frame_span *s = node(p);
-        if (++spans > fa->spans)
-            return VALIDATE_FAIL("list is longer than spans=%lu", (unsigned long)fa->spans);
-        if (s->magic != KM_FRAME_SPAN_MAGIC)
-            return VALIDATE_FAIL("span 0x%lx: bad magic 0x%lx", (unsigned long)p,
-                                 (unsigned long)s->magic);
-        if (s->start != p)
-            return VALIDATE_FAIL("span 0x%lx: start is 0x%lx", (unsigned long)p,
-                                 (unsigned long)s->start);
-        if (s->count == 0 || p == 0 || span_end(s) > fa->limit)
-            return VALIDATE_FAIL("span 0x%lx: count %lu out of range", (unsigned long)p,
-                                 (unsigned long)s->count);
-        if (s->prev != prev)
-            return VALIDATE_FAIL("span 0x%lx: prev 0x%lx, expected 0x%lx", (unsigned long)p,
-                                 (unsigned long)s->prev, (unsigned long)prev);
-        if (prev && p <= prev_end)
-            return VALIDATE_FAIL("span 0x%lx: not sorted or not coalesced (previous ends 0x%lx)",
-                                 (unsigned long)p, (unsigned long)prev_end);
-        frames += s->count;
-        prev = p;
-        prev_end = span_end(s);
-    }
-    if (spans != fa->spans)
-        return VALIDATE_FAIL("list has %lu spans, counter says %lu", (unsigned long)spans,
-                             (unsigned long)fa->spans);
-    if (frames + fa->stack_frames != fa->free_frames)
-        return VALIDATE_FAIL("spans hold %lu frames and the stack %lu, free_frames says %lu",
-                             (unsigned long)frames, (unsigned long)fa->stack_frames,
-                             (unsigned long)fa->free_frames);
-    struct walk w = {0, 0};
-    treap_check(fa->root, 1, ~0ull, &w, spans);
-    if (w.bad || w.count != spans)
-        return VALIDATE_FAIL("index is broken (%d) or holds %lu of %lu spans", w.bad,
-                             (unsigned long)w.count, (unsigned long)spans);
-    // Every span must be found by its own address through the index.
-    for (uint64_t p = fa->head; p; p = node(p)->next) {
-        if (treap_floor(fa->root, p) != p)
-            return VALIDATE_FAIL("span 0x%lx cannot be found through the index", (unsigned long)p);
-    }
-    if (stack_validate(fa, why, n) != 0)
-        return -1;
-    // No stacked run overlaps a span.
-    for (uint64_t c = 0; c < KM_FRAME_STACK_RUN_MAX; c++) {
-        for (uint64_t run = fa->stack[c]; run; run = snode(run)->next) {
-            uint64_t p = treap_floor(fa->root, run + c * FRAME);
-            if (p && span_end(node(p)) > run)
-                return VALIDATE_FAIL("stacked run 0x%lx (%lu frames) overlaps span 0x%lx",
-                                     (unsigned long)run, (unsigned long)c + 1, (unsigned long)p);
-        }
-    }
-    return 0;
 }

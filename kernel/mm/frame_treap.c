@@ -92,21 +92,6 @@ uint64_t treap_move(uint64_t t, uint64_t from, uint64_t to)
     return to;
 }
 
-// The node with the greatest start <= addr, or 0.
-uint64_t treap_floor(uint64_t t, uint64_t addr)
-{
-    uint64_t best = 0;
-    while (t) {
-        if (t <= addr) {
-            best = t;
-            t = node(t)->right;
-        } else {
-            t = node(t)->left;
-        }
-    }
-    return best;
-}
-
 // In-order walk checking key order and the heap property; bounded by `limit` nodes.
 void treap_check(uint64_t t, uint64_t lo, uint64_t hi, struct walk *w, uint64_t limit)
 {

@@ -38,6 +38,7 @@ SOURCES = (
     "kernel/mm/frame.c",
     "kernel/mm/frame_stack.c",
     "kernel/mm/frame_treap.c",
+    "kernel/mm/frame_validate.c",
     "kernel/mm/heap.c",
     "kernel/mm/vaddr.c",
     "tests/kernel/host_shim.c",

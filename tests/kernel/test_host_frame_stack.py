@@ -103,6 +103,22 @@ def test_double_and_overlapping_free_of_stacked_frames_panic_naming_the_frame(
     assert fa.validate() is None
 
 
+def test_a_refused_free_leaves_no_marker_in_the_frames_it_checked_first() -> None:
+    # frames_free's push writes each frame's node as it checks it; when a later frame of the run
+    # is stacked already, the nodes written so far are unmarked again before the slow path panics,
+    # so those frames (still allocated) can be freed afterwards.
+    fa = Frames(64)
+    fa.add(PAGE, 63)
+    fa.alloc_contig(63 - 35)  # frames 36-63 allocated
+    fa.free(40 * PAGE, 1)  # stacked: 40
+    with pytest.raises(HostPanic, match="overlapping free of frame 0x28000"):
+        fa.free(37 * PAGE, 4)  # 37-39 allocated, 40 stacked
+    for f in (37, 38, 39):
+        assert fa.stack_node(f * PAGE).marker != _marker(fa, f * PAGE)
+    fa.free(37 * PAGE, 3)
+    assert fa.stack()[2] == [37 * PAGE] and fa.validate() is None
+
+
 def test_a_copied_node_does_not_make_another_frame_look_free() -> None:
     # The marker includes the frame's own address: a page copied from a stacked frame (node and
     # all) to an allocated frame does not turn the allocated frame into a "stacked" one.

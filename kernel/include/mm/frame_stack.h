@@ -35,6 +35,19 @@ void stack_debug_check_top(const struct km_frame_allocator *fa, const char *who,
 #define KM_FRAME_STACK_NODE_OFFSET(phys) \
     ((((phys) >> KM_PAGE_SHIFT) % KM_FRAME_STACK_COLOURS) * 64)
 
+// The stack's two counters sit side by side (stack_frames, stack_runs). A compiler may merge their
+// updates into one 16-byte load and store (GCC's SLP vectoriser does); that load then reads two
+// words that the previous push or pop wrote with separate 8-byte stores, which the store buffer
+// cannot forward, and every single-frame allocate+free pair stalls on it. An empty asm that takes
+// the new stack_runs through a register keeps the two updates apart, at no cost.
+static inline void stack_count(struct km_frame_allocator *fa, uint64_t frames, uint64_t runs)
+{
+    uint64_t r = fa->stack_runs + runs;
+    __asm__("" : "+r"(r));
+    fa->stack_frames += frames;
+    fa->stack_runs = r;
+}
+
 /* ---- the O(1) paths, inline: they run on every single-frame allocation and free ---- */
 
 static inline struct km_frame_stack *snode(uint64_t phys)
@@ -54,41 +67,46 @@ static inline bool stack_holds(const struct km_frame_allocator *fa, uint64_t phy
 }
 
 // Pushes the run of `count` (1..KM_FRAME_STACK_RUN_MAX) frames, checking each frame's marker as it
-// writes it: one pass over the run. Returns 0, or the first frame of the run that is on the stack
-// already; then the markers written so far are cleared again and nothing has changed.
+// writes it: one pass over the run, one loop. Returns 0, or the first frame of the run that is on
+// the stack already; then the markers written so far are cleared again and nothing has changed.
+//
+// One loop on purpose (docs/design.md §14): the marker test is a branch that is never taken, so the
+// processor runs ahead through the loop and the reads of the run's cold frames are in flight
+// together anyway; what costs is the loop's exit, mispredicted once per free because run lengths
+// vary. A read pass then a write pass (or a prefetch pass first) pays that two or three times.
 static inline uint64_t stack_push(struct km_frame_allocator *fa, uint64_t phys, uint64_t count)
 {
+    uint64_t key = KM_FRAME_STACK_MAGIC ^ fa->stack_key;
+    uint64_t below = fa->stack[count - 1];
     for (uint64_t i = 0; i < count; i++) {
         uint64_t f = phys + i * KM_PAGE_SIZE;
         struct km_frame_stack *n = snode(f);
-        if (n->marker == stack_marker(fa, f)) {
+        if (__builtin_expect(n->marker == (key ^ f), 0)) {
             while (i--)
                 snode(phys + i * KM_PAGE_SIZE)->marker = 0;
             return f;
         }
-        n->marker = stack_marker(fa, f);
+        n->marker = key ^ f;
         n->run = phys;
         n->count = count;
-        n->next = 0;
+        n->next = i ? 0 : below;
     }
-    snode(phys)->next = fa->stack[count - 1];
     fa->stack[count - 1] = phys;
-    fa->stack_frames += count;
-    fa->stack_runs++;
+    stack_count(fa, count, 1);
     fa->free_frames += count;
     stack_debug_check_top(fa, "frames_free", count - 1);
     return 0;
 }
 
-// Unlinks the top run of stack `c` and clears its markers; counts nothing as free or allocated.
+// Unlinks the top run of stack `c` (which must not be empty) and clears its markers; counts nothing
+// as free or allocated.
 static inline uint64_t stack_take_run(struct km_frame_allocator *fa, uint64_t c)
 {
     uint64_t run = fa->stack[c];
     fa->stack[c] = snode(run)->next;
     for (uint64_t i = 0; i <= c; i++)
         snode(run + i * KM_PAGE_SIZE)->marker = 0;
-    fa->stack_frames -= c + 1;
-    fa->stack_runs--;
+    stack_count(fa, -(c + 1), -1);
     return run;
 }
 
@@ -96,7 +114,7 @@ static inline uint64_t stack_take_run(struct km_frame_allocator *fa, uint64_t c)
 // is empty (or count is out of the stack's range), else 1.
 static inline int stack_pop(struct km_frame_allocator *fa, uint64_t count, uint64_t *phys)
 {
-    if (count == 0 || count > KM_FRAME_STACK_RUN_MAX || !fa->stack[count - 1])
+    if (count - 1 >= KM_FRAME_STACK_RUN_MAX || !fa->stack[count - 1])
         return 0;
     stack_debug_check_top(fa, "frames_alloc", count - 1);  // the run and the link it leaves
     *phys = stack_take_run(fa, count - 1);

@@ -10,6 +10,12 @@ static inline struct km_frame_span *node(uint64_t phys)
     return (struct km_frame_span *)phys_to_virt(phys);
 }
 
+// The address just past span `n`'s last frame.
+static inline uint64_t span_end(const struct km_frame_span *n)
+{
+    return n->start + n->count * KM_PAGE_SIZE;
+}
+
 // A well-mixed priority from a node's address, deterministic across runs.
 uint64_t mix(uint64_t x);
 
@@ -23,8 +29,20 @@ uint64_t treap_remove(uint64_t t, uint64_t key);
 // between the neighbours of `from`, so the tree order stays valid.
 uint64_t treap_move(uint64_t t, uint64_t from, uint64_t to);
 
-// The node with the greatest start <= addr, or 0.
-uint64_t treap_floor(uint64_t t, uint64_t addr);
+// The node with the greatest start <= addr, or 0. Inline: every free of a short run asks it once.
+static inline uint64_t treap_floor(uint64_t t, uint64_t addr)
+{
+    uint64_t best = 0;
+    while (t) {
+        if (t <= addr) {
+            best = t;
+            t = node(t)->right;
+        } else {
+            t = node(t)->left;
+        }
+    }
+    return best;
+}
 
 struct walk {
     uint64_t count;     // nodes visited
