@@ -2,9 +2,10 @@
 
     .venv/bin/python benchmarks/bench_frames.py [--runs 5] [--write]
 
-Builds kernel/mm/frame*.c (the hybrid stack/span allocator) for the host (-O2 -DKM_HOST, physical
-memory = an mmap'd arena) together with benchmarks/bitmap.c (one bit per frame, next-fit scan) and
-the timing loops in benchmarks/frames_bench.c, then runs, alternating the two allocators in one process:
+Builds kernel/mm/frame*.c (the hybrid stack/span allocator) for the host (-O2 -DKM_HOST, hidden
+symbols so that calls are direct as in the kernel, physical memory = an mmap'd arena) together
+with benchmarks/bitmap.c (one bit per frame, next-fit scan) and the timing loops in
+benchmarks/frames_bench.c, then runs, alternating the two allocators in one process:
 
   pairs  1M single-frame allocate+free pairs on a fresh allocator;
   churn  an arena of 4 GiB worth of frames (1M frames), filled to 50% with random 1-16 frame
@@ -110,8 +111,12 @@ def build(out: Path) -> ctypes.CDLL:
     if cc is None:
         sys.exit("bench_frames: no C compiler (cc, clang or gcc) found")
     lib = out / "libframesbench.so"
-    argv = [cc, "-shared", "-fPIC", "-O2", "-std=c11", "-DKM_HOST", "-D_DEFAULT_SOURCE",
-            "-Iinclude", "-Ikernel/include", "-Ibenchmarks", *SOURCES, "-o", str(lib)]  # fmt: skip
+    # -fvisibility=hidden: the allocators' functions and km_host_arena are then called and read
+    # directly, as in the kernel (a static image), not through the PLT and GOT that a shared
+    # library's default symbols go through; frames_bench.c exports only its entry points.
+    argv = [cc, "-shared", "-fPIC", "-O2", "-fvisibility=hidden", "-std=c11", "-DKM_HOST",
+            "-D_DEFAULT_SOURCE", "-Iinclude", "-Ikernel/include", "-Ibenchmarks", *SOURCES,
+            "-o", str(lib)]  # fmt: skip
     subprocess.run(argv, cwd=ROOT, check=True)
     dll = ctypes.CDLL(str(lib))
     for name in ("span_pairs", "bitmap_pairs"):

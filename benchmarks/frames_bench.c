@@ -12,6 +12,10 @@
 #include "bitmap.h"
 #include "mm/frame.h"
 
+// The entry points bench_frames.py calls through ctypes. The library is built with
+// -fvisibility=hidden, so that everything else is called and read directly, as in the kernel.
+#define EXPORT __attribute__((visibility("default")))
+
 uintptr_t km_host_arena;
 
 void panic(const char *fmt, ...)
@@ -124,7 +128,7 @@ static void span_setup(struct km_frame_allocator *fa, uint64_t frames)
 }
 
 // `pairs` single-frame allocate+free pairs.
-struct result span_pairs(uint64_t frames, uint64_t pairs)
+EXPORT struct result span_pairs(uint64_t frames, uint64_t pairs)
 {
     struct km_frame_allocator fa;
     span_setup(&fa, frames);
@@ -142,8 +146,8 @@ struct result span_pairs(uint64_t frames, uint64_t pairs)
 // Fill to `fill_percent` with random 1-16 frame allocations (untimed), then `ops` random
 // operations: allocate 1-16 frames or free a random live chunk, each with probability 1/2. With
 // `touch`, the owner writes a word into every frame it gets (owner_touch), in the fill and the loop.
-struct result span_churn(uint64_t frames, uint64_t ops, uint64_t seed, unsigned fill_percent,
-                         unsigned touch)
+EXPORT struct result span_churn(uint64_t frames, uint64_t ops, uint64_t seed,
+                                unsigned fill_percent, unsigned touch)
 {
     struct km_frame_allocator fa;
     span_setup(&fa, frames);
@@ -198,7 +202,7 @@ struct result span_churn(uint64_t frames, uint64_t ops, uint64_t seed, unsigned 
 
 /* ---- the bitmap yardstick ---- */
 
-struct result bitmap_pairs(uint64_t frames, uint64_t pairs)
+EXPORT struct result bitmap_pairs(uint64_t frames, uint64_t pairs)
 {
     struct bitmap b;
     bitmap_init(&b, frames);
@@ -216,8 +220,8 @@ struct result bitmap_pairs(uint64_t frames, uint64_t pairs)
     return r;
 }
 
-struct result bitmap_churn(uint64_t frames, uint64_t ops, uint64_t seed, unsigned fill_percent,
-                           unsigned touch)
+EXPORT struct result bitmap_churn(uint64_t frames, uint64_t ops, uint64_t seed,
+                                  unsigned fill_percent, unsigned touch)
 {
     struct bitmap b;
     if (touch)
@@ -279,8 +283,8 @@ static volatile uint64_t *floor_marker(uint64_t phys)
 // that keeps a free marker in every free frame (docs/design.md §14): a check and write of one word
 // in each freed frame, and a clear of it in each frame handed out that carried one. No links, no
 // counters, no search. What this costs above the bitmap is out of reach under the rule.
-struct result floor_churn(uint64_t frames, uint64_t ops, uint64_t seed, unsigned fill_percent,
-                          unsigned touch)
+EXPORT struct result floor_churn(uint64_t frames, uint64_t ops, uint64_t seed,
+                                 unsigned fill_percent, unsigned touch)
 {
     struct chunk *live = malloc(sizeof(*live) * frames);
     uint64_t n = 0, s = seed, target = frames * fill_percent / 100, used = 0, next = 0;
