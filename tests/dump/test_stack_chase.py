@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from kmtool.dump import stack_chase
 from kmtool.dump.memory import MemoryRange, PhysicalMemory
-from kmtool.dump.stack_chase import stack_index, stack_links
+from kmtool.dump.stack_chase import Walk, stack_index, stack_links
 from kmtool.layout.table import PAGE_SIZE, KiB
 from kmtool.schemas.frames import FRAME_STACK_MAGIC, stack_node_offset
 
@@ -30,7 +30,7 @@ PAGES = [p for r in RANGES for p in range(r.start, r.start + r.size, PAGE_SIZE) 
 
 @pytest.fixture(autouse=True)
 def forced_scan(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(stack_chase, "SCAN_WINDOW", 8 * PAGE_SIZE)
+    monkeypatch.setattr(stack_chase, "SCAN_WINDOW_SHIFT", 15)
     monkeypatch.setattr(stack_chase, "SCAN_MIN_RUNS", 0)
     monkeypatch.setattr(stack_chase, "SCAN_PAGES_PER_RUN", 1 << 20)
 
@@ -68,6 +68,10 @@ def _reference(memory: PhysicalMemory, head: int, budget: int) -> tuple[list[int
     return out, ""
 
 
+def _walked(walk: Walk) -> tuple[list[int], str]:
+    return walk.runs.tolist(), walk.error
+
+
 links = st.one_of(
     st.sampled_from(PAGES),
     st.just(0),
@@ -101,17 +105,17 @@ def test_the_guessed_walk_is_the_node_by_node_walk(
         nodes[pa] = (marker, pa, chain[k + 1] if k + 1 < len(chain) else tail)
     memory = _dump(tmp_path, nodes)
     expected = _reference(memory, chain[0], budget)
-    index = stack_index(memory, KEY, budget)
+    index = stack_index(memory, KEY, budget, [chain[0]])
     assert (index is None) == (budget == 0)  # no guess for an empty budget: nothing to walk
-    assert stack_links(memory, chain[0], budget, index) == expected
-    assert stack_links(memory, chain[0], budget) == expected
+    assert _walked(stack_links(memory, chain[0], budget, index)) == expected
+    assert _walked(stack_links(memory, chain[0], budget)) == expected
 
 
 def test_a_link_to_a_range_s_last_frame_or_its_zero_tail_ends_the_walk(tmp_path: Path) -> None:
     last = 0x40000 - PAGE_SIZE  # the last frame of the first range: whole in the file
     tail = (1 << 20) + 200 * KiB  # in the second range's zero tail
     memory = _dump(tmp_path, {PAGE_SIZE: (0, 0, last), last: (0, 0, tail)})
-    runs, error = stack_links(memory, PAGE_SIZE, 10)
+    runs, error = _walked(stack_links(memory, PAGE_SIZE, 10))
     assert runs == [PAGE_SIZE, last]
     assert error == f"Stacked run {hex(tail)} (linked from {hex(last)}) is outside the dump."
 
@@ -121,6 +125,6 @@ def test_more_marked_frames_than_the_budget_allows_give_up_the_guess(
 ) -> None:
     nodes = {pa: (FRAME_STACK_MAGIC ^ pa ^ KEY, pa, 0) for pa in PAGES}
     memory = _dump(tmp_path, nodes)
-    assert stack_index(memory, KEY, 4) is not None  # within SCAN_SLACK
+    assert stack_index(memory, KEY, 4, [PAGE_SIZE]) is not None  # within SCAN_SLACK
     monkeypatch.setattr(stack_chase, "SCAN_SLACK", 0)
-    assert stack_index(memory, KEY, 4) is None
+    assert stack_index(memory, KEY, 4, [PAGE_SIZE]) is None
