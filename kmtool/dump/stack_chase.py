@@ -15,15 +15,14 @@ names a guessed node or leaves the guess (0, outside the dump, a frame without a
 window the walk reaches by an unguessed node is scanned then. A table per window maps each frame
 to its guessed node, so linking every guessed node to its successor is one array lookup.
 
-The walk follows guessed nodes through that successor array at C speed (a list extended from a
-`map` over itself, stopped by islice at the budget and by `filter` at a node whose successor is not
-guessed), and reads every node that is not guessed exactly from the dump, as it reads the link
-leaving it. The guess decides only how a node is read, never what the walk finds: a guessed node's
-`next` is the very word the exact read returns, guessed nodes pass every link check by
-construction, and the budget is counted node by node, so runs and error are those of the
-node-by-node walk (tests/dump/test_stack_chase.py checks it against one). Memory stays bounded:
-each window is unmapped after its scan; what is kept is four words per guessed node and a table of
-4 bytes per frame of each scanned window.
+The walk follows guessed nodes through that successor array without a Python step per node
+(`_follow`: every JUMP-th node at C speed, the ones between in array steps), and reads every node
+that is not guessed exactly from the dump, as it reads the link leaving it. The guess decides only
+how a node is read, never what the walk finds: a guessed node's `next` is the very word the exact
+read returns, guessed nodes pass every link check by construction, and the budget is counted node
+by node, so runs and error are those of the node-by-node walk (tests/dump/test_stack_chase.py
+checks it against one). Memory stays bounded: each window is unmapped after its scan; what is kept
+is four words per guessed node and a table of 4 bytes per frame of each scanned window.
 """
 
 from __future__ import annotations
@@ -49,6 +48,7 @@ SCAN_MIN_RUNS = 4096  # below this many stacked runs the walk goes node by node
 SCAN_PAGES_PER_RUN = 32  # ... and also when the dump has more frames than this per stacked run
 SCAN_MAX_PAGES = 1 << 22  # frames (16 GiB) a dump may have for the guess
 JUMP = 16  # a power of two: the guessed path is found every JUMP-th node (_follow)
+SCAN_MAX_WINDOWS = 1 << 16  # windows from the lowest offered frame to the highest (1 TiB)
 SCAN_SLACK = 4096  # frames with a marker beyond the budget before the guess is given up
 
 
@@ -79,11 +79,8 @@ class StackIndex:
             shift,
         )
         self.window_frames = 1 << (shift - PAGE_SHIFT)
-        offered = [(i, r.start, r.start + r.file_size // PAGE_SIZE * PAGE_SIZE)
-                   for i, r in enumerate(memory.ranges)
-                   if r.start % PAGE_SIZE == 0 and r.file_size >= PAGE_SIZE]  # fmt: skip
-        self.first = min((lo >> shift for _, lo, _ in offered), default=0)
-        last = max((hi - 1 >> shift for _, _, hi in offered), default=-1)
+        offered = _offered(memory)
+        self.first, last = _window_span(offered, shift)
         self.rows = np.zeros(last - self.first + 2, dtype=np.int64)  # + 1: "outside", row 0
         self.pieces: list[list[tuple[int, int, int]]] = [[]]  # per row: (range, lo, hi) scanned
         for i, lo, hi in offered:
@@ -98,19 +95,19 @@ class StackIndex:
         self.table = np.zeros(len(self.pieces) * self.window_frames, dtype=np.int32)
         self.succ = np.zeros(1, dtype=np.int32)  # succ[0] = 0: "none" stays none
         self._jumps: tuple[int, array[int]] = (0, array("i"))
-        self.parts: list[np.ndarray] = []  # (nodes, NODE_WORDS) words, in number order
+        self.parts: list[np.ndarray] = []  # (NODE_WORDS, nodes) words, in number order
         self.found = 0
         self.enabled = True
-        self._nodes = np.zeros((0, NODE_WORDS), dtype=np.uint64)
+        self._nodes = np.zeros((NODE_WORDS, 0), dtype=np.uint64)
 
     @property
     def nodes(self) -> np.ndarray:
         """(NODE_WORDS, found) uint64: the FrameStack words of guessed node k + 1 in column k (its
         `run` is its own address)."""
-        if len(self._nodes) != self.found:
-            self._nodes = np.concatenate([self._nodes, *self.parts])
+        if self._nodes.shape[1] != self.found:  # each word a contiguous row, for fast gathers
+            self._nodes = np.concatenate([self._nodes, *self.parts], axis=1)
             self.parts = []
-        return self._nodes.T
+        return self._nodes
 
     def rows_of(self, pas: np.ndarray) -> np.ndarray:
         """The table row of the window of each physical address in `pas` (uint64); 0 outside."""
@@ -180,12 +177,12 @@ class StackIndex:
                                    & (words[:, RUN] == phys))  # fmt: skip
             if not len(found):
                 continue
-            nodes = words[found]
+            nodes = np.ascontiguousarray(words[found].T)
             at = row * self.window_frames + ((lo >> PAGE_SHIFT) + found) % self.window_frames
             self.table[at] = np.arange(self.found + 1, self.found + len(found) + 1)
             self.parts.append(nodes)
             self.found += len(found)
-            out.append(nodes[:, NEXT])
+            out.append(nodes[NEXT])
         return np.concatenate(out) if out else np.zeros(0, dtype=np.uint64)
 
 
@@ -221,6 +218,20 @@ def _gathered(words: np.ndarray, start: int, f_lo: int, f_hi: int) -> np.ndarray
     return words[at[:, None] + np.arange(NODE_WORDS)]
 
 
+def _offered(memory: PhysicalMemory) -> list[tuple[int, int, int]]:
+    """(range, start, end) of the frames the scan is offered: the whole frames in the file part of
+    each page aligned range."""
+    return [(i, r.start, r.start + r.file_size // PAGE_SIZE * PAGE_SIZE)
+            for i, r in enumerate(memory.ranges)
+            if r.start % PAGE_SIZE == 0 and r.file_size >= PAGE_SIZE]  # fmt: skip
+
+
+def _window_span(offered: list[tuple[int, int, int]], shift: int) -> tuple[int, int]:
+    """The lowest and the highest window holding an offered frame (0, -1: none)."""
+    first = min((lo >> shift for _, lo, _ in offered), default=0)
+    return first, max((hi - 1 >> shift for _, _, hi in offered), default=-1)
+
+
 def stack_index(
     memory: PhysicalMemory, key: int, budget: int, heads: list[int]
 ) -> StackIndex | None:
@@ -228,8 +239,12 @@ def stack_index(
     runs `heads`; None when a walk node by node is cheaper (few runs, or a dump of many frames per
     run, or larger than SCAN_MAX_PAGES) or when more frames carry a marker than the budget allows
     (then the walk goes node by node)."""
-    pages = sum(r.file_size // PAGE_SIZE for r in memory.ranges if r.start % PAGE_SIZE == 0)
+    offered = _offered(memory)
+    pages = sum(hi - lo for _, lo, hi in offered) // PAGE_SIZE
+    first, last = _window_span(offered, SCAN_WINDOW_SHIFT)
     if budget < SCAN_MIN_RUNS or pages > SCAN_MAX_PAGES or budget * SCAN_PAGES_PER_RUN < pages:
+        return None
+    if last - first >= SCAN_MAX_WINDOWS:  # the window map would be large: ranges far apart
         return None
     index = StackIndex(memory, key, budget + SCAN_SLACK, SCAN_WINDOW_SHIFT)
     index.extend(index.rows_of(np.array(heads, dtype=np.uint64)))
