@@ -173,16 +173,21 @@ class StackIndex:
             words = _frame_nodes(self.memory.range_words(i), start, lo, hi)
             self.memory.release_range(i, lo, hi)
             phys = np.arange(lo, hi, PAGE_SIZE, dtype=np.uint64)
-            found = np.flatnonzero((words[:, MARKER] == np.uint64(self.marker_key) ^ phys)
-                                   & (words[:, RUN] == phys))  # fmt: skip
+            own = words[:, RUN] == phys
+            own &= words[:, MARKER] == phys ^ np.uint64(self.marker_key)
+            found = np.flatnonzero(own)
             if not len(found):
                 continue
             nodes = np.ascontiguousarray(words[found].T)
-            at = row * self.window_frames + ((lo >> PAGE_SHIFT) + found) % self.window_frames
-            self.table[at] = np.arange(self.found + 1, self.found + len(found) + 1)
+            base = row * self.window_frames + (lo >> PAGE_SHIFT) % self.window_frames
+            self.table[found + base] = np.arange(
+                self.found + 1, self.found + len(found) + 1, dtype=np.int32
+            )
             self.parts.append(nodes)
             self.found += len(found)
             out.append(nodes[NEXT])
+        if len(out) == 1:
+            return out[0]
         return np.concatenate(out) if out else np.zeros(0, dtype=np.uint64)
 
 
