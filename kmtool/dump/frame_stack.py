@@ -90,10 +90,13 @@ def _stack_verify(
     if index is not None and guessed.any():
         first[guessed] = (index.nodes[COUNT] == np.uint64(c + 1))[walk.guessed[guessed]]
     exact = np.flatnonzero(~guessed)
-    first[exact] = _nodes_good(memory, key, runs[exact], runs[exact], c)
+    if len(exact):
+        first[exact] = _nodes_good(memory, key, runs[exact], runs[exact], c)
     lasts = runs + np.uint64(c * PAGE_SIZE)
-    last = first if c == 0 else _nodes_good(memory, key, lasts, runs, c)
-    bad = np.flatnonzero(~np.concatenate([first, last]))
+    if c == 0:  # the first frame is the last
+        bad = np.flatnonzero(~first)
+    else:
+        bad = np.flatnonzero(~np.concatenate([first, _nodes_good(memory, key, lasts, runs, c)]))
     if not len(bad):
         return ""
     k = int(bad[0])

@@ -343,6 +343,8 @@ def _joined(
         elif index is not None:
             runs.append(index.nodes[RUN][rows])
             guessed.append(rows)
+    if len(runs) == 1:
+        return Walk(runs[0], guessed[0], error)
     return Walk(np.concatenate(runs), np.concatenate(guessed), error)
 
 
