@@ -154,6 +154,8 @@ words64 = st.one_of(links, st.integers(0, (1 << 64) - 1), st.integers(0, 17))
     spoilt=st.lists(st.tuples(st.sampled_from(PAGES), st.integers(0, 3), words64), max_size=4),
     budget=st.integers(0, 100),
     forged_first=st.booleans(),
+    shift=st.sampled_from([13, 15, 18, 21]),
+    slack=st.sampled_from([0, 3, 4096]),
 )
 def test_the_guessed_stack_is_the_node_by_node_stack(
     tmp_path: Path,
@@ -163,7 +165,11 @@ def test_the_guessed_stack_is_the_node_by_node_stack(
     spoilt: list[tuple[int, int, int]],
     budget: int,
     forged_first: bool,
+    shift: int,
+    slack: int,
 ) -> None:
+    monkeypatch.setattr(stack_chase, "SCAN_WINDOW_SHIFT", shift)  # windows of 2 to 512 frames
+    monkeypatch.setattr(stack_chase, "SCAN_SLACK", slack)  # 0: forged markers give the guess up
     words: dict[int, int] = {}
     heads = [0] * STACK_RUN_MAX
 
