@@ -112,17 +112,18 @@ class StackIndex:
     def rows_of(self, pas: np.ndarray) -> np.ndarray:
         """The table row of the window of each physical address in `pas` (uint64); 0 outside."""
         v = (pas >> np.uint64(self.shift)).astype(np.int64) - self.first
-        outside = len(self.rows) - 1
-        return self.rows[np.where((v >= 0) & (v < outside), v, outside)]
+        return self.rows[np.clip(v, -1, len(self.rows) - 1, out=v)]  # -1: the last, "outside"
 
     def numbers(self, pas: np.ndarray) -> np.ndarray:
         """The number of the guessed node at each physical address in `pas` (uint64), 0 where
         none is (not a frame address, or a frame not guessed)."""
         frame = (pas >> np.uint64(PAGE_SHIFT)).astype(np.int64)
         v = (frame >> (self.shift - PAGE_SHIFT)) - self.first
-        outside = len(self.rows) - 1
-        v[(v < 0) | (v > outside) | (pas % np.uint64(PAGE_SIZE) != 0)] = outside
-        return self.table[self.rows[v] * self.window_frames + (frame & (self.window_frames - 1))]
+        slot = self.rows[np.clip(v, -1, len(self.rows) - 1, out=v)] * self.window_frames
+        slot += frame & (self.window_frames - 1)
+        found = self.table[slot]
+        found[pas % np.uint64(PAGE_SIZE) != 0] = 0
+        return found
 
     def lookup(self, a: int) -> int:
         """The number of the guessed node at frame `a` (frame aligned), scanning its window first
