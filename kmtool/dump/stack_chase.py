@@ -94,11 +94,12 @@ class StackIndex:
         self.scanned[0] = True
         self.table = np.zeros(len(self.pieces) * self.window_frames, dtype=np.int32)
         self.succ = np.zeros(1, dtype=np.int32)  # succ[0] = 0: "none" stays none
-        self._jumps: tuple[int, array[int]] = (0, array("i"))
+        self._jumps = array("i", [0])  # each node's JUMP-th successor, as far as `succ` goes
         self.parts: list[np.ndarray] = []  # (NODE_WORDS, nodes) words, in number order
         self.found = 0
         self.enabled = True
         self._nodes = np.zeros((NODE_WORDS, 0), dtype=np.uint64)
+        self._rows, self._scanned, self._table = self.rows.data, self.scanned.data, self.table.data
 
     @property
     def nodes(self) -> np.ndarray:
@@ -127,16 +128,19 @@ class StackIndex:
 
     def lookup(self, a: int) -> int:
         """The number of the guessed node at frame `a` (frame aligned), scanning its window first
-        when no guessed link led there; 0 when it is not guessed."""
-        pas = np.array([a], dtype=np.uint64)
-        row = int(self.rows_of(pas)[0])
-        if not self.enabled or not row:
+        when no guessed link led there; 0 when it is not guessed. Plain integers over memoryviews
+        of `rows`, `scanned` and `table` (fixed once made): the walk asks this for every node it
+        reads exactly, so a dump whose markers are all overwritten (or a wrong stack_key) costs
+        about what the node-by-node walk costs, not a numpy call per node."""
+        v = (a >> self.shift) - self.first
+        row = self._rows[v] if self.enabled and 0 <= v < len(self._rows) else 0
+        if not row:
             return 0
-        if not self.scanned[row]:
+        if not self._scanned[row]:
             self.extend(np.array([row]))
             if not self.enabled:
                 return 0
-        return int(self.numbers(pas)[0])
+        return self._table[row * self.window_frames + (a >> PAGE_SHIFT) % self.window_frames]
 
     def extend(self, rows: np.ndarray) -> None:
         """Scan the windows of table `rows` and, until none is left, every unscanned window a new
@@ -157,13 +161,17 @@ class StackIndex:
         self.succ = np.concatenate([self.succ, self.numbers(self.nodes[NEXT, first:])])
 
     def jumps(self) -> tuple[np.ndarray, array[int]]:
-        """`succ`, and each node's JUMP-th successor (0 past the end), as machine integers."""
-        if self._jumps[0] != self.found:
-            far = self.succ
-            for _ in range(JUMP.bit_length() - 1):
-                far = far[far]
-            self._jumps = (self.found, array("i", far.tobytes()))
-        return self.succ, self._jumps[1]
+        """`succ`, and each node's JUMP-th successor (0 past the end), as machine integers. Only
+        nodes new since the last call are worked out: an older node's successors are all older
+        (`extend` scans every window a guessed link lands in before it links them), so each node
+        costs JUMP array steps once, however often the walk's scans add nodes."""
+        far = self._jumps
+        if len(far) < len(self.succ):
+            new = self.succ[len(far) :]
+            for _ in range(JUMP - 1):
+                new = self.succ[new]
+            far.frombytes(new.astype(np.int32).tobytes())
+        return self.succ, far
 
     def _scan(self, row: int) -> np.ndarray:
         """Guess the stacked runs of window `row`: number them, fill its table; their `next`s."""
@@ -285,7 +293,7 @@ def stack_links(
             error = f"Stacked run {hex(a)} (linked from {_origin(last)}) {why}."
             break
         k = index.lookup(a) if index is not None else 0
-        if k and index is not None:
+        if k and index is not None and index.jumps()[1][k]:  # a guessed path of over JUMP nodes
             _flush(exact, parts)
             path = _follow(index, k, budget - n)
             parts.append((np.zeros(0, np.uint64), path))
