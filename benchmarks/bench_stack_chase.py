@@ -145,11 +145,17 @@ def main() -> None:
         "walked and every run's first and last frame checked for marker, run and count.",
         "- ascending: the top run is the lowest frame, each links to the next one up (what freeing "
         "a process's frames one by one leaves); shuffled: a random order (what a churn leaves).",
-        "- How the stack chase is fast: kmtool/dump/stack_chase.py (one vectorised pass reading "
-        "every frame's node, window by window, guesses the stacked runs by their own markers; the "
-        "walk follows the guessed links over machine integers and reads anything else exactly). "
-        "Node by node: the same walk with the guess turned off, one memoryview read per run (what "
-        "a stack of fewer than 4,096 runs, or one in a dump of more than 32 frames per run, gets).",
+        "- How the stack chase is fast: kmtool/dump/stack_chase.py. The windows (16 MiB) the "
+        "stacks reach are scanned, each in one vectorised pass over every frame's node (one "
+        "strided copy), keeping the frames whose marker and run field name themselves: the guess. "
+        "A table per scanned window maps frames to guessed nodes, so every guessed link is one "
+        "array lookup; the walk finds every 16th node of the guessed path at C speed (a list "
+        "extended from a map over itself, through each node's 16th successor) and the nodes "
+        "between in 15 array steps; the scan's count words verify the guessed runs' first frames. "
+        "Anything not guessed is read exactly, so runs and errors are the node-by-node walk's "
+        "(tests/dump/test_stack_chase.py, tests/dump/test_frame_stack_guess.py). Node by node: "
+        "the same walk with the guess turned off, one memoryview read per run (what a stack of "
+        "fewer than 4,096 runs, or one in a dump of more than 32 frames per run, gets).",
         "",
     ])  # fmt: skip
     print(text)
