@@ -55,10 +55,16 @@ class Intervals:
 
     @classmethod
     def of(cls, start: np.ndarray, end: np.ndarray) -> Intervals:
-        """The union of any intervals (overlapping, unsorted, empty ones dropped)."""
+        """The union of any intervals (overlapping, unsorted, empty ones dropped). Intervals that
+        are already sorted, disjoint and non-adjacent (a free list, one walk's pages) are kept as
+        they are: the union would only copy them."""
         start, end = np.asarray(start, dtype=np.uint64), np.asarray(end, dtype=np.uint64)
         keep = end > start
-        return cls(*merge_intervals(start[keep], end[keep]))
+        if not keep.all():
+            start, end = start[keep], end[keep]
+        if len(start) > 1 and not bool((start[1:] > end[:-1]).all()):
+            return cls(*merge_intervals(start, end))
+        return cls(start, end)
 
     @property
     def total(self) -> int:
@@ -77,12 +83,22 @@ class Intervals:
         if not len(a.start) or not len(b.start):
             return Intervals(a.start[:0], a.end[:0])
         lo = np.searchsorted(b.end, a.start, side="right")  # first j with b.end[j] > a.start[i]
-        hi = np.searchsorted(b.start, a.end, side="left")  # first j with b.start[j] >= a.end[i]
-        n = np.maximum(hi.astype(np.int64) - lo.astype(np.int64), 0)
-        i = np.repeat(np.arange(len(a.start)), n)
-        first = np.cumsum(n) - n  # where interval i's pieces begin in the output
-        j = np.arange(len(i)) - np.repeat(first - lo.astype(np.int64), n)
-        return Intervals(np.maximum(a.start[i], b.start[j]), np.minimum(a.end[i], b.end[j]))
+        n = np.searchsorted(b.start, a.end, side="left")  # first j with b.start[j] >= a.end[i]
+        n -= lo  # pieces of interval i (in place: the arrays are as long as these intervals)
+        np.maximum(n, 0, out=n)
+        if int(n.max()) <= 1:  # each interval meets at most one of `other`'s: j is lo
+            i = np.flatnonzero(n)
+            j = lo[i]
+        else:
+            i = np.repeat(np.arange(len(a.start)), n)
+            first = np.cumsum(n) - n  # where interval i's pieces begin in the output
+            j = np.arange(len(i)) - np.repeat(first - lo, n)
+        del lo, n
+        start = a.start[i]
+        np.maximum(start, b.start[j], out=start)
+        end = a.end[i]
+        np.minimum(end, b.end[j], out=end)
+        return Intervals(start, end)
 
     def minus(self, other: Intervals) -> Intervals:
         """The parts of these intervals that `other` does not cover: these intervals intersected
@@ -91,9 +107,12 @@ class Intervals:
         if not len(self.start) or not len(other.start):
             return self
         low, high = self.start[:1], self.end[-1:]
-        gaps = Intervals(np.concatenate((low, other.end)), np.concatenate((other.start, high)))
-        keep = gaps.end > gaps.start  # drops a gap before `low` or after `high`, never a real one
-        return self.intersect(Intervals(gaps.start[keep], gaps.end[keep]))
+        start, end = np.concatenate((low, other.end)), np.concatenate((other.start, high))
+        keep = end > start  # drops a gap before `low` or after `high`, never a real one
+        if keep[1:-1].all():  # so: as slices, not copies
+            lo, hi = int(not keep[0]), len(keep) - int(not keep[-1])
+            return self.intersect(Intervals(start[lo:hi], end[lo:hi]))
+        return self.intersect(Intervals(start[keep], end[keep]))
 
     def clip(self, low: int, high: int) -> Intervals:
         """These intervals cut to [low, high)."""

@@ -126,7 +126,7 @@ def merge_intervals(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, n
     if len(starts) == 0:
         return starts.astype(np.uint64), ends.astype(np.uint64)
     order = np.argsort(starts, kind="stable")
-    s, e = starts[order].astype(np.uint64), ends[order].astype(np.uint64)
+    s, e = starts[order].astype(np.uint64, copy=False), ends[order].astype(np.uint64, copy=False)
     run_end = np.maximum.accumulate(e)
     new = np.concatenate(([True], s[1:] > run_end[:-1]))
     first = np.flatnonzero(new)

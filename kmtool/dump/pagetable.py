@@ -241,9 +241,11 @@ def walk(
     keep_leaves: bool = False,
     max_leaves: int = MAX_LEAVES,
     mode: PagingMode = FOUR_LEVEL,
+    omit: tuple[int, ...] = (),
 ) -> PageTables:
     """Walk every mapping under the root table at physical `root` (CR3 with its low bits
-    cleared): a PML4, or a PML5 when `mode` is 5-level paging.
+    cleared): a PML4, or a PML5 when `mode` is 5-level paging. The root entries at the indexes in
+    `omit` are walked as if absent (kmtool.dump.shared_walk); the refusal bound still counts them.
 
     Never raises on what the tables hold: faults are in the result's `errors` and `recursive`.
     """
@@ -254,7 +256,7 @@ def walk(
         refused = refusal(memory, root, max_leaves, MAX_TABLE_VISITS, mode)
         if refused is not None:
             raise _LimitReached(refused)
-        found = _Found(root, max_leaves, keep_leaves, mode)
+        found = _Found(root, max_leaves, keep_leaves, mode, list(omit))
         tables = _walk(memory, found, errors, recursive)
     except _LimitReached as limit:
         u = np.zeros(0, dtype=np.uint64)
@@ -306,6 +308,7 @@ class _Found:
     max_leaves: int
     keep_leaves: bool
     mode: PagingMode
+    omit: list[int]  # root entries walked as if absent
     parts: list[Ranges] = field(default_factory=list)  # merged ranges, one part per level
     leaf_parts: list[Leaves] = field(default_factory=list)
     leaf_counts: dict[int, int] = field(default_factory=dict)
@@ -339,6 +342,8 @@ def _walk(
             # to the kernel and the next chunk pays page faults for it again (1.5x the walk).
             chunk = tables.chunk(lo)
             entries = _read_tables(memory, chunk.pa, level, parent, chunk.path, errors)
+            if not depth:
+                entries[:, found.omit] = 0
             present = (entries & np.uint64(Pte.PRESENT)) != 0
             leaf = leaf_mask(level, entries, present)
             rows, cols = np.nonzero(leaf)
