@@ -194,7 +194,7 @@ def account(ownable_memory: Intervals, owners: dict[str, Intervals]) -> FrameAcc
         owner = owners.get(name, Intervals.of(np.zeros(0), np.zeros(0)))
         left = rest.minus(owner)
         by_owner[name] = (rest.total - left.total) // PAGE_SIZE
-        owned[name] = rest.intersect(owner)
+        owned[name] = _kept(rest.intersect(owner), owner)
         rest = left
     return FrameAccounting(ownable_memory.total // PAGE_SIZE, by_owner, rest, owned)
 
@@ -221,6 +221,17 @@ def account_frames(
             "kernel-image": image,
             "handoff": handoff,
         },
+    )
+
+
+def _kept(got: Intervals, owner: Intervals) -> Intervals:
+    """`got`, or the equal `owner` it was cut from, so one copy stays (a free list all of whose
+    spans are ownable: its arrays, not 4 MiB more of them)."""
+    same = len(got.start) == len(owner.start)
+    return (
+        owner
+        if same and np.array_equal(got.start, owner.start) and np.array_equal(got.end, owner.end)
+        else got
     )
 
 

@@ -20,7 +20,7 @@ import numpy as np
 from kmtool.dump.document import AddressSpaceDoc, AddressSpacesDoc
 from kmtool.dump.levels import ADDRESS_MASK
 from kmtool.dump.memory import PhysicalMemory
-from kmtool.dump.pagetable import MAX_LEAVES, PageTables, Ranges
+from kmtool.dump.pagetable import MAX_LEAVES, RANGE_FIELDS, PageTables, Ranges
 from kmtool.dump.shared_walk import walk_sharing
 from kmtool.errors import DumpError
 from kmtool.layout.table import (
@@ -47,9 +47,15 @@ class AddressSpace:
 
     @property
     def user(self) -> Ranges:
-        """The merged ranges of the user half."""
+        """The merged ranges of the user half: the ranges are in address order, so these are the
+        first ones, and slices of the walk's arrays rather than copies (9 MiB for each use on
+        the benchmark dump's 262,144 user ranges)."""
         r = self.tables.ranges
-        return r.take(np.flatnonzero(r.start < np.uint64(USER_SPACE_TOP)))
+        user = r.start < np.uint64(USER_SPACE_TOP)
+        k = int(np.count_nonzero(user))
+        if user[:k].all():
+            return Ranges(*(getattr(r, name)[:k] for name in RANGE_FIELDS))
+        return r.take(np.flatnonzero(user))
 
     @property
     def user_pages(self) -> int:

@@ -108,10 +108,10 @@ class Ranges:
     def concat(cls, parts: list[Ranges]) -> Ranges:
         if not parts:
             return cls.empty()
-        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in _RANGE_FIELDS))
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in RANGE_FIELDS))
 
     def take(self, index: np.ndarray) -> Ranges:
-        return Ranges(*(getattr(self, f)[index] for f in _RANGE_FIELDS))
+        return Ranges(*(getattr(self, f)[index] for f in RANGE_FIELDS))
 
     def merged(self) -> Ranges:
         """Adjacent entries (in this order) joined where contiguous with equal attributes."""
@@ -127,6 +127,8 @@ class Ranges:
             & (self.page_size[1:] == self.page_size[:-1])
             & (end[:-1] != 0)  # a range that ends at 2^64 continues into nothing
         )
+        if not cont.any():
+            return self  # nothing to join: the same arrays, not a copy of them
         first = np.flatnonzero(np.concatenate(([True], ~cont)))
         last = np.concatenate((first[1:], [n])) - 1
         out = self.take(first)
@@ -151,7 +153,7 @@ class Ranges:
         return rows
 
 
-_RANGE_FIELDS = ("start", "phys", "size", "page_size", "perm", "region")
+RANGE_FIELDS = ("start", "phys", "size", "page_size", "perm", "region")
 
 
 @dataclass
@@ -263,6 +265,7 @@ def walk(
         tables = PageTables(root, Ranges.empty(), {}, u)
         errors.append(str(limit))
     tables.errors, tables.recursive, tables.mode = errors, recursive, mode
+    memory.release()  # the tables' pages would stay resident through the parts decoded next
     return tables
 
 
@@ -318,7 +321,13 @@ class _Found:
 
     def result(self) -> PageTables:
         ranges = Ranges.concat(self.parts)
-        ranges = ranges.take(np.argsort(ranges.start, kind="stable"))
+        self.parts.clear()
+        start = ranges.start
+        if len(start) > 1 and not bool((start[1:] >= start[:-1]).all()):
+            order = np.argsort(start, kind="stable")
+            del start
+            for name in RANGE_FIELDS:  # one array at a time: the old one goes before the next
+                setattr(ranges, name, getattr(ranges, name)[order])
         leaves = _sorted_leaves(self.leaf_parts) if self.keep_leaves else None
         tables = np.unique(np.concatenate(self.tables))
         return PageTables(self.root, ranges, self.leaf_counts, tables, leaves)
@@ -356,7 +365,10 @@ def _walk(
             if below is not None:
                 children.append(below)
         if level_parts:
-            found.parts.append(Ranges.concat(level_parts).merged())
+            joined = Ranges.concat(level_parts)
+            level_parts.clear()  # before the merge copies `joined`: two copies at most, not three
+            found.parts.append(joined.merged())
+            del joined
         if not children:
             break
         tables = _Tables.concat(children)
