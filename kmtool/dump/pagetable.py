@@ -71,7 +71,8 @@ MAX_RANGES = 1 << 22  # distinct merged ranges kept (memory bound when nothing m
 MAX_TABLE_VISITS = 1 << 20  # tables visited at one level (a 4 GiB dump holds 1 Mi distinct pages)
 RECURSIVE_LISTED = 16  # recursive entries listed in JSON
 RANGES_LISTED = 1 << 16  # ranges listed in JSON and by `--part pagetables`
-CHUNK_TABLES = 512  # tables decoded per bulk step (2 MiB of entries, 256 Ki leaves)
+CHUNK_TABLES = 128  # tables decoded per bulk step (512 KiB of entries, 64 Ki leaves): 6 MiB of
+# transients at most; at 512, 24 MiB, and no faster (BENCHMARKS.md, issue 11)
 
 
 def _canonical(va: np.ndarray, bits: int) -> np.ndarray:
@@ -312,7 +313,7 @@ class _Found:
     keep_leaves: bool
     mode: PagingMode
     omit: list[int]  # root entries walked as if absent
-    parts: list[Ranges] = field(default_factory=list)  # merged ranges, one part per level
+    parts: list[Ranges] = field(default_factory=list)  # each chunk's merged ranges, in walk order
     leaf_parts: list[Leaves] = field(default_factory=list)
     leaf_counts: dict[int, int] = field(default_factory=dict)
     tables: list[np.ndarray] = field(default_factory=list)  # table addresses, one part per level
@@ -320,8 +321,11 @@ class _Found:
     kept: int = 0  # merged ranges kept
 
     def result(self) -> PageTables:
+        # One join of every chunk's ranges, merged once: a merge never crosses from one level to
+        # the next (their page sizes differ), so this is each level merged on its own.
         ranges = Ranges.concat(self.parts)
         self.parts.clear()
+        ranges = ranges.merged()
         start = ranges.start
         if len(start) > 1 and not bool((start[1:] >= start[:-1]).all()):
             order = np.argsort(start, kind="stable")
@@ -337,13 +341,13 @@ def _walk(
     memory: PhysicalMemory, found: _Found, errors: list[str], recursive: list[str]
 ) -> PageTables:
     """Breadth first: each level's tables are read CHUNK_TABLES at a time, their leaves kept as
-    merged ranges, their table entries the next level's tables."""
+    merged ranges (joined across chunks by `_Found.result`), their table entries the next level's
+    tables."""
     tables = _Tables.root(found.root)
     levels = found.mode.levels
     for depth, level in enumerate(levels):
         parent = levels[depth - 1] if depth else None
         found.tables.append(np.unique(tables.pa))
-        level_parts: list[Ranges] = []
         children: list[_Tables] = []
         for lo in range(0, len(tables.pa), CHUNK_TABLES):
             # A chunk's arrays stay referenced here until the next chunk's replace them, as in
@@ -358,17 +362,12 @@ def _walk(
             rows, cols = np.nonzero(leaf)
             if len(rows):
                 leaves = _chunk_leaves(found, level, chunk, entries, rows, cols)
-                level_parts.append(_merged(found, level, leaves))
+                found.parts.append(_merged(found, level, leaves))
                 if found.keep_leaves:
                     found.leaf_parts.append(leaves)
             below = _child_tables(level, chunk, entries, present & ~leaf, recursive)
             if below is not None:
                 children.append(below)
-        if level_parts:
-            joined = Ranges.concat(level_parts)
-            level_parts.clear()  # before the merge copies `joined`: two copies at most, not three
-            found.parts.append(joined.merged())
-            del joined
         if not children:
             break
         tables = _Tables.concat(children)

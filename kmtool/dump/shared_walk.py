@@ -75,13 +75,16 @@ def _shared_slots(
 def _joined(part: Ranges, kernel: Ranges) -> Ranges | None:
     """Both walks' ranges in address order, as the full walk sorts them; None when a range of one
     is contiguous with a neighbour of the other that the full walk would have merged it with."""
-    both = Ranges.concat([part, kernel])
-    order = np.argsort(both.start, kind="stable")
-    joined = both.take(order)
+    joined = Ranges.concat([part, kernel])
     if len(joined) < 2:
         return joined
-    from_kernel = order >= len(part)
-    seam = np.flatnonzero(from_kernel[1:] != from_kernel[:-1])  # pair (k, k + 1) of two walks
+    if not len(part) or not len(kernel) or part.start[-1] < kernel.start[0]:
+        seam = np.array([len(part) - 1]) if len(part) and len(kernel) else np.zeros(0, np.int64)
+    else:  # the kernel's slots are not all above the others: sort (a copy more)
+        order = np.argsort(joined.start, kind="stable")
+        joined = joined.take(order)
+        from_kernel = order >= len(part)
+        seam = np.flatnonzero(from_kernel[1:] != from_kernel[:-1])  # pair (k, k + 1) of two walks
     a, b = seam, seam + 1
     end = joined.start[a] + joined.size[a]
     merges = (

@@ -101,3 +101,13 @@ def test_ranges_the_full_walk_would_merge_at_a_seam_are_refused() -> None:
     apart = _ranges((0x2000, 0x7000, PAGE_SIZE))  # contiguous virtually, not physically
     joined = shared_walk._joined(own, apart)
     assert joined is not None and joined.start.tolist() == [0x1000, 0x2000]
+
+
+def test_kernel_ranges_below_the_others_are_sorted_in() -> None:
+    own = _ranges((0x9000, 0x1000, PAGE_SIZE))
+    kernel = _ranges((0x2000, 0x6000, PAGE_SIZE), (0xA000, 0x3000, PAGE_SIZE))
+    joined = shared_walk._joined(own, kernel)
+    assert joined is not None and joined.start.tolist() == [0x2000, 0x9000, 0xA000]
+    assert joined.phys.tolist() == [0x6000, 0x1000, 0x3000]
+    # 0x9000 -> 0x1000 then 0xA000 -> 0x2000: contiguous both ways and alike, merged in full
+    assert shared_walk._joined(own, _ranges((0xA000, 0x2000, PAGE_SIZE))) is None
