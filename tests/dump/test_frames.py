@@ -8,9 +8,9 @@ import dump_fixtures as F
 import numpy as np
 import pytest
 
+from kmtool.dump import frames as frames_module
 from kmtool.dump.checks.common import u64 as _u64
 from kmtool.dump.checks.treap import address_index, span_treap
-from kmtool.dump import frames as frames_module
 from kmtool.dump.frames import FreeList, read_free_list
 from kmtool.dump.records import numpy_dtype
 from kmtool.dump.source import open_dump
