@@ -194,10 +194,9 @@ def _show(ctx: click.Context, ins: Inspection, name: str, asked: _Asked) -> None
         from kmtool.picture import dump as picture
 
         picture.write(ins, name, svg)
-    doc = ins.to_json()
     chosen: list[str] = []
     if as_json:
-        print_json(doc)
+        print_json(ins.to_json())
     else:
         from kmtool.cli.app import console
         from kmtool.dump import render
@@ -205,6 +204,7 @@ def _show(ctx: click.Context, ins: Inspection, name: str, asked: _Asked) -> None
         chosen = list(render.PARTS) if "all" in parts else list(dict.fromkeys(parts))
         if not chosen and not (walk_vas or pas):
             chosen = ["summary"]
+        doc = ins.to_json(span_list="frames" in chosen)  # only `frames` draws the span list
         for i, part in enumerate(chosen):
             if i:
                 console.print()

@@ -55,10 +55,16 @@ class Intervals:
 
     @classmethod
     def of(cls, start: np.ndarray, end: np.ndarray) -> Intervals:
-        """The union of any intervals (overlapping, unsorted, empty ones dropped)."""
+        """The union of any intervals (overlapping, unsorted, empty ones dropped). Intervals that
+        are already sorted, disjoint and non-adjacent (a free list, one walk's pages) are kept as
+        they are: the union would only copy them."""
         start, end = np.asarray(start, dtype=np.uint64), np.asarray(end, dtype=np.uint64)
         keep = end > start
-        return cls(*merge_intervals(start[keep], end[keep]))
+        if not keep.all():
+            start, end = start[keep], end[keep]
+        if len(start) > 1 and not bool((start[1:] > end[:-1]).all()):
+            return cls(*merge_intervals(start, end))
+        return cls(start, end)
 
     @property
     def total(self) -> int:
@@ -77,12 +83,22 @@ class Intervals:
         if not len(a.start) or not len(b.start):
             return Intervals(a.start[:0], a.end[:0])
         lo = np.searchsorted(b.end, a.start, side="right")  # first j with b.end[j] > a.start[i]
-        hi = np.searchsorted(b.start, a.end, side="left")  # first j with b.start[j] >= a.end[i]
-        n = np.maximum(hi.astype(np.int64) - lo.astype(np.int64), 0)
-        i = np.repeat(np.arange(len(a.start)), n)
-        first = np.cumsum(n) - n  # where interval i's pieces begin in the output
-        j = np.arange(len(i)) - np.repeat(first - lo.astype(np.int64), n)
-        return Intervals(np.maximum(a.start[i], b.start[j]), np.minimum(a.end[i], b.end[j]))
+        n = np.searchsorted(b.start, a.end, side="left")  # first j with b.start[j] >= a.end[i]
+        n -= lo  # pieces of interval i (in place: the arrays are as long as these intervals)
+        np.maximum(n, 0, out=n)
+        if int(n.max()) <= 1:  # each interval meets at most one of `other`'s: j is lo
+            i = np.flatnonzero(n)
+            j = lo[i]
+        else:
+            i = np.repeat(np.arange(len(a.start)), n)
+            first = np.cumsum(n) - n  # where interval i's pieces begin in the output
+            j = np.arange(len(i)) - np.repeat(first - lo, n)
+        del lo, n
+        start = a.start[i]
+        np.maximum(start, b.start[j], out=start)
+        end = a.end[i]
+        np.minimum(end, b.end[j], out=end)
+        return Intervals(start, end)
 
     def minus(self, other: Intervals) -> Intervals:
         """The parts of these intervals that `other` does not cover: these intervals intersected
@@ -91,9 +107,12 @@ class Intervals:
         if not len(self.start) or not len(other.start):
             return self
         low, high = self.start[:1], self.end[-1:]
-        gaps = Intervals(np.concatenate((low, other.end)), np.concatenate((other.start, high)))
-        keep = gaps.end > gaps.start  # drops a gap before `low` or after `high`, never a real one
-        return self.intersect(Intervals(gaps.start[keep], gaps.end[keep]))
+        start, end = np.concatenate((low, other.end)), np.concatenate((other.start, high))
+        keep = end > start  # drops a gap before `low` or after `high`, never a real one
+        if keep[1:-1].all():  # so: as slices, not copies
+            lo, hi = int(not keep[0]), len(keep) - int(not keep[-1])
+            return self.intersect(Intervals(start[lo:hi], end[lo:hi]))
+        return self.intersect(Intervals(start[keep], end[keep]))
 
     def clip(self, low: int, high: int) -> Intervals:
         """These intervals cut to [low, high)."""
@@ -158,7 +177,8 @@ def mapped_outside_offset_map(tables: PageTables) -> Intervals:
     r = tables.ranges
     base, top = np.uint64(OFFSET_MAP_BASE), np.uint64(OFFSET_MAP_BASE + OFFSET_MAP_SIZE - 1)
     outside = (r.start < base) | (r.start > top)
-    return Intervals.of(r.phys[outside], r.phys[outside] + r.size[outside])
+    phys = r.phys[outside]
+    return Intervals.of(phys, phys + r.size[outside])
 
 
 def table_pages(tables: PageTables) -> Intervals:
@@ -175,7 +195,7 @@ def account(ownable_memory: Intervals, owners: dict[str, Intervals]) -> FrameAcc
         owner = owners.get(name, Intervals.of(np.zeros(0), np.zeros(0)))
         left = rest.minus(owner)
         by_owner[name] = (rest.total - left.total) // PAGE_SIZE
-        owned[name] = rest.intersect(owner)
+        owned[name] = _kept(rest.intersect(owner), owner)
         rest = left
     return FrameAccounting(ownable_memory.total // PAGE_SIZE, by_owner, rest, owned)
 
@@ -205,9 +225,27 @@ def account_frames(
     )
 
 
+def _kept(got: Intervals, owner: Intervals) -> Intervals:
+    """`got`, or the equal `owner` it was cut from, so one copy stays (a free list all of whose
+    spans are ownable: its arrays, not 4 MiB more of them)."""
+    same = len(got.start) == len(owner.start)
+    return (
+        owner
+        if same and np.array_equal(got.start, owner.start) and np.array_equal(got.end, owner.end)
+        else got
+    )
+
+
 def _union(parts: list[Intervals]) -> Intervals:
+    """The union of `parts`: the smaller ones inserted into the largest where they sort (no sort
+    of all of them, and one copy of the largest: a process's 262,144 pages, the kernel's 3)."""
+    parts = sorted((p for p in parts if len(p.start)), key=lambda p: -len(p.start))
     if not parts:
         return Intervals.of(np.zeros(0), np.zeros(0))
-    return Intervals.of(
-        np.concatenate([p.start for p in parts]), np.concatenate([p.end for p in parts])
-    )
+    if len(parts) == 1:
+        return parts[0]
+    start, end = parts[0].start, parts[0].end
+    rest = Intervals.of(np.concatenate([p.start for p in parts[1:]]),
+                        np.concatenate([p.end for p in parts[1:]]))  # fmt: skip
+    at = np.searchsorted(start, rest.start)
+    return Intervals.of(np.insert(start, at, rest.start), np.insert(end, at, rest.end))

@@ -40,6 +40,7 @@ from kmtool.schemas.frames import (
 )
 
 SPAN_LIST_LIMIT = 1 << 16  # spans listed in JSON
+HASH_BLOCK = 1 << 16  # words of the span hash summed at a time (even: whole spans)
 
 
 @dataclass
@@ -102,28 +103,39 @@ class FreeList:
     def span_hash(self) -> str:
         """The ready report's span_hash (defined in kmtool.schemas.frames), "0x" + 16 digits.
 
-        h = sum(w_i * P^(M - i)) mod 2^64 over the M = 2 x spans words start, count in list order,
-        in one vectorised pass: uint64 products and sums wrap mod 2^64, and the powers of P come
-        from a cumulative product.
+        h = sum(w_i * P^(M - 1 - i)) mod 2^64 over the M = 2 x spans words start, count in list
+        order, vectorised HASH_BLOCK words at a time: uint64 products and sums wrap mod 2^64; in
+        a block of L words from word i0 the weights are P^(M - i0 - L) times P^(L - 1 - k), the
+        latter a cumulative product made once. (Whole arrays of words and powers were 16 MiB at
+        262,144 spans.)
         """
-        words = np.empty(2 * len(self.nodes), dtype=np.uint64)
-        words[0::2], words[1::2] = self.nodes["start"], self.nodes["count"]
-        powers = np.full(len(words), SPAN_HASH_MULTIPLIER, dtype=np.uint64)
-        if len(powers):
+        m = 2 * len(self.nodes)
+        step = min(HASH_BLOCK, m) or 2  # even: whole spans in each block
+        powers = np.full(step, SPAN_HASH_MULTIPLIER, dtype=np.uint64)
+        if step:
             powers[0] = 1
-        powers = np.cumprod(powers, dtype=np.uint64)  # powers[k] = P^k
-        h = int(np.sum(words * powers[::-1], dtype=np.uint64))
+        np.cumprod(powers, dtype=np.uint64, out=powers)  # powers[k] = P^k
+        h = 0
+        words = np.empty(step, dtype=np.uint64)
+        for i0 in range(0, m, step):
+            nodes = self.nodes[i0 // 2 : (i0 + step) // 2]
+            block = words[: 2 * len(nodes)]
+            block[0::2], block[1::2] = nodes["start"], nodes["count"]
+            block *= powers[: len(block)][::-1]
+            scale = pow(SPAN_HASH_MULTIPLIER, m - i0 - len(block), 1 << 64)
+            h = (h + scale * int(np.sum(block, dtype=np.uint64))) & ((1 << 64) - 1)
         return f"0x{h:016x}"
 
-    def to_json(self) -> FramesDoc:
+    def to_json(self, span_list: bool = True) -> FramesDoc:
+        """The `frames` part of the document; with `span_list` False its span list is left empty
+        (the summary shows none of it: 65,536 listed spans are 9 MiB of Python objects)."""
         largest = self.largest()
         free = self.free_frames
+        listed = SPAN_LIST_LIMIT if span_list else 0
         spans: list[list[str | int]] = [
             [hex(s), c]
             for s, c in zip(
-                self.starts[:SPAN_LIST_LIMIT].tolist(),
-                self.counts[:SPAN_LIST_LIMIT].tolist(),
-                strict=True,
+                self.starts[:listed].tolist(), self.counts[:listed].tolist(), strict=True
             )
         ]
         return {

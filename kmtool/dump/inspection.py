@@ -111,8 +111,9 @@ class Inspection:
     def failed(self) -> list[Check]:
         return [c for c in self.checks if not c.ok]
 
-    def to_json(self) -> InspectionDoc:
-        """The `kmtool inspect --json` document (kmtool.dump.document.InspectionDoc)."""
+    def to_json(self, span_list: bool = True) -> InspectionDoc:
+        """The `kmtool inspect --json` document (kmtool.dump.document.InspectionDoc); with
+        `span_list` False, for drawing parts other than `frames`, its free-span list is empty."""
         tables, root_source = self.tables, self.root_source
         return {
             "source": self._source_doc(),
@@ -124,7 +125,7 @@ class Inspection:
                 if tables is None or root_source is None
                 else self._page_tables_doc(tables, root_source)
             ),
-            "frames": None if self.frames is None else self.frames.to_json(),
+            "frames": None if self.frames is None else self.frames.to_json(span_list),
             "heap": None if self.heap is None else self.heap.to_json(),
             "address_spaces": None if self.aspaces is None else self.aspaces.to_json(),
             "accounting": None if self.accounting is None else self.accounting.to_json(),

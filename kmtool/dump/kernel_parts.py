@@ -29,7 +29,9 @@ def decode_kernel_parts(ins: Inspection) -> None:
     core, memory = ins.core, ins.source.memory
     assert core is not None
     try:
-        listed = read_address_spaces(memory, core.aspaces_phys, core.kernel_pml4_phys)
+        listed = read_address_spaces(
+            memory, core.aspaces_phys, core.kernel_pml4_phys, ins.kernel_tables
+        )
         ins.aspaces = listed if listed.spaces else None  # None: the kernel lists none
     except DumpError as err:
         ins.part_errors["address spaces"] = str(err)

@@ -122,14 +122,22 @@ class MemoryMap:
 
 
 def merge_intervals(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Union of [start, end) intervals as sorted, disjoint, non-adjacent intervals."""
+    """Union of [start, end) intervals as sorted, disjoint, non-adjacent intervals. Intervals that
+    are so already (a free list's spans) come back as they are, not copied: treat the result as
+    read-only."""
     if len(starts) == 0:
         return starts.astype(np.uint64), ends.astype(np.uint64)
+    starts, ends = starts.astype(np.uint64, copy=False), ends.astype(np.uint64, copy=False)
+    if bool((ends >= starts).all()) and bool((starts[1:] > ends[:-1]).all()):
+        return starts, ends
     order = np.argsort(starts, kind="stable")
-    s, e = starts[order].astype(np.uint64), ends[order].astype(np.uint64)
-    run_end = np.maximum.accumulate(e)
-    new = np.concatenate(([True], s[1:] > run_end[:-1]))
-    first = np.flatnonzero(new)
+    s, e = starts[order], ends[order]
+    del order
+    run_end = np.maximum.accumulate(e, out=e)  # in place: `e` is a copy
+    new = s[1:] > run_end[:-1]
+    if new.all():  # sorted, nothing to join
+        return s, run_end
+    first = np.flatnonzero(np.concatenate(([True], new)))
     last = np.concatenate((first[1:], [len(s)])) - 1
     return s[first], run_end[last]
 

@@ -71,7 +71,8 @@ MAX_RANGES = 1 << 22  # distinct merged ranges kept (memory bound when nothing m
 MAX_TABLE_VISITS = 1 << 20  # tables visited at one level (a 4 GiB dump holds 1 Mi distinct pages)
 RECURSIVE_LISTED = 16  # recursive entries listed in JSON
 RANGES_LISTED = 1 << 16  # ranges listed in JSON and by `--part pagetables`
-CHUNK_TABLES = 512  # tables decoded per bulk step (2 MiB of entries, 256 Ki leaves)
+CHUNK_TABLES = 128  # tables decoded per bulk step (512 KiB of entries, 64 Ki leaves): 6 MiB of
+# transients at most; at 512, 24 MiB, and no faster (BENCHMARKS.md, issue 11)
 
 
 def _canonical(va: np.ndarray, bits: int) -> np.ndarray:
@@ -108,10 +109,10 @@ class Ranges:
     def concat(cls, parts: list[Ranges]) -> Ranges:
         if not parts:
             return cls.empty()
-        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in _RANGE_FIELDS))
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in RANGE_FIELDS))
 
     def take(self, index: np.ndarray) -> Ranges:
-        return Ranges(*(getattr(self, f)[index] for f in _RANGE_FIELDS))
+        return Ranges(*(getattr(self, f)[index] for f in RANGE_FIELDS))
 
     def merged(self) -> Ranges:
         """Adjacent entries (in this order) joined where contiguous with equal attributes."""
@@ -127,6 +128,8 @@ class Ranges:
             & (self.page_size[1:] == self.page_size[:-1])
             & (end[:-1] != 0)  # a range that ends at 2^64 continues into nothing
         )
+        if not cont.any():
+            return self  # nothing to join: the same arrays, not a copy of them
         first = np.flatnonzero(np.concatenate(([True], ~cont)))
         last = np.concatenate((first[1:], [n])) - 1
         out = self.take(first)
@@ -151,7 +154,7 @@ class Ranges:
         return rows
 
 
-_RANGE_FIELDS = ("start", "phys", "size", "page_size", "perm", "region")
+RANGE_FIELDS = ("start", "phys", "size", "page_size", "perm", "region")
 
 
 @dataclass
@@ -241,9 +244,11 @@ def walk(
     keep_leaves: bool = False,
     max_leaves: int = MAX_LEAVES,
     mode: PagingMode = FOUR_LEVEL,
+    omit: tuple[int, ...] = (),
 ) -> PageTables:
     """Walk every mapping under the root table at physical `root` (CR3 with its low bits
-    cleared): a PML4, or a PML5 when `mode` is 5-level paging.
+    cleared): a PML4, or a PML5 when `mode` is 5-level paging. The root entries at the indexes in
+    `omit` are walked as if absent (kmtool.dump.shared_walk); the refusal bound still counts them.
 
     Never raises on what the tables hold: faults are in the result's `errors` and `recursive`.
     """
@@ -254,13 +259,14 @@ def walk(
         refused = refusal(memory, root, max_leaves, MAX_TABLE_VISITS, mode)
         if refused is not None:
             raise _LimitReached(refused)
-        found = _Found(root, max_leaves, keep_leaves, mode)
+        found = _Found(root, max_leaves, keep_leaves, mode, list(omit))
         tables = _walk(memory, found, errors, recursive)
     except _LimitReached as limit:
         u = np.zeros(0, dtype=np.uint64)
         tables = PageTables(root, Ranges.empty(), {}, u)
         errors.append(str(limit))
     tables.errors, tables.recursive, tables.mode = errors, recursive, mode
+    memory.release()  # the tables' pages would stay resident through the parts decoded next
     return tables
 
 
@@ -306,7 +312,8 @@ class _Found:
     max_leaves: int
     keep_leaves: bool
     mode: PagingMode
-    parts: list[Ranges] = field(default_factory=list)  # merged ranges, one part per level
+    omit: list[int]  # root entries walked as if absent
+    parts: list[Ranges] = field(default_factory=list)  # each chunk's merged ranges, in walk order
     leaf_parts: list[Leaves] = field(default_factory=list)
     leaf_counts: dict[int, int] = field(default_factory=dict)
     tables: list[np.ndarray] = field(default_factory=list)  # table addresses, one part per level
@@ -314,8 +321,17 @@ class _Found:
     kept: int = 0  # merged ranges kept
 
     def result(self) -> PageTables:
+        # One join of every chunk's ranges, merged once: a merge never crosses from one level to
+        # the next (their page sizes differ), so this is each level merged on its own.
         ranges = Ranges.concat(self.parts)
-        ranges = ranges.take(np.argsort(ranges.start, kind="stable"))
+        self.parts.clear()
+        ranges = ranges.merged()
+        start = ranges.start
+        if len(start) > 1 and not bool((start[1:] >= start[:-1]).all()):
+            order = np.argsort(start, kind="stable")
+            del start
+            for name in RANGE_FIELDS:  # one array at a time: the old one goes before the next
+                setattr(ranges, name, getattr(ranges, name)[order])
         leaves = _sorted_leaves(self.leaf_parts) if self.keep_leaves else None
         tables = np.unique(np.concatenate(self.tables))
         return PageTables(self.root, ranges, self.leaf_counts, tables, leaves)
@@ -325,13 +341,13 @@ def _walk(
     memory: PhysicalMemory, found: _Found, errors: list[str], recursive: list[str]
 ) -> PageTables:
     """Breadth first: each level's tables are read CHUNK_TABLES at a time, their leaves kept as
-    merged ranges, their table entries the next level's tables."""
+    merged ranges (joined across chunks by `_Found.result`), their table entries the next level's
+    tables."""
     tables = _Tables.root(found.root)
     levels = found.mode.levels
     for depth, level in enumerate(levels):
         parent = levels[depth - 1] if depth else None
         found.tables.append(np.unique(tables.pa))
-        level_parts: list[Ranges] = []
         children: list[_Tables] = []
         for lo in range(0, len(tables.pa), CHUNK_TABLES):
             # A chunk's arrays stay referenced here until the next chunk's replace them, as in
@@ -339,19 +355,19 @@ def _walk(
             # to the kernel and the next chunk pays page faults for it again (1.5x the walk).
             chunk = tables.chunk(lo)
             entries = _read_tables(memory, chunk.pa, level, parent, chunk.path, errors)
+            if not depth:
+                entries[:, found.omit] = 0
             present = (entries & np.uint64(Pte.PRESENT)) != 0
             leaf = leaf_mask(level, entries, present)
             rows, cols = np.nonzero(leaf)
             if len(rows):
                 leaves = _chunk_leaves(found, level, chunk, entries, rows, cols)
-                level_parts.append(_merged(found, level, leaves))
+                found.parts.append(_merged(found, level, leaves))
                 if found.keep_leaves:
                     found.leaf_parts.append(leaves)
             below = _child_tables(level, chunk, entries, present & ~leaf, recursive)
             if below is not None:
                 children.append(below)
-        if level_parts:
-            found.parts.append(Ranges.concat(level_parts).merged())
         if not children:
             break
         tables = _Tables.concat(children)

@@ -7,7 +7,8 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kmtool.dump.accounting import OWNERS, Intervals, account
+from kmtool.dump.accounting import OWNERS, Intervals, _union, account
+from kmtool.dump.memmap import merge_intervals
 from kmtool.layout.table import PAGE_SIZE
 
 FRAMES = 64
@@ -74,3 +75,20 @@ def test_json_lists_unaccounted_ranges_as_inclusive_ends() -> None:
     doc = result.to_json()
     assert doc["by_owner"] == {name: 0 for name in OWNERS} | {"free": 8, "unaccounted": 2}
     assert doc["unaccounted_ranges"] == [{"start": "0x4000", "end": "0x5fff", "frames": 2}]
+
+
+@given(st.lists(runs, max_size=4))
+def test_union_of_parts_is_the_union_of_all(parts: list[list[tuple[int, int]]]) -> None:
+    got = _union([intervals(p) for p in parts])
+    want = intervals([r for p in parts for r in p])
+    assert got.start.tolist() == want.start.tolist() and got.end.tolist() == want.end.tolist()
+
+
+@given(runs)
+def test_merge_intervals_returns_a_union_as_it_is(pairs: list[tuple[int, int]]) -> None:
+    iv = intervals(pairs)  # sorted, disjoint, non-adjacent: comes back as the same arrays
+    start, end = merge_intervals(iv.start, iv.end)
+    assert not len(iv.start) or (start is iv.start and end is iv.end)
+    shuffled = np.arange(len(iv.start))[::-1]
+    start, end = merge_intervals(iv.start[shuffled], iv.end[shuffled])
+    assert start.tolist() == iv.start.tolist() and end.tolist() == iv.end.tolist()

@@ -8,6 +8,7 @@ import dump_fixtures as F
 import numpy as np
 import pytest
 
+from kmtool.dump import frames as frames_module
 from kmtool.dump.checks.common import u64 as _u64
 from kmtool.dump.checks.treap import address_index, span_treap
 from kmtool.dump.frames import FreeList, read_free_list
@@ -78,7 +79,7 @@ def test_empty_list(tmp_path: Path) -> None:
     assert fl.to_json()["span_hash"] == horner([])
 
 
-def test_long_dense_and_sparse_list(tmp_path: Path) -> None:
+def test_long_dense_and_sparse_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     dense = [(MiB + 2 * PAGE_SIZE * i, 1) for i in range(6000)]  # every other frame: dense windows
     sparse = [(52 * MiB + MiB * i, 5) for i in range(8)]  # then far apart: the plain loop
     spans = dense + sparse
@@ -90,8 +91,12 @@ def test_long_dense_and_sparse_list(tmp_path: Path) -> None:
         assert fl.addresses.tolist() == [s for s, _ in spans]
         assert fl.counts.tolist() == [c for _, c in spans]
         assert (fl.nodes["prev"][1:] == fl.addresses[:-1]).all()
-    # the vectorised span hash has no cap: it equals the word-by-word definition
+    # the vectorised span hash has no cap: it equals the word-by-word definition, in one block
+    # and in many (the last one short)
     assert bounded.span_hash() == horner(spans)
+    for block in (2, 6, 4096):
+        monkeypatch.setattr(frames_module, "HASH_BLOCK", block)
+        assert bounded.span_hash() == horner(spans), block
     treap = span_treap(bounded)
     assert treap is not None and treap.ok, treap
 

@@ -18,6 +18,7 @@ from kmtool.dump.frames import FreeList
 from kmtool.layout.table import PAGE_SIZE
 
 DENSE_INDEX_PAGES_PER_NODE = 8  # a page-number table is used when no bigger than this per node
+INDEX, INDEX_MAX = np.int32, (1 << 31) - 1  # node indexes: 4 bytes each up to 2^31 - 1 nodes
 
 
 def span_treap(frames: FreeList) -> Verdict:
@@ -46,6 +47,7 @@ def treap_problems(addr: np.ndarray, nodes: np.ndarray, root: int) -> tuple[list
         for k in np.flatnonzero((links != 0) & (idx < 0))[:SHOWN]:
             found.append(f"span {hex(int(key[k]))} has {name} {hex(int(links[k]))}, not a span "
                          "on the list")  # fmt: skip
+    del left, right  # the stages below need only the indexes (their arrays peak the check)
     if found:
         return found, 0
     parent, found = _parents(key, root, r, li, ri)
@@ -54,8 +56,10 @@ def treap_problems(addr: np.ndarray, nodes: np.ndarray, root: int) -> tuple[list
     depth, found = _depths(key, parent, r)
     if found:
         return found, 0
+    levels = int(depth.max()) + 1
+    del depth
     priority = u64(nodes["priority"])
-    return _order_problems(key, parent, r, li, ri, priority), int(depth.max()) + 1
+    return _order_problems(key, parent, r, li, ri, priority), levels
 
 
 def _parents(
@@ -77,7 +81,7 @@ def _parents(
     missing = missing[missing != r]
     for k in missing[:SHOWN]:
         found.append(f"span {hex(int(key[k]))} is not in the treap (no node links to it)")
-    parent = np.empty(n, dtype=np.int64)
+    parent = np.empty(n, dtype=li.dtype)
     if not found:
         parent[child] = parent_of
         parent[r] = r
@@ -88,7 +92,7 @@ def _depths(key: np.ndarray, parent: np.ndarray, r: int) -> tuple[np.ndarray, li
     """Each node's depth below the root, by pointer jumping (anc -> anc's ancestor 2^i levels up),
     and the nodes on a cycle of links, which never reach the root."""
     n = len(key)
-    anc, depth = parent.copy(), (np.arange(n) != r).astype(np.int64)
+    anc, depth = parent.copy(), (np.arange(n) != r).astype(parent.dtype)
     for _ in range(n.bit_length() + 1):
         if (anc == r).all():
             break
@@ -143,13 +147,16 @@ def address_index(key: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
     sorted_keys = key[order]
     lo, pages = sorted_keys[0], (sorted_keys[-1] - sorted_keys[0]) // np.uint64(PAGE_SIZE) + 1
     if not (key % np.uint64(PAGE_SIZE)).any() and int(pages) <= DENSE_INDEX_PAGES_PER_NODE * n:
-        table = np.full(int(pages), -1, dtype=np.int64)
+        table = np.full(int(pages), -1, dtype=INDEX if n <= INDEX_MAX else np.int64)
         table[(key - lo) // np.uint64(PAGE_SIZE)] = np.arange(n)
 
         def dense(values: np.ndarray) -> np.ndarray:
             page = (values - lo) // np.uint64(PAGE_SIZE)  # wraps to huge below lo
             ok = (values >= lo) & (page < pages) & (values % np.uint64(PAGE_SIZE) == 0)
-            return np.where(ok, table[np.where(ok, page, 0).astype(np.int64)], -1)
+            page[~ok] = 0  # in place, and below 2^63 now: its bits read as int64 unchanged
+            index = table[page.view(np.int64)]
+            index[~ok] = -1
+            return index
 
         return dense
 
