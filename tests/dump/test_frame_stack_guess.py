@@ -14,30 +14,19 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from stack_dumps import FILE_SIZE, PAGES, RANGES, forced_scan  # noqa: F401
 
 from kmtool.dump import frame_stack, stack_chase
 from kmtool.dump.frame_stack import FrameStackView, read_stack
-from kmtool.dump.memory import MemoryRange, PhysicalMemory
-from kmtool.layout.table import PAGE_SIZE, KiB
+from kmtool.dump.memory import PhysicalMemory
+from kmtool.layout.table import PAGE_SIZE
 from kmtool.schemas.frames import FRAME_STACK_MAGIC, STACK_RUN_MAX, stack_node_offset
 
 KEY = 0x0DD_BA11_5EED
-# [0, 256 KiB) whole; [1 MiB, 1.25 MiB) with a 64 KiB zero tail; one range not page aligned.
-RANGES = [
-    MemoryRange(0, 256 * KiB, 0, 256 * KiB),
-    MemoryRange(1 << 20, 256 * KiB, 256 * KiB, 192 * KiB),
-    MemoryRange((2 << 20) + 8, 64 * KiB, 448 * KiB, 64 * KiB),
-]
-FILE_SIZE = 512 * KiB
-PAGES = [p for r in RANGES for p in range(r.start, r.start + r.size, PAGE_SIZE) if p]
 STRANGE = [PAGES[3] + 8, 3 << 20, 0x44000 - PAGE_SIZE, (1 << 64) - PAGE_SIZE, (2 << 20) + 8]
 
 
-@pytest.fixture(autouse=True)
-def forced_scan(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(stack_chase, "SCAN_WINDOW_SHIFT", 15)
-    monkeypatch.setattr(stack_chase, "SCAN_MIN_RUNS", 0)
-    monkeypatch.setattr(stack_chase, "SCAN_PAGES_PER_RUN", 1 << 20)
+pytestmark = pytest.mark.usefixtures("forced_scan")  # every test here takes the guess
 
 
 def _marker(pa: int) -> int:
