@@ -1,6 +1,7 @@
 """Benchmark how `kmtool inspect` finds the core-info block on a 4 GiB dump, whole process, side by side.
 
-    .venv/bin/python benchmarks/bench_coreinfo.py [--runs 5] [--keep DIR [--reuse]]
+    .venv/bin/python benchmarks/bench_coreinfo.py [--runs 5] [--keep DIR [--reuse]] [--against TREE]
+        [--variants note ...]
 
 The dump is bench_inspect.py's generated 4 GiB raw dump of our kernel (4 KiB offset map, 262,144
 free spans). It is inspected as a user runs `kmtool inspect DUMP` (the summary) and
@@ -14,19 +15,23 @@ sidecars that differ only in what they tell (docs/design.md §5.3):
 - `nothing`: no CPU state and no `core_info` (a bare image of our kernel): the whole dump is
   scanned, the anchor the issue measured (1.6 s).
 
-The runs of the three variants are interleaved, so they share the machine's state.
+The runs of the three variants are interleaved, so they share the machine's state. With `--against
+TREE` (another kmtool tree, such as main unpacked with `git archive`) each run is made in both
+trees in turn, and the first row of each pair says whether both print the same bytes.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from bench_inspect import generate, row, subprocess_rss, write_as_kmtool
+from bench_inspect import REPO, generate, row, subprocess_rss, write_as_kmtool
 
 VARIANTS = ("note", "cr3 only", "nothing")
 
@@ -50,11 +55,53 @@ def _sidecars(dump: Path, tmp: Path) -> dict[str, Path]:
     return out
 
 
+def _same_output(trees: dict[str, Path], argv: list[str]) -> str:
+    """Whether every tree prints the same bytes for `argv` (NO_COLOR=1 COLUMNS=100), as a note."""
+    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "100"}
+    outs = {
+        subprocess.run(argv, cwd=cwd, env=env, capture_output=True, check=False).stdout
+        for cwd in trees.values()
+    }
+    return "" if len(trees) < 2 else ("output identical" if len(outs) == 1 else "OUTPUT DIFFERS")
+
+
+def _measure(args: argparse.Namespace, paths: dict[str, Path], trees: dict[str, Path]) -> None:
+    """Every variant in every tree, interleaved run by run; one table row each."""
+    kmtool = [sys.executable, "-m", "kmtool", "inspect"]
+    results: dict[tuple[str, bool, str], list[tuple[float, int, int]]] = {}
+    for _ in range(args.runs):
+        for as_json in (False, True):
+            for name in args.variants:
+                argv = [*kmtool, str(paths[name]), *(["--json"] if as_json else [])]
+                for tree, cwd in trees.items():
+                    results.setdefault((name, as_json, tree), []).append(subprocess_rss(argv, cwd))
+    print("| measurement | median | min | max | runs | notes |")
+    print("|---|---:|---:|---:|---:|---|")
+    for (name, as_json, tree), runs in results.items():
+        argv = [*kmtool, str(paths[name]), *(["--json"] if as_json else [])]
+        what = f"kmtool inspect DUMP{' --json' if as_json else ''}, sidecar: {name}"
+        if len(trees) > 1:
+            what += f" ({tree})"
+        rss = max(r for _, _, r in runs)
+        statuses = sorted({s for _, s, _ in runs})
+        same = _same_output(trees, argv) if tree == next(iter(trees)) else ""
+        notes = f"exit {statuses}, peak RSS {rss / 1024:.1f} MiB ({rss * 1024 / 1e6:.1f} MB)"
+        print(row(what, [w for w, _, _ in runs], notes + (f", {same}" if same else "")))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--keep", type=Path, help="Write the dump here and keep it.")
     parser.add_argument("--reuse", action="store_true", help="With --keep: reuse its dump.")
+    parser.add_argument(
+        "--against",
+        type=Path,
+        help="Another kmtool tree (e.g. `git archive main | tar -x -C DIR`), run side by side.",
+    )
+    parser.add_argument(
+        "--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS), help="Sidecars to run."
+    )
     args = parser.parse_args()
     tmp = (
         Path(tempfile.mkdtemp(prefix="kmtool-bench-coreinfo-")) if args.keep is None else args.keep
@@ -67,25 +114,10 @@ def main() -> None:
             generate(pieces)
             write_as_kmtool(pieces, dump)
             pieces.unlink()
-        paths = _sidecars(dump, tmp)
-        kmtool = [sys.executable, "-m", "kmtool", "inspect"]
-        results: dict[tuple[str, bool], list[tuple[float, int, int]]] = {}
-        for _ in range(args.runs):
-            for as_json in (False, True):
-                for name in VARIANTS:
-                    argv = [*kmtool, str(paths[name]), *(["--json"] if as_json else [])]
-                    results.setdefault((name, as_json), []).append(subprocess_rss(argv))
-        print("| measurement | median | min | max | runs | notes |")
-        print("|---|---:|---:|---:|---:|---|")
-        for (name, as_json), runs in results.items():
-            what = f"kmtool inspect DUMP{' --json' if as_json else ''}, sidecar: {name}"
-            rss = max(r for _, _, r in runs)
-            statuses = sorted({s for _, s, _ in runs})
-            print(
-                row(
-                    what, [w for w, _, _ in runs], f"exit {statuses}, peak RSS {rss / 1024:.0f} MiB"
-                )
-            )
+        trees = {"this tree": REPO}
+        if args.against is not None:
+            trees[str(args.against)] = args.against.resolve()
+        _measure(args, _sidecars(dump, tmp), trees)
     finally:
         if args.keep is None:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -392,10 +392,11 @@ def volatility_mapping(path: Path, cr3: int) -> tuple[int, int]:
     return count, size
 
 
-def subprocess_rss(args: list[str]) -> tuple[float, int, int]:
-    """(wall seconds, exit status, peak RSS in KiB) of one command."""
+def subprocess_rss(args: list[str], cwd: Path = REPO) -> tuple[float, int, int]:
+    """(wall seconds, exit status, peak RSS in KiB) of one command run in `cwd` (`python -m
+    kmtool` there runs that tree's kmtool)."""
     t = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO)
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=cwd)
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     return time.perf_counter() - t, proc.returncode, usage.ru_maxrss

@@ -20,6 +20,7 @@ frames: a 256 GiB guest costs no more than a 256 MiB one with the same state.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,6 +45,10 @@ UNACCOUNTED_LISTED = 64
 #: small: on a free list of 262,144 spans, 65,536 listed ranges made the document 1.9 MB and the
 #: whole inspect 0.6 s and 80 MiB more (BENCHMARKS.md, Inspect).
 OWNER_RANGES_LISTED = 1 << 12
+#: Intervals intersected at a time: the index arrays of one block are 4 MiB at most, whatever
+#: the count (a 262,144-span free list made 16 MiB of them at once).
+INTERSECT_BLOCK = 1 << 16
+FEW = 64  # intervals intersected one by one (the pieces copied as runs, no index arrays)
 
 
 @dataclass(frozen=True)
@@ -82,10 +87,21 @@ class Intervals:
         a, b = self, other
         if not len(a.start) or not len(b.start):
             return Intervals(a.start[:0], a.end[:0])
+        if len(a.start) > INTERSECT_BLOCK:  # each interval's pieces are its own: a block at a time
+            blocks = [
+                Intervals(
+                    a.start[k : k + INTERSECT_BLOCK], a.end[k : k + INTERSECT_BLOCK]
+                ).intersect(b)
+                for k in range(0, len(a.start), INTERSECT_BLOCK)
+            ]
+            return Intervals(np.concatenate([p.start for p in blocks]),
+                             np.concatenate([p.end for p in blocks]))  # fmt: skip
         lo = np.searchsorted(b.end, a.start, side="right")  # first j with b.end[j] > a.start[i]
         n = np.searchsorted(b.start, a.end, side="left")  # first j with b.start[j] >= a.end[i]
         n -= lo  # pieces of interval i (in place: the arrays are as long as these intervals)
         np.maximum(n, 0, out=n)
+        if len(a.start) <= FEW:
+            return _intersect_few(a, b, lo, n)
         if int(n.max()) <= 1:  # each interval meets at most one of `other`'s: j is lo
             i = np.flatnonzero(n)
             j = lo[i]
@@ -209,20 +225,30 @@ def account_frames(
 ) -> FrameAccounting:
     """The accounting of a dump of our kernel: `free_*` are the free list's [start, end) runs,
     `walks` the kernel's tables and every listed address space's, `limit` the allocator's."""
-    handoff = Intervals.of(*memmap.intervals({MEMTYPE_HANDOFF}))
-    image = Intervals.of(*memmap.intervals({MEMTYPE_KERNEL}))
-    tables = [table_pages(t) for t in walks]
-    mapped = [mapped_outside_offset_map(t) for t in walks]
-    return account(
-        ownable(memmap, limit),
-        {
-            "free": Intervals.of(free_start, free_end),
-            "page-table": _union(tables),
-            "mapped": _union(mapped),
-            "kernel-image": image,
-            "handoff": handoff,
-        },
-    )
+    owners = {
+        "free": Intervals.of(free_start, free_end),
+        "page-table": _union(table_pages(t) for t in walks),
+        "mapped": _union(mapped_outside_offset_map(t) for t in walks),
+        "kernel-image": Intervals.of(*memmap.intervals({MEMTYPE_KERNEL})),
+        "handoff": Intervals.of(*memmap.intervals({MEMTYPE_HANDOFF})),
+    }
+    return account(ownable(memmap, limit), owners)
+
+
+def _intersect_few(a: Intervals, b: Intervals, lo: np.ndarray, n: np.ndarray) -> Intervals:
+    """`a.intersect(b)` for a few intervals of `a` (each meeting the run of n[i] intervals of `b`
+    from lo[i]), copied run by run into the result: only a run's first start and last end can
+    be cut by a's interval, every other piece is b's own (b is sorted and disjoint)."""
+    start = np.empty(int(n.sum()), dtype=np.uint64)
+    end = np.empty(len(start), dtype=np.uint64)
+    at = 0
+    for i in np.flatnonzero(n).tolist():
+        j, k = int(lo[i]), int(n[i])
+        start[at : at + k], end[at : at + k] = b.start[j : j + k], b.end[j : j + k]
+        start[at] = max(int(start[at]), int(a.start[i]))
+        end[at + k - 1] = min(int(end[at + k - 1]), int(a.end[i]))
+        at += k
+    return Intervals(start, end)
 
 
 def _kept(got: Intervals, owner: Intervals) -> Intervals:
@@ -236,16 +262,19 @@ def _kept(got: Intervals, owner: Intervals) -> Intervals:
     )
 
 
-def _union(parts: list[Intervals]) -> Intervals:
+def _union(parts: Iterable[Intervals]) -> Intervals:
     """The union of `parts`: the smaller ones inserted into the largest where they sort (no sort
-    of all of them, and one copy of the largest: a process's 262,144 pages, the kernel's 3)."""
-    parts = sorted((p for p in parts if len(p.start)), key=lambda p: -len(p.start))
-    if not parts:
+    of all of them, and one copy of the largest: a process's 262,144 pages, the kernel's 3).
+    Pass a generator: the parts are dropped before the union is merged."""
+    largest_first = sorted((p for p in parts if len(p.start)), key=lambda p: -len(p.start))
+    if not largest_first:
         return Intervals.of(np.zeros(0), np.zeros(0))
-    if len(parts) == 1:
-        return parts[0]
-    start, end = parts[0].start, parts[0].end
-    rest = Intervals.of(np.concatenate([p.start for p in parts[1:]]),
-                        np.concatenate([p.end for p in parts[1:]]))  # fmt: skip
-    at = np.searchsorted(start, rest.start)
-    return Intervals.of(np.insert(start, at, rest.start), np.insert(end, at, rest.end))
+    if len(largest_first) == 1:
+        return largest_first[0]
+    big, rest = largest_first[0], largest_first[1:]
+    small = Intervals.of(np.concatenate([p.start for p in rest]),
+                         np.concatenate([p.end for p in rest]))  # fmt: skip
+    at = np.searchsorted(big.start, small.start)
+    start, end = np.insert(big.start, at, small.start), np.insert(big.end, at, small.end)
+    del largest_first, big, rest
+    return Intervals.of(start, end)

@@ -55,6 +55,7 @@ from kmtool.dump.pagetable import PageTables, walk
 from kmtool.dump.records import parse
 from kmtool.dump.source import DumpSource, open_dump
 from kmtool.dump.translate import walk_address
+from kmtool.dump.trim import trim
 from kmtool.errors import DumpError
 from kmtool.schemas.paging import PageStats
 
@@ -177,6 +178,25 @@ def inspect_dump(path: Path, options: Options) -> Inspection:
     return inspect_source(open_dump(path, options.base), options)
 
 
+def _kernel_state(ins: Inspection, core: CoreInfoBlock) -> None:
+    """The parts a core-info block leads to: boot info, memory map, frames, heap, page stats,
+    then the second-wave parts (kmtool.dump.kernel_parts). The C heap's freed pages are handed
+    back between parts, so each part's transients do not stay under the next's (kmtool.dump.trim)."""
+    memory = ins.source.memory
+    ins.boot = read_boot_info(memory, core.boot_info_phys)
+    trim()
+    _memory_map_and_frames(ins, ins.boot, core)
+    trim()
+    kt = ins.kernel_tables
+    if kt is not None and not kt.errors and heap_initialized(memory, core.heap_state_phys):
+        ins.heap = _part(ins, "heap", lambda: read_heap(memory, core.heap_state_phys, kt))
+        if ins.heap is not None and ins.heap.error is not None:
+            ins.part_errors["heap"] = ins.heap.error
+    stats = memory.read(core.page_state_phys, PageStats.sizeof(), "page stats")
+    ins.page_stats = parse(PageStats, stats, "page stats", core.page_state_phys)
+    decode_kernel_parts(ins)
+
+
 def inspect_source(source: DumpSource, options: Options) -> Inspection:
     """Decode an opened dump, or a live guest's memory (kmtool.live.snapshot), the same way."""
     path = source.path
@@ -216,17 +236,7 @@ def inspect_source(source: DumpSource, options: Options) -> Inspection:
             )
         if pml4:
             ins.kernel_tables = ins.tables if pml4 == ins.root else walk(memory, pml4)
-        core = ins.core
-        ins.boot = read_boot_info(memory, ins.core.boot_info_phys)
-        _memory_map_and_frames(ins, ins.boot, core)
-        kt = ins.kernel_tables
-        if kt is not None and not kt.errors and heap_initialized(memory, ins.core.heap_state_phys):
-            ins.heap = _part(ins, "heap", lambda: read_heap(memory, core.heap_state_phys, kt))
-            if ins.heap is not None and ins.heap.error is not None:
-                ins.part_errors["heap"] = ins.heap.error
-        stats = memory.read(ins.core.page_state_phys, PageStats.sizeof(), "page stats")
-        ins.page_stats = parse(PageStats, stats, "page stats", ins.core.page_state_phys)
-        decode_kernel_parts(ins)
+        _kernel_state(ins, ins.core)
     root = ins.root
     assert root is not None
     for va in options.walk:
@@ -234,7 +244,9 @@ def inspect_source(source: DumpSource, options: Options) -> Inspection:
     elf = None if ins.kernel is None else ins.kernel.elf
     locate = hex if elf is None else elf.describe
     ins.descriptors = read_descriptor_tables(memory, source.cpus, locate, not ins.foreign) or None
+    trim()
     ins.checks = run_checks(ins)
+    trim()
     return ins
 
 

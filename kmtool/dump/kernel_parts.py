@@ -17,6 +17,7 @@ from kmtool.dump.accounting import account_frames
 from kmtool.dump.aspaces import read_address_spaces
 from kmtool.dump.fault import read_fault_record
 from kmtool.dump.fault_explain import Locate, explain
+from kmtool.dump.trim import trim
 from kmtool.errors import DumpError
 from kmtool.layout.table import PAGE_SIZE
 
@@ -35,6 +36,7 @@ def decode_kernel_parts(ins: Inspection) -> None:
         ins.aspaces = listed if listed.spaces else None  # None: the kernel lists none
     except DumpError as err:
         ins.part_errors["address spaces"] = str(err)
+    trim()  # the walks' transients go back before the accounting's (kmtool.dump.trim)
     if ins.memmap is not None and ins.frames is not None:
         # The kernel's tables, CR3's (another address space, or the loader's before the kernel
         # built its own: the check is "not applicable" then), and every listed address space's.
@@ -50,6 +52,7 @@ def decode_kernel_parts(ins: Inspection) -> None:
                 (end, runs + f.stack.counts.astype(np.uint64) * np.uint64(PAGE_SIZE))
             )
         ins.accounting = account_frames(ins.memmap, start, end, walks, f.state.limit)
+        trim()
     try:
         record = read_fault_record(memory, core.fault_phys)
     except DumpError as err:

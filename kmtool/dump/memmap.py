@@ -128,18 +128,18 @@ def merge_intervals(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, n
     if len(starts) == 0:
         return starts.astype(np.uint64), ends.astype(np.uint64)
     starts, ends = starts.astype(np.uint64, copy=False), ends.astype(np.uint64, copy=False)
-    if bool((ends >= starts).all()) and bool((starts[1:] > ends[:-1]).all()):
-        return starts, ends
-    order = np.argsort(starts, kind="stable")
-    s, e = starts[order], ends[order]
-    del order
-    run_end = np.maximum.accumulate(e, out=e)  # in place: `e` is a copy
+    if not (ends >= starts).all() or not (starts[1:] >= ends[:-1]).all():
+        order = np.argsort(starts, kind="stable")
+        s, e = starts[order], ends[order]
+        del order
+        run_end = np.maximum.accumulate(e, out=e)  # in place: `e` is a copy
+    else:  # sorted and disjoint already (perhaps touching): no sort, and the ends ascend
+        s, run_end = starts, ends
     new = s[1:] > run_end[:-1]
     if new.all():  # sorted, nothing to join
         return s, run_end
-    first = np.flatnonzero(np.concatenate(([True], new)))
-    last = np.concatenate((first[1:], [len(s)])) - 1
-    return s[first], run_end[last]
+    joins = np.flatnonzero(~new)  # interval k + 1 joins the run of interval k
+    return np.delete(s, joins + 1), np.delete(run_end, joins)
 
 
 def read_memory_map(memory: PhysicalMemory, boot: BootInfoView) -> MemoryMap:
