@@ -48,6 +48,7 @@ SCAN_MIN_RUNS = 4096  # below this many stacked runs the walk goes node by node
 SCAN_PAGES_PER_RUN = 32  # ... and also when the dump has more frames than this per stacked run
 SCAN_MAX_PAGES = 1 << 22  # frames (16 GiB) a dump may have for the guess
 JUMP = 16  # a power of two: the guessed path is found every JUMP-th node (_follow)
+FOLLOW_JUMPS = 4  # _follow only a guessed path of more than this many JUMPs; read shorter exactly
 SCAN_MAX_WINDOWS = 1 << 16  # windows from the lowest offered frame to the highest (1 TiB)
 SCAN_SLACK = 4096  # frames with a marker beyond the budget before the guess is given up
 
@@ -163,15 +164,34 @@ class StackIndex:
     def jumps(self) -> tuple[np.ndarray, array[int]]:
         """`succ`, and each node's JUMP-th successor (0 past the end), as machine integers. Only
         nodes new since the last call are worked out: an older node's successors are all older
-        (`extend` scans every window a guessed link lands in before it links them), so each node
-        costs JUMP array steps once, however often the walk's scans add nodes."""
+        (`extend` scans every window a guessed link lands in before it links them), so a few new
+        nodes cost JUMP array steps each, however often the walk's scans add nodes."""
         far = self._jumps
         if len(far) < len(self.succ):
-            new = self.succ[len(far) :]
-            for _ in range(JUMP - 1):
-                new = self.succ[new]
-            far.frombytes(new.astype(np.int32).tobytes())
+            fresh = len(self.succ) - len(far)
+            if fresh * (JUMP - 1) < len(self.succ) * (JUMP.bit_length() - 1):
+                new = self.succ[len(far) :]  # few new nodes: JUMP - 1 steps over them alone
+                for _ in range(JUMP - 1):
+                    new = self.succ[new]
+                far.frombytes(new.astype(np.int32).tobytes())
+            else:  # many: square the whole successor array (log2 JUMP steps over all)
+                new = self.succ
+                for _ in range(JUMP.bit_length() - 1):
+                    new = new[new]
+                far = self._jumps = array("i", new.astype(np.int32).tobytes())
         return self.succ, far
+
+    def long_path(self, k: int) -> bool:
+        """Does guessed node `k` start a path of more than FOLLOW_JUMPS * JUMP guessed nodes?
+        Shorter ones are read exactly: _follow's array set-up costs about as much as reading a
+        few dozen nodes one by one, so a dump whose markers are overwritten every few nodes
+        stays within a small factor of the node-by-node walk."""
+        far = self.jumps()[1]
+        for _ in range(FOLLOW_JUMPS):
+            k = far[k]
+            if not k:
+                return False
+        return True
 
     def _scan(self, row: int) -> np.ndarray:
         """Guess the stacked runs of window `row`: number them, fill its table; their `next`s."""
@@ -293,7 +313,7 @@ def stack_links(
             error = f"Stacked run {hex(a)} (linked from {_origin(last)}) {why}."
             break
         k = index.lookup(a) if index is not None else 0
-        if k and index is not None and index.jumps()[1][k]:  # a guessed path of over JUMP nodes
+        if k and index is not None and index.long_path(k):
             _flush(exact, parts)
             path = _follow(index, k, budget - n)
             parts.append((np.zeros(0, np.uint64), path))
