@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from stack_dumps import FILE_SIZE, PAGES, RANGES, forced_scan  # noqa: F401
+from stack_dumps import FILE_SIZE, PAGES, RANGES, forced_scan, reference_walk  # noqa: F401
 
 from kmtool.dump import frame_stack, stack_chase
 from kmtool.dump.frame_stack import FrameStackView, read_stack
@@ -62,7 +62,7 @@ def _reference(memory: PhysicalMemory, heads: list[int], budget: int) -> tuple[l
     errors: list[str] = []
     budget = min(budget, memory.ram_bytes // PAGE_SIZE)
     for c, head in enumerate(heads):
-        found, error = _walk(memory, head, budget - len(runs))
+        found, error = reference_walk(memory, head, budget - len(runs))
         if not error:
             error = _verify(memory, found, c)
         runs += found
@@ -70,21 +70,6 @@ def _reference(memory: PhysicalMemory, heads: list[int], budget: int) -> tuple[l
         if error:
             errors.append(error)
     return runs, counts, errors
-
-
-def _walk(memory: PhysicalMemory, a: int, budget: int) -> tuple[list[int], str]:
-    out: list[int] = []
-    while a:
-        origin = hex(out[-1]) if out else "the stack head"
-        if not any(r.start <= a and a + PAGE_SIZE <= r.file_end and r.start % 8 == 0
-                   for r in RANGES):  # fmt: skip
-            return out, f"Stacked run {hex(a)} (linked from {origin}) is outside the dump."
-        if a % PAGE_SIZE or len(out) >= budget:
-            why = "is not frame aligned" if a % PAGE_SIZE else "closes a loop or passes stack_runs"
-            return out, f"Stacked run {hex(a)} (linked from {origin}) {why}."
-        out.append(a)
-        a = memory.u64(a + stack_node_offset(a) + 24, "next")
-    return out, ""
 
 
 def _verify(memory: PhysicalMemory, runs: list[int], c: int) -> str:

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from stack_dumps import FILE_SIZE, PAGES, RANGES, forced_scan  # noqa: F401
+from stack_dumps import FILE_SIZE, PAGES, RANGES, forced_scan, reference_walk  # noqa: F401
 
 from kmtool.dump import frame_stack, stack_chase
 from kmtool.dump.memory import PhysicalMemory
@@ -40,24 +40,6 @@ def _dump(tmp_path: Path, nodes: dict[int, tuple[int, int, int]]) -> PhysicalMem
     path = tmp_path / "stack.raw"
     path.write_bytes(bytes(image))
     return PhysicalMemory(path, RANGES)
-
-
-def _reference(memory: PhysicalMemory, head: int, budget: int) -> tuple[list[int], str]:
-    """The walk as the module doc states it, one plain read per node."""
-    out: list[int] = []
-    a = head
-    while a:
-        origin = hex(out[-1]) if out else "the stack head"
-        whole = any(r.start <= a and a + PAGE_SIZE <= r.file_end and r.start % 8 == 0
-                    for r in RANGES)  # fmt: skip
-        if not whole:
-            return out, f"Stacked run {hex(a)} (linked from {origin}) is outside the dump."
-        if a % PAGE_SIZE or len(out) >= budget:
-            why = "is not frame aligned" if a % PAGE_SIZE else "closes a loop or passes stack_runs"
-            return out, f"Stacked run {hex(a)} (linked from {origin}) {why}."
-        out.append(a)
-        a = memory.u64(a + stack_node_offset(a) + 24, "next")
-    return out, ""
 
 
 def _walked(walk: Walk) -> tuple[list[int], str]:
@@ -96,7 +78,7 @@ def test_the_guessed_walk_is_the_node_by_node_walk(
         marker = 0 if k in spoilt else FRAME_STACK_MAGIC ^ pa ^ KEY
         nodes[pa] = (marker, pa, chain[k + 1] if k + 1 < len(chain) else tail)
     memory = _dump(tmp_path, nodes)
-    expected = _reference(memory, chain[0], budget)
+    expected = reference_walk(memory, chain[0], budget)
     index = stack_index(memory, KEY, budget, [chain[0]])
     assert (index is None) == (budget == 0)  # no guess for an empty budget: nothing to walk
     assert _walked(stack_links(memory, chain[0], budget, index)) == expected
