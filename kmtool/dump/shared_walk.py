@@ -1,9 +1,11 @@
 """The walk of an address space whose PML4 shares the kernel's half, without walking it again.
 
-Every address space of our kernel names the kernel's own PDPTs in its PML4 entries 510-511
-(docs/design.md §12), so the full walk of a listed PML4 would decode the kernel's tables once
-more: on the 4 GiB benchmark dump a million offset-map leaves, a third of a whole inspect's
-memory. The same PML4 slot holding the same raw entry names the same tables with the same
+Every address space of our kernel names the kernel's own PDPTs in its shared PML4 entries
+(`SHARED_PML4_FIRST`..`SHARED_PML4_LAST` in kmtool/layout/table.py; docs/design.md §12), so the
+full walk of a listed PML4 would decode the kernel's tables once more: on the 4 GiB benchmark
+dump a million offset-map leaves, a third of a whole inspect's memory. This module finds the
+shared slots by comparing the two PML4s, not from the table, so it holds for any kernel.
+The same PML4 slot holding the same raw entry names the same tables with the same
 permissions at the same virtual addresses, so the leaves beneath it are the kernel walk's.
 
 `walk_sharing(memory, root, kernel, max_leaves)` returns what `walk(memory, root,
