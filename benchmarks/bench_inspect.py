@@ -64,11 +64,13 @@ from kmtool.layout.table import (
 )
 from kmtool.schemas.aspace import ASPACE_MAX, AspaceList
 from kmtool.schemas.bootinfo import BOOT_INFO_MAGIC, BOOT_INFO_VERSION, BootInfo
-from kmtool.schemas.coreinfo import CORE_INFO_MAGIC, CORE_INFO_MAGIC2, CORE_INFO_VERSION, CoreInfo
+from kmtool.schemas.coreinfo import CORE_INFO_VERSION, CoreInfo
 from kmtool.schemas.frames import FRAME_SPAN_MAGIC, FrameAllocator, FrameSpan
 from kmtool.schemas.heap import HEAP_FREE_MAGIC, HEAP_MAX_ORDERS, Heap, HeapBlock
 from kmtool.schemas.memmap import EfiMemoryDescriptor, EfiMemoryType
-from kmtool.schemas.paging import PageStats, Pte
+from kmtool.schemas.pagestats import PageStats
+from kmtool.schemas.paging import Pte
+from kmtool.schemas.signatures import CORE_INFO_MAGIC, CORE_INFO_MAGIC2
 
 REPO = Path(__file__).resolve().parent.parent
 RAM = 4 * GiB

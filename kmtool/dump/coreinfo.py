@@ -17,23 +17,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from kmtool.dump.document import CoreInfoDoc
-from kmtool.dump.kernel_elf import CORE_INFO_SYMBOL, KernelSymbols
 from kmtool.dump.memory import PhysicalMemory
 from kmtool.dump.pagetable import PageTables
-from kmtool.dump.records import field_offset, parse
 from kmtool.dump.translate import translate_many
 from kmtool.errors import DumpError
-from kmtool.schemas.coreinfo import (
-    CORE_INFO_MAGIC,
-    CORE_INFO_MAGIC2,
-    CORE_INFO_VERSION,
-    CoreInfo,
-)
+from kmtool.schemas.signatures import CORE_INFO_MAGIC, CORE_INFO_MAGIC2, CORE_INFO_NEEDLE
+
+if TYPE_CHECKING:
+    from kmtool.dump.kernel_elf import KernelSymbols
 
 
 @dataclass
@@ -82,15 +78,17 @@ class CoreInfoBlock:
 
 
 def magic_bytes() -> bytes:
-    """The byte string a scan looks for: magic, and magic2 when it directly follows."""
-    head = CORE_INFO_MAGIC.to_bytes(8, "little")
-    if field_offset(CoreInfo, "magic2") == field_offset(CoreInfo, "magic") + 8:
-        head += CORE_INFO_MAGIC2.to_bytes(8, "little")
-    return head
+    """The byte string a scan looks for: magic, then magic2 (the block's first 16 bytes)."""
+    return CORE_INFO_NEEDLE
 
 
 def read_core_info(memory: PhysicalMemory, pa: int, found_by: str) -> CoreInfoBlock:
     """Decode and check the core-info block at physical `pa` (DumpError when it is not one)."""
+    # The schema, and construct with it, is imported here: only a dump that gives an address or
+    # holds the magic gets this far, and a foreign dump's inspection never needs a parser.
+    from kmtool.dump.records import parse
+    from kmtool.schemas.coreinfo import CORE_INFO_VERSION, CoreInfo
+
     data = memory.read(pa, CoreInfo.sizeof(), "core-info block")
     block = parse(CoreInfo, data, "core-info block", pa)
     if block.magic != CORE_INFO_MAGIC or block.magic2 != CORE_INFO_MAGIC2:
@@ -144,6 +142,8 @@ def find_core_info(
     if note is not None and (block := _at_hint(memory, note, "note")) is not None:
         return block
     if kernel is not None and tables is not None:
+        from kmtool.dump.kernel_elf import CORE_INFO_SYMBOL  # loaded already: `kernel` is one
+
         va = kernel.symbols[CORE_INFO_SYMBOL]
         pa, ok = translate_many(memory, tables.root, np.array([va], dtype=np.uint64), tables.mode)
         if not ok[0]:

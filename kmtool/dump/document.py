@@ -238,7 +238,7 @@ class AliasDoc(TypedDict):
 
 
 class PageStatsDoc(TypedDict):
-    """struct km_page_stats (kmtool.schemas.paging.PageStats)."""
+    """struct km_page_stats (kmtool.schemas.pagestats.PageStats)."""
 
     page_faults: int
     demand_maps: int

@@ -32,10 +32,10 @@ from kmtool.schemas.qemu import (
     ElfPrstatusX86_64,
     QemuCpuState,
 )
+from kmtool.schemas.signatures import ELF_MAGIC
 from kmtool.schemas.vmcoreinfo import NOTE_NAME as VMCOREINFO_NAME
 from kmtool.schemas.vmcoreinfo import core_info_address
 
-ELF_MAGIC = b"\x7fELF"
 MAX_NOTE_BYTES = 16 << 20  # 16 MiB of notes is thousands of CPUs
 MAX_SEGMENTS = 4096
 PN_XNUM = 0xFFFF  # e_phnum meaning "see section header 0"

@@ -17,7 +17,8 @@ from typing import Any
 from kmtool.dump.memory import MemoryRange, PhysicalMemory
 from kmtool.dump.records import field_offset, parse
 from kmtool.errors import DumpError
-from kmtool.schemas.lime import LIME_MAGIC, LIME_VERSION, LimeRangeHeader
+from kmtool.schemas.lime import LIME_VERSION, LimeRangeHeader
+from kmtool.schemas.signatures import LIME_MAGIC
 
 MAX_RANGES = 1 << 16
 

@@ -3,7 +3,8 @@
 The kind is told by the file's first bytes, never by its name: the ELF magic, the kdump signature
 `KDUMP   `, the LiME magic; anything else is a raw image. makedumpfile's flattened stream is
 recognised and refused with the way to reassemble it. ELF and LiME ranges are file ranges read
-through one mmap; a kdump file's pages are decompressed on demand (kmtool.dump.paged).
+through one mmap; a kdump file's pages are decompressed on demand (kmtool.dump.paged). Only the
+reader of the kind found is imported (a raw image imports none, and no construct).
 
 Each kind may also say where the kernel's core-info block is (docs/design.md §5.3): the VMCOREINFO
 note of an ELF core or a kdump file (`core_info_note`), or the raw sidecar's `core_info`
@@ -29,18 +30,16 @@ from typing import Any
 
 from kmtool.dump.cpu import CpuState
 from kmtool.dump.document import DumpFileDoc
-from kmtool.dump.elfcore import ELF_MAGIC, open_elf_core
 from kmtool.dump.memory import MemoryRange, PhysicalMemory
 from kmtool.errors import DumpError
 from kmtool.layout.table import PAGE_SIZE
-from kmtool.schemas.kdump import FLAT_SIGNATURE, KDUMP_SIGNATURE
-from kmtool.schemas.lime import LIME_MAGIC
 from kmtool.schemas.rawdump import (
     CPU_REGISTERS,
     RAW_FORMAT_NAME,
     RAW_FORMAT_VERSION,
     layout_path_for,
 )
+from kmtool.schemas.signatures import ELF_MAGIC, FLAT_SIGNATURE, KDUMP_SIGNATURE, LIME_MAGIC
 
 
 @dataclass
@@ -89,7 +88,9 @@ def open_dump(path: Path, base: int | None = None) -> DumpSource:
     kind = _kind(path)
     if kind != "raw" and base is not None:
         raise DumpError(f"`--base` applies to raw images only; `{path}` is a {kind} dump.")
-    if kind == "elf":
+    if kind == "elf":  # each reader (and construct) is imported only for its own kind
+        from kmtool.dump.elfcore import open_elf_core
+
         memory, notes = open_elf_core(path)
         return DumpSource(path, "elf", memory, notes.cpus, core_info_note=notes.core_info)
     if kind == "kdump":
@@ -125,7 +126,7 @@ def open_dump(path: Path, base: int | None = None) -> DumpSource:
 
 def _kind(path: Path) -> str:
     """The kind of dump at `path` ("elf", "kdump", "lime" or "raw") from its first bytes; the
-    signatures come from the schemas, so telling the kind imports no reader it does not need."""
+    signatures come from kmtool.schemas.signatures, so telling the kind imports no reader."""
     try:
         with open(path, "rb") as f:
             head = f.read(16)

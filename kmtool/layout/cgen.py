@@ -32,7 +32,9 @@ from kmtool.schemas import (
     frames,
     heap,
     memmap,
+    pagestats,
     paging,
+    signatures,
     vmcoreinfo,
 )
 
@@ -47,6 +49,8 @@ _SCHEMA_MODULES = (
     heap,
     memmap,
     paging,
+    pagestats,
+    signatures,
     vmcoreinfo,
 )
 INPUT_FILES = [
@@ -66,7 +70,7 @@ STRUCTS: list[tuple[str, construct.Construct]] = [
     ("km_frame_allocator", frames.FrameAllocator),
     ("km_heap_block", heap.HeapBlock),
     ("km_heap", heap.Heap),
-    ("km_page_stats", paging.PageStats),
+    ("km_page_stats", pagestats.PageStats),
     ("km_aspace_list", aspace.AspaceList),
     ("km_idt_gate", descriptors.IdtGate),
     ("km_system_descriptor", descriptors.SystemDescriptor),
@@ -270,8 +274,8 @@ def _structs_h(digest: str) -> str:
         ("KM_BOOT_INFO_VERSION", bootinfo.BOOT_INFO_VERSION),
         ("KM_CMDLINE_MAX", bootinfo.CMDLINE_MAX),
         ("KM_BOOT_FLAG_CMDLINE_TRUNCATED", bootinfo.BOOT_FLAG_CMDLINE_TRUNCATED),
-        ("KM_CORE_INFO_MAGIC", coreinfo.CORE_INFO_MAGIC),
-        ("KM_CORE_INFO_MAGIC2", coreinfo.CORE_INFO_MAGIC2),
+        ("KM_CORE_INFO_MAGIC", signatures.CORE_INFO_MAGIC),
+        ("KM_CORE_INFO_MAGIC2", signatures.CORE_INFO_MAGIC2),
         ("KM_CORE_INFO_VERSION", coreinfo.CORE_INFO_VERSION),
         ("KM_ASPACE_MAX", aspace.ASPACE_MAX),
         ("KM_FAULT_KIND_NONE", fault.FAULT_KIND_NONE),

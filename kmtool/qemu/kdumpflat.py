@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 
-from kmtool.schemas.kdump import FLAT_END, FLAT_HEADER_BYTES, FLAT_SIGNATURE, FlatHeader, FlatRecord
+from kmtool.schemas.kdump import FLAT_END, FLAT_HEADER_BYTES, FlatHeader, FlatRecord
+from kmtool.schemas.signatures import FLAT_SIGNATURE
 
 MAX_RECORD = 64 << 20  # QEMU writes at most a few pages per record; more is not its stream
 _CHUNK = 1 << 20

@@ -6,7 +6,9 @@ every field; the same schema decodes dumps, builds test fixtures and generates t
 (kmtool/layout/cgen.py) with `_Static_assert`s on size and offsets. Constants C needs too (the
 page-table entry bits in paging.py) are generated the same way.
 
-    bootinfo.py coreinfo.py frames.py heap.py memmap.py paging.py   shared with kernel/ and efi/
+    bootinfo.py coreinfo.py frames.py heap.py memmap.py paging.py pagestats.py
+                 shared with kernel/ and efi/
+    signatures.py the bytes that identify a format or a structure, kept free of construct
     gpt.py       the GUID partition table of the disk image
     pe.py        the PE32+ headers of BOOTX64.EFI that the post-link check reads
     qemu.py      QEMU's ELF-core notes

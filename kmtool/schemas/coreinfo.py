@@ -8,8 +8,7 @@ loader left in memory never match.
 
 from construct import Bytes, Int32ul, Int64ul, Struct
 
-CORE_INFO_MAGIC = int.from_bytes(b"KMCORE\x00\x01", "little")
-CORE_INFO_MAGIC2 = int.from_bytes(b"\x7fINFO\x00\x00\x01", "little")
+# The two magic words are CORE_INFO_MAGIC and CORE_INFO_MAGIC2 of signatures.py.
 CORE_INFO_VERSION = 3  # 2: fault_phys (the fault record); 3: aspaces_phys
 
 CoreInfo = Struct(

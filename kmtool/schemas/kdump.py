@@ -24,8 +24,7 @@ flattened file is recognised and refused with the way to reassemble it.
 
 from construct import Bytes, Int32ul, Int64sb, Int64ul, Struct
 
-KDUMP_SIGNATURE = b"KDUMP   "
-FLAT_SIGNATURE = b"makedumpfile\0\0\0\0"
+# KDUMP_SIGNATURE and FLAT_SIGNATURE are in signatures.py.
 FLAT_HEADER_BYTES = 4096  # the flattened header is padded to this
 FLAT_END = -1  # a record offset that ends the stream
 

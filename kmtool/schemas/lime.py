@@ -7,7 +7,7 @@ address and do not overlap. All fields are little-endian; version 1 is the only 
 
 from construct import Bytes, Int32ul, Int64ul, Struct
 
-LIME_MAGIC = 0x4C694D45  # "EMiL" in the file
+# LIME_MAGIC is in signatures.py.
 LIME_VERSION = 1
 
 LimeRangeHeader = Struct(

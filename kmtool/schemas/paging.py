@@ -1,14 +1,14 @@
-"""x86-64 paging as the kernel, the loader and kmtool share it: page-table entry bits and page stats.
+"""x86-64 paging as the kernel, the loader and kmtool share it: the page-table entry bits.
 
 A page-table entry is one little-endian 64-bit integer (Intel SDM vol. 3, 4.5); kmtool parses it as
 an integer and decodes it with `Pte`, never with a struct per entry. `Pte` and `PTE_ADDR` are
 generated into include/km/structs.h (kmtool/layout/cgen.py) as `KM_PTE_<NAME>` and `KM_PTE_ADDR`,
-so kernel/, efi/ and kmtool/dump/pagetable.py read the same bits.
+so kernel/, efi/ and kmtool/dump/pagetable.py read the same bits. No construct here: the walker
+of any dump needs these bits and nothing else of the schemas (the kernel's page stats are
+pagestats.py).
 """
 
 from enum import IntFlag
-
-from construct import Int64ul, Struct
 
 
 class Pte(IntFlag):
@@ -41,12 +41,3 @@ PTE_DOCS: dict[Pte, str] = {
 }
 
 PTE_ADDR = 0x000F_FFFF_FFFF_F000  # bits 51:12: the physical address of the next table or the page
-
-# Page-manager statistics the kernel keeps for the ready report and for `kmtool inspect`.
-PageStats = Struct(
-    "page_faults" / Int64ul * "page faults taken since boot (all causes)",
-    "demand_maps" / Int64ul * "faults resolved by mapping a fresh frame",
-    "tables_allocated" / Int64ul * "page-table pages taken from the frame allocator",
-    "tables_freed" / Int64ul * "page-table pages returned to the frame allocator",
-    "address_spaces" / Int64ul * "live per-process address spaces",
-)

@@ -19,12 +19,12 @@ from kmtool.schemas.kdump import (
     DUMP_DH_COMPRESSED_SNAPPY,
     DUMP_DH_COMPRESSED_ZLIB,
     DUMP_DH_COMPRESSED_ZSTD,
-    KDUMP_SIGNATURE,
     DiskDumpHeader,
     KdumpSubHeader,
     PageDescriptor,
 )
-from kmtool.schemas.lime import LIME_MAGIC, LIME_VERSION, LimeRangeHeader
+from kmtool.schemas.lime import LIME_VERSION, LimeRangeHeader
+from kmtool.schemas.signatures import KDUMP_SIGNATURE, LIME_MAGIC
 
 PAGE = 4096
 CHUNK = 16 << 20

@@ -50,7 +50,7 @@ from kmtool.layout.table import (
 )
 from kmtool.schemas.aspace import ASPACE_MAX, AspaceList
 from kmtool.schemas.bootinfo import BOOT_INFO_MAGIC, BOOT_INFO_VERSION, BootInfo
-from kmtool.schemas.coreinfo import CORE_INFO_MAGIC, CORE_INFO_MAGIC2, CORE_INFO_VERSION, CoreInfo
+from kmtool.schemas.coreinfo import CORE_INFO_VERSION, CoreInfo
 from kmtool.schemas.frames import FRAME_SPAN_MAGIC, FrameAllocator, FrameSpan
 from kmtool.schemas.heap import (
     HEAP_FREE_MAGIC,
@@ -61,13 +61,14 @@ from kmtool.schemas.heap import (
     HeapBlock,
 )
 from kmtool.schemas.memmap import EfiMemoryDescriptor, EfiMemoryType
-from kmtool.schemas.paging import PageStats
+from kmtool.schemas.pagestats import PageStats
 from kmtool.schemas.qemu import (
     NT_PRSTATUS,
     QEMU_CPU_STATE_V1_SIZE,
     ElfPrstatusX86_64,
     QemuCpuState,
 )
+from kmtool.schemas.signatures import CORE_INFO_MAGIC, CORE_INFO_MAGIC2
 
 P, W, U, PWT, PCD, A, D, PS, G = (1 << b for b in range(9))
 PAT_LARGE = 1 << 12

@@ -28,7 +28,7 @@ from kmtool.schemas.bootinfo import BootInfo
 from kmtool.schemas.coreinfo import CoreInfo
 from kmtool.schemas.frames import FrameAllocator, FrameSpan
 from kmtool.schemas.heap import Heap
-from kmtool.schemas.paging import PageStats
+from kmtool.schemas.pagestats import PageStats
 
 MAPPED_VA = 0xFFFFFF0000100010  # kernel image
 UNMAPPED_VA = 0x1234000
