@@ -24,4 +24,6 @@ inspection  one inspection: roots, every part, checks, the JSON document
 render      the human output, drawn from the JSON document (render_kernel, render_descriptors:
             the second-wave parts; render_flow: summary values that wrap between items)
 pagecount   the size of a page-table walk, counted over distinct tables before it is built
+distinct    the sorted distinct values of an array (np.unique without its numpy.ma import)
+kernel_state the parts a core-info block leads to, imported only when there is one
 """

@@ -21,21 +21,22 @@ A fault in the page tables (a table outside the dump, a walk limit) does not sto
 the walk records it, `page_tables.error` carries it and the "page tables walked" check fails; the
 boot info, memory map and free list still decode. The heap, which is found through the kernel's
 tables, is left out when they are broken.
+
+Only what the decoded parts need is imported (docs/design.md §13): the decoders of the kernel's
+parts (kmtool.dump.kernel_state) when a core-info block is found, the descriptor tables when the
+dump records CPUs, the kernel ELF's reader with `--kernel`, a format's reader for its format
+(kmtool.dump.source) and each check's module when its row runs (kmtool.dump.checks.registry).
+`inspect --cr3` of another kernel's raw dump imports the walker and its one check, and no construct.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from kmtool.dump.accounting import FrameAccounting
-from kmtool.dump.aspaces import AddressSpaces
-from kmtool.dump.bootinfo import BootInfoView, find_boot_info, read_boot_info
 from kmtool.dump.checks import Check, run_checks
 from kmtool.dump.coreinfo import CoreInfoBlock, UnreadableCoreInfo, find_core_info
-from kmtool.dump.descriptors import read_descriptor_tables
 from kmtool.dump.document import (
     InspectionDoc,
     PageStatsDoc,
@@ -44,22 +45,22 @@ from kmtool.dump.document import (
     WalkDoc,
 )
 from kmtool.dump.document_descriptors import DescriptorTablesDoc
-from kmtool.dump.fault_explain import FaultExplanation
-from kmtool.dump.frames import FreeList, read_free_list
-from kmtool.dump.heap import HeapView, heap_initialized, read_heap
-from kmtool.dump.kernel_elf import KernelSymbols, load_kernel_symbols
-from kmtool.dump.kernel_parts import decode_kernel_parts
 from kmtool.dump.levels import ADDRESS_MASK, FOUR_LEVEL, MODES, PagingMode
-from kmtool.dump.memmap import MemoryMap, read_memory_map
 from kmtool.dump.pagetable import PageTables, walk
-from kmtool.dump.records import parse
 from kmtool.dump.source import DumpSource, open_dump
 from kmtool.dump.translate import walk_address
 from kmtool.dump.trim import trim
 from kmtool.errors import DumpError
-from kmtool.schemas.paging import PageStats
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from kmtool.dump.accounting import FrameAccounting
+    from kmtool.dump.aspaces import AddressSpaces
+    from kmtool.dump.bootinfo import BootInfoView
+    from kmtool.dump.fault_explain import FaultExplanation
+    from kmtool.dump.frames import FreeList
+    from kmtool.dump.heap import HeapView
+    from kmtool.dump.kernel_elf import KernelSymbols
+    from kmtool.dump.memmap import MemoryMap
 
 
 @dataclass
@@ -178,31 +179,14 @@ def inspect_dump(path: Path, options: Options) -> Inspection:
     return inspect_source(open_dump(path, options.base), options)
 
 
-def _kernel_state(ins: Inspection, core: CoreInfoBlock) -> None:
-    """The parts a core-info block leads to: boot info, memory map, frames, heap, page stats,
-    then the second-wave parts (kmtool.dump.kernel_parts). The C heap's freed pages are handed
-    back between parts, so each part's transients do not stay under the next's (kmtool.dump.trim)."""
-    memory = ins.source.memory
-    ins.boot = read_boot_info(memory, core.boot_info_phys)
-    trim()
-    _memory_map_and_frames(ins, ins.boot, core)
-    trim()
-    kt = ins.kernel_tables
-    if kt is not None and not kt.errors and heap_initialized(memory, core.heap_state_phys):
-        ins.heap = _part(ins, "heap", lambda: read_heap(memory, core.heap_state_phys, kt))
-        if ins.heap is not None and ins.heap.error is not None:
-            ins.part_errors["heap"] = ins.heap.error
-    stats = memory.read(core.page_state_phys, PageStats.sizeof(), "page stats")
-    ins.page_stats = parse(PageStats, stats, "page stats", core.page_state_phys)
-    decode_kernel_parts(ins)
-
-
 def inspect_source(source: DumpSource, options: Options) -> Inspection:
     """Decode an opened dump, or a live guest's memory (kmtool.live.snapshot), the same way."""
     path = source.path
     ins = Inspection(source, options)
     memory = source.memory
     if options.kernel is not None:
+        from kmtool.dump.kernel_elf import load_kernel_symbols
+
         ins.kernel = load_kernel_symbols(options.kernel)
     ins.root, ins.root_source, ins.mode = _dump_root(source, options)
     if ins.root is not None:
@@ -214,7 +198,9 @@ def inspect_source(source: DumpSource, options: Options) -> Inspection:
         if ins.root is None:
             raise  # nothing else to show without a CR3
         ins.core_error = err
-        _without_core_info(ins)
+        from kmtool.dump.kernel_state import decode_without_core_info
+
+        decode_without_core_info(ins)
     if ins.core is None and ins.tables is not None:
         ins.tables.ranges = ins.tables.ranges.without_regions()
     if ins.core is None and ins.root is None:
@@ -236,56 +222,31 @@ def inspect_source(source: DumpSource, options: Options) -> Inspection:
             )
         if pml4:
             ins.kernel_tables = ins.tables if pml4 == ins.root else walk(memory, pml4)
-        _kernel_state(ins, ins.core)
+        from kmtool.dump.kernel_state import decode_kernel_state
+
+        decode_kernel_state(ins, ins.core)
     root = ins.root
     assert root is not None
     for va in options.walk:
         ins.walks.append(walk_address(memory, root, va, ins.mode))
-    elf = None if ins.kernel is None else ins.kernel.elf
-    locate = hex if elf is None else elf.describe
-    ins.descriptors = read_descriptor_tables(memory, source.cpus, locate, not ins.foreign) or None
+    ins.descriptors = _descriptor_tables(ins)
     trim()
     ins.checks = run_checks(ins)
     trim()
     return ins
 
 
-def _memory_map_and_frames(ins: Inspection, boot: BootInfoView, core: CoreInfoBlock) -> None:
-    """The memory map and the free list, each on its own (`_part`); a partial one (read up to a
-    fault, its `error`) also names the fault in `ins.part_errors`."""
-    memory = ins.source.memory
-    ins.memmap = _part(ins, "memory map", lambda: read_memory_map(memory, boot))
-    if ins.memmap is not None and ins.memmap.error is not None:
-        ins.part_errors["memory map"] = ins.memmap.error
-    ins.frames = _part(ins, "frames", lambda: read_free_list(memory, core.frame_state_phys))
-    if ins.frames is not None and ins.frames.error is not None:
-        ins.part_errors["frames"] = ins.frames.error
-
-
-def _part(ins: Inspection, name: str, decode: Callable[[], T]) -> T | None:
-    """`decode()`, or None with the sentence in `ins.part_errors[name]` when the structure it reads
-    is corrupt: one part that cannot be decoded leaves the others decoded and checked (its checks
-    become "not applicable" rows, and "kernel parts readable" fails naming the fault)."""
-    try:
-        return decode()
-    except DumpError as err:
-        ins.part_errors[name] = str(err)
+def _descriptor_tables(ins: Inspection) -> list[DescriptorTablesDoc] | None:
+    """The IDT, GDT and TSS of each CPU the dump records, read through its registers (None: the
+    dump records no CPU)."""
+    source = ins.source
+    if not source.cpus:
         return None
+    from kmtool.dump.descriptors import read_descriptor_tables
 
-
-def _without_core_info(ins: Inspection) -> None:
-    """What a dump with an unreadable core-info block still shows: the CPUs, the page tables under
-    CR3 (already walked), and the boot info and memory map when a magic scan finds exactly one boot
-    info (`find_boot_info`); the parts that need core-info stay None. A fault in the boot info or
-    memory map leaves both None rather than hiding the "core-info version" check behind it."""
-    memory = ins.source.memory
-    try:
-        boot = find_boot_info(memory)
-        if boot is not None:
-            ins.memmap = read_memory_map(memory, boot)
-            ins.boot = boot
-    except DumpError:
-        ins.boot = ins.memmap = None
+    elf = None if ins.kernel is None else ins.kernel.elf
+    locate = hex if elf is None else elf.describe
+    return read_descriptor_tables(source.memory, source.cpus, locate, not ins.foreign) or None
 
 
 def _dump_root(source: DumpSource, options: Options) -> tuple[int | None, str | None, PagingMode]:

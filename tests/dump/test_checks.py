@@ -381,5 +381,5 @@ def test_registry_reads_what_each_check_takes() -> None:
     names = [spec.name for spec in CHECKS]
     assert len(set(names)) == len(names)
     for spec in CHECKS:
-        assert tuple(inspect.signature(spec.run).parameters) == spec.reads, spec.name
+        assert tuple(inspect.signature(spec.function()).parameters) == spec.reads, spec.name
         assert set(spec.optional) <= set(spec.reads), spec.name

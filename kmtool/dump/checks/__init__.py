@@ -7,7 +7,8 @@ structural faults; the invariants the design promises are checked here, one modu
     common      the Verdict a check returns, the offender list, interval tests
     core        the core-info block: readable, ready, constants, symbols, build id
     memmap      the firmware memory map
-    pagetables  the walk, the shared PML4 entries, the offset map, W^X
+    pagetables  the walk, the shared PML4 entries, W^X
+    offsetmap   the offset map against the memory map
     spans       the frame allocator's free list
     treap       the search tree over the free list
     stack       the stack half of the free list (stacked single frames and short runs)

@@ -1,5 +1,6 @@
-"""Checks of the page tables: the walk itself, the shared kernel PML4 entries, the offset map, and
-W^X in kernel space (docs/design.md §2)."""
+"""Checks of the page tables: the walk itself, the shared kernel PML4 entries, and W^X in kernel
+space (docs/design.md §2). The offset map, which is checked against the memory map, is offsetmap.py:
+a foreign dump, whose only row here is "page tables walked", imports no memory-map decoder."""
 
 from __future__ import annotations
 
@@ -7,13 +8,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from kmtool.dump.checks.common import SHOWN, Verdict, contained, listing, offenders
+from kmtool.dump.checks.common import SHOWN, Verdict, listing, offenders
 from kmtool.dump.levels import ADDRESS_MASK, FOUR_LEVEL, PERM_W, PERM_X, PagingMode, perm_text
-from kmtool.dump.memmap import RAM_TYPES, MemoryMap, merge_intervals
 from kmtool.dump.pagetable import PageTables
 from kmtool.layout.table import (
     KERNEL_SPACE_BASE,
-    OFFSET_MAP_BASE,
     PAGE_SIZE,
     SHARED_PML4_FIRST,
     SHARED_PML4_LAST,
@@ -25,13 +24,6 @@ if TYPE_CHECKING:
     from kmtool.dump.source import DumpSource
 
 PML5_KERNEL_ENTRY = 511  # with 5 levels, the 48-bit kernel half sits under the PML5's last entry
-
-
-def offset_mapped(kernel_tables: PageTables) -> tuple[np.ndarray, np.ndarray]:
-    """Physical intervals the kernel's offset map maps correctly (va == pa + base)."""
-    r = kernel_tables.ranges_in("offset-map")
-    good = (r.start - np.uint64(OFFSET_MAP_BASE)) == r.phys
-    return merge_intervals(r.phys[good], r.phys[good] + r.size[good])
 
 
 def page_tables_walked(
@@ -84,25 +76,6 @@ def shared_entries(
             if live & ADDRESS_MASK != entry & ADDRESS_MASK:
                 found.append(f"CR3's entry {index} is {hex(live)}, the kernel's {hex(entry)}")
     return Verdict(not found, "; ".join(found) if found else f"PML4 at {hex(pml4)}")
-
-
-def offset_map(memmap: MemoryMap, kernel_tables: PageTables) -> Verdict:
-    """Every offset-map leaf maps physical = virtual - base, and every RAM range is mapped so."""
-    r = kernel_tables.ranges_in("offset-map")
-    wrong = np.flatnonzero((r.start - np.uint64(OFFSET_MAP_BASE)) != r.phys)
-    found = [f"{hex(int(r.start[k]))} maps physical {hex(int(r.phys[k]))}" for k in wrong[:SHOWN]]
-    rs, re_ = memmap.intervals(RAM_TYPES)
-    os_, oe = offset_mapped(kernel_tables)
-    missing = np.flatnonzero(~contained(rs, re_, os_, oe))
-    found += [
-        f"RAM {hex(int(rs[k]))}-{hex(int(re_[k]) - 1)} is not offset-mapped"
-        for k in missing[:SHOWN]
-    ]
-    total = len(wrong) + len(missing)
-    ram = int((re_ - rs).sum()) if len(rs) else 0
-    return Verdict(
-        not total, listing(found, total) if total else f"{ram >> 20} MiB of RAM in {len(rs)} ranges"
-    )
 
 
 def no_wx(kernel_tables: PageTables) -> Verdict:

@@ -3,6 +3,9 @@ order of the rows.
 
 A check is a plain function of the inspection parts it reads (`reads`, names of `Inspection`
 attributes, passed in that order) that returns a `Verdict`; its row's name is stated here only.
+It is named here as "module.function" of kmtool.dump.checks and imported when its row first runs,
+so an inspection imports the check modules of the parts it decoded and no others (a foreign dump:
+pagetables.py, and descriptors.py when the dump records CPUs; docs/design.md §13).
 `run_checks` applies to every check the rules each one used to open with, in this order:
 
 1. A part it reads is None (a foreign dump has no frames, a dump without `--kernel` no kernel
@@ -17,23 +20,12 @@ attributes, passed in that order) that returns a `Verdict`; its row's name is st
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from kmtool.check import Check
-from kmtool.dump.checks import (
-    accounting,
-    aspaces,
-    core,
-    descriptors,
-    heap,
-    memmap,
-    pagetables,
-    spans,
-    stack,
-    treap,
-)
 from kmtool.dump.checks.common import Verdict
 from kmtool.dump.levels import ADDRESS_MASK
 from kmtool.layout.table import OFFSET_MAP_BASE, SHARED_PML4_FIRST, SHARED_PML4_LAST
@@ -62,84 +54,93 @@ EXPLAINED: dict[Built, Part] = {"kernel_pml4": "kernel_tables", "heap": "heap", 
 
 @dataclass(frozen=True)
 class InspectCheck:
-    """One check of `kmtool inspect`: its row's `name`, the function `run` of the parts it `reads`,
-    the structures it needs `built`, and the read parts that may be None (`optional`).
+    """One check of `kmtool inspect`: its row's `name`, the function `run` ("module.function" of
+    kmtool.dump.checks) of the parts it `reads`, the structures it needs `built`, and the read
+    parts that may be None (`optional`).
 
-    `run` returns a Verdict; a run that returns a whole Check names its own row (the core-info
-    block that cannot be read, whose decoder names the fault).
+    The function returns a Verdict; one that returns a whole Check names its own row (the
+    core-info block that cannot be read, whose decoder names the fault).
     """
 
     name: str
-    run: Callable[..., Verdict | Check]
+    run: str
     reads: tuple[Part, ...]
     built: tuple[Built, ...] = ()
     optional: tuple[Part, ...] = ()
 
+    def function(self) -> Callable[..., Verdict | Check]:
+        """The check's function, its module imported on first use."""
+        module, name = self.run.split(".")
+        found: Callable[..., Verdict | Check] = getattr(
+            importlib.import_module(f"kmtool.dump.checks.{module}"), name
+        )
+        return found
+
 
 C = InspectCheck
 CHECKS: tuple[InspectCheck, ...] = (
-    C("core-info readable", core.core_info_readable, ("core_error",)),
-    C("kernel parts readable", core.parts_readable, ("core", "part_errors")),
-    C("kernel reached ready", core.kernel_ready, ("core", "frames", "kernel_tables", "heap"),
+    C("core-info readable", "core.core_info_readable", ("core_error",)),
+    C("kernel parts readable", "core.parts_readable", ("core", "part_errors")),
+    C("kernel reached ready", "core.kernel_ready", ("core", "frames", "kernel_tables", "heap"),
       optional=("frames", "kernel_tables", "heap")),
-    C("core-info constants match the layout table", core.core_constants, ("core",)),
-    C("core-info agrees with kernel symbols", core.core_symbols,
+    C("core-info constants match the layout table", "core.core_constants", ("core",)),
+    C("core-info agrees with kernel symbols", "core.core_symbols",
       ("core", "kernel", "kernel_tables"), ("kernel_pml4",)),
-    C("build id matches the kernel ELF", core.build_id_matches, ("core", "kernel")),
-    C("memory map sorted", memmap.memory_map_sorted, ("memmap",), ("memmap",)),
-    C("memory map non-overlapping", memmap.memory_map_disjoint, ("memmap",), ("memmap",)),
-    C("memory map stepped by descriptor size", memmap.memory_map_stepping, ("memmap",),
+    C("build id matches the kernel ELF", "core.build_id_matches", ("core", "kernel")),
+    C("memory map sorted", "memmap.memory_map_sorted", ("memmap",), ("memmap",)),
+    C("memory map non-overlapping", "memmap.memory_map_disjoint", ("memmap",), ("memmap",)),
+    C("memory map stepped by descriptor size", "memmap.memory_map_stepping", ("memmap",),
       ("memmap",)),
-    C("page tables walked", pagetables.page_tables_walked,
+    C("page tables walked", "pagetables.page_tables_walked",
       ("tables", "kernel_tables", "foreign"), optional=("kernel_tables",)),
     C(f"kernel PML4 entries {SHARED_PML4_FIRST} and {SHARED_PML4_LAST} present",
-      pagetables.shared_entries, ("core", "source", "root", "mode"), ("kernel_pml4",),
+      "pagetables.shared_entries", ("core", "source", "root", "mode"), ("kernel_pml4",),
       ("root",)),
-    C(f"offset map is physical + {hex(OFFSET_MAP_BASE)}", pagetables.offset_map,
+    C(f"offset map is physical + {hex(OFFSET_MAP_BASE)}", "offsetmap.offset_map",
       ("memmap", "kernel_tables"), ("kernel_pml4", "memmap")),
-    C("no writable and executable kernel mapping", pagetables.no_wx, ("kernel_tables",),
+    C("no writable and executable kernel mapping", "pagetables.no_wx", ("kernel_tables",),
       ("kernel_pml4",)),
-    C("spans page aligned", spans.spans_aligned, ("frames",), ("frames",)),
-    C("spans sorted and non-overlapping", spans.spans_sorted, ("frames",), ("frames",)),
-    C("spans coalesced", spans.spans_coalesced, ("frames",), ("frames",)),
-    C("span links consistent", spans.span_links, ("frames",), ("frames",)),
-    C("span treap matches the list", treap.span_treap, ("frames",), ("frames", "span_list")),
-    C("spans inside usable memory", spans.spans_usable, ("frames", "memmap"),
+    C("spans page aligned", "spans.spans_aligned", ("frames",), ("frames",)),
+    C("spans sorted and non-overlapping", "spans.spans_sorted", ("frames",), ("frames",)),
+    C("spans coalesced", "spans.spans_coalesced", ("frames",), ("frames",)),
+    C("span links consistent", "spans.span_links", ("frames",), ("frames",)),
+    C("span treap matches the list", "treap.span_treap", ("frames",), ("frames", "span_list")),
+    C("spans inside usable memory", "spans.spans_usable", ("frames", "memmap"),
       ("frames", "memmap")),
-    C("spans inside the offset map", spans.spans_offset_mapped, ("frames", "kernel_tables"),
+    C("spans inside the offset map", "spans.spans_offset_mapped", ("frames", "kernel_tables"),
       ("frames", "kernel_pml4")),
-    C("spans hold no page table", spans.spans_no_tables,
+    C("spans hold no page table", "spans.spans_no_tables",
       ("frames", "tables", "kernel_tables"), ("frames",), ("kernel_tables",)),
-    C("spans hold no mapped kernel page", spans.spans_no_kernel_pages,
+    C("spans hold no mapped kernel page", "spans.spans_no_kernel_pages",
       ("frames", "kernel_tables"), ("frames", "kernel_pml4")),
-    C("spans hold no handoff data", spans.spans_no_handoff, ("frames", "boot", "memmap"),
+    C("spans hold no handoff data", "spans.spans_no_handoff", ("frames", "boot", "memmap"),
       ("frames", "memmap")),
-    C("free frames match the kernel counter", spans.free_frames_counter,
+    C("free frames match the kernel counter", "spans.free_frames_counter",
       ("frames",), ("frames", "span_list")),
-    C("span count matches the kernel counter", spans.spans_counter,
+    C("span count matches the kernel counter", "spans.spans_counter",
       ("frames",), ("frames", "span_list")),
-    C("frame stack decodes", stack.stack_decoded, ("frames",), ("frames",)),
-    C("frame stack matches the kernel counters", stack.stack_counters,
+    C("frame stack decodes", "stack.stack_decoded", ("frames",), ("frames",)),
+    C("frame stack matches the kernel counters", "stack.stack_counters",
       ("frames",), ("frames", "span_list")),
-    C("stacked frames are in no span", stack.stack_not_in_spans,
+    C("stacked frames are in no span", "stack.stack_not_in_spans",
       ("frames",), ("frames", "span_list")),
-    C("frame stack holds no page table", stack.stack_no_tables,
+    C("frame stack holds no page table", "stack.stack_no_tables",
       ("frames", "tables", "kernel_tables"), ("frames",), ("kernel_tables",)),
-    C("frame stack holds no mapped kernel page", stack.stack_not_mapped,
+    C("frame stack holds no mapped kernel page", "stack.stack_not_mapped",
       ("frames", "kernel_tables"), ("frames", "kernel_pml4")),
-    C("heap headers consistent", heap.heap_headers, ("heap",), ("heap",)),
-    C("heap counters match", heap.heap_counters, ("heap",), ("heap",)),
-    C("no leaked frames", accounting.no_leaked_frames, ("accounting",),
+    C("heap headers consistent", "heap.heap_headers", ("heap",), ("heap",)),
+    C("heap counters match", "heap.heap_counters", ("heap",), ("heap",)),
+    C("no leaked frames", "accounting.no_leaked_frames", ("accounting",),
       ("frames", "span_list", "kernel_pml4", "memmap")),
     C(f"every address space shares the kernel's PML4 {SHARED_PML4_FIRST}-{SHARED_PML4_LAST}",
-      aspaces.kernel_half_shared, ("aspaces",), ("kernel_pml4",)),
-    C("no supervisor-only page in a user half", aspaces.user_half_is_user, ("aspaces",)),
-    C("no user mapping points into kernel-owned frames", aspaces.user_not_in_kernel_frames,
+      "aspaces.kernel_half_shared", ("aspaces",), ("kernel_pml4",)),
+    C("no supervisor-only page in a user half", "aspaces.user_half_is_user", ("aspaces",)),
+    C("no user mapping points into kernel-owned frames", "aspaces.user_not_in_kernel_frames",
       ("kernel_tables", "aspaces", "memmap"), ("kernel_pml4", "memmap")),
-    C("IDT covers the exception vectors", descriptors.idt_covers_exceptions, ("descriptors",)),
-    C("exception gates present", descriptors.exception_gates_present, ("descriptors",)),
-    C("IST stacks mapped", descriptors.ist_stacks_mapped, ("descriptors",)),
-    C("TR names the GDT's TSS descriptor", descriptors.tss_descriptor_matches, ("descriptors",)),
+    C("IDT covers the exception vectors", "descriptors.idt_covers_exceptions", ("descriptors",)),
+    C("exception gates present", "descriptors.exception_gates_present", ("descriptors",)),
+    C("IST stacks mapped", "descriptors.ist_stacks_mapped", ("descriptors",)),
+    C("TR names the GDT's TSS descriptor", "descriptors.tss_descriptor_matches", ("descriptors",)),
 )  # fmt: skip
 
 
@@ -205,5 +206,5 @@ def _row(spec: InspectCheck, ins: Inspection, missing: dict[Built, str]) -> Chec
             return Check(spec.name, True, missing[b])
     if absent:
         return None
-    result = spec.run(*parts)
+    result = spec.function()(*parts)
     return result if isinstance(result, Check) else Check(spec.name, result.ok, result.detail)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from kmtool.dump.checks.common import SHOWN, Verdict, contained, offenders, overlapping, u64
-from kmtool.dump.checks.pagetables import offset_mapped
+from kmtool.dump.checks.offsetmap import offset_mapped
 from kmtool.dump.frames import FreeList
 from kmtool.dump.memmap import USABLE_TYPES, MemoryMap, merge_intervals
 from kmtool.dump.pagetable import PageTables
