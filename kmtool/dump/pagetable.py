@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from kmtool.dump.distinct import distinct
 from kmtool.dump.document import AliasDoc, RangeDoc, WalkedTablesDoc
 from kmtool.dump.levels import (
     ADDRESS_MASK,
@@ -195,7 +196,7 @@ class PageTables:
 
     def ranges_in(self, region: str) -> Ranges:
         """The merged ranges whose region name is `region`."""
-        ids = [i for i in np.unique(self.ranges.region) if region_name(int(i)) == region]
+        ids = [i for i in distinct(self.ranges.region) if region_name(int(i)) == region]
         return self.ranges.take(np.flatnonzero(np.isin(self.ranges.region, ids)))
 
     def translate(self, va: int) -> int | None:
@@ -333,7 +334,7 @@ class _Found:
             for name in RANGE_FIELDS:  # one array at a time: the old one goes before the next
                 setattr(ranges, name, getattr(ranges, name)[order])
         leaves = _sorted_leaves(self.leaf_parts) if self.keep_leaves else None
-        tables = np.unique(np.concatenate(self.tables))
+        tables = distinct(np.concatenate(self.tables))
         return PageTables(self.root, ranges, self.leaf_counts, tables, leaves)
 
 
@@ -347,7 +348,7 @@ def _walk(
     levels = found.mode.levels
     for depth, level in enumerate(levels):
         parent = levels[depth - 1] if depth else None
-        found.tables.append(np.unique(tables.pa))
+        found.tables.append(distinct(tables.pa))
         children: list[_Tables] = []
         for lo in range(0, len(tables.pa), CHUNK_TABLES):
             # A chunk's arrays stay referenced here until the next chunk's replace them, as in
