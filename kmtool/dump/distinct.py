@@ -2,9 +2,11 @@
 
 The walker of every dump needs it (the distinct page-table pages of each level). numpy 2's
 `np.unique` imports numpy.ma on its first call to ask whether the array is masked, 6-7 ms of a
-whole `kmtool inspect --cr3` of a 1 GiB foreign dump, about a third of its walk; a sort and one
+whole `kmtool inspect --cr3` of a 1 GiB foreign dump, about a third of its walk. A sort and one
 comparison do the same for the plain arrays the walker has (tests/dump/test_distinct.py holds it
-equal to np.unique).
+equal to np.unique), and on arrays of table addresses faster: 0.35 against 6.9 ms for 65,536 of
+them, 8 against 360 ms for 1,048,576 (numpy 2.4 hashes, then sorts the distinct values). On
+small-range values (uint8, a dozen distinct) np.unique's hash is the faster: use it there.
 """
 
 from __future__ import annotations

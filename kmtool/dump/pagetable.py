@@ -61,7 +61,7 @@ from kmtool.dump.levels import (
 )
 from kmtool.dump.memory import PhysicalMemory
 from kmtool.dump.pagecount import refusal
-from kmtool.dump.regions import NO_REGION, region_ids, region_name
+from kmtool.dump.regions import NO_REGION, ids_named, region_ids, region_name
 from kmtool.layout.table import ENTRIES_PER_TABLE, canonical
 from kmtool.schemas.paging import Pte
 from kmtool.units import suffix_size_text
@@ -196,8 +196,8 @@ class PageTables:
 
     def ranges_in(self, region: str) -> Ranges:
         """The merged ranges whose region name is `region`."""
-        ids = [i for i in distinct(self.ranges.region) if region_name(int(i)) == region]
-        return self.ranges.take(np.flatnonzero(np.isin(self.ranges.region, ids)))
+        wanted = np.isin(self.ranges.region, ids_named(region))
+        return self.ranges.take(np.flatnonzero(wanted))
 
     def translate(self, va: int) -> int | None:
         """Physical address `va` maps to, from the merged ranges; None when unmapped."""

@@ -42,6 +42,12 @@ def region_ids(addresses: np.ndarray) -> np.ndarray:
     ).astype(np.int16)
 
 
+def ids_named(region: str) -> list[int]:
+    """Every id `region_ids` gives for addresses of `region` (the region is one id per piece of it
+    that another region does not cut out)."""
+    return [i for i, name in enumerate(partition()[1]) if name == region]
+
+
 def region_name(region_id: int) -> str | None:
     """The region name for an id from `region_ids` (None for NO_REGION)."""
     return None if region_id == NO_REGION else partition()[1][region_id]
