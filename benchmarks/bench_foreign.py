@@ -1,6 +1,7 @@
 """Benchmark `kmtool inspect --cr3 X --json` on a dump of another kernel against volatility3, whole processes.
 
     .venv/bin/python benchmarks/bench_foreign.py [--runs 5] [--volatility-runs 3] [--keep DIR [--reuse]]
+        [--against TREE]
 
 Issue 11 item 5: on a 1 GiB raw dump of another kernel, the whole `kmtool inspect --cr3 X --json`
 process must be at least 10x faster than volatility3 enumerating the same mappings (install it into
@@ -22,6 +23,10 @@ Measured, the runs of the two interleaved (wall time of each process, peak RSS f
 - `python -c VOLATILITY` (below): volatility3's Intel32e layer over a FileLayer of the same file and
   CR3, `mapping()` over the whole 48-bit space, counting the mappings and bytes, as
   bench_inspect.py's in-process comparison does. It must enumerate 266,240 pages, as kmtool does.
+
+With `--against TREE` (another kmtool tree, such as main unpacked with `git archive` and
+byte-compiled) kmtool runs in both trees in turn, interleaved with volatility3, and each tree gets
+its row and its ratio; the first tree's row says whether both print the same bytes.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from bench_inspect import row, subprocess_rss
+from bench_inspect import REPO, row, subprocess_rss
 
 GiB, MiB, PAGE = 1 << 30, 1 << 20, 4096
 RAM = 1 * GiB
@@ -45,6 +50,19 @@ DIRECT_MAP = 0xFFFF_8880_0000_0000
 TEXT, TEXT_PHYS, TEXT_PAGES = 0xFFFF_FFFF_8100_0000, 16 * MiB, 4096
 P, W, NX = 1, 2, 1 << 63
 LEAVES = RAM // PAGE + TEXT_PAGES
+
+# Run `kmtool ARGS` in this process as the console script does, then print what it imported.
+IMPORTS = """
+import sys
+from kmtool.cli import main
+sys.argv = ["kmtool", *sys.argv[1:]]
+try:
+    main()
+finally:
+    names = set(sys.modules)
+    ours = sorted(n for n in names if n == "kmtool" or n.startswith("kmtool."))
+    print(len(ours), int("construct" in names), int("numpy.ma" in names), file=sys.stderr)
+"""
 
 VOLATILITY = """
 import sys
@@ -104,7 +122,15 @@ def main() -> None:
     parser.add_argument("--volatility-runs", type=int, default=3)
     parser.add_argument("--keep", type=Path, help="Write the dump here and keep it.")
     parser.add_argument("--reuse", action="store_true", help="With --keep: reuse its dump.")
+    parser.add_argument(
+        "--against",
+        type=Path,
+        help="Another kmtool tree (e.g. `git archive main | tar -x -C DIR`), run side by side.",
+    )
     args = parser.parse_args()
+    trees = {"this tree": REPO}
+    if args.against is not None:
+        trees[str(args.against)] = args.against.resolve()
     tmp = Path(tempfile.mkdtemp(prefix="kmtool-bench-foreign-")) if args.keep is None else args.keep
     tmp.mkdir(parents=True, exist_ok=True)
     dump = tmp / "foreign1g.raw"
@@ -113,8 +139,11 @@ def main() -> None:
         if not (args.reuse and dump.exists()):
             cr3 = generate(dump)
         kmtool = [sys.executable, "-m", "kmtool", "inspect", str(dump), "--cr3", hex(cr3), "--json"]
-        check = subprocess.run(kmtool, capture_output=True, text=True, check=False)
-        assert f'"leaves": {LEAVES},' in check.stdout, check.stderr
+        outputs = set()
+        for cwd in trees.values():
+            check = subprocess.run(kmtool, cwd=cwd, capture_output=True, text=True, check=False)
+            assert f'"leaves": {LEAVES},' in check.stdout, check.stderr
+            outputs.add(check.stdout)
         vol = [sys.executable, "-c", VOLATILITY, str(dump), hex(cr3)]
         have_vol = args.volatility_runs > 0
         if have_vol:
@@ -122,32 +151,63 @@ def main() -> None:
             have_vol = out.returncode == 0
             if have_vol:
                 assert int(out.stdout.split()[1]) == LEAVES, out.stdout
-        km_runs, vol_runs = [], []
+        imports = {tree: _imports(kmtool[3:], cwd) for tree, cwd in trees.items()}
+        km_runs: dict[str, list[tuple[float, int, int]]] = {tree: [] for tree in trees}
+        vol_runs = []
         for i in range(max(args.runs, args.volatility_runs if have_vol else 0)):
             if i < args.runs:
-                km_runs.append(subprocess_rss(kmtool))
+                for tree, cwd in trees.items():
+                    km_runs[tree].append(subprocess_rss(kmtool, cwd))
             if have_vol and i < args.volatility_runs:
                 vol_runs.append(subprocess_rss(vol))
-        print("| measurement | median | min | max | runs | notes |")
-        print("|---|---:|---:|---:|---:|---|")
-        km_t = [t for t, _, _ in km_runs]
-        statuses = sorted({s for _, s, _ in km_runs})
-        rss = max(r for _, _, r in km_runs)
-        print(row("kmtool inspect DUMP --cr3 X --json (whole process)", km_t,
-                  f"exit {statuses}, peak RSS {rss / 1024:.0f} MiB, {LEAVES} leaves"))  # fmt: skip
-        if not have_vol:
-            print(
-                "| volatility3 Intel32e mapping() (whole process) | - | - | - | 0 | not installed |"
-            )
-            return
-        vol_t = [t for t, _, _ in vol_runs]
-        ratio = statistics.median(vol_t) / statistics.median(km_t)
-        rss = max(r for _, _, r in vol_runs)
-        print(row("volatility3 Intel32e mapping() (whole process)", vol_t,
-                  f"peak RSS {rss / 1024:.0f} MiB; kmtool is {ratio:.1f}x faster (target 10x)"))  # fmt: skip
+        _report(km_runs, vol_runs, len(outputs) == 1, imports)
     finally:
         if args.keep is None:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _imports(args: list[str], cwd: Path) -> str:
+    """What one `kmtool ARGS` process run in `cwd` imports, as a note."""
+    done = subprocess.run(
+        [sys.executable, "-c", IMPORTS, *args], cwd=cwd, capture_output=True, text=True
+    )
+    ours, construct, masked = (int(x) for x in done.stderr.split()[-3:])
+    return (f"{ours} kmtool modules, {'with' if construct else 'no'} construct, "
+            f"{'with' if masked else 'no'} numpy.ma")  # fmt: skip
+
+
+def _report(
+    km_runs: dict[str, list[tuple[float, int, int]]],
+    vol_runs: list[tuple[float, int, int]],
+    identical: bool,
+    imports: dict[str, str],
+) -> None:
+    """One row per kmtool tree, then volatility3's with each tree's ratio."""
+    print("| measurement | median | min | max | runs | notes |")
+    print("|---|---:|---:|---:|---:|---|")
+    medians = {}
+    for i, (tree, runs) in enumerate(km_runs.items()):
+        times = [t for t, _, _ in runs]
+        medians[tree] = statistics.median(times)
+        statuses = sorted({s for _, s, _ in runs})
+        rss = max(r for _, _, r in runs)
+        what = "kmtool inspect DUMP --cr3 X --json (whole process)"
+        same = ""
+        if len(km_runs) > 1:
+            what += f" ({tree})"
+            same = "" if i else (", output identical" if identical else ", OUTPUT DIFFERS")
+        print(row(what, times, f"exit {statuses}, peak RSS {rss / 1024:.0f} MiB, {LEAVES} leaves, "
+                  f"imports {imports[tree]}" + same))  # fmt: skip
+    if not vol_runs:
+        print("| volatility3 Intel32e mapping() (whole process) | - | - | - | 0 | not installed |")
+        return
+    vol_t = [t for t, _, _ in vol_runs]
+    ratios = ", ".join(
+        f"{tree}: {statistics.median(vol_t) / m:.1f}x" for tree, m in medians.items()
+    )
+    rss = max(r for _, _, r in vol_runs)
+    print(row("volatility3 Intel32e mapping() (whole process)", vol_t,
+              f"peak RSS {rss / 1024:.0f} MiB; kmtool is faster by {ratios} (target 10x)"))  # fmt: skip
 
 
 if __name__ == "__main__":
