@@ -23,7 +23,11 @@ from kmtool.layout.table import PAGE_SIZE
 from kmtool.schemas.frames import FRAME_STACK_MAGIC, STACK_RUN_MAX, stack_node_offset
 
 KEY = 0x0DD_BA11_5EED
-STRANGE = [PAGES[3] + 8, 3 << 20, 0x44000 - PAGE_SIZE, (1 << 64) - PAGE_SIZE, (2 << 20) + 8]
+# Links no stack should follow: misaligned, out of the dump, in the zero tail, at the top of the
+# address space, and page-aligned frames of the range that is not page aligned (its frames' nodes
+# straddle or miss the range).
+STRANGE = [PAGES[3] + 8, 3 << 20, 0x44000 - PAGE_SIZE, (1 << 64) - PAGE_SIZE, (2 << 20) + 8,
+           (2 << 20) + PAGE_SIZE, (2 << 20) + 15 * PAGE_SIZE]  # fmt: skip
 
 
 pytestmark = pytest.mark.usefixtures("forced_scan")  # every test here takes the guess
