@@ -6,7 +6,9 @@ imports a format's reader, and construct, only once the dump turns out to need i
 §13). The schemas import these names, so each value is still written once.
 """
 
-ELF_MAGIC = b"\x7fELF"  # e_ident[EI_MAG0..EI_MAG3]: QEMU's cores (kmtool.elf, self-contained, has its own)
+# e_ident[EI_MAG0..EI_MAG3] of QEMU's ELF cores (kmtool.elf, which imports nothing of kmtool but
+# its errors, states it for the kernel ELF).
+ELF_MAGIC = b"\x7fELF"
 KDUMP_SIGNATURE = b"KDUMP   "  # a kdump-compressed file's first block
 FLAT_SIGNATURE = b"makedumpfile\0\0\0\0"  # makedumpfile's flattened stream
 LIME_MAGIC = 0x4C694D45  # each LiME range header's first word ("EMiL" in the file)
