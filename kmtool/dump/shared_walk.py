@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from kmtool.dump.distinct import distinct
 from kmtool.dump.levels import FOUR_LEVEL
 from kmtool.dump.memory import PhysicalMemory
 from kmtool.dump.pagetable import MAX_RANGES, TABLE_BYTES, PageTables, Ranges, walk
@@ -51,7 +52,7 @@ def walk_sharing(
         for size in sorted({*part.leaf_counts, *kernel.leaf_counts}, reverse=True)
     }  # the full walk's order: by level, from the largest pages down
     below = kernel.tables[kernel.tables != np.uint64(kernel.root)]
-    tables = np.unique(np.concatenate((part.tables, below)))
+    tables = distinct(np.concatenate((part.tables, below)))
     return PageTables(part.root, joined, counts, tables, mode=part.mode)
 
 

@@ -13,17 +13,22 @@ C library (no malloc_trim) it does nothing.
 from __future__ import annotations
 
 import ctypes
-from typing import Any
-
-_malloc_trim: list[Any] = []  # [glibc's malloc_trim, or None], looked up on first use
+from collections.abc import Callable
+from functools import cache
 
 
 def trim() -> None:
     """Return the C heap's free pages to the kernel (glibc), or nothing elsewhere."""
-    if not _malloc_trim:
-        try:
-            _malloc_trim.append(ctypes.CDLL(None).malloc_trim)
-        except (OSError, AttributeError):
-            _malloc_trim.append(None)
-    if _malloc_trim[0] is not None:
-        _malloc_trim[0](0)
+    malloc_trim = _malloc_trim()
+    if malloc_trim is not None:
+        malloc_trim(0)
+
+
+@cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, looked up once; None in a C library without it."""
+    try:
+        found: Callable[[int], int] = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+    return found
