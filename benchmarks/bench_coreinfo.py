@@ -24,14 +24,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from bench_inspect import REPO, generate, row, subprocess_rss, write_as_kmtool
+from bench_inspect import (
+    add_against,
+    generate,
+    row,
+    same_output,
+    subprocess_rss,
+    tree_dirs,
+    write_as_kmtool,
+)
 
 VARIANTS = ("note", "cr3 only", "nothing")
 
@@ -55,16 +61,6 @@ def _sidecars(dump: Path, tmp: Path) -> dict[str, Path]:
     return out
 
 
-def _same_output(trees: dict[str, Path], argv: list[str]) -> str:
-    """Whether every tree prints the same bytes for `argv` (NO_COLOR=1 COLUMNS=100), as a note."""
-    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "100"}
-    outs = {
-        subprocess.run(argv, cwd=cwd, env=env, capture_output=True, check=False).stdout
-        for cwd in trees.values()
-    }
-    return "" if len(trees) < 2 else ("output identical" if len(outs) == 1 else "OUTPUT DIFFERS")
-
-
 def _measure(args: argparse.Namespace, paths: dict[str, Path], trees: dict[str, Path]) -> None:
     """Every variant in every tree, interleaved run by run; one table row each."""
     kmtool = [sys.executable, "-m", "kmtool", "inspect"]
@@ -84,7 +80,7 @@ def _measure(args: argparse.Namespace, paths: dict[str, Path], trees: dict[str, 
             what += f" ({tree})"
         rss = max(r for _, _, r in runs)
         statuses = sorted({s for _, s, _ in runs})
-        same = _same_output(trees, argv) if tree == next(iter(trees)) else ""
+        same = same_output(trees, argv) if tree == next(iter(trees)) else ""
         notes = f"exit {statuses}, peak RSS {rss / 1024:.1f} MiB ({rss * 1024 / 1e6:.1f} MB)"
         print(row(what, [w for w, _, _ in runs], notes + (f", {same}" if same else "")))
 
@@ -94,11 +90,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--keep", type=Path, help="Write the dump here and keep it.")
     parser.add_argument("--reuse", action="store_true", help="With --keep: reuse its dump.")
-    parser.add_argument(
-        "--against",
-        type=Path,
-        help="Another kmtool tree (e.g. `git archive main | tar -x -C DIR`), run side by side.",
-    )
+    add_against(parser)
     parser.add_argument(
         "--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS), help="Sidecars to run."
     )
@@ -114,10 +106,7 @@ def main() -> None:
             generate(pieces)
             write_as_kmtool(pieces, dump)
             pieces.unlink()
-        trees = {"this tree": REPO}
-        if args.against is not None:
-            trees[str(args.against)] = args.against.resolve()
-        _measure(args, _sidecars(dump, tmp), trees)
+        _measure(args, _sidecars(dump, tmp), tree_dirs(args.against))
     finally:
         if args.keep is None:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -41,7 +41,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from bench_inspect import REPO, row, subprocess_rss
+from bench_inspect import add_against, row, same_output, subprocess_rss, tree_dirs
 
 GiB, MiB, PAGE = 1 << 30, 1 << 20, 4096
 RAM = 1 * GiB
@@ -122,15 +122,9 @@ def main() -> None:
     parser.add_argument("--volatility-runs", type=int, default=3)
     parser.add_argument("--keep", type=Path, help="Write the dump here and keep it.")
     parser.add_argument("--reuse", action="store_true", help="With --keep: reuse its dump.")
-    parser.add_argument(
-        "--against",
-        type=Path,
-        help="Another kmtool tree (e.g. `git archive main | tar -x -C DIR`), run side by side.",
-    )
+    add_against(parser)
     args = parser.parse_args()
-    trees = {"this tree": REPO}
-    if args.against is not None:
-        trees[str(args.against)] = args.against.resolve()
+    trees = tree_dirs(args.against)
     tmp = Path(tempfile.mkdtemp(prefix="kmtool-bench-foreign-")) if args.keep is None else args.keep
     tmp.mkdir(parents=True, exist_ok=True)
     dump = tmp / "foreign1g.raw"
@@ -139,11 +133,9 @@ def main() -> None:
         if not (args.reuse and dump.exists()):
             cr3 = generate(dump)
         kmtool = [sys.executable, "-m", "kmtool", "inspect", str(dump), "--cr3", hex(cr3), "--json"]
-        outputs = set()
         for cwd in trees.values():
             check = subprocess.run(kmtool, cwd=cwd, capture_output=True, text=True, check=False)
             assert f'"leaves": {LEAVES},' in check.stdout, check.stderr
-            outputs.add(check.stdout)
         vol = [sys.executable, "-c", VOLATILITY, str(dump), hex(cr3)]
         have_vol = args.volatility_runs > 0
         if have_vol:
@@ -160,7 +152,7 @@ def main() -> None:
                     km_runs[tree].append(subprocess_rss(kmtool, cwd))
             if have_vol and i < args.volatility_runs:
                 vol_runs.append(subprocess_rss(vol))
-        _report(km_runs, vol_runs, len(outputs) == 1, imports)
+        _report(km_runs, vol_runs, same_output(trees, kmtool), imports)
     finally:
         if args.keep is None:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -179,7 +171,7 @@ def _imports(args: list[str], cwd: Path) -> str:
 def _report(
     km_runs: dict[str, list[tuple[float, int, int]]],
     vol_runs: list[tuple[float, int, int]],
-    identical: bool,
+    same: str,
     imports: dict[str, str],
 ) -> None:
     """One row per kmtool tree, then volatility3's with each tree's ratio."""
@@ -192,12 +184,10 @@ def _report(
         statuses = sorted({s for _, s, _ in runs})
         rss = max(r for _, _, r in runs)
         what = "kmtool inspect DUMP --cr3 X --json (whole process)"
-        same = ""
         if len(km_runs) > 1:
             what += f" ({tree})"
-            same = "" if i else (", output identical" if identical else ", OUTPUT DIFFERS")
         print(row(what, times, f"exit {statuses}, peak RSS {rss / 1024:.0f} MiB, {LEAVES} leaves, "
-                  f"imports {imports[tree]}" + same))  # fmt: skip
+                  f"imports {imports[tree]}" + (f", {same}" if same and not i else "")))  # fmt: skip
     if not vol_runs:
         print("| volatility3 Intel32e mapping() (whole process) | - | - | - | 0 | not installed |")
         return

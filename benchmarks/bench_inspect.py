@@ -404,6 +404,35 @@ def subprocess_rss(args: list[str], cwd: Path = REPO) -> tuple[float, int, int]:
     return time.perf_counter() - t, proc.returncode, usage.ru_maxrss
 
 
+def add_against(parser: argparse.ArgumentParser) -> None:
+    """The `--against TREE` option of the whole-process benches."""
+    parser.add_argument(
+        "--against",
+        type=Path,
+        help="Another kmtool tree (e.g. `git archive main | tar -x -C DIR`), run side by side.",
+    )
+
+
+def tree_dirs(against: Path | None) -> dict[str, Path]:
+    """This tree, and the `--against` one when given: name -> the directory `python -m kmtool`
+    runs in to use that tree's kmtool."""
+    out = {"this tree": REPO}
+    if against is not None:
+        out[str(against)] = against.resolve()
+    return out
+
+
+def same_output(trees: dict[str, Path], argv: list[str]) -> str:
+    """Whether every tree prints the same bytes for `argv` (NO_COLOR=1 COLUMNS=100), as a note
+    ("" for one tree)."""
+    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "100"}
+    outs = {
+        subprocess.run(argv, cwd=cwd, env=env, capture_output=True, check=False).stdout
+        for cwd in trees.values()
+    }
+    return "" if len(trees) < 2 else ("output identical" if len(outs) == 1 else "OUTPUT DIFFERS")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=5)
