@@ -10,16 +10,17 @@ import numpy as np
 import pytest
 
 from kmtool.dump import shared_walk
-from kmtool.dump.pagetable import MAX_LEAVES, PageTables, Ranges, walk
+from kmtool.dump.memory import PhysicalMemory
+from kmtool.dump.pagetable import MAX_LEAVES, RANGE_FIELDS, PageTables, Ranges, walk
 from kmtool.dump.shared_walk import walk_sharing
 from kmtool.dump.source import open_dump
-from kmtool.layout.table import PAGE_SIZE
+from kmtool.layout.table import PAGE_SIZE, SHARED_PML4_FIRST, SHARED_PML4_LAST
 
-FIELDS = ("start", "phys", "size", "page_size", "perm", "region")
+SHARED = tuple(range(SHARED_PML4_FIRST, SHARED_PML4_LAST + 1))  # the kernel half
 
 
 def assert_same(got: PageTables, want: PageTables) -> None:
-    for name in FIELDS:
+    for name in RANGE_FIELDS:
         a, b = getattr(got.ranges, name), getattr(want.ranges, name)
         assert a.dtype == b.dtype and np.array_equal(a, b), name
     assert list(got.leaf_counts.items()) == list(want.leaf_counts.items())
@@ -28,8 +29,11 @@ def assert_same(got: PageTables, want: PageTables) -> None:
     assert got.to_json() == want.to_json()
 
 
+Process = tuple[PhysicalMemory, F.Fixture]
+
+
 @pytest.fixture
-def process(tmp_path: Path) -> tuple[Any, F.Fixture]:
+def process(tmp_path: Path) -> Process:
     fx = F.build(cr3="process")
     return open_dump(fx.write_raw(tmp_path / "p.raw")).memory, fx
 
@@ -46,20 +50,25 @@ def spy(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
     return calls
 
 
-def test_a_shared_kernel_half_is_not_walked_again(process, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_shared_kernel_half_is_not_walked_again(
+    process: Process, monkeypatch: pytest.MonkeyPatch
+) -> None:
     mem, fx = process
     kernel = walk(mem, fx.addresses["kernel_pml4"])
     calls = spy(monkeypatch)
     got = walk_sharing(mem, fx.cr3, kernel, MAX_LEAVES)
-    assert calls == [(510, 511)]  # only the process's own slots were walked
+    assert calls == [SHARED]  # only the process's own slots were walked
     assert_same(got, walk(mem, fx.cr3))
     assert got.leaf_total > kernel.leaf_total  # the kernel's leaves are in it
 
 
-def test_a_slot_that_differs_is_walked_in_full(process, monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_slot_that_differs_is_walked_in_full(
+    process: Process, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     mem, fx = process
     kernel = walk(mem, fx.addresses["kernel_pml4"])
-    fx.poke(fx.cr3 + 511 * 8, fx.u64(fx.cr3 + 511 * 8) & ~F.W)  # read-only kernel half here
+    slot = fx.cr3 + SHARED_PML4_LAST * 8
+    fx.poke(slot, fx.u64(slot) & ~F.W)  # a read-only kernel half here
     mem = open_dump(fx.write_raw(tmp_path / "q.raw")).memory
     calls = spy(monkeypatch)
     got = walk_sharing(mem, fx.cr3, kernel, MAX_LEAVES)
@@ -67,7 +76,9 @@ def test_a_slot_that_differs_is_walked_in_full(process, monkeypatch, tmp_path) -
     assert_same(got, walk(mem, fx.cr3))
 
 
-def test_a_kernel_walk_with_errors_is_not_reused(process, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_kernel_walk_with_errors_is_not_reused(
+    process: Process, monkeypatch: pytest.MonkeyPatch
+) -> None:
     mem, fx = process
     kernel = walk(mem, fx.addresses["kernel_pml4"])
     kernel.errors = ["Page table: a table outside the dump."]
@@ -76,7 +87,9 @@ def test_a_kernel_walk_with_errors_is_not_reused(process, monkeypatch) -> None: 
     assert calls == [()]
 
 
-def test_a_budget_the_two_halves_pass_walks_in_full(process, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_budget_the_two_halves_pass_walks_in_full(
+    process: Process, monkeypatch: pytest.MonkeyPatch
+) -> None:
     mem, fx = process
     kernel = walk(mem, fx.addresses["kernel_pml4"])
     calls = spy(monkeypatch)
